@@ -1,0 +1,788 @@
+"""vnetd: the user-space vnet datapath and control daemon.
+
+One tap device per vnet, enslaved to the vnet's bridge; frames read from it are
+encapsulated (EtherIP-in-UDP on port 1798, or raw EtherIP) and sent to the host
+holding the destination MAC, or flooded to the multicast group and forwarded to
+peers.  Received frames are checked, learned from and written to the vnet's tap.
+
+The loop is single-threaded over epoll; every handler drains its descriptor in a
+batch and reads the clock once per batch.  The per-packet code uses prebuilt
+headers, bytes slicing and dict lookups only: no construct, no logging, no copies
+beyond the kernel's.  State that must survive a restart (vnets, peers, group) is
+read from the state directory at start; `vn` writes it.
+"""
+from __future__ import annotations
+
+import collections
+import errno
+import logging
+import os
+import select
+import signal
+import socket
+import struct
+import sys
+import time
+from pathlib import Path
+
+import click
+from pyroute2 import IPRoute
+
+import sxp
+from vnet import commands, netdev, records, wire
+from vnet.addr import is_multicast_ipv4, parse_ipv4
+from vnet.config import VnetConfig, default_mtu, header_size
+from vnet.control import MAX_REQUEST, encode_replies, error_reply, ok_reply, resolve_socket
+from vnet.datapath import Datapath, DatapathError, Record
+from vnet.state import StateError, StateStore, resolve_state_dir
+from vnet.tables import SWEEP_INTERVAL, FloodFilter, Peer, VarpCache, VifTable
+from vnet.vnetid import VnetId
+
+log = logging.getLogger("vnetd")
+
+IP_MULTICAST_ALL = 49
+IP_MTU_DISCOVER = 10
+IP_PMTUDISC_DO = 2
+BATCH = 64
+RCVBUF = 4 << 20
+ZERO_ADDR = b"\0\0\0\0"
+
+
+class Vnet:
+    """A vnet on this host: its config, tap, header prefix and counters."""
+
+    __slots__ = ("cfg", "vid", "fd", "prefix", "udp", "bridge_created",
+                 "rx_packets", "tx_packets", "rx_bytes", "tx_bytes")
+
+    def __init__(self, cfg: VnetConfig, fd: int, bridge_created: bool) -> None:
+        self.cfg = cfg
+        self.vid = cfg.id.packed
+        self.fd = fd
+        self.udp = cfg.encapsulation == "udp"
+        self.prefix = wire.vudp_prefix(self.vid) if self.udp else wire.etherip_prefix(self.vid)
+        self.bridge_created = bridge_created
+        self.rx_packets = self.tx_packets = self.rx_bytes = self.tx_bytes = 0
+
+
+class Vnetd(Datapath):
+    """The daemon; also the in-process Datapath that the command language drives."""
+
+    kind = "vnetd"
+
+    def __init__(self, address: str, mcaddr: str = wire.DEFAULT_GROUP, port: int = wire.PORT,
+                 ttl: int = wire.DEFAULT_TTL, socket_path: Path | None = None,
+                 store: StateStore | None = None) -> None:
+        self.ipr = IPRoute()
+        self.port = port
+        self.ttl = ttl
+        self.socket_path = socket_path
+        self.store = store
+        self.by_id: dict[bytes, Vnet] = {}
+        self.by_fd: dict[int, Vnet] = {}
+        self.varp_cache = VarpCache()
+        self.vif_table = VifTable()
+        self.peer_table: dict[str, Peer] = {}
+        self.flood_filter = FloodFilter()
+        self.drops: collections.Counter[str] = collections.Counter()
+        self.counters: collections.Counter[str] = collections.Counter()
+        self.now = time.monotonic()
+        self.running = True
+        self.buf = bytearray(65536)
+        self.mv = memoryview(self.buf)
+        self.ep = select.epoll()
+        self.handlers: dict[int, object] = {}
+        self.conns: dict[int, tuple[socket.socket, bytearray]] = {}
+        self._set_address(address)
+        self.mcaddr = mcaddr
+        self.mcaddr_b = socket.inet_aton(mcaddr)
+        self._open_sockets()
+
+    # ---- setup -------------------------------------------------------------------
+
+    def _set_address(self, address: str) -> None:
+        found = {a: (ifname, index) for ifname, a, index in netdev.ipv4_addresses(self.ipr)}
+        if address not in found:
+            raise DatapathError("EADDRNOTAVAIL", f"{address} is not an address of this host "
+                                f"(have: {', '.join(sorted(found)) or 'none'})")
+        self.address = address
+        self.address_b = socket.inet_aton(address)
+        self.device, self.ifindex = found[address]
+        self.self_addrs = set(found) | {"0.0.0.0"}
+        prefix = netdev.prefix_length(self.ipr, address)
+        self.onlink_mask = (0xFFFFFFFF << (32 - prefix)) & 0xFFFFFFFF
+        self.onlink_net = int.from_bytes(self.address_b, "big") & self.onlink_mask
+
+    def _relayed(self, src: str) -> bool:
+        """A multicast from an off-link source can only be a peer's re-send."""
+        return int.from_bytes(socket.inet_aton(src), "big") & self.onlink_mask != self.onlink_net
+
+    def _duplicate(self, src: str, payload) -> bool:
+        if self._relayed(src):
+            return not self.flood_filter.first_time(src, payload, self.now)
+        self.flood_filter.record(src, payload, self.now)
+        return False
+
+    def _mc_options(self, s: socket.socket) -> None:
+        s.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, self.address_b)
+        s.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_LOOP, 0)
+        s.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, self.ttl)
+
+    def _membership(self) -> bytes:
+        return struct.pack("4s4si", self.mcaddr_b, self.address_b, self.ifindex)
+
+    def _open_sockets(self) -> None:
+        u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        u.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        u.setsockopt(socket.IPPROTO_IP, IP_MULTICAST_ALL, 0)
+        self._mc_options(u)
+        self._bigbuf(u)
+        try:
+            u.bind(("0.0.0.0", self.port))
+        except OSError as e:
+            u.close()
+            raise DatapathError.from_os_error(e, f"cannot bind UDP port {self.port} "
+                                              "(is another vnetd or the vnet module running here?)")
+        self.usock = u
+        self.r97 = socket.socket(socket.AF_INET, socket.SOCK_RAW, wire.IPPROTO_ETHERIP)
+        self._mc_options(self.r97)
+        self._bigbuf(self.r97)
+        self.r97.setsockopt(socket.IPPROTO_IP, IP_MTU_DISCOVER, IP_PMTUDISC_DO)
+        self.rawout = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
+        self._mc_options(self.rawout)
+        for s in (u, self.r97, self.rawout):
+            s.setblocking(False)
+        self.msock: socket.socket | None = None
+        self._open_group()
+        self._watch(u.fileno(), lambda: self._udp_readable(self.usock, False))
+        self._watch(self.r97.fileno(), self._raw_readable)
+
+    def _bigbuf(self, s: socket.socket) -> None:
+        for opt in (33, socket.SO_RCVBUF):  # SO_RCVBUFFORCE as root, else the capped one
+            try:
+                s.setsockopt(socket.SOL_SOCKET, opt, RCVBUF)
+                return
+            except OSError:
+                continue
+
+    def _open_group(self) -> None:
+        """(Re)open the socket that receives the group's floods and VARP messages."""
+        if self.msock is not None:
+            self._unwatch(self.msock.fileno())
+            try:
+                self.r97.setsockopt(socket.IPPROTO_IP, socket.IP_DROP_MEMBERSHIP, self._old_membership)
+            except OSError:
+                pass
+            self.msock.close()
+        m = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        m.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        m.setsockopt(socket.IPPROTO_IP, IP_MULTICAST_ALL, 0)
+        self._bigbuf(m)
+        m.bind((self.mcaddr, self.port))
+        m.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, self._membership())
+        m.setblocking(False)
+        self.r97.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, self._membership())
+        self._old_membership = self._membership()
+        self.msock = m
+        self._watch(m.fileno(), lambda: self._udp_readable(m, True))
+
+    def _watch(self, fd: int, handler) -> None:
+        self.handlers[fd] = handler
+        self.ep.register(fd, select.EPOLLIN)
+
+    def _unwatch(self, fd: int) -> None:
+        self.handlers.pop(fd, None)
+        try:
+            self.ep.unregister(fd)
+        except (OSError, ValueError):
+            pass
+
+    def restore(self) -> None:
+        """Bring back the persisted group, vnets and peers; one bad entry does not stop the rest."""
+        if self.store is None:
+            return
+        state = self.store.load()
+        mc = state.settings.get("mcaddr")
+        if mc and mc != self.mcaddr:
+            self.set_mcaddr(mc)
+        for cfg in state.vnets.values():
+            try:
+                self.vnet_add(cfg)
+            except DatapathError as e:
+                log.error("cannot restore vnet %s: %s", cfg.id, e.message)
+        for addr, port in state.peers.items():
+            self.peer_add(addr, port)
+        log.info("restored %d vnets and %d peers from %s", len(self.by_id), len(self.peer_table),
+                 self.store.dir)
+
+    # ---- control socket -------------------------------------------------------------
+
+    def listen(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if path.exists():
+            probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                probe.connect(str(path))
+            except OSError:
+                path.unlink()
+            else:
+                raise DatapathError("EADDRINUSE", f"another vnetd is serving {path}")
+            finally:
+                probe.close()
+        old = os.umask(0o077)
+        try:
+            ls = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            ls.bind(str(path))
+        finally:
+            os.umask(old)
+        os.chmod(path, 0o600)
+        ls.listen(16)
+        ls.setblocking(False)
+        self.lsock = ls
+        self.socket_path = path
+        self._watch(ls.fileno(), self._accept)
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.lsock.accept()
+            except BlockingIOError:
+                return
+            uid = struct.unpack("3i", conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))[1]
+            if uid != 0:
+                conn.sendall(encode_replies([error_reply(DatapathError("EPERM", "vnetd accepts commands from root only"))]))
+                conn.close()
+                continue
+            conn.setblocking(False)
+            self.conns[conn.fileno()] = (conn, bytearray())
+            self._watch(conn.fileno(), lambda fd=conn.fileno(): self._conn_readable(fd))
+
+    def _conn_readable(self, fd: int) -> None:
+        conn, data = self.conns[fd]
+        try:
+            chunk = conn.recv(65536)
+        except BlockingIOError:
+            return
+        except OSError:
+            chunk = b""
+            data.clear()
+        if chunk:
+            data += chunk
+            if len(data) <= MAX_REQUEST:
+                return
+            replies = [error_reply(DatapathError("E2BIG", f"request larger than {MAX_REQUEST} bytes"))]
+        else:
+            replies = self._evaluate(bytes(data))
+        self._unwatch(fd)
+        del self.conns[fd]
+        try:
+            conn.setblocking(True)
+            conn.settimeout(2.0)
+            conn.sendall(encode_replies(replies))
+        except OSError:
+            pass
+        conn.close()
+
+    def _evaluate(self, data: bytes) -> list[sxp.Value]:
+        try:
+            exprs = sxp.parse(data.decode("utf-8"), source="request")
+        except (sxp.SxpError, UnicodeDecodeError) as e:
+            return [error_reply(DatapathError("EINVAL", str(e)))]
+        replies = []
+        for expr in exprs:
+            try:
+                replies.append(ok_reply(commands.evaluate(self, expr)))
+            except DatapathError as e:
+                replies.append(error_reply(e))
+                break
+            except Exception as e:  # a bug must not kill the datapath; the caller hears of it
+                log.exception("command failed: %s", sxp.show(expr))
+                replies.append(error_reply(DatapathError("EIO", f"internal error: {e}")))
+                break
+        return replies
+
+    # ---- Datapath interface -----------------------------------------------------------
+
+    def vnet_add(self, cfg: VnetConfig) -> None:
+        if cfg.security != "none":
+            raise DatapathError("EOPNOTSUPP", f"vnet {cfg.id}: security level '{cfg.security}' needs "
+                                "per-vnet keys, which this version does not support yet; use (security none)")
+        if cfg.id.packed in self.by_id:
+            raise DatapathError("EEXIST", f"vnet {cfg.id} already exists")
+        for v in self.by_id.values():
+            if v.cfg.vnetif == cfg.vnetif:
+                raise DatapathError("EEXIST", f"vnetif {cfg.vnetif} is already used by vnet {v.cfg.id}")
+        if netdev.link_index(self.ipr, cfg.vnetif) is not None:
+            raise DatapathError("EEXIST", f"a device named {cfg.vnetif} already exists on this host")
+        fd = netdev.open_tap(cfg.vnetif)
+        try:
+            created = netdev.ensure_bridge(self.ipr, cfg.bridge)
+            netdev.enslave(self.ipr, cfg.vnetif, cfg.bridge, mtu=default_mtu(cfg.encapsulation))
+        except DatapathError:
+            os.close(fd)
+            raise
+        v = Vnet(cfg, fd, created)
+        self.by_id[v.vid] = v
+        self.by_fd[fd] = v
+        self._watch(fd, lambda: self._tap_readable(v))
+        log.info("vnet %s up: %s on bridge %s (%s)", cfg.id, cfg.vnetif, cfg.bridge, cfg.encapsulation)
+
+    def vnet_del(self, vid: VnetId) -> None:
+        v = self.by_id.pop(vid.packed, None)
+        if v is None:
+            raise DatapathError("ENOENT", f"vnet {vid} does not exist")
+        self._close_vnet(v)
+        log.info("vnet %s removed", vid)
+
+    def _close_vnet(self, v: Vnet) -> None:
+        self._unwatch(v.fd)
+        self.by_fd.pop(v.fd, None)
+        os.close(v.fd)
+        self.varp_cache.flush(v.vid)
+        self.vif_table.flush(v.vid)
+
+    def vnets(self) -> list[Record]:
+        out = []
+        for v in sorted(self.by_id.values(), key=lambda v: v.cfg.id):
+            c = v.cfg
+            out.append(records.vnet_record(
+                c.id, c.vnetif, c.security, header_size(c.encapsulation), bridge=c.bridge,
+                encapsulation=c.encapsulation, rx_packets=v.rx_packets, tx_packets=v.tx_packets,
+                rx_bytes=v.rx_bytes, tx_bytes=v.tx_bytes))
+        return out
+
+    def _need_vnet(self, vid: VnetId) -> Vnet:
+        v = self.by_id.get(vid.packed)
+        if v is None:
+            raise DatapathError("ENOENT", f"vnet {vid} does not exist")
+        return v
+
+    def vif_add(self, vid: VnetId, mac: bytes) -> None:
+        self._need_vnet(vid)
+        self.vif_table.touch(vid.packed, mac, time.monotonic())
+
+    def vif_del(self, vid: VnetId, mac: bytes) -> None:
+        self._need_vnet(vid)
+        if not self.vif_table.remove(vid.packed, mac):
+            raise DatapathError("ENOENT", f"no vif {mac.hex(':')} on vnet {vid}")
+
+    def vifs(self) -> list[Record]:
+        now = time.monotonic()
+        out = [records.viftable_record(int(self.vif_table.ttl), self.vif_table.sweeps)]
+        for (vid, mac), seen in sorted(self.vif_table.entries.items()):
+            out.append(records.vif_record(vid, mac, now - seen))
+        return out
+
+    def peer_add(self, addr: str, port: int) -> None:
+        peer = self.peer_table.get(addr)
+        if peer is None:
+            self.peer_table[addr] = Peer(addr, port)
+        else:
+            peer.port = port
+
+    def peer_del(self, addr: str) -> None:
+        if self.peer_table.pop(addr, None) is None:
+            raise DatapathError("ENOENT", f"{addr} is not a peer")
+
+    def peers(self) -> list[Record]:
+        return [records.peer_record(p.addr, p.port, p.tx_packets, p.rx_packets)
+                for p in sorted(self.peer_table.values(), key=lambda p: socket.inet_aton(p.addr))]
+
+    def varp_flush(self) -> None:
+        self.varp_cache.flush()
+
+    def varp(self) -> list[Record]:
+        now = time.monotonic()
+        out = [records.varp_record(self.device, self.mcaddr, self.address, self.port,
+                                   "etherip_in_udp", int(self.varp_cache.ttl))]
+        for (vid, mac), e in sorted(self.varp_cache.entries.items()):
+            out.append(records.ventry_record(vid, mac, e.addr, now - e.updated))
+        return out
+
+    def set_mcaddr(self, addr: str) -> None:
+        if not is_multicast_ipv4(addr):
+            raise DatapathError("EINVAL", f"{addr} is not a multicast address (224.0.0.0/4)")
+        self.mcaddr = addr
+        self.mcaddr_b = socket.inet_aton(addr)
+        self._open_group()
+
+    def stats(self) -> list[Record]:
+        return [records.counters_record("counters", dict(self.counters)),
+                records.counters_record("drops", dict(self.drops))]
+
+    # ---- datapath: transmit (tap -> network) -----------------------------------------
+
+    def _tap_readable(self, v: Vnet) -> None:
+        now = self.now = time.monotonic()
+        fd = v.fd
+        vid = v.vid
+        vifs = self.vif_table.entries
+        cache = self.varp_cache.entries
+        for _ in range(BATCH):
+            try:
+                frame = os.read(fd, 65536)
+            except BlockingIOError:
+                return
+            except OSError:
+                self.drops["tap-read-error"] += 1
+                return
+            if len(frame) < wire.ETH_HEADER_LEN:
+                self.drops["tap-runt"] += 1
+                continue
+            v.tx_packets += 1
+            v.tx_bytes += len(frame)
+            src = frame[6:12]
+            if not src[0] & 1:
+                key = (vid, src)
+                if key not in vifs:
+                    self._local_mac_appeared(v, src)
+                vifs[key] = now
+            if frame[0] & 1:
+                self._flood(v, frame)
+                continue
+            entry = cache.get((vid, frame[0:6]))
+            if entry is None:
+                self.counters["unknown-unicast-floods"] += 1
+                self._flood(v, frame)
+                continue
+            try:
+                if v.udp:
+                    self.usock.sendmsg((v.prefix, frame), (), 0, (entry.addr, self.port))
+                else:
+                    self.r97.sendmsg((v.prefix, frame), (), 0, (entry.addr, 0))
+            except OSError:
+                self.drops["send-error"] += 1
+
+    def _flood(self, v: Vnet, frame: bytes) -> None:
+        """One copy to the group, one VFWD copy to each peer (reference 4.6)."""
+        self.counters["floods"] += 1
+        if v.udp:
+            self._multicast_udp((v.prefix, frame), len(v.prefix) + len(frame))
+        else:
+            try:
+                self.r97.sendmsg((v.prefix, frame), (), 0, (self.mcaddr, 0))
+            except OSError:
+                self.drops["send-error"] += 1
+            if self.peer_table:
+                n = len(v.prefix) + len(frame)
+                hdr = wire.ipv4_header(ZERO_ADDR, self.mcaddr_b, wire.IPPROTO_ETHERIP, n,
+                                       df=True, checksum=False)
+                self._to_peers((wire.VFWD_HEADER, hdr, v.prefix, frame), None)
+
+    def _multicast_udp(self, parts: tuple, length: int) -> None:
+        try:
+            self.usock.sendmsg(parts, (), 0, (self.mcaddr, self.port))
+        except OSError:
+            self.drops["send-error"] += 1
+        if self.peer_table:
+            inner = wire.vfwd_inner_udp(ZERO_ADDR, self.mcaddr_b, length)
+            self._to_peers((wire.VFWD_HEADER, inner) + parts, None)
+
+    def _to_peers(self, parts: tuple, origin: str | None) -> None:
+        for peer in self.peer_table.values():
+            if peer.addr == origin:
+                continue
+            try:
+                self.usock.sendmsg(parts, (), 0, (peer.addr, peer.port))
+                peer.tx_packets += 1
+            except OSError:
+                self.drops["send-error"] += 1
+
+    def _local_mac_appeared(self, v: Vnet, mac: bytes) -> None:
+        """A MAC seen here for the first time: claim it, so a moved VM is found at once."""
+        self.varp_cache.forget(v.vid, mac)
+        self.counters["announces-sent"] += 1
+        msg = wire.pack_varp(wire.VARP_ANNOUNCE, v.vid, mac, self.address)
+        self._multicast_udp((msg,), len(msg))
+
+    # ---- datapath: receive (network -> tap) ---------------------------------------------
+
+    def _udp_readable(self, sock: socket.socket, multicast: bool) -> None:
+        self.now = time.monotonic()
+        buf, mv = self.buf, self.mv
+        for _ in range(BATCH):
+            try:
+                n, (src, _sport) = sock.recvfrom_into(buf)
+            except BlockingIOError:
+                return
+            except OSError:
+                self.drops["recv-error"] += 1
+                return
+            if src in self.self_addrs:
+                continue
+            self.counters["udp-received"] += 1
+            if n < wire.VNET_MSG_HEADER_LEN:
+                self.drops["short"] += 1
+                continue
+            pkt = mv[:n]
+            if multicast:
+                if self._duplicate(src, pkt):
+                    self.drops["duplicate"] += 1
+                    continue
+                if self.peer_table and buf[1] != wire.MSG_VFWD:
+                    inner = wire.vfwd_inner_udp(socket.inet_aton(src), self.mcaddr_b, n)
+                    self._to_peers((wire.VFWD_HEADER, inner, pkt), src)
+            self._dispatch(pkt, src, vfwd_ok=not multicast)
+
+    def _dispatch(self, pkt: memoryview, src: str, vfwd_ok: bool) -> None:
+        msg = pkt[0] << 8 | pkt[1]
+        if msg == wire.MSG_VUDP:
+            self._etherip(pkt[wire.VNET_MSG_HEADER_LEN:], src)
+        elif msg == wire.MSG_VARP:
+            self._varp(pkt, src)
+        elif msg == wire.MSG_VFWD and vfwd_ok:
+            self._vfwd(pkt, src)
+        else:
+            self.drops["bad-message-id"] += 1
+
+    def _etherip(self, pkt: memoryview, src: str) -> None:
+        if len(pkt) < wire.ETHERIP_HEADER_LEN + wire.ETH_HEADER_LEN:
+            self.drops["short"] += 1
+            return
+        if not wire.etherip_version_ok(pkt[0], pkt[1]):
+            self.drops["bad-version"] += 1
+            return
+        v = self.by_id.get(bytes(pkt[2:18]))
+        if v is None:
+            self.drops["unknown-vnet"] += 1
+            return
+        frame = pkt[wire.ETHERIP_HEADER_LEN:]
+        smac = bytes(frame[6:12])
+        if smac[0] & 1:
+            self.drops["bad-source-mac"] += 1
+            return
+        self.varp_cache.learn(v.vid, smac, src, self.now)
+        try:
+            os.write(v.fd, frame)
+        except OSError:
+            self.drops["tap-write-error"] += 1
+            return
+        v.rx_packets += 1
+        v.rx_bytes += len(frame)
+
+    def _varp(self, pkt: memoryview, src: str) -> None:
+        if len(pkt) < wire.VARP_LEN:
+            self.drops["short"] += 1
+            return
+        op, vid, vmac, family, addr16 = wire.unpack_varp(pkt)
+        if vid not in self.by_id:
+            self.drops["unknown-vnet"] += 1
+            return
+        if op == wire.VARP_REQUEST:
+            self.counters["varp-requests"] += 1
+            if self.vif_table.has(vid, vmac):
+                msg = wire.pack_varp(wire.VARP_ANNOUNCE, vid, vmac, self.address)
+                try:
+                    self.usock.sendto(msg, (src, self.port))
+                    self.counters["announces-sent"] += 1
+                except OSError:
+                    self.drops["send-error"] += 1
+        elif op == wire.VARP_ANNOUNCE:
+            if family != wire.AF_INET_VARP:
+                self.drops["bad-family"] += 1
+                return
+            addr = socket.inet_ntoa(addr16[:4])
+            if addr in self.self_addrs:
+                return
+            self.counters["announces-received"] += 1
+            self.vif_table.remove(vid, vmac)  # it lives elsewhere now
+            self.varp_cache.learn(vid, vmac, addr, self.now)
+        else:
+            self.drops["bad-opcode"] += 1
+
+    def _vfwd(self, pkt: memoryview, src: str) -> None:
+        """A multicast packet relayed by a peer (reference section 5)."""
+        peer = self.peer_table.get(src)
+        if peer is None:
+            self.drops["not-a-peer"] += 1
+            return
+        peer.rx_packets += 1
+        inner = pkt[wire.VNET_MSG_HEADER_LEN:]
+        if len(inner) < wire.IPV4_HEADER_LEN or inner[0] >> 4 != 4:
+            self.drops["bad-forward"] += 1
+            return
+        ihl = (inner[0] & 0x0F) * 4
+        total = inner[2] << 8 | inner[3]
+        proto, ttl = inner[9], inner[8]
+        if ihl < wire.IPV4_HEADER_LEN or total < ihl or total > len(inner) or inner[16] & 0xF0 != 0xE0:
+            self.drops["bad-forward"] += 1
+            return
+        origin_b = bytes(inner[12:16])
+        if origin_b == ZERO_ADDR:
+            origin_b = socket.inet_aton(src)
+        origin = socket.inet_ntoa(origin_b)
+        if origin in self.self_addrs:
+            self.drops["own-packet"] += 1
+            return
+        body = inner[ihl:total]
+        if proto == wire.IPPROTO_UDP:
+            if len(body) < wire.UDP_HEADER_LEN + wire.VNET_MSG_HEADER_LEN:
+                self.drops["bad-forward"] += 1
+                return
+            payload = body[wire.UDP_HEADER_LEN:]
+        elif proto == wire.IPPROTO_ETHERIP:
+            payload = body
+        else:
+            self.drops["bad-forward"] += 1
+            return
+        if not self.flood_filter.first_time(origin, payload, self.now):
+            self.drops["duplicate"] += 1
+            return
+        if ttl <= 1:
+            self.drops["hop-limit"] += 1
+            return
+        self.counters["forwards-received"] += 1
+        if proto == wire.IPPROTO_UDP:
+            self._dispatch(payload, origin, vfwd_ok=False)
+        else:
+            self._etherip(payload, origin)
+        # Re-send on our LAN as if the origin had multicast it here (spoofed source).
+        hdr = wire.ipv4_header(origin_b, self.mcaddr_b, proto, len(body), ttl=ttl - 1,
+                               df=proto == wire.IPPROTO_ETHERIP)
+        try:
+            self.rawout.sendmsg((hdr, body), (), 0, (self.mcaddr, 0))
+        except OSError:
+            self.drops["send-error"] += 1
+
+    def _raw_readable(self) -> None:
+        """Raw EtherIP (protocol 97): unicast to us, or multicast to the group."""
+        self.now = time.monotonic()
+        buf, mv = self.buf, self.mv
+        for _ in range(BATCH):
+            try:
+                n, (src, _) = self.r97.recvfrom_into(buf)
+            except BlockingIOError:
+                return
+            except OSError:
+                self.drops["recv-error"] += 1
+                return
+            if src in self.self_addrs or n < wire.IPV4_HEADER_LEN:
+                continue
+            self.counters["etherip-received"] += 1
+            ihl = (buf[0] & 0x0F) * 4
+            dst = buf[16:20]
+            pkt = mv[ihl:n]
+            if dst[0] & 0xF0 == 0xE0:
+                if dst != self.mcaddr_b:
+                    self.drops["other-group"] += 1
+                    continue
+                if self._duplicate(src, pkt):
+                    self.drops["duplicate"] += 1
+                    continue
+                if self.peer_table:
+                    hdr = wire.ipv4_header(socket.inet_aton(src), self.mcaddr_b, wire.IPPROTO_ETHERIP,
+                                           len(pkt), df=True, checksum=False)
+                    self._to_peers((wire.VFWD_HEADER, hdr, pkt), src)
+            self._etherip(pkt, src)
+
+    # ---- main loop -------------------------------------------------------------------
+
+    def run(self) -> None:
+        next_sweep = time.monotonic() + SWEEP_INTERVAL
+        while self.running:
+            try:
+                events = self.ep.poll(1.0)
+            except InterruptedError:
+                continue
+            for fd, _ev in events:
+                handler = self.handlers.get(fd)
+                if handler is not None:
+                    handler()
+            now = time.monotonic()
+            if now >= next_sweep:
+                self.varp_cache.sweep(now)
+                self.vif_table.sweep(now)
+                self.flood_filter.sweep(now)
+                next_sweep = now + SWEEP_INTERVAL
+
+    def stop(self, *_args) -> None:
+        self.running = False
+
+    def shutdown(self) -> None:
+        """Remove what we made: taps, bridges we created that nothing else uses, the socket."""
+        for v in list(self.by_id.values()):
+            self._close_vnet(v)
+            if v.bridge_created:
+                ports = netdev.bridge_ports(self.ipr, v.cfg.bridge)
+                if not ports:
+                    netdev.delete_link(self.ipr, v.cfg.bridge)
+                else:
+                    log.info("leaving bridge %s: still has ports %s", v.cfg.bridge, ", ".join(ports))
+        self.by_id.clear()
+        if self.socket_path is not None and hasattr(self, "lsock"):
+            self.lsock.close()
+            try:
+                self.socket_path.unlink()
+            except FileNotFoundError:
+                pass
+        for conn, _ in self.conns.values():
+            conn.close()
+        for s in (self.usock, self.msock, self.r97, self.rawout):
+            if s is not None:
+                s.close()
+        self.ep.close()
+        self.ipr.close()
+
+
+def pick_address(ipr: IPRoute, interface: str | None) -> str:
+    """The underlay address: the only IPv4 address (of `interface`), else a clear error."""
+    found = [(ifname, addr) for ifname, addr, _ in netdev.ipv4_addresses(ipr)
+             if interface is None or ifname == interface]
+    if len(found) == 1:
+        return found[0][1]
+    where = f"on {interface}" if interface else "on this host"
+    if not found:
+        raise DatapathError("EADDRNOTAVAIL", f"no IPv4 address {where}; give one with --address")
+    listed = ", ".join(f"{a} ({i})" for i, a in found)
+    raise DatapathError("EADDRNOTAVAIL", f"several IPv4 addresses {where} ({listed}); choose one with --address")
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--state-dir", envvar="VNET_STATE_DIR", type=click.Path(file_okay=False),
+              help="State directory to restore vnets and peers from [default: /var/lib/vnet].")
+@click.option("--socket", "socket_opt", help="Control socket [default: STATE_DIR/vnetd.sock].")
+@click.option("-a", "--address", help="Underlay IPv4 address [default: the host's only one].")
+@click.option("-i", "--interface", help="Underlay interface to take the address from.")
+@click.option("-m", "--varp-mcaddr", "mcaddr", help="Multicast group [default: 224.10.0.1, or the persisted one].")
+@click.option("--ttl", type=click.IntRange(1, 255), default=wire.DEFAULT_TTL, show_default=True,
+              help="TTL of multicast packets.")
+@click.option("--no-restore", is_flag=True, help="Do not restore vnets and peers from the state directory.")
+@click.option("-V", "--verbose", is_flag=True, help="Log control operations.")
+@click.version_option("0.1.0", "-v", "--version", prog_name="vnetd")
+def cli(state_dir, socket_opt, address, interface, mcaddr, ttl, no_restore, verbose) -> None:
+    """The user-space vnet datapath: tap devices, EtherIP-in-UDP on port 1798, VARP, peers."""
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
+                        format="vnetd: %(message)s", stream=sys.stderr)
+    sdir = resolve_state_dir(state_dir)
+    store = StateStore(sdir)
+    try:
+        state = store.load()
+        if mcaddr is not None:
+            mcaddr = parse_ipv4(mcaddr)
+            if not is_multicast_ipv4(mcaddr):
+                raise DatapathError("EINVAL", f"{mcaddr} is not a multicast address")
+        with IPRoute() as ipr:
+            address = parse_ipv4(address) if address else pick_address(ipr, interface)
+        daemon = Vnetd(address, mcaddr or state.settings.get("mcaddr", wire.DEFAULT_GROUP), ttl=ttl,
+                       store=None if no_restore else store)
+    except (DatapathError, StateError, ValueError) as e:
+        raise click.ClickException(str(e))
+    signal.signal(signal.SIGTERM, daemon.stop)
+    signal.signal(signal.SIGINT, daemon.stop)
+    try:
+        daemon.restore()
+        daemon.listen(resolve_socket(socket_opt, sdir))
+        log.warning("serving on %s, underlay %s (%s), group %s", daemon.socket_path, daemon.address,
+                    daemon.device, daemon.mcaddr)
+        daemon.run()
+    except (DatapathError, StateError) as e:
+        daemon.shutdown()
+        raise click.ClickException(str(e))
+    daemon.shutdown()
+
+
+def main() -> None:
+    cli(prog_name="vnetd")
+
+
+if __name__ == "__main__":
+    main()
