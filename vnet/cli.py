@@ -1,0 +1,349 @@
+"""`vn`: the vnet command line, with the original's commands, options and record layouts.
+
+Listings print SXP records (reference 3.5) with the 39-character ids, each followed by
+a blank line, or a JSON array with --json.  Every error, including one from the
+datapath, goes to stderr as `vn: <message>` with exit status 1 (2 for usage errors).
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import click
+from pyroute2 import IPRoute
+
+import sxp
+from vnet import netdev, records
+from vnet.addr import parse_mac
+from vnet.config import ConfigError, VnetConfig
+from vnet.controller import Controller
+from vnet.datapath import DatapathError, Record
+from vnet.state import StateError
+from vnet.vnetid import InvalidVnetId, VnetId
+from vnet.wire import PORT
+
+KNOWN_ERRORS = (DatapathError, StateError, ConfigError, InvalidVnetId, ValueError, sxp.SxpError, OSError)
+
+
+class VnGroup(click.Group):
+    """Reports every failure as `vn: <message>` on stderr."""
+
+    def main(self, args=None, prog_name=None, **extra):  # type: ignore[override]
+        try:
+            return super().main(args=args, prog_name=prog_name, standalone_mode=False, **extra)
+        except click.UsageError as e:
+            if e.ctx is not None:
+                click.echo(e.ctx.get_usage(), err=True)
+            click.echo(f"vn: {e.format_message()}", err=True)
+            sys.exit(2)
+        except click.ClickException as e:
+            click.echo(f"vn: {e.format_message()}", err=True)
+            sys.exit(e.exit_code)
+        except click.Abort:
+            click.echo("vn: aborted", err=True)
+            sys.exit(1)
+        except KNOWN_ERRORS as e:
+            click.echo(f"vn: {_message(e)}", err=True)
+            sys.exit(1)
+
+    def resolve_command(self, ctx, args):
+        cmd_name = args[0] if args else None
+        if cmd_name is not None and cmd_name not in self.commands and not cmd_name.startswith("-"):
+            raise click.UsageError(f"unknown command: {cmd_name} (try 'vn help')", ctx)
+        return super().resolve_command(ctx, args)
+
+
+def _message(e: BaseException) -> str:
+    if isinstance(e, DatapathError):
+        return e.message
+    if isinstance(e, OSError) and e.strerror:
+        return f"{e.filename + ': ' if e.filename else ''}{e.strerror}"
+    return str(e)
+
+
+def _controller(ctx: click.Context) -> Controller:
+    obj = ctx.find_root().obj
+    if "controller" not in obj:
+        obj["controller"] = Controller(obj["state_dir"], obj["socket"])
+    return obj["controller"]
+
+
+def _emit(recs: list[Record], as_json: bool, width: int = 80) -> None:
+    if as_json:
+        click.echo(json.dumps([records.to_json(r) for r in recs], indent=2))
+        return
+    for rec in recs:
+        click.echo(sxp.pretty(rec, width), nl=False)
+        click.echo()
+
+
+json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of SXP records.")
+
+
+@click.group(cls=VnGroup, invoke_without_command=True,
+             context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--state-dir", envvar="VNET_STATE_DIR", metavar="DIR",
+              help="State directory of the host to act on [default: /var/lib/vnet; env VNET_STATE_DIR].")
+@click.option("--socket", metavar="PATH", help="vnetd control socket [default: DIR/vnetd.sock; env VNET_SOCKET].")
+@click.pass_context
+def vn(ctx: click.Context, state_dir: str | None, socket: str | None) -> None:
+    """Manage vnets: private virtual Ethernet LANs across hosts."""
+    ctx.obj = {"state_dir": state_dir, "socket": socket}
+    if ctx.invoked_subcommand is None:
+        click.echo(ctx.get_help())
+
+
+@vn.command("help")
+@click.option("-l", "--long", "long_", is_flag=True, help="Show every command's full help.")
+@click.pass_context
+def help_(ctx: click.Context, long_: bool) -> None:
+    """Show the commands (with -l, each one's options too)."""
+    root = ctx.find_root()
+    if not long_:
+        click.echo(root.get_help())
+        return
+    click.echo(root.get_usage() + "\n")
+    for name in sorted(vn.commands):
+        cmd = vn.commands[name]
+        with click.Context(cmd, info_name=name, parent=root) as sub:
+            click.echo(sub.get_help() + "\n")
+
+
+@vn.command()
+@click.argument("args", nargs=-1)
+def insmod(args: tuple[str, ...]) -> None:
+    """Load the vnet kernel module (e.g. varp_mcaddr=ADDR)."""
+    raise click.ClickException(
+        "the vnet kernel module is not part of this version yet; the user-space datapath "
+        "vnetd provides every vnet function: start it with 'vnetd'")
+
+
+@vn.command()
+@json_option
+@click.pass_context
+def varp(ctx: click.Context, as_json: bool) -> None:
+    """Show the VARP settings and cache (where remote MACs live)."""
+    _emit(_controller(ctx).datapath.varp(), as_json)
+
+
+@vn.command("varp-flush")
+@click.pass_context
+def varp_flush(ctx: click.Context) -> None:
+    """Forget every learned MAC location."""
+    _controller(ctx).datapath.varp_flush()
+
+
+@vn.command("varp-mcaddr")
+@click.argument("addr")
+@click.pass_context
+def varp_mcaddr(ctx: click.Context, addr: str) -> None:
+    """Switch the multicast group (kept across restarts)."""
+    _controller(ctx).set_mcaddr(addr)
+
+
+def _matches(rec: Record, wanted: list[str]) -> bool:
+    if not wanted:
+        return True
+    rid = sxp.child_value(rec, "id")
+    vnetif = sxp.child_value(rec, "vnetif")
+    for w in wanted:
+        if w == vnetif:
+            return True
+        try:
+            if str(VnetId.parse(w)) == rid:
+                return True
+        except InvalidVnetId:
+            continue
+    return False
+
+
+def _device_record(ipr: IPRoute, name: str) -> Record | None:
+    info = netdev.link_summary(ipr, name)
+    if info is None:
+        return None
+    bridge = netdev.bridge_of(ipr, name)
+    ports = [p for p in netdev.bridge_ports(ipr, bridge) if p != name] if bridge else []
+    rec: Record = ["vnif", ["name", name]] + [[k, str(v)] for k, v in info.items()]
+    rec += [["bridge", bridge or ""], ["interfaces"] + ports]
+    return rec
+
+
+@vn.command()
+@click.option("-a", "--all", "all_", is_flag=True, help="Also show the vifs and the VARP cache.")
+@click.option("-l", "--long", "long_", is_flag=True, help="Also show each vnet device and its bridge ports.")
+@json_option
+@click.argument("ids", nargs=-1)
+@click.pass_context
+def vnets(ctx: click.Context, all_: bool, long_: bool, as_json: bool, ids: tuple[str, ...]) -> None:
+    """List vnets (all, or those with the given ids or vnetif names)."""
+    dp = _controller(ctx).datapath
+    recs = [r for r in dp.vnets() if _matches(r, list(ids))]
+    out: list[Record] = []
+    with IPRoute() as ipr:
+        for r in recs:
+            out.append(r)
+            if long_:
+                dev = _device_record(ipr, str(sxp.child_value(r, "vnetif")))
+                if dev is not None:
+                    out.append(dev)
+    if all_:
+        wanted = {sxp.child_value(r, "id") for r in recs}
+        out += [v for v in dp.vifs() if v[0] != "vif" or sxp.child_value(v, "vnet") in wanted]
+        out += dp.varp()
+    if as_json:
+        _emit(out, True)
+        return
+    for rec in out:
+        _emit([rec], False, width=50 if rec[0] == "vnet" else 80)
+
+
+@vn.command("vnet-create")
+@click.option("-s", "--security", type=click.Choice(["none", "auth", "conf"]), help="Security level [default: none].")
+@click.option("-b", "--bridge", help="Bridge to create and attach the vnet device to [default: vnet<id>].")
+@click.option("-v", "--vnetif", help="Name of the vnet device [default: vnif<id>].")
+@click.option("-e", "--encapsulation", type=click.Choice(["udp", "etherip"]),
+              help="EtherIP in UDP port 1798, or raw EtherIP (IP protocol 97) [default: udp].")
+@click.argument("vnet")
+@click.pass_context
+def vnet_create(ctx: click.Context, security, bridge, vnetif, encapsulation, vnet: str) -> None:
+    """Create a vnet from an id (short hex like 97, or the long form) or from FILE.sxp."""
+    if vnet.endswith(".sxp") or os.path.sep in vnet:
+        if any(x is not None for x in (security, bridge, vnetif, encapsulation)):
+            raise click.UsageError("options -s/-b/-v/-e apply to an id, not to a config file")
+        if not os.path.exists(vnet):
+            raise click.ClickException(f"{vnet}: no such config file")
+        cfg = VnetConfig.from_file(vnet)
+    else:
+        cfg = VnetConfig.from_cli(vnet, bridge=bridge, vnetif=vnetif, security=security,
+                                  encapsulation=encapsulation)
+    _controller(ctx).create_vnet(cfg)
+
+
+@vn.command("vnet-delete")
+@click.option("-b", "--bridge", "delete_bridge", is_flag=True, help="Also delete the vnet's bridge.")
+@click.argument("vnet")
+@click.pass_context
+def vnet_delete(ctx: click.Context, delete_bridge: bool, vnet: str) -> None:
+    """Delete a vnet, given by id or vnetif name."""
+    _controller(ctx).delete_vnet(vnet, delete_bridge)
+
+
+@vn.command("vnet-list")
+@click.option("-l", "--long", "long_", is_flag=True, help="Print each vnet's configuration.")
+@json_option
+@click.argument("ids", nargs=-1)
+@click.pass_context
+def vnet_list(ctx: click.Context, long_: bool, as_json: bool, ids: tuple[str, ...]) -> None:
+    """List the persisted vnets (ids, or configurations with -l or ids)."""
+    ctrl = _controller(ctx)
+    cfgs = [ctrl.find_vnet(i) for i in ids] if ids else [ctrl.store.load().vnets[v] for v in ctrl.vnet_ids()]
+    if as_json:
+        click.echo(json.dumps([records.to_json(c.to_sxp()) for c in cfgs], indent=2))
+    elif long_ or ids:
+        for c in cfgs:
+            click.echo(sxp.pretty(c.to_sxp()), nl=False)
+    else:
+        for c in cfgs:
+            click.echo(str(c.id))
+
+
+@vn.command()
+@json_option
+@click.pass_context
+def vifs(ctx: click.Context, as_json: bool) -> None:
+    """List the MACs this host holds on each vnet."""
+    _emit(_controller(ctx).datapath.vifs(), as_json)
+
+
+def _vif_mac(interface: bool, value: str) -> bytes:
+    if not interface:
+        return parse_mac(value)
+    with IPRoute() as ipr:
+        mac = netdev.link_mac(ipr, value)
+    if mac is None:
+        raise click.ClickException(f"interface not found: {value}")
+    return parse_mac(mac)
+
+
+@vn.command("vif-add")
+@click.option("-i", "--interface", is_flag=True, help="Take the MAC from the named interface.")
+@click.argument("vnet")
+@click.argument("vmac")
+@click.pass_context
+def vif_add(ctx: click.Context, interface: bool, vnet: str, vmac: str) -> None:
+    """Declare a MAC local on a vnet (so VARP requests for it are answered)."""
+    _controller(ctx).datapath.vif_add(VnetId.parse(vnet), _vif_mac(interface, vmac))
+
+
+@vn.command("vif-delete")
+@click.option("-i", "--interface", is_flag=True, help="Take the MAC from the named interface.")
+@click.argument("vnet")
+@click.argument("vmac")
+@click.pass_context
+def vif_delete(ctx: click.Context, interface: bool, vnet: str, vmac: str) -> None:
+    """Forget a local MAC on a vnet."""
+    _controller(ctx).datapath.vif_del(VnetId.parse(vnet), _vif_mac(interface, vmac))
+
+
+@vn.command()
+@json_option
+@click.pass_context
+def peers(ctx: click.Context, as_json: bool) -> None:
+    """List the peers multicast is forwarded to."""
+    _emit(_controller(ctx).datapath.peers(), as_json)
+
+
+@vn.command("peer-add")
+@click.option("-p", "--port", type=click.IntRange(1, 65535), default=PORT, show_default=True,
+              help="The peer's vnet UDP port.")
+@click.argument("addr")
+@click.pass_context
+def peer_add(ctx: click.Context, port: int, addr: str) -> None:
+    """Forward multicast to, and accept it from, the host ADDR (name or address).
+
+    Configure peers on one host per subnet."""
+    _controller(ctx).add_peer(addr, port)
+
+
+@vn.command("peer-delete")
+@click.argument("addr")
+@click.pass_context
+def peer_delete(ctx: click.Context, addr: str) -> None:
+    """Stop forwarding to a peer."""
+    _controller(ctx).delete_peer(addr)
+
+
+@vn.command()
+@click.option("-l", "--long", "long_", is_flag=True, help="Show each bridge's device details.")
+@json_option
+def bridges(long_: bool, as_json: bool) -> None:
+    """List the bridges on this host and their ports."""
+    with IPRoute() as ipr:
+        found = netdev.bridges(ipr)
+        if as_json:
+            click.echo(json.dumps([{"bridge": b, "interfaces": p} for b, p in sorted(found.items())], indent=2))
+            return
+        for b, ports in sorted(found.items()):
+            click.echo(f"{b} : {', '.join(ports)}" if ports else b)
+            if long_:
+                info = netdev.link_summary(ipr, b) or {}
+                for k, v in info.items():
+                    click.echo(f"          {k}: {v}")
+
+
+@vn.command()
+@json_option
+@click.pass_context
+def stats(ctx: click.Context, as_json: bool) -> None:
+    """Show datapath counters, including dropped packets by reason."""
+    _emit(_controller(ctx).datapath.stats(), as_json)
+
+
+def main() -> None:
+    vn(prog_name="vn")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,107 @@
+"""The control model: apply a change to the datapath and persist it, as one step.
+
+Every change runs inside a state transaction (an exclusive lock on the state
+directory): validate against the persisted state, apply to the datapath, and only
+if that worked write the new state.  So concurrent `vn` calls serialise, a failed
+datapath operation leaves no trace in the state, and the state never claims a
+vnet the datapath refused.  Listing and soft state (vifs, VARP) go straight to the
+datapath.
+"""
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+from pyroute2 import IPRoute
+
+from vnet import netdev
+from vnet.addr import parse_ipv4
+from vnet.config import VnetConfig
+from vnet.control import VnetdClient, resolve_socket
+from vnet.datapath import Datapath, DatapathError
+from vnet.state import StateError, StateStore, resolve_state_dir
+from vnet.vnetid import VnetId
+
+
+def resolve_host(name: str) -> str:
+    """A peer given as a name or an address, as a dotted quad (the original resolved names too)."""
+    try:
+        return parse_ipv4(name)
+    except ValueError:
+        pass
+    try:
+        return socket.gethostbyname(name)
+    except OSError as e:
+        raise DatapathError("EINVAL", f"cannot resolve peer '{name}': {e}") from None
+
+
+class Controller:
+    """One host's control model: its state directory and the datapath serving it."""
+
+    def __init__(self, state_dir: str | None = None, socket_path: str | None = None,
+                 datapath: Datapath | None = None) -> None:
+        self.state_dir = resolve_state_dir(state_dir)
+        self.store = StateStore(self.state_dir)
+        self.datapath = datapath or select_datapath(self.state_dir, socket_path)
+
+    def create_vnet(self, cfg: VnetConfig) -> None:
+        with self.store.transaction() as state:
+            state.add_vnet(cfg)
+            self.datapath.vnet_add(cfg)
+
+    def find_vnet(self, text: str) -> VnetConfig:
+        cfg = self.store.load().find_vnet(text)
+        if cfg is None:
+            raise StateError(f"vnet not found: {text}")
+        return cfg
+
+    def delete_vnet(self, text: str, delete_bridge: bool = False) -> VnetConfig:
+        with self.store.transaction() as state:
+            cfg = state.find_vnet(text)
+            if cfg is None:
+                raise StateError(f"vnet not found: {text}")
+            try:
+                self.datapath.vnet_del(cfg.id)
+            except DatapathError as e:
+                if e.code != "ENOENT":  # already gone from the datapath: still forget it
+                    raise
+            state.remove_vnet(cfg.id)
+            if delete_bridge:
+                with IPRoute() as ipr:
+                    netdev.delete_link(ipr, cfg.bridge)
+        return cfg
+
+    def add_peer(self, host: str, port: int) -> str:
+        addr = resolve_host(host)
+        with self.store.transaction() as state:
+            state.add_peer(addr, port)
+            self.datapath.peer_add(addr, port)
+        return addr
+
+    def delete_peer(self, host: str) -> str:
+        addr = resolve_host(host)
+        with self.store.transaction() as state:
+            known = addr in state.peers
+            try:
+                self.datapath.peer_del(addr)
+            except DatapathError as e:
+                if e.code != "ENOENT" or not known:
+                    raise
+            if known:
+                state.remove_peer(addr)
+        return addr
+
+    def set_mcaddr(self, addr: str) -> None:
+        addr = parse_ipv4(addr)
+        with self.store.transaction() as state:
+            self.datapath.set_mcaddr(addr)
+            state.settings["mcaddr"] = addr
+
+    def vnet_ids(self) -> list[VnetId]:
+        return sorted(self.store.load().vnets)
+
+
+def select_datapath(state_dir: Path, socket_path: str | None) -> Datapath:
+    """The datapath serving this host.  Only vnetd exists so far; the kernel module's
+    client slots in here, chosen when the module is loaded."""
+    return VnetdClient(resolve_socket(socket_path, state_dir))
