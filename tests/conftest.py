@@ -1,0 +1,41 @@
+"""Shared fixtures: simulated vnet hosts (network namespaces) running a real vnetd."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from vnet.lab import Lab
+from vnet.labhost import VnetHost
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = ROOT / "doc" / "examples"
+
+needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (network namespaces)")
+
+
+@pytest.fixture
+def lab():
+    with Lab() as lab:
+        yield lab
+
+
+@pytest.fixture
+def make_hosts(lab: Lab, tmp_path: Path):
+    """make_hosts(n) -> n VnetHosts with vnetd running, on one switch (10.0.0.0/24)."""
+
+    def make(n: int, switch=None, subnet: str = "10.0.0", gateway: str | None = None,
+             first: int = 1, start: bool = True) -> list[VnetHost]:
+        sw = switch or lab.switch("sw")
+        out = []
+        for i in range(first, first + n):
+            name = f"h{subnet.split('.')[-1]}{i}"
+            h = lab.host(name, sw, f"{subnet}.{i}/24", gateway=gateway)
+            vh = VnetHost(lab, h, tmp_path / name)
+            if start:
+                vh.start()
+            out.append(vh)
+        return out
+
+    return make
