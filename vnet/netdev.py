@@ -20,23 +20,45 @@ from vnet.datapath import DatapathError
 GROUP_FWD_MASK = 0xFFF8
 
 _TUNSETIFF = 0x400454CA
+_TUNSETOFFLOAD = 0x400454D0
 _IFF_TAP = 0x0002
 _IFF_NO_PI = 0x1000
+_IFF_VNET_HDR = 0x4000
+_TUN_F_CSUM, _TUN_F_TSO4, _TUN_F_TSO6 = 0x01, 0x02, 0x04
+
+#: Longest super-frame an offloading tap may hand us: with the 22-byte VUDP prefix it
+#: must fit one UDP datagram (65507 bytes).  The kernel segments longer GSO packets
+#: in software before they reach the tap; TCP's own sizing stays below this anyway.
+SUPER_FRAME_MAX = 65507 - 22
 
 
-def open_tap(name: str) -> int:
+def open_tap(name: str, offload: bool = False) -> int:
     """Create (or attach to) tap device `name`; returns a non-blocking fd.
 
     The device lives as long as the fd: if the daemon dies, the kernel removes it,
-    and a restart creates it again and re-enslaves it.
+    and a restart creates it again and re-enslaves it.  Every read and write carries
+    a virtio-net header, so received super-frames can always be written back for
+    segmentation.  With offload, TCP also hands us unsegmented super-frames (up to
+    SUPER_FRAME_MAX bytes) with partial checksums: one read then moves ~64 KB,
+    which is what lets a Python datapath keep up.
     """
     fd = os.open("/dev/net/tun", os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)
+    flags = _IFF_TAP | _IFF_NO_PI | _IFF_VNET_HDR
     try:
-        fcntl.ioctl(fd, _TUNSETIFF, struct.pack("16sH", name.encode(), _IFF_TAP | _IFF_NO_PI))
+        fcntl.ioctl(fd, _TUNSETIFF, struct.pack("16sH", name.encode(), flags))
+        if offload:
+            fcntl.ioctl(fd, _TUNSETOFFLOAD, _TUN_F_CSUM | _TUN_F_TSO4 | _TUN_F_TSO6)
     except OSError as e:
         os.close(fd)
         raise DatapathError.from_os_error(e, f"cannot create tap device {name}") from None
     return fd
+
+
+def limit_gso(ipr: IPRoute, name: str) -> None:
+    """Cap super-frames from an offloading tap so each fits in one UDP datagram."""
+    index = link_index(ipr, name)
+    if index is not None:
+        ipr.link("set", index=index, gso_max_size=SUPER_FRAME_MAX)
 
 
 def link_index(ipr: IPRoute, name: str) -> int | None:

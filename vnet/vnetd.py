@@ -30,6 +30,7 @@ from pyroute2 import IPRoute
 
 import sxp
 from vnet import commands, netdev, records, wire
+from vnet.offload import PLAIN_FRAME_MAX, VNET_HDR_LEN, ZERO_HDR, finish_checksum, gso_header
 from vnet.addr import is_multicast_ipv4, parse_ipv4
 from vnet.config import VnetConfig, default_mtu, header_size
 from vnet.control import MAX_REQUEST, encode_replies, error_reply, ok_reply, resolve_socket
@@ -51,11 +52,12 @@ ZERO_ADDR = b"\0\0\0\0"
 class Vnet:
     """A vnet on this host: its config, tap, header prefix and counters."""
 
-    __slots__ = ("cfg", "vid", "fd", "prefix", "udp", "bridge_created",
+    __slots__ = ("cfg", "vid", "fd", "prefix", "udp", "bridge_created", "mtu",
                  "rx_packets", "tx_packets", "rx_bytes", "tx_bytes")
 
     def __init__(self, cfg: VnetConfig, fd: int, bridge_created: bool) -> None:
         self.cfg = cfg
+        self.mtu = default_mtu(cfg.encapsulation)
         self.vid = cfg.id.packed
         self.fd = fd
         self.udp = cfg.encapsulation == "udp"
@@ -71,8 +73,9 @@ class Vnetd(Datapath):
 
     def __init__(self, address: str, mcaddr: str = wire.DEFAULT_GROUP, port: int = wire.PORT,
                  ttl: int = wire.DEFAULT_TTL, socket_path: Path | None = None,
-                 store: StateStore | None = None) -> None:
+                 store: StateStore | None = None, offload: bool = True) -> None:
         self.ipr = IPRoute()
+        self.offload = offload
         self.port = port
         self.ttl = ttl
         self.socket_path = socket_path
@@ -313,8 +316,12 @@ class Vnetd(Datapath):
                 raise DatapathError("EEXIST", f"vnetif {cfg.vnetif} is already used by vnet {v.cfg.id}")
         if netdev.link_index(self.ipr, cfg.vnetif) is not None:
             raise DatapathError("EEXIST", f"a device named {cfg.vnetif} already exists on this host")
-        fd = netdev.open_tap(cfg.vnetif)
+        # Super-frames need UDP: raw EtherIP sets DF and cannot carry 58 KB packets.
+        offload = self.offload and cfg.encapsulation == "udp"
+        fd = netdev.open_tap(cfg.vnetif, offload)
         try:
+            if offload:
+                netdev.limit_gso(self.ipr, cfg.vnetif)
             created = netdev.ensure_bridge(self.ipr, cfg.bridge)
             netdev.enslave(self.ipr, cfg.vnetif, cfg.bridge, mtu=default_mtu(cfg.encapsulation))
         except DatapathError:
@@ -419,18 +426,24 @@ class Vnetd(Datapath):
         cache = self.varp_cache.entries
         for _ in range(BATCH):
             try:
-                frame = os.read(fd, 65536)
+                frame = os.read(fd, 65536 + VNET_HDR_LEN)
             except BlockingIOError:
                 return
             except OSError:
                 self.drops["tap-read-error"] += 1
                 return
+            # A super-frame keeps its partial checksum (the receiver re-segments it);
+            # a plain frame must leave here complete.
+            if frame[0] & 1 and len(frame) <= PLAIN_FRAME_MAX + VNET_HDR_LEN:
+                frame = finish_checksum(frame)
+            else:
+                frame = memoryview(frame)[VNET_HDR_LEN:]
             if len(frame) < wire.ETH_HEADER_LEN:
                 self.drops["tap-runt"] += 1
                 continue
             v.tx_packets += 1
             v.tx_bytes += len(frame)
-            src = frame[6:12]
+            src = bytes(frame[6:12])
             if not src[0] & 1:
                 key = (vid, src)
                 if key not in vifs:
@@ -439,7 +452,7 @@ class Vnetd(Datapath):
             if frame[0] & 1:
                 self._flood(v, frame)
                 continue
-            entry = cache.get((vid, frame[0:6]))
+            entry = cache.get((vid, bytes(frame[0:6])))
             if entry is None:
                 self.counters["unknown-unicast-floods"] += 1
                 self._flood(v, frame)
@@ -552,7 +565,8 @@ class Vnetd(Datapath):
             return
         self.varp_cache.learn(v.vid, smac, src, self.now)
         try:
-            os.write(v.fd, frame)
+            hdr = ZERO_HDR if len(frame) <= PLAIN_FRAME_MAX else gso_header(frame, v.mtu)
+            os.writev(v.fd, (hdr, frame))
         except OSError:
             self.drops["tap-write-error"] += 1
             return
@@ -746,9 +760,12 @@ def pick_address(ipr: IPRoute, interface: str | None) -> str:
 @click.option("--ttl", type=click.IntRange(1, 255), default=wire.DEFAULT_TTL, show_default=True,
               help="TTL of multicast packets.")
 @click.option("--no-restore", is_flag=True, help="Do not restore vnets and peers from the state directory.")
+@click.option("--offload/--no-offload", default=True, show_default=True,
+              help="Move TCP super-frames (longer than 1514 bytes) between vnet hosts in one "
+                   "datagram; turn off when a peer cannot take frames longer than the MTU.")
 @click.option("-V", "--verbose", is_flag=True, help="Log control operations.")
 @click.version_option("0.1.0", "-v", "--version", prog_name="vnetd")
-def cli(state_dir, socket_opt, address, interface, mcaddr, ttl, no_restore, verbose) -> None:
+def cli(state_dir, socket_opt, address, interface, mcaddr, ttl, no_restore, offload, verbose) -> None:
     """The user-space vnet datapath: tap devices, EtherIP-in-UDP on port 1798, VARP, peers."""
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
                         format="vnetd: %(message)s", stream=sys.stderr)
@@ -763,7 +780,7 @@ def cli(state_dir, socket_opt, address, interface, mcaddr, ttl, no_restore, verb
         with IPRoute() as ipr:
             address = parse_ipv4(address) if address else pick_address(ipr, interface)
         daemon = Vnetd(address, mcaddr or state.settings.get("mcaddr", wire.DEFAULT_GROUP), ttl=ttl,
-                       store=None if no_restore else store)
+                       store=None if no_restore else store, offload=offload)
     except (DatapathError, StateError, ValueError) as e:
         raise click.ClickException(str(e))
     signal.signal(signal.SIGTERM, daemon.stop)
