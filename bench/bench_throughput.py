@@ -1,0 +1,353 @@
+#!/usr/bin/env python3
+"""VM-to-VM throughput and latency across two simulated hosts: veth vs VXLAN vs vnetd.
+
+A benchmark, not a test: it prints numbers and fails only when a scenario cannot be
+measured at all.  Every scenario is built in its own fresh lab (network namespaces, see
+vnet/lab.py), measured, and torn down before the next one starts, so they never
+share state or compete for the CPU:
+
+  veth   the bare underlay: two host namespaces on one switch; iperf3 and ping run
+         directly between the hosts' underlay addresses.  The ceiling.
+  vxlan  the kernel reference: in each host a VXLAN device (VNI 97, UDP 4789, multicast
+         group 239.1.1.1 on eth0) enslaved to a Linux bridge; VM namespaces on that
+         bridge talk to each other through the tunnel.
+  vnetd  vnet's user-space datapath: vnetd on each host, `vn vnet-create 97`, VMs on
+         the vnet97 bridge vnetd made.
+
+Per repeat: 50 pings at 20 ms (avg/min/max RTT), then one iperf3 TCP run; the table
+shows the median over --repeat runs.  Run as root from the repository root:
+
+    python3 bench/bench_throughput.py [--seconds 5] [--repeat 1] [--json out.json]
+                                      [--only veth --only vnetd ...]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable
+
+try:
+    import vnet  # noqa: F401
+except ImportError:  # not installed: run from a checkout
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from pyroute2 import NetNS
+
+from vnet.lab import Lab, Host, cleanup_stale
+from vnet.labhost import VnetHost
+
+SCENARIOS = ("veth", "vxlan", "vnetd")
+VNI = 97
+VXLAN_PORT = 4789
+VXLAN_GROUP = "239.1.1.1"
+#: 1500 minus the VXLAN overhead (outer IPv4 20 + UDP 8 + VXLAN 8 + inner Ethernet 14).
+#: The kernel gives the vxlan device this MTU and a bridge drops frames bigger than
+#: the egress port's MTU, so the VMs must use it too, as in any real VXLAN setup.
+VXLAN_VM_MTU = 1450
+IPERF_PORT = 5201
+PING_COUNT = 50
+PING_INTERVAL = 0.02
+TARGET_VNETD_VS_VXLAN = 0.10
+
+_RTT = re.compile(r"rtt min/avg/max/mdev = ([\d.]+)/([\d.]+)/([\d.]+)/([\d.]+) ms")
+
+
+def progress(msg: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+class BenchError(RuntimeError):
+    """A measurement could not be taken (no connectivity, iperf3 failed, ...)."""
+
+
+# ---------------------------------------------------------------------------
+# Measurements
+
+
+def measure_ping(lab: Lab, src, dst_ip: str) -> dict[str, float]:
+    """PING_COUNT pings at PING_INTERVAL; RTT figures in ms from ping's summary line."""
+    res = lab.ping(src, dst_ip, count=PING_COUNT, interval=PING_INTERVAL,
+                   timeout=PING_COUNT * PING_INTERVAL + 10)
+    m = _RTT.search(res.output)
+    if not m or res.received == 0:
+        raise BenchError(f"ping {dst_ip} got no replies:\n{res.output}")
+    return {
+        "rtt_min_ms": float(m.group(1)),
+        "rtt_avg_ms": float(m.group(2)),
+        "rtt_max_ms": float(m.group(3)),
+        "rtt_mdev_ms": float(m.group(4)),
+        "ping_loss_pct": res.loss,
+        "ping_duplicates": res.duplicates,
+    }
+
+
+def _listening(pid: int, port: int) -> bool:
+    """True once some socket in ``pid``'s network namespace listens on TCP ``port``.
+
+    /proc/PID/net/* shows the namespace of that process, so no setns is needed.
+    """
+    want = f":{port:04X}"
+    for name in ("tcp", "tcp6"):
+        try:
+            with open(f"/proc/{pid}/net/{name}") as f:
+                next(f, None)
+                for line in f:
+                    cols = line.split()
+                    if len(cols) > 3 and cols[1].endswith(want) and cols[3] == "0A":
+                        return True
+        except OSError:
+            pass
+    return False
+
+
+def measure_iperf(lab: Lab, server, client, server_ip: str, seconds: float) -> dict[str, float]:
+    """One iperf3 TCP run client -> server; bits/s as received by the server."""
+    srv = lab.popen(server, ["iperf3", "-s", "-1", "-p", str(IPERF_PORT)],
+                    stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 10
+        while not _listening(srv.pid, IPERF_PORT):
+            if srv.poll() is not None:
+                raise BenchError(f"iperf3 server exited: {srv.stderr.read() if srv.stderr else ''}")
+            if time.monotonic() > deadline:
+                raise BenchError("iperf3 server did not start listening within 10s")
+            time.sleep(0.02)
+        cp = lab.run(client, ["iperf3", "-c", server_ip, "-p", str(IPERF_PORT),
+                              "-t", f"{seconds:g}", "-J"], timeout=seconds + 60)
+        try:
+            data = json.loads(cp.stdout)
+        except json.JSONDecodeError:
+            raise BenchError(f"iperf3 client gave no JSON (rc {cp.returncode}): "
+                             f"{cp.stdout[-500:]} {cp.stderr[-500:]}") from None
+        if data.get("error"):
+            raise BenchError(f"iperf3: {data['error']}")
+        end = data["end"]
+        return {
+            "throughput_bps": float(end["sum_received"]["bits_per_second"]),
+            "sent_bps": float(end["sum_sent"]["bits_per_second"]),
+            "retransmits": int(end["sum_sent"].get("retransmits", 0)),
+        }
+    except BaseException:
+        # Failed or interrupted: don't wait for a server that may never get a client.
+        srv.kill()
+        srv.wait()
+        raise
+    finally:
+        # After a good run `iperf3 -s -1` exits by itself once the client is done.
+        try:
+            srv.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            srv.kill()
+            srv.wait()
+
+
+# ---------------------------------------------------------------------------
+# Topologies: each returns (lab-local) sender, receiver and receiver's address
+
+
+def _underlay(lab: Lab) -> tuple[Host, Host]:
+    sw = lab.switch("sw")
+    return lab.host("host1", sw, "10.0.0.1/24"), lab.host("host2", sw, "10.0.0.2/24")
+
+
+def build_veth(lab: Lab, state_dir: Path):
+    h1, h2 = _underlay(lab)
+    return h1, h2, h2.ip
+
+
+def _make_vxlan_bridge(host: Host, bridge: str = "br97") -> None:
+    """VXLAN device vxlan97 (multicast on eth0) enslaved to a fresh bridge, via netlink."""
+    with NetNS(host.ns, flags=0) as ipr:
+        eth0 = ipr.link_lookup(ifname="eth0")[0]
+        ipr.link("add", ifname=bridge, kind="bridge", br_stp_state=0, br_forward_delay=0)
+        br = ipr.link_lookup(ifname=bridge)[0]
+        ipr.link("add", ifname=f"vxlan{VNI}", kind="vxlan", vxlan_id=VNI,
+                 vxlan_group=VXLAN_GROUP, vxlan_link=eth0, vxlan_port=VXLAN_PORT,
+                 vxlan_ttl=1, vxlan_learning=1)
+        vx = ipr.link_lookup(ifname=f"vxlan{VNI}")[0]
+        ipr.link("set", index=vx, master=br, state="up")
+        ipr.link("set", index=br, state="up")
+
+
+def _set_mtu(ns: str, ifname: str, mtu: int) -> None:
+    with NetNS(ns, flags=0) as ipr:
+        ipr.link("set", index=ipr.link_lookup(ifname=ifname)[0], mtu=mtu)
+
+
+def build_vxlan(lab: Lab, state_dir: Path):
+    h1, h2 = _underlay(lab)
+    for h in (h1, h2):
+        _make_vxlan_bridge(h)
+    vm1 = lab.vm("vm1", h1, "br97", "10.97.0.1/24")
+    vm2 = lab.vm("vm2", h2, "br97", "10.97.0.2/24")
+    for vm in (vm1, vm2):
+        _set_mtu(vm.ns, vm.ifname, VXLAN_VM_MTU)
+    return vm1, vm2, vm2.ip
+
+
+def build_vnetd(lab: Lab, state_dir: Path):
+    h1, h2 = _underlay(lab)
+    vhosts = []
+    for h in (h1, h2):
+        vh = VnetHost(lab, h, state_dir / h.name)
+        vh.start()
+        vh.vn("vnet-create", str(VNI))
+        vhosts.append(vh)
+    vm1 = lab.vm("vm1", h1, f"vnet{VNI}", "10.97.0.1/24")
+    vm2 = lab.vm("vm2", h2, f"vnet{VNI}", "10.97.0.2/24")
+    return vm1, vm2, vm2.ip
+
+
+BUILDERS: dict[str, Callable] = {"veth": build_veth, "vxlan": build_vxlan, "vnetd": build_vnetd}
+
+
+# ---------------------------------------------------------------------------
+# Driver
+
+
+def run_scenario(name: str, seconds: float, repeat: int, state_root: Path) -> dict:
+    progress(f"{name}: building lab")
+    with Lab(prefix=f"vb{name}{os.getpid()}") as lab:
+        src, dst, dst_ip = BUILDERS[name](lab, state_root / name)
+        progress(f"{name}: waiting for {dst_ip} to answer")
+        waited = lab.wait_ping(src, dst_ip, timeout=15)
+        progress(f"{name}: reachable after {waited:.2f}s")
+        runs = []
+        for i in range(1, repeat + 1):
+            r = measure_ping(lab, src, dst_ip)
+            progress(f"{name}: run {i}/{repeat}: rtt avg {r['rtt_avg_ms']:.3f} ms "
+                     f"(min {r['rtt_min_ms']:.3f}, max {r['rtt_max_ms']:.3f}, "
+                     f"loss {r['ping_loss_pct']:.0f}%); iperf3 for {seconds:g}s")
+            r.update(measure_iperf(lab, dst, src, dst_ip, seconds))
+            progress(f"{name}: run {i}/{repeat}: {r['throughput_bps'] / 1e9:.3f} Gbit/s "
+                     f"({r['retransmits']} retransmits)")
+            runs.append(r)
+    if lab.errors:
+        progress(f"{name}: cleanup problems: {lab.errors}")
+    keys = ("throughput_bps", "rtt_avg_ms", "rtt_min_ms", "rtt_max_ms")
+    return {"median": {k: statistics.median(r[k] for r in runs) for k in keys}, "runs": runs}
+
+
+def _ratio(results: dict, a: str, b: str) -> float | None:
+    try:
+        num = results[a]["median"]["throughput_bps"]
+        den = results[b]["median"]["throughput_bps"]
+    except KeyError:
+        return None
+    return num / den if den else None
+
+
+def format_table(results: dict) -> str:
+    lines = [f"{'scenario':<10} {'throughput_Gbit/s':>18} {'rtt_avg_ms':>11} "
+             f"{'rtt_min_ms':>11} {'rtt_max_ms':>11}"]
+    for name in SCENARIOS:
+        if name not in results:
+            continue
+        res = results[name]
+        if "error" in res:
+            lines.append(f"{name:<10} {'FAILED: ' + res['error'].splitlines()[0][:60]}")
+            continue
+        m = res["median"]
+        lines.append(f"{name:<10} {m['throughput_bps'] / 1e9:>18.3f} {m['rtt_avg_ms']:>11.3f} "
+                     f"{m['rtt_min_ms']:>11.3f} {m['rtt_max_ms']:>11.3f}")
+    r = _ratio(results, "vnetd", "vxlan")
+    if r is not None:
+        verdict = "ok" if r >= TARGET_VNETD_VS_VXLAN else "BELOW TARGET"
+        lines.append(f"ratio vnetd/vxlan throughput: {r:.2f}   "
+                     f"(target >= {TARGET_VNETD_VS_VXLAN:.2f}: {verdict})")
+    r = _ratio(results, "vnetd", "veth")
+    if r is not None:
+        lines.append(f"ratio vnetd/veth throughput: {r:.2f}")
+    r = _ratio(results, "vxlan", "veth")
+    if r is not None:
+        lines.append(f"ratio vxlan/veth throughput: {r:.2f}")
+    return "\n".join(lines)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        description="VM-to-VM TCP throughput (iperf3) and ping latency across two simulated "
+                    "hosts: bare veth underlay vs kernel VXLAN vs vnetd.")
+    p.add_argument("--seconds", type=float, default=5.0,
+                   help="iperf3 duration per run (default: 5)")
+    p.add_argument("--repeat", type=int, default=1,
+                   help="runs per scenario; the table shows the median (default: 1)")
+    p.add_argument("--json", metavar="FILE", help="also write all numbers to FILE as JSON")
+    p.add_argument("--only", action="append", choices=SCENARIOS, metavar="SCENARIO",
+                   help=f"run only this scenario (repeatable; one of {', '.join(SCENARIOS)})")
+    args = p.parse_args(argv)
+    if args.seconds <= 0:
+        p.error("--seconds must be positive")
+    if args.repeat < 1:
+        p.error("--repeat must be at least 1")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if os.geteuid() != 0:
+        print("bench_throughput: must run as root (it creates network namespaces)", file=sys.stderr)
+        return 2
+    if shutil.which("iperf3") is None or shutil.which("ping") is None:
+        print("bench_throughput: needs iperf3 and iputils ping (apt-get install iperf3 iputils-ping)",
+              file=sys.stderr)
+        return 2
+    stale = cleanup_stale("vb*")
+    if stale:
+        progress(f"removed namespaces left by killed runs: {', '.join(stale)}")
+    Lab.install_signal_handlers()
+    wanted = [s for s in SCENARIOS if not args.only or s in args.only]
+    state_root = Path(tempfile.mkdtemp(prefix="vnet-bench-"))
+    results: dict[str, dict] = {}
+    try:
+        for name in wanted:
+            try:
+                results[name] = run_scenario(name, args.seconds, args.repeat, state_root)
+            except Exception as exc:  # report it, go on with the other scenarios
+                progress(f"{name}: FAILED: {exc}")
+                log = state_root / name
+                for f in sorted(log.glob("*/vnetd.log")):
+                    progress(f"{name}: {f.parent.name} vnetd.log tail:\n"
+                             + "".join(f.read_text(errors="replace").splitlines(True)[-20:]))
+                results[name] = {"error": str(exc)}
+    except KeyboardInterrupt:
+        progress("interrupted; labs removed")
+        return 130
+    finally:
+        shutil.rmtree(state_root, ignore_errors=True)
+
+    print(format_table(results))
+    if args.json:
+        doc = {
+            "machine": {"cpus": os.cpu_count(), "kernel": platform.release(),
+                        "python": platform.python_version()},
+            "settings": {"seconds": args.seconds, "repeat": args.repeat,
+                         "ping_count": PING_COUNT, "ping_interval_s": PING_INTERVAL,
+                         "vxlan_vm_mtu": VXLAN_VM_MTU},
+            "scenarios": results,
+            "ratios": {
+                "vnetd/vxlan": _ratio(results, "vnetd", "vxlan"),
+                "vnetd/veth": _ratio(results, "vnetd", "veth"),
+                "vxlan/veth": _ratio(results, "vxlan", "veth"),
+            },
+            "target_vnetd_vs_vxlan": TARGET_VNETD_VS_VXLAN,
+        }
+        with open(args.json, "w") as f:
+            json.dump(doc, f, indent=2)
+            f.write("\n")
+        progress(f"wrote {args.json}")
+    return 1 if any("error" in r for r in results.values()) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

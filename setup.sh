@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Install everything vnet needs on a Debian/Ubuntu host, then run the demo or the tests.
+#   sudo ./setup.sh demo    install, then build three simulated hosts and show vnets working
+#   sudo ./setup.sh test    install, then run the whole test suite
+#   sudo ./setup.sh bench   install, then run the throughput/latency benchmark
+#   sudo ./setup.sh install install only
+set -euo pipefail
+cd "$(dirname "$0")"
+
+# Debian packages: ping for the tests and demo, iperf3 for the benchmark, iproute2 for
+# humans inspecting the result (the product itself talks netlink through pyroute2).
+APT_PACKAGES=(iputils-ping iperf3 iproute2)
+
+if [ "$(id -u)" -ne 0 ]; then
+    echo "setup.sh: must run as root (vnet creates namespaces, bridges and tap devices)" >&2
+    exit 1
+fi
+
+missing=()
+for p in "${APT_PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+PYTHON=${PYTHON:-python3}
+"$PYTHON" -m pip install -q --disable-pip-version-check -e ".[test]" 2>&1 | grep -v "running pip as the 'root' user" || true
+"$PYTHON" -c "import vnet, sxp, pyroute2, construct, click" || { echo "setup.sh: install failed" >&2; exit 1; }
+
+case "${1:-install}" in
+    demo)    exec "$PYTHON" -m vnet.demo ;;
+    test)    exec "$PYTHON" -m pytest -q -p no:cacheprovider tests ;;
+    bench)   exec "$PYTHON" bench/bench_throughput.py ;;
+    install) echo "vnet installed: vn, vnetd, vnet-demo" ;;
+    *) echo "usage: setup.sh [install|demo|test|bench]" >&2; exit 2 ;;
+esac
