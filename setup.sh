@@ -27,7 +27,7 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 PYTHON=${PYTHON:-python3}
-"$PYTHON" -m pip install -q --disable-pip-version-check -e ".[test]" 2>&1 | grep -v "running pip as the 'root' user" || true
+"$PYTHON" -m pip install -q --disable-pip-version-check -e ".[test]" 2>&1 | grep -vi "running pip as the 'root' user" || true
 "$PYTHON" -c "import vnet, sxp, pyroute2, construct, click" || { echo "setup.sh: install failed" >&2; exit 1; }
 
 case "${1:-install}" in

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import sys
-from pathlib import Path
 
 import click
 from pyroute2 import IPRoute
@@ -147,9 +146,9 @@ def _matches(rec: Record, wanted: list[str]) -> bool:
     if not wanted:
         return True
     rid = sxp.child_value(rec, "id")
-    vnetif = sxp.child_value(rec, "vnetif")
+    names = (sxp.child_value(rec, "vnetif"), sxp.child_value(rec, "bridge"))
     for w in wanted:
-        if w == vnetif:
+        if w in names:
             return True
         try:
             if str(VnetId.parse(w)) == rid:
@@ -177,7 +176,7 @@ def _device_record(ipr: IPRoute, name: str) -> Record | None:
 @click.argument("ids", nargs=-1)
 @click.pass_context
 def vnets(ctx: click.Context, all_: bool, long_: bool, as_json: bool, ids: tuple[str, ...]) -> None:
-    """List vnets (all, or those with the given ids or vnetif names)."""
+    """List vnets (all, or those with the given ids, vnetif or bridge names)."""
     dp = _controller(ctx).datapath
     recs = [r for r in dp.vnets() if _matches(r, list(ids))]
     out: list[Record] = []
@@ -226,7 +225,7 @@ def vnet_create(ctx: click.Context, security, bridge, vnetif, encapsulation, vne
 @click.argument("vnet")
 @click.pass_context
 def vnet_delete(ctx: click.Context, delete_bridge: bool, vnet: str) -> None:
-    """Delete a vnet, given by id or vnetif name."""
+    """Delete a vnet, given by id, vnetif or bridge name."""
     _controller(ctx).delete_vnet(vnet, delete_bridge)
 
 
@@ -243,7 +242,7 @@ def vnet_list(ctx: click.Context, long_: bool, as_json: bool, ids: tuple[str, ..
         click.echo(json.dumps([records.to_json(c.to_sxp()) for c in cfgs], indent=2))
     elif long_ or ids:
         for c in cfgs:
-            click.echo(sxp.pretty(c.to_sxp()), nl=False)
+            click.echo(sxp.pretty(c.to_sxp()))
     else:
         for c in cfgs:
             click.echo(str(c.id))

@@ -57,7 +57,7 @@ def request(path: Path, commands: list[sxp.Value], timeout: float = TIMEOUT) -> 
             raise DatapathError(
                 "ENOENT",
                 f"vnetd is not running (no control socket at {path}); start it with "
-                "'vnetd' or 'network-vnet start', or select the host with --state-dir") from None
+                "'vnetd', or select the host with --state-dir") from None
         except PermissionError:
             raise DatapathError("EPERM", f"permission denied on {path}: vn must run as root") from None
         s.sendall("".join(sxp.show(c) + "\n" for c in commands).encode())

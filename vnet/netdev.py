@@ -189,3 +189,22 @@ def prefix_length(ipr: IPRoute, address: str) -> int:
         if a.get_attr("IFA_ADDRESS") == address:
             return a["prefixlen"]
     return 32
+
+
+def default_route_interface(ipr: IPRoute) -> str | None:
+    """The interface of the IPv4 default route, if there is one."""
+    for route in ipr.get_default_routes(family=2):
+        oif = route.get_attr("RTA_OIF")
+        if oif:
+            return ipr.get_links(oif)[0].get_attr("IFLA_IFNAME")
+    return None
+
+
+def quiet_ipv6(ifname: str) -> None:
+    """Keep a vnet device from sending IPv6 of its own (link-local, MLD, ND) into the
+    vnet: it is a port, not a host.  /proc/sys of the caller's namespace, no netlink."""
+    try:
+        with open(f"/proc/sys/net/ipv6/conf/{ifname}/disable_ipv6", "w") as f:
+            f.write("1")
+    except OSError:
+        pass  # no IPv6 in this kernel: nothing to quiet

@@ -14,7 +14,6 @@ read from the state directory at start; `vn` writes it.
 from __future__ import annotations
 
 import collections
-import errno
 import logging
 import os
 import select
@@ -35,7 +34,7 @@ from vnet.addr import is_multicast_ipv4, parse_ipv4
 from vnet.config import VnetConfig, default_mtu, header_size
 from vnet.control import MAX_REQUEST, encode_replies, error_reply, ok_reply, resolve_socket
 from vnet.datapath import Datapath, DatapathError, Record
-from vnet.state import StateError, StateStore, resolve_state_dir
+from vnet.state import State, StateError, StateStore, resolve_state_dir
 from vnet.tables import SWEEP_INTERVAL, FloodFilter, Peer, VarpCache, VifTable
 from vnet.vnetid import VnetId
 
@@ -43,7 +42,12 @@ log = logging.getLogger("vnetd")
 
 IP_MULTICAST_ALL = 49
 IP_MTU_DISCOVER = 10
-IP_PMTUDISC_DO = 2
+IP_PMTUDISC_DONT, IP_PMTUDISC_DO = 0, 2
+IP_RECVTTL = 12
+SO_NO_CHECK = 11
+#: Abstract Unix socket names are per network namespace: holding this one means
+#: "the vnet datapath of this namespace", since port 1798 can be bound twice.
+NETNS_LOCK = b"\0vnet-datapath"
 BATCH = 64
 RCVBUF = 4 << 20
 ZERO_ADDR = b"\0\0\0\0"
@@ -72,14 +76,12 @@ class Vnetd(Datapath):
     kind = "vnetd"
 
     def __init__(self, address: str, mcaddr: str = wire.DEFAULT_GROUP, port: int = wire.PORT,
-                 ttl: int = wire.DEFAULT_TTL, socket_path: Path | None = None,
-                 store: StateStore | None = None, offload: bool = True) -> None:
+                 ttl: int = wire.DEFAULT_TTL, offload: bool = True) -> None:
         self.ipr = IPRoute()
         self.offload = offload
         self.port = port
         self.ttl = ttl
-        self.socket_path = socket_path
-        self.store = store
+        self.socket_path: Path | None = None
         self.by_id: dict[bytes, Vnet] = {}
         self.by_fd: dict[int, Vnet] = {}
         self.varp_cache = VarpCache()
@@ -134,11 +136,22 @@ class Vnetd(Datapath):
         return struct.pack("4s4si", self.mcaddr_b, self.address_b, self.ifindex)
 
     def _open_sockets(self) -> None:
+        self.lock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            self.lock.bind(NETNS_LOCK)
+        except OSError:
+            self.lock.close()
+            raise DatapathError("EADDRINUSE", "another vnet datapath (vnetd) is already running "
+                                "in this network namespace") from None
         u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         u.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         u.setsockopt(socket.IPPROTO_IP, IP_MULTICAST_ALL, 0)
         self._mc_options(u)
         self._bigbuf(u)
+        # As the original: UDP checksum 0 (the inner frame has its own) and DF clear,
+        # so full-size frames are fragmented by the host rather than dropped.
+        u.setsockopt(socket.SOL_SOCKET, SO_NO_CHECK, 1)
+        u.setsockopt(socket.IPPROTO_IP, IP_MTU_DISCOVER, IP_PMTUDISC_DONT)
         try:
             u.bind(("0.0.0.0", self.port))
         except OSError as e:
@@ -156,7 +169,7 @@ class Vnetd(Datapath):
             s.setblocking(False)
         self.msock: socket.socket | None = None
         self._open_group()
-        self._watch(u.fileno(), lambda: self._udp_readable(self.usock, False))
+        self._watch(u.fileno(), self._udp_readable)
         self._watch(self.r97.fileno(), self._raw_readable)
 
     def _bigbuf(self, s: socket.socket) -> None:
@@ -179,6 +192,7 @@ class Vnetd(Datapath):
         m = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         m.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         m.setsockopt(socket.IPPROTO_IP, IP_MULTICAST_ALL, 0)
+        m.setsockopt(socket.IPPROTO_IP, IP_RECVTTL, 1)
         self._bigbuf(m)
         m.bind((self.mcaddr, self.port))
         m.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, self._membership())
@@ -186,7 +200,7 @@ class Vnetd(Datapath):
         self.r97.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, self._membership())
         self._old_membership = self._membership()
         self.msock = m
-        self._watch(m.fileno(), lambda: self._udp_readable(m, True))
+        self._watch(m.fileno(), lambda: self._group_readable(m))
 
     def _watch(self, fd: int, handler) -> None:
         self.handlers[fd] = handler
@@ -199,14 +213,8 @@ class Vnetd(Datapath):
         except (OSError, ValueError):
             pass
 
-    def restore(self) -> None:
-        """Bring back the persisted group, vnets and peers; one bad entry does not stop the rest."""
-        if self.store is None:
-            return
-        state = self.store.load()
-        mc = state.settings.get("mcaddr")
-        if mc and mc != self.mcaddr:
-            self.set_mcaddr(mc)
+    def restore(self, state: State, where: Path) -> None:
+        """Bring back the persisted vnets and peers; one bad entry does not stop the rest."""
         for cfg in state.vnets.values():
             try:
                 self.vnet_add(cfg)
@@ -214,8 +222,7 @@ class Vnetd(Datapath):
                 log.error("cannot restore vnet %s: %s", cfg.id, e.message)
         for addr, port in state.peers.items():
             self.peer_add(addr, port)
-        log.info("restored %d vnets and %d peers from %s", len(self.by_id), len(self.peer_table),
-                 self.store.dir)
+        log.info("restored %d vnets and %d peers from %s", len(self.by_id), len(self.peer_table), where)
 
     # ---- control socket -------------------------------------------------------------
 
@@ -314,12 +321,15 @@ class Vnetd(Datapath):
         for v in self.by_id.values():
             if v.cfg.vnetif == cfg.vnetif:
                 raise DatapathError("EEXIST", f"vnetif {cfg.vnetif} is already used by vnet {v.cfg.id}")
+            if v.cfg.bridge == cfg.bridge:  # two vnets on one bridge would merge their LANs
+                raise DatapathError("EEXIST", f"bridge {cfg.bridge} is already used by vnet {v.cfg.id}")
         if netdev.link_index(self.ipr, cfg.vnetif) is not None:
             raise DatapathError("EEXIST", f"a device named {cfg.vnetif} already exists on this host")
         # Super-frames need UDP: raw EtherIP sets DF and cannot carry 58 KB packets.
         offload = self.offload and cfg.encapsulation == "udp"
         fd = netdev.open_tap(cfg.vnetif, offload)
         try:
+            netdev.quiet_ipv6(cfg.vnetif)
             if offload:
                 netdev.limit_gso(self.ipr, cfg.vnetif)
             created = netdev.ensure_bridge(self.ipr, cfg.bridge)
@@ -509,12 +519,33 @@ class Vnetd(Datapath):
 
     # ---- datapath: receive (network -> tap) ---------------------------------------------
 
-    def _udp_readable(self, sock: socket.socket, multicast: bool) -> None:
+    def _udp_readable(self) -> None:
+        """Unicast to us: frames for our MACs, VARP replies, peers' VFWD packets."""
         self.now = time.monotonic()
         buf, mv = self.buf, self.mv
         for _ in range(BATCH):
             try:
-                n, (src, _sport) = sock.recvfrom_into(buf)
+                n, (src, _sport) = self.usock.recvfrom_into(buf)
+            except BlockingIOError:
+                return
+            except OSError:
+                self.drops["recv-error"] += 1
+                return
+            if src in self.self_addrs:
+                continue
+            self.counters["udp-received"] += 1
+            if n < wire.VNET_MSG_HEADER_LEN:
+                self.drops["short"] += 1
+                continue
+            self._dispatch(mv[:n], src, vfwd_ok=True)
+
+    def _group_readable(self, sock: socket.socket) -> None:
+        """Multicast to the group: relay it to peers (keeping its TTL budget), then handle it."""
+        self.now = time.monotonic()
+        buf, mv = self.buf, self.mv
+        for _ in range(BATCH):
+            try:
+                n, anc, _flags, (src, _sport) = sock.recvmsg_into([buf], socket.CMSG_SPACE(4))
             except BlockingIOError:
                 return
             except OSError:
@@ -527,14 +558,14 @@ class Vnetd(Datapath):
                 self.drops["short"] += 1
                 continue
             pkt = mv[:n]
-            if multicast:
-                if self._duplicate(src, pkt):
-                    self.drops["duplicate"] += 1
-                    continue
-                if self.peer_table and buf[1] != wire.MSG_VFWD:
-                    inner = wire.vfwd_inner_udp(socket.inet_aton(src), self.mcaddr_b, n)
-                    self._to_peers((wire.VFWD_HEADER, inner, pkt), src)
-            self._dispatch(pkt, src, vfwd_ok=not multicast)
+            if self._duplicate(src, pkt):
+                self.drops["duplicate"] += 1
+                continue
+            if self.peer_table and not (buf[0] == 0 and buf[1] == wire.MSG_VFWD):
+                ttl = anc[0][2][0] if anc else wire.DEFAULT_TTL
+                inner = wire.vfwd_inner_udp(socket.inet_aton(src), self.mcaddr_b, n, ttl=ttl)
+                self._to_peers((wire.VFWD_HEADER, inner, pkt), src)
+            self._dispatch(pkt, src, vfwd_ok=False)
 
     def _dispatch(self, pkt: memoryview, src: str, vfwd_ok: bool) -> None:
         msg = pkt[0] << 8 | pkt[1]
@@ -641,14 +672,14 @@ class Vnetd(Datapath):
         if not self.flood_filter.first_time(origin, payload, self.now):
             self.drops["duplicate"] += 1
             return
-        if ttl <= 1:
-            self.drops["hop-limit"] += 1
-            return
         self.counters["forwards-received"] += 1
         if proto == wire.IPPROTO_UDP:
             self._dispatch(payload, origin, vfwd_ok=False)
         else:
             self._etherip(payload, origin)
+        if ttl <= 1:  # delivered here, but its hop budget is spent: no re-send
+            self.drops["hop-limit"] += 1
+            return
         # Re-send on our LAN as if the origin had multicast it here (spoofed source).
         hdr = wire.ipv4_header(origin_b, self.mcaddr_b, proto, len(body), ttl=ttl - 1,
                                df=proto == wire.IPPROTO_ETHERIP)
@@ -730,7 +761,7 @@ class Vnetd(Datapath):
                 pass
         for conn, _ in self.conns.values():
             conn.close()
-        for s in (self.usock, self.msock, self.r97, self.rawout):
+        for s in (self.usock, self.msock, self.r97, self.rawout, self.lock):
             if s is not None:
                 s.close()
         self.ep.close()
@@ -738,7 +769,10 @@ class Vnetd(Datapath):
 
 
 def pick_address(ipr: IPRoute, interface: str | None) -> str:
-    """The underlay address: the only IPv4 address (of `interface`), else a clear error."""
+    """The underlay address: the only IPv4 address of `interface`, or of the interface
+    holding the default route, or of the host; else a clear error."""
+    if interface is None:
+        interface = netdev.default_route_interface(ipr)
     found = [(ifname, addr) for ifname, addr, _ in netdev.ipv4_addresses(ipr)
              if interface is None or ifname == interface]
     if len(found) == 1:
@@ -772,22 +806,24 @@ def cli(state_dir, socket_opt, address, interface, mcaddr, ttl, no_restore, offl
     sdir = resolve_state_dir(state_dir)
     store = StateStore(sdir)
     try:
-        state = store.load()
-        if mcaddr is not None:
+        state = None if no_restore else store.load()
+        if mcaddr is not None:  # the command line wins over the persisted group
             mcaddr = parse_ipv4(mcaddr)
             if not is_multicast_ipv4(mcaddr):
                 raise DatapathError("EINVAL", f"{mcaddr} is not a multicast address")
+        elif state is not None:
+            mcaddr = state.settings.get("mcaddr")
         with IPRoute() as ipr:
             address = parse_ipv4(address) if address else pick_address(ipr, interface)
-        daemon = Vnetd(address, mcaddr or state.settings.get("mcaddr", wire.DEFAULT_GROUP), ttl=ttl,
-                       store=None if no_restore else store, offload=offload)
+        daemon = Vnetd(address, mcaddr or wire.DEFAULT_GROUP, ttl=ttl, offload=offload)
     except (DatapathError, StateError, ValueError) as e:
         raise click.ClickException(str(e))
     signal.signal(signal.SIGTERM, daemon.stop)
     signal.signal(signal.SIGINT, daemon.stop)
     try:
-        daemon.restore()
         daemon.listen(resolve_socket(socket_opt, sdir))
+        if state is not None:
+            daemon.restore(state, sdir)
         log.warning("serving on %s, underlay %s (%s), group %s", daemon.socket_path, daemon.address,
                     daemon.device, daemon.mcaddr)
         daemon.run()
