@@ -788,7 +788,8 @@ def pick_address(ipr: IPRoute, interface: str | None) -> str:
 @click.option("--state-dir", envvar="VNET_STATE_DIR", type=click.Path(file_okay=False),
               help="State directory to restore vnets and peers from [default: /var/lib/vnet].")
 @click.option("--socket", "socket_opt", help="Control socket [default: STATE_DIR/vnetd.sock].")
-@click.option("-a", "--address", help="Underlay IPv4 address [default: the host's only one].")
+@click.option("-a", "--address", help="Underlay IPv4 address [default: that of the default route's interface, "
+                   "else the host's only one].")
 @click.option("-i", "--interface", help="Underlay interface to take the address from.")
 @click.option("-m", "--varp-mcaddr", "mcaddr", help="Multicast group [default: 224.10.0.1, or the persisted one].")
 @click.option("--ttl", type=click.IntRange(1, 255), default=wire.DEFAULT_TTL, show_default=True,
