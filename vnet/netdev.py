@@ -172,23 +172,15 @@ def link_summary(ipr: IPRoute, name: str) -> dict | None:
     return out
 
 
-def ipv4_addresses(ipr: IPRoute) -> list[tuple[str, str, int]]:
-    """(ifname, address, ifindex) of every IPv4 address not on a loopback device."""
+def ipv4_addresses(ipr: IPRoute) -> list[tuple[str, str, int, int]]:
+    """(ifname, address, ifindex, prefix length) of every IPv4 address not on loopback."""
     names = {link["index"]: link.get_attr("IFLA_IFNAME") for link in ipr.get_links()}
     out = []
     for a in ipr.get_addr(family=2):
         addr = a.get_attr("IFA_ADDRESS")
         if addr and not addr.startswith("127."):
-            out.append((names.get(a["index"], "?"), addr, a["index"]))
+            out.append((names.get(a["index"], "?"), addr, a["index"], a["prefixlen"]))
     return out
-
-
-def prefix_length(ipr: IPRoute, address: str) -> int:
-    """The prefix length of a local IPv4 address (32 if it is not found)."""
-    for a in ipr.get_addr(family=2):
-        if a.get_attr("IFA_ADDRESS") == address:
-            return a["prefixlen"]
-    return 32
 
 
 def default_route_interface(ipr: IPRoute) -> str | None:

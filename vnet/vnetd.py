@@ -53,6 +53,12 @@ RCVBUF = 4 << 20
 ZERO_ADDR = b"\0\0\0\0"
 
 
+def check_group(addr: str) -> None:
+    """The one check of a group address, for -m, the persisted setting and varp.mcaddr."""
+    if not is_multicast_ipv4(addr):
+        raise DatapathError("EINVAL", f"{addr} is not a multicast address (224.0.0.0/4)")
+
+
 class Vnet:
     """A vnet on this host: its config, tap, header prefix and counters."""
 
@@ -83,7 +89,6 @@ class Vnetd(Datapath):
         self.ttl = ttl
         self.socket_path: Path | None = None
         self.by_id: dict[bytes, Vnet] = {}
-        self.by_fd: dict[int, Vnet] = {}
         self.varp_cache = VarpCache()
         self.vif_table = VifTable()
         self.peer_table: dict[str, Peer] = {}
@@ -98,6 +103,7 @@ class Vnetd(Datapath):
         self.handlers: dict[int, object] = {}
         self.conns: dict[int, tuple[socket.socket, bytearray]] = {}
         self._set_address(address)
+        check_group(mcaddr)
         self.mcaddr = mcaddr
         self.mcaddr_b = socket.inet_aton(mcaddr)
         self._open_sockets()
@@ -105,15 +111,14 @@ class Vnetd(Datapath):
     # ---- setup -------------------------------------------------------------------
 
     def _set_address(self, address: str) -> None:
-        found = {a: (ifname, index) for ifname, a, index in netdev.ipv4_addresses(self.ipr)}
+        found = {a: (ifname, index, plen) for ifname, a, index, plen in netdev.ipv4_addresses(self.ipr)}
         if address not in found:
             raise DatapathError("EADDRNOTAVAIL", f"{address} is not an address of this host "
                                 f"(have: {', '.join(sorted(found)) or 'none'})")
         self.address = address
         self.address_b = socket.inet_aton(address)
-        self.device, self.ifindex = found[address]
+        self.device, self.ifindex, prefix = found[address]
         self.self_addrs = set(found) | {"0.0.0.0"}
-        prefix = netdev.prefix_length(self.ipr, address)
         self.onlink_mask = (0xFFFFFFFF << (32 - prefix)) & 0xFFFFFFFF
         self.onlink_net = int.from_bytes(self.address_b, "big") & self.onlink_mask
 
@@ -339,7 +344,6 @@ class Vnetd(Datapath):
             raise
         v = Vnet(cfg, fd, created)
         self.by_id[v.vid] = v
-        self.by_fd[fd] = v
         self._watch(fd, lambda: self._tap_readable(v))
         log.info("vnet %s up: %s on bridge %s (%s)", cfg.id, cfg.vnetif, cfg.bridge, cfg.encapsulation)
 
@@ -352,7 +356,6 @@ class Vnetd(Datapath):
 
     def _close_vnet(self, v: Vnet) -> None:
         self._unwatch(v.fd)
-        self.by_fd.pop(v.fd, None)
         os.close(v.fd)
         self.varp_cache.flush(v.vid)
         self.vif_table.flush(v.vid)
@@ -416,8 +419,7 @@ class Vnetd(Datapath):
         return out
 
     def set_mcaddr(self, addr: str) -> None:
-        if not is_multicast_ipv4(addr):
-            raise DatapathError("EINVAL", f"{addr} is not a multicast address (224.0.0.0/4)")
+        check_group(addr)
         self.mcaddr = addr
         self.mcaddr_b = socket.inet_aton(addr)
         self._open_group()
@@ -773,7 +775,7 @@ def pick_address(ipr: IPRoute, interface: str | None) -> str:
     holding the default route, or of the host; else a clear error."""
     if interface is None:
         interface = netdev.default_route_interface(ipr)
-    found = [(ifname, addr) for ifname, addr, _ in netdev.ipv4_addresses(ipr)
+    found = [(ifname, addr) for ifname, addr, _, _ in netdev.ipv4_addresses(ipr)
              if interface is None or ifname == interface]
     if len(found) == 1:
         return found[0][1]
@@ -810,8 +812,6 @@ def cli(state_dir, socket_opt, address, interface, mcaddr, ttl, no_restore, offl
         state = None if no_restore else store.load()
         if mcaddr is not None:  # the command line wins over the persisted group
             mcaddr = parse_ipv4(mcaddr)
-            if not is_multicast_ipv4(mcaddr):
-                raise DatapathError("EINVAL", f"{mcaddr} is not a multicast address")
         elif state is not None:
             mcaddr = state.settings.get("mcaddr")
         with IPRoute() as ipr:
