@@ -1,0 +1,541 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * Control: the "vnet" generic netlink family (see uapi/vnet.h).  Each
+ * command acts on the namespace of the calling socket.  Errors carry an
+ * extended-ack message so `vn` can say what went wrong.
+ */
+#include <net/genetlink.h>
+#include <net/rtnetlink.h>
+
+#include "vnet.h"
+
+static const char * const vnet_counter_names[VNET_C_MAX] = {
+	[VNET_C_FLOODS]			= "floods",
+	[VNET_C_UNKNOWN_UNICAST_FLOODS]	= "unknown-unicast-floods",
+	[VNET_C_ANNOUNCES_SENT]		= "announces-sent",
+	[VNET_C_ANNOUNCES_RECEIVED]	= "announces-received",
+	[VNET_C_VARP_REQUESTS]		= "varp-requests",
+	[VNET_C_FORWARDS_RECEIVED]	= "forwards-received",
+	[VNET_C_UDP_RECEIVED]		= "udp-received",
+	[VNET_C_ETHERIP_RECEIVED]	= "etherip-received",
+};
+
+static const char * const vnet_drop_names[VNET_D_MAX] = {
+	[VNET_D_SHORT]		= "short",
+	[VNET_D_BAD_MESSAGE_ID]	= "bad-message-id",
+	[VNET_D_BAD_VERSION]	= "bad-version",
+	[VNET_D_UNKNOWN_VNET]	= "unknown-vnet",
+	[VNET_D_BAD_SOURCE_MAC]	= "bad-source-mac",
+	[VNET_D_NOT_A_PEER]	= "not-a-peer",
+	[VNET_D_BAD_FORWARD]	= "bad-forward",
+	[VNET_D_OWN_PACKET]	= "own-packet",
+	[VNET_D_DUPLICATE]	= "duplicate",
+	[VNET_D_HOP_LIMIT]	= "hop-limit",
+	[VNET_D_OTHER_GROUP]	= "other-group",
+	[VNET_D_SEND_ERROR]	= "send-error",
+	[VNET_D_NO_ROUTE]	= "no-route",
+	[VNET_D_BAD_FAMILY]	= "bad-family",
+	[VNET_D_BAD_OPCODE]	= "bad-opcode",
+	[VNET_D_NO_MEMORY]	= "no-memory",
+	[VNET_D_OVERSIZE]	= "oversize",
+};
+
+static const struct nla_policy vnet_policy[VNET_A_MAX + 1] = {
+	[VNET_A_ID]		= NLA_POLICY_EXACT_LEN(VNET_ID_LEN),
+	[VNET_A_IFNAME]		= { .type = NLA_NUL_STRING, .len = IFNAMSIZ - 1 },
+	[VNET_A_ENCAP]		= NLA_POLICY_MAX(NLA_U8, VNET_ENCAP_ETHERIP),
+	[VNET_A_SECURITY]	= NLA_POLICY_MAX(NLA_U8, VNET_SECURITY_CONF),
+	[VNET_A_MAC]		= NLA_POLICY_ETH_ADDR,
+	[VNET_A_ADDR]		= { .type = NLA_BE32 },
+	[VNET_A_PORT]		= NLA_POLICY_MIN(NLA_U16, 1),
+	[VNET_A_MCADDR]		= { .type = NLA_BE32 },
+};
+
+static struct genl_family vnet_family;
+
+static struct vnet_net *vnet_info_net(struct genl_info *info)
+{
+	return vnet_pernet(genl_info_net(info));
+}
+
+/* A required attribute; the message names it when it is missing. */
+#define vnet_need(info, attr, msg) ({				\
+	struct genl_info *__info = (info);			\
+	bool __ok = !!__info->attrs[attr];			\
+								\
+	if (!__ok)						\
+		NL_SET_ERR_MSG(__info->extack, msg);		\
+	__ok;							\
+})
+
+/* Frees port 1798 once nothing needs it.  Caller holds vn->lock. */
+static void vnet_maybe_close(struct vnet_net *vn)
+{
+	bool idle;
+
+	rtnl_lock();
+	idle = !vnet_any(vn) && list_empty(&vn->peers);
+	rtnl_unlock();
+	if (idle)
+		vnet_socket_close(vn);
+}
+
+static int vnet_nl_vnet_add(struct sk_buff *skb, struct genl_info *info)
+{
+	static const u8 reserved[VNET_ID_LEN - 1];
+	struct vnet_net *vn = vnet_info_net(info);
+	struct nlattr **a = info->attrs;
+	const u8 *id;
+	u8 encap;
+	int err;
+
+	if (!vnet_need(info, VNET_A_ID, "missing vnet id") ||
+	    !vnet_need(info, VNET_A_IFNAME, "missing interface name"))
+		return -EINVAL;
+	id = nla_data(a[VNET_A_ID]);
+	if (!memcmp(id, reserved, sizeof(reserved)) && id[VNET_ID_LEN - 1] < 2) {
+		NL_SET_ERR_MSG(info->extack, "vnet ids 0 and 1 are reserved");
+		return -EINVAL;
+	}
+	if (a[VNET_A_SECURITY] &&
+	    nla_get_u8(a[VNET_A_SECURITY]) != VNET_SECURITY_NONE) {
+		NL_SET_ERR_MSG(info->extack,
+			       "security levels auth and conf need per-vnet keys, not supported yet");
+		return -EOPNOTSUPP;
+	}
+	encap = a[VNET_A_ENCAP] ? nla_get_u8(a[VNET_A_ENCAP]) : VNET_ENCAP_UDP;
+
+	mutex_lock(&vn->lock);
+	err = vnet_socket_open(vn, info->extack);
+	if (!err) {
+		rtnl_lock();
+		err = vnet_dev_create(vn, id, nla_data(a[VNET_A_IFNAME]), encap,
+				      info->extack);
+		rtnl_unlock();
+		if (err)
+			vnet_maybe_close(vn);
+	}
+	mutex_unlock(&vn->lock);
+	return err;
+}
+
+static int vnet_nl_vnet_del(struct sk_buff *skb, struct genl_info *info)
+{
+	struct vnet_net *vn = vnet_info_net(info);
+	struct vnet_dev *vd;
+	int err = 0;
+
+	if (!vnet_need(info, VNET_A_ID, "missing vnet id"))
+		return -EINVAL;
+	mutex_lock(&vn->lock);
+	rtnl_lock();
+	vd = vnet_find(vn, nla_data(info->attrs[VNET_A_ID]));
+	if (vd) {
+		unregister_netdevice(vd->dev);
+	} else {
+		NL_SET_ERR_MSG(info->extack, "vnet does not exist");
+		err = -ENOENT;
+	}
+	rtnl_unlock();
+	vnet_maybe_close(vn);
+	mutex_unlock(&vn->lock);
+	return err;
+}
+
+static int vnet_nl_vif(struct sk_buff *skb, struct genl_info *info)
+{
+	struct vnet_net *vn = vnet_info_net(info);
+	const u8 *id, *mac;
+	int err = 0;
+
+	if (!vnet_need(info, VNET_A_ID, "missing vnet id") ||
+	    !vnet_need(info, VNET_A_MAC, "missing MAC address"))
+		return -EINVAL;
+	id = nla_data(info->attrs[VNET_A_ID]);
+	mac = nla_data(info->attrs[VNET_A_MAC]);
+	rcu_read_lock();
+	if (!vnet_find(vn, id)) {
+		NL_SET_ERR_MSG(info->extack, "vnet does not exist");
+		err = -ENOENT;
+	} else if (info->genlhdr->cmd == VNET_CMD_VIF_ADD) {
+		err = vnet_table_update(&vn->vifs, id, mac, 0);
+		if (err > 0)
+			err = 0;
+	} else if (!vnet_table_remove(&vn->vifs, id, mac)) {
+		NL_SET_ERR_MSG(info->extack, "no such vif on this vnet");
+		err = -ENOENT;
+	}
+	rcu_read_unlock();
+	return err;
+}
+
+static int vnet_nl_peer_add(struct sk_buff *skb, struct genl_info *info)
+{
+	struct vnet_net *vn = vnet_info_net(info);
+	u16 port = VNET_PORT;
+	__be32 addr;
+	int err;
+
+	if (!vnet_need(info, VNET_A_ADDR, "missing peer address"))
+		return -EINVAL;
+	addr = nla_get_in_addr(info->attrs[VNET_A_ADDR]);
+	if (ipv4_is_multicast(addr) || ipv4_is_zeronet(addr) ||
+	    ipv4_is_lbcast(addr)) {
+		NL_SET_ERR_MSG(info->extack, "a peer must be a unicast address");
+		return -EINVAL;
+	}
+	if (info->attrs[VNET_A_PORT])
+		port = nla_get_u16(info->attrs[VNET_A_PORT]);
+	mutex_lock(&vn->lock);
+	err = vnet_socket_open(vn, info->extack);
+	if (!err) {
+		err = vnet_peer_add(vn, addr, port);
+		if (err)
+			vnet_maybe_close(vn);
+	}
+	mutex_unlock(&vn->lock);
+	return err;
+}
+
+static int vnet_nl_peer_del(struct sk_buff *skb, struct genl_info *info)
+{
+	struct vnet_net *vn = vnet_info_net(info);
+	int err;
+
+	if (!vnet_need(info, VNET_A_ADDR, "missing peer address"))
+		return -EINVAL;
+	mutex_lock(&vn->lock);
+	err = vnet_peer_del(vn, nla_get_in_addr(info->attrs[VNET_A_ADDR]));
+	if (err)
+		NL_SET_ERR_MSG(info->extack, "not a peer");
+	else
+		vnet_maybe_close(vn);
+	mutex_unlock(&vn->lock);
+	return err;
+}
+
+static int vnet_nl_varp_flush(struct sk_buff *skb, struct genl_info *info)
+{
+	vnet_table_flush(&vnet_info_net(info)->varp, NULL);
+	return 0;
+}
+
+static int vnet_nl_set(struct sk_buff *skb, struct genl_info *info)
+{
+	struct vnet_net *vn = vnet_info_net(info);
+	int err = 0;
+
+	mutex_lock(&vn->lock);
+	if (info->attrs[VNET_A_ADDR])
+		err = vnet_set_underlay(vn, nla_get_in_addr(info->attrs[VNET_A_ADDR]),
+					info->extack);
+	if (!err && info->attrs[VNET_A_MCADDR])
+		err = vnet_set_group(vn, nla_get_in_addr(info->attrs[VNET_A_MCADDR]),
+				     info->extack);
+	mutex_unlock(&vn->lock);
+	return err;
+}
+
+static int vnet_put_stats(struct sk_buff *msg, int attr,
+			  const char * const *names, unsigned int n,
+			  const u64 *values)
+{
+	struct nlattr *nest = nla_nest_start(msg, attr);
+	struct nlattr *stat;
+	unsigned int i;
+
+	if (!nest)
+		return -EMSGSIZE;
+	for (i = 0; i < n; i++) {
+		if (!values[i])
+			continue;
+		stat = nla_nest_start(msg, VNET_A_STAT);
+		if (!stat || nla_put_string(msg, VNET_A_STAT_NAME, names[i]) ||
+		    nla_put_u64_64bit(msg, VNET_A_STAT_VALUE, values[i],
+				      VNET_A_PAD))
+			return -EMSGSIZE;
+		nla_nest_end(msg, stat);
+	}
+	nla_nest_end(msg, nest);
+	return 0;
+}
+
+static int vnet_nl_get(struct sk_buff *skb, struct genl_info *info)
+{
+	struct vnet_net *vn = vnet_info_net(info);
+	struct vnet_stats sum = {};
+	struct net_device *dev;
+	struct sk_buff *msg;
+	__be32 addr;
+	void *hdr;
+	int cpu, i;
+
+	for_each_possible_cpu(cpu) {
+		const struct vnet_stats *s = per_cpu_ptr(vn->stats, cpu);
+
+		for (i = 0; i < VNET_C_MAX; i++)
+			sum.counter[i] += READ_ONCE(s->counter[i]);
+		for (i = 0; i < VNET_D_MAX; i++)
+			sum.drop[i] += READ_ONCE(s->drop[i]);
+	}
+	msg = genlmsg_new(NLMSG_GOODSIZE, GFP_KERNEL);
+	if (!msg)
+		return -ENOMEM;
+	hdr = genlmsg_put_reply(msg, info, &vnet_family, 0, VNET_CMD_GET);
+	if (!hdr)
+		goto nospace;
+	addr = READ_ONCE(vn->addr);
+	if (nla_put_in_addr(msg, VNET_A_MCADDR, READ_ONCE(vn->group)) ||
+	    nla_put_u16(msg, VNET_A_PORT, VNET_PORT) ||
+	    nla_put_u32(msg, VNET_A_TTL, VNET_ENTRY_TTL / HZ) ||
+	    nla_put_u64_64bit(msg, VNET_A_SWEEPS, READ_ONCE(vn->vifs.sweeps),
+			      VNET_A_PAD))
+		goto nospace;
+	if (addr) {
+		rcu_read_lock();
+		dev = dev_get_by_index_rcu(vn->net, READ_ONCE(vn->ifindex));
+		if (nla_put_in_addr(msg, VNET_A_ADDR, addr) ||
+		    nla_put_u32(msg, VNET_A_IFINDEX, READ_ONCE(vn->ifindex)) ||
+		    (dev && nla_put_string(msg, VNET_A_IFNAME, dev->name))) {
+			rcu_read_unlock();
+			goto nospace;
+		}
+		rcu_read_unlock();
+	}
+	if (vnet_put_stats(msg, VNET_A_COUNTERS, vnet_counter_names,
+			   VNET_C_MAX, sum.counter) ||
+	    vnet_put_stats(msg, VNET_A_DROPS, vnet_drop_names, VNET_D_MAX,
+			   sum.drop))
+		goto nospace;
+	genlmsg_end(msg, hdr);
+	return genlmsg_reply(msg, info);
+nospace:
+	nlmsg_free(msg);
+	return -EMSGSIZE;
+}
+
+static void *vnet_dump_put(struct sk_buff *skb, struct netlink_callback *cb,
+			   u8 cmd)
+{
+	return genlmsg_put(skb, NETLINK_CB(cb->skb).portid, cb->nlh->nlmsg_seq,
+			   &vnet_family, NLM_F_MULTI, cmd);
+}
+
+static int vnet_fill_vnet(struct sk_buff *skb, struct netlink_callback *cb,
+			  struct vnet_dev *vd)
+{
+	struct rtnl_link_stats64 st;
+	void *hdr = vnet_dump_put(skb, cb, VNET_CMD_VNET_GET);
+	bool udp = vd->encap == VNET_ENCAP_UDP;
+
+	if (!hdr)
+		return -EMSGSIZE;
+	dev_get_stats(vd->dev, &st);
+	if (nla_put(skb, VNET_A_ID, VNET_ID_LEN, vd->id) ||
+	    nla_put_string(skb, VNET_A_IFNAME, vd->dev->name) ||
+	    nla_put_u32(skb, VNET_A_IFINDEX, vd->dev->ifindex) ||
+	    nla_put_u8(skb, VNET_A_ENCAP, vd->encap) ||
+	    nla_put_u8(skb, VNET_A_SECURITY, VNET_SECURITY_NONE) ||
+	    nla_put_u32(skb, VNET_A_HEADER,
+			udp ? VNET_HEADER_UDP : VNET_HEADER_ETHERIP) ||
+	    nla_put_u32(skb, VNET_A_MTU, READ_ONCE(vd->dev->mtu)) ||
+	    nla_put_u64_64bit(skb, VNET_A_RX_PACKETS, st.rx_packets, VNET_A_PAD) ||
+	    nla_put_u64_64bit(skb, VNET_A_TX_PACKETS, st.tx_packets, VNET_A_PAD) ||
+	    nla_put_u64_64bit(skb, VNET_A_RX_BYTES, st.rx_bytes, VNET_A_PAD) ||
+	    nla_put_u64_64bit(skb, VNET_A_TX_BYTES, st.tx_bytes, VNET_A_PAD) ||
+	    nla_put_u64_64bit(skb, VNET_A_RX_DROPPED, st.rx_dropped, VNET_A_PAD) ||
+	    nla_put_u64_64bit(skb, VNET_A_TX_DROPPED, st.tx_dropped, VNET_A_PAD)) {
+		genlmsg_cancel(skb, hdr);
+		return -EMSGSIZE;
+	}
+	genlmsg_end(skb, hdr);
+	return 0;
+}
+
+/* Dumps resume at (bucket, index within bucket) kept in cb->args. */
+static int vnet_nl_vnet_dump(struct sk_buff *skb, struct netlink_callback *cb)
+{
+	struct vnet_net *vn = vnet_pernet(sock_net(skb->sk));
+	unsigned int b, i;
+	struct vnet_dev *vd;
+
+	rcu_read_lock();
+	for (b = cb->args[0]; b < ARRAY_SIZE(vn->vnets); b++, cb->args[1] = 0) {
+		i = 0;
+		hlist_for_each_entry_rcu(vd, &vn->vnets[b], node) {
+			if (i++ < cb->args[1])
+				continue;
+			if (vnet_fill_vnet(skb, cb, vd))
+				goto out;
+			cb->args[1] = i;
+		}
+	}
+out:
+	cb->args[0] = b;
+	rcu_read_unlock();
+	return skb->len;
+}
+
+static int vnet_fill_entry(struct sk_buff *skb, struct netlink_callback *cb,
+			   u8 cmd, const struct vnet_mac_entry *e)
+{
+	void *hdr = vnet_dump_put(skb, cb, cmd);
+
+	if (!hdr)
+		return -EMSGSIZE;
+	if (nla_put(skb, VNET_A_ID, VNET_ID_LEN, e->vnet) ||
+	    nla_put(skb, VNET_A_MAC, ETH_ALEN, e->mac) ||
+	    (cmd == VNET_CMD_VARP_GET &&
+	     nla_put_in_addr(skb, VNET_A_ADDR, READ_ONCE(e->addr))) ||
+	    nla_put_u64_64bit(skb, VNET_A_AGE_MS,
+			      jiffies_to_msecs(jiffies - READ_ONCE(e->updated)),
+			      VNET_A_PAD)) {
+		genlmsg_cancel(skb, hdr);
+		return -EMSGSIZE;
+	}
+	genlmsg_end(skb, hdr);
+	return 0;
+}
+
+static int vnet_dump_table(struct sk_buff *skb, struct netlink_callback *cb,
+			   struct vnet_mac_table *t, u8 cmd)
+{
+	struct vnet_mac_entry *e;
+	unsigned int b, i;
+
+	rcu_read_lock();
+	for (b = cb->args[0]; b < 1U << VNET_TABLE_BITS; b++, cb->args[1] = 0) {
+		i = 0;
+		hlist_for_each_entry_rcu(e, &t->buckets[b], node) {
+			if (i++ < cb->args[1])
+				continue;
+			if (vnet_fill_entry(skb, cb, cmd, e))
+				goto out;
+			cb->args[1] = i;
+		}
+	}
+out:
+	cb->args[0] = b;
+	rcu_read_unlock();
+	return skb->len;
+}
+
+static int vnet_nl_vif_dump(struct sk_buff *skb, struct netlink_callback *cb)
+{
+	return vnet_dump_table(skb, cb, &vnet_pernet(sock_net(skb->sk))->vifs,
+			       VNET_CMD_VIF_GET);
+}
+
+static int vnet_nl_varp_dump(struct sk_buff *skb, struct netlink_callback *cb)
+{
+	return vnet_dump_table(skb, cb, &vnet_pernet(sock_net(skb->sk))->varp,
+			       VNET_CMD_VARP_GET);
+}
+
+static int vnet_nl_peer_dump(struct sk_buff *skb, struct netlink_callback *cb)
+{
+	struct vnet_net *vn = vnet_pernet(sock_net(skb->sk));
+	struct vnet_peer *p;
+	unsigned int i = 0;
+	void *hdr;
+
+	rcu_read_lock();
+	list_for_each_entry_rcu(p, &vn->peers, list) {
+		if (i++ < cb->args[0])
+			continue;
+		hdr = vnet_dump_put(skb, cb, VNET_CMD_PEER_GET);
+		if (!hdr)
+			break;
+		if (nla_put_in_addr(skb, VNET_A_ADDR, p->addr) ||
+		    nla_put_u16(skb, VNET_A_PORT, READ_ONCE(p->port)) ||
+		    nla_put_u64_64bit(skb, VNET_A_TX_PACKETS,
+				      atomic64_read(&p->tx_packets), VNET_A_PAD) ||
+		    nla_put_u64_64bit(skb, VNET_A_RX_PACKETS,
+				      atomic64_read(&p->rx_packets), VNET_A_PAD)) {
+			genlmsg_cancel(skb, hdr);
+			break;
+		}
+		genlmsg_end(skb, hdr);
+		cb->args[0] = i;
+	}
+	rcu_read_unlock();
+	return skb->len;
+}
+
+static const struct genl_small_ops vnet_ops[] = {
+	{
+		.cmd = VNET_CMD_VNET_ADD,
+		.doit = vnet_nl_vnet_add,
+		.flags = GENL_UNS_ADMIN_PERM,
+	}, {
+		.cmd = VNET_CMD_VNET_DEL,
+		.doit = vnet_nl_vnet_del,
+		.flags = GENL_UNS_ADMIN_PERM,
+	}, {
+		.cmd = VNET_CMD_VNET_GET,
+		.dumpit = vnet_nl_vnet_dump,
+		.flags = GENL_UNS_ADMIN_PERM,
+	}, {
+		.cmd = VNET_CMD_VIF_ADD,
+		.doit = vnet_nl_vif,
+		.flags = GENL_UNS_ADMIN_PERM,
+	}, {
+		.cmd = VNET_CMD_VIF_DEL,
+		.doit = vnet_nl_vif,
+		.flags = GENL_UNS_ADMIN_PERM,
+	}, {
+		.cmd = VNET_CMD_VIF_GET,
+		.dumpit = vnet_nl_vif_dump,
+		.flags = GENL_UNS_ADMIN_PERM,
+	}, {
+		.cmd = VNET_CMD_PEER_ADD,
+		.doit = vnet_nl_peer_add,
+		.flags = GENL_UNS_ADMIN_PERM,
+	}, {
+		.cmd = VNET_CMD_PEER_DEL,
+		.doit = vnet_nl_peer_del,
+		.flags = GENL_UNS_ADMIN_PERM,
+	}, {
+		.cmd = VNET_CMD_PEER_GET,
+		.dumpit = vnet_nl_peer_dump,
+		.flags = GENL_UNS_ADMIN_PERM,
+	}, {
+		.cmd = VNET_CMD_VARP_GET,
+		.dumpit = vnet_nl_varp_dump,
+		.flags = GENL_UNS_ADMIN_PERM,
+	}, {
+		.cmd = VNET_CMD_VARP_FLUSH,
+		.doit = vnet_nl_varp_flush,
+		.flags = GENL_UNS_ADMIN_PERM,
+	}, {
+		.cmd = VNET_CMD_SET,
+		.doit = vnet_nl_set,
+		.flags = GENL_UNS_ADMIN_PERM,
+	}, {
+		.cmd = VNET_CMD_GET,
+		.doit = vnet_nl_get,
+		.flags = GENL_UNS_ADMIN_PERM,
+	},
+};
+
+static struct genl_family vnet_family __ro_after_init = {
+	.name		= VNET_GENL_NAME,
+	.version	= VNET_GENL_VERSION,
+	.maxattr	= VNET_A_MAX,
+	.policy		= vnet_policy,
+	.netnsok	= true,
+	.module		= THIS_MODULE,
+	.small_ops	= vnet_ops,
+	.n_small_ops	= ARRAY_SIZE(vnet_ops),
+	.resv_start_op	= VNET_CMD_GET + 1,
+};
+
+int __init vnet_genl_init(void)
+{
+	return genl_register_family(&vnet_family);
+}
+
+void vnet_genl_exit(void)
+{
+	genl_unregister_family(&vnet_family);
+}

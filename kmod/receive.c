@@ -1,0 +1,324 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * Receive: UDP port 1798 (VUDP frames, VARP, VFWD from peers) and raw
+ * EtherIP (IP protocol 97), both in softirq.  The checks and the drop
+ * reasons are vnetd's, so both datapaths count the same events alike.
+ */
+#include <linux/if_ether.h>
+#include <linux/ipv6.h>
+#include <linux/tcp.h>
+#include <net/ip_tunnels.h>
+
+#include "vnet.h"
+
+static void vnet_dispatch_msg(struct vnet_net *vn, struct sk_buff *skb,
+			      __be32 src, bool vfwd_ok);
+
+static bool etherip_version_ok(const u8 *w)
+{
+	/* The original's little-endian bitfield (00 40), or a big-endian
+	 * Xen host's 40 00.
+	 */
+	return (w[1] >> 4) == ETHERIP_VERSION ||
+	       ((w[0] >> 4) == ETHERIP_VERSION && w[1] == 0);
+}
+
+/*
+ * vnetd sends a TCP super-frame (longer than the MTU, with a partial
+ * checksum) as one datagram: mark it for segmentation again, with segments
+ * sized for our MTU.  skb->data is at the Ethernet header.
+ */
+static bool vnet_superframe(struct sk_buff *skb, unsigned int mtu)
+{
+	const struct ethhdr *eth = (const struct ethhdr *)skb->data;
+	unsigned int l4, thl;
+	const struct tcphdr *th;
+	int gso_type;
+
+	if (skb_is_gso(skb))
+		return true;
+	if (eth->h_proto == htons(ETH_P_IP)) {
+		const struct iphdr *iph;
+
+		if (!pskb_may_pull(skb, ETH_HLEN + sizeof(*iph)))
+			return false;
+		iph = (const struct iphdr *)(skb->data + ETH_HLEN);
+		if (iph->protocol != IPPROTO_TCP || iph->ihl < 5)
+			return false;
+		l4 = ETH_HLEN + iph->ihl * 4;
+		gso_type = SKB_GSO_TCPV4;
+	} else if (eth->h_proto == htons(ETH_P_IPV6)) {
+		const struct ipv6hdr *ip6;
+
+		if (!pskb_may_pull(skb, ETH_HLEN + sizeof(*ip6)))
+			return false;
+		ip6 = (const struct ipv6hdr *)(skb->data + ETH_HLEN);
+		if (ip6->nexthdr != IPPROTO_TCP)
+			return false;
+		l4 = ETH_HLEN + sizeof(*ip6);
+		gso_type = SKB_GSO_TCPV6;
+	} else {
+		return false;
+	}
+	if (!pskb_may_pull(skb, l4 + sizeof(*th)))
+		return false;
+	th = (const struct tcphdr *)(skb->data + l4);
+	thl = th->doff * 4;
+	if (thl < sizeof(*th) || mtu <= l4 - ETH_HLEN + thl ||
+	    !skb_partial_csum_set(skb, l4, offsetof(struct tcphdr, check)))
+		return false;
+	skb_shinfo(skb)->gso_size = mtu - (l4 - ETH_HLEN) - thl;
+	skb_shinfo(skb)->gso_type = gso_type | SKB_GSO_DODGY;
+	skb_shinfo(skb)->gso_segs = 0;
+	return true;
+}
+
+/*
+ * skb->data is at the EtherIP header; @src is the host the frame came from
+ * (learned as the care-of address of its source MAC).  Consumes @skb.
+ */
+static void vnet_etherip_rcv(struct vnet_net *vn, struct sk_buff *skb,
+			     __be32 src)
+{
+	const struct etherip_hdr *eh;
+	struct vnet_dev *vd;
+	const u8 *smac;
+	unsigned int len;
+
+	if (!pskb_may_pull(skb, ETHERIP_HLEN + ETH_HLEN)) {
+		vnet_drop(vn, VNET_D_SHORT);
+		goto drop;
+	}
+	eh = (const struct etherip_hdr *)skb->data;
+	if (!etherip_version_ok(eh->word)) {
+		vnet_drop(vn, VNET_D_BAD_VERSION);
+		goto drop;
+	}
+	vd = vnet_find(vn, eh->vnet);
+	if (!vd) {
+		vnet_drop(vn, VNET_D_UNKNOWN_VNET);
+		goto drop;
+	}
+	smac = skb->data + ETHERIP_HLEN + ETH_ALEN;
+	if (is_multicast_ether_addr(smac)) {
+		vnet_drop(vn, VNET_D_BAD_SOURCE_MAC);
+		goto drop;
+	}
+	if (vnet_table_update(&vn->varp, vd->id, smac, src) < 0)
+		vnet_drop(vn, VNET_D_NO_MEMORY);
+	if (__iptunnel_pull_header(skb, ETHERIP_HLEN, htons(ETH_P_TEB), false,
+				   false)) {
+		vnet_drop(vn, VNET_D_NO_MEMORY);
+		goto drop;
+	}
+	if (skb->len > vd->dev->mtu + ETH_HLEN &&
+	    !vnet_superframe(skb, vd->dev->mtu)) {
+		vnet_drop(vn, VNET_D_OVERSIZE);
+		goto drop;
+	}
+	skb->protocol = eth_type_trans(skb, vd->dev);
+	skb_reset_network_header(skb);
+	len = skb->len;
+	if (gro_cells_receive(&vd->gro_cells, skb) == NET_RX_SUCCESS)
+		dev_sw_netstats_rx_add(vd->dev, len);
+	else
+		dev_core_stats_rx_dropped_inc(vd->dev);
+	return;
+drop:
+	kfree_skb(skb);
+}
+
+/*
+ * A multicast packet a peer relayed to us (reference section 5): deliver it
+ * here, then re-send it on our network as if its origin had sent it, one hop
+ * less.  skb->data is at the VFWD header.  Consumes @skb.
+ */
+static void vnet_vfwd_rcv(struct vnet_net *vn, struct sk_buff *skb,
+			  __be32 src)
+{
+	struct sk_buff *resend = NULL;
+	const struct iphdr *iph;
+	struct vnet_peer *peer;
+	unsigned int ihl, tot, plen;
+	__be32 origin;
+	u8 proto, ttl;
+
+	peer = vnet_peer_find(vn, src);
+	if (!peer) {
+		vnet_drop(vn, VNET_D_NOT_A_PEER);
+		goto drop;
+	}
+	atomic64_inc(&peer->rx_packets);
+	__skb_pull(skb, VNET_MSG_HLEN);
+	if (skb_linearize(skb)) {
+		vnet_drop(vn, VNET_D_NO_MEMORY);
+		goto drop;
+	}
+	iph = (const struct iphdr *)skb->data;
+	if (skb->len < sizeof(*iph) || iph->version != 4) {
+		vnet_drop(vn, VNET_D_BAD_FORWARD);
+		goto drop;
+	}
+	ihl = iph->ihl * 4;
+	tot = ntohs(iph->tot_len);
+	if (ihl < sizeof(*iph) || tot < ihl || tot > skb->len ||
+	    !ipv4_is_multicast(iph->daddr)) {
+		vnet_drop(vn, VNET_D_BAD_FORWARD);
+		goto drop;
+	}
+	origin = iph->saddr ?: src;
+	if (vnet_is_local(vn, origin)) {
+		vnet_drop(vn, VNET_D_OWN_PACKET);
+		goto drop;
+	}
+	proto = iph->protocol;
+	ttl = iph->ttl;
+	skb_trim(skb, tot);
+	__skb_pull(skb, ihl);
+	if (proto == IPPROTO_UDP) {
+		if (skb->len < sizeof(struct udphdr) + VNET_MSG_HLEN) {
+			vnet_drop(vn, VNET_D_BAD_FORWARD);
+			goto drop;
+		}
+		plen = sizeof(struct udphdr);
+	} else if (proto == VNET_IPPROTO_ETHERIP) {
+		plen = 0;
+	} else {
+		vnet_drop(vn, VNET_D_BAD_FORWARD);
+		goto drop;
+	}
+	if (vnet_flood_seen(&vn->flood, origin, skb->data + plen,
+			    skb->len - plen, true)) {
+		vnet_drop(vn, VNET_D_DUPLICATE);
+		goto drop;
+	}
+	vnet_count(vn, VNET_C_FORWARDS_RECEIVED);
+	if (ttl > 1) {
+		resend = skb_copy_expand(skb, VNET_CTRL_HEADROOM, 0, GFP_ATOMIC);
+		if (!resend)
+			vnet_drop(vn, VNET_D_NO_MEMORY);
+	} else {
+		/* Delivered here, but its hop budget is spent. */
+		vnet_drop(vn, VNET_D_HOP_LIMIT);
+	}
+	__skb_pull(skb, plen);
+	if (proto == IPPROTO_UDP)
+		vnet_dispatch_msg(vn, skb, origin, false);
+	else
+		vnet_etherip_rcv(vn, skb, origin);
+	if (resend) {
+		resend->dev = NULL;
+		vnet_ip_xmit(vn, resend, origin, READ_ONCE(vn->group), proto,
+			     ttl - 1, proto == VNET_IPPROTO_ETHERIP, NULL, 0);
+	}
+	return;
+drop:
+	kfree_skb(skb);
+}
+
+/* skb->data is at the 4-byte vnet message header.  Consumes @skb. */
+static void vnet_dispatch_msg(struct vnet_net *vn, struct sk_buff *skb,
+			      __be32 src, bool vfwd_ok)
+{
+	u16 id;
+
+	if (!pskb_may_pull(skb, VNET_MSG_HLEN)) {
+		vnet_drop(vn, VNET_D_SHORT);
+		kfree_skb(skb);
+		return;
+	}
+	id = ntohs(*(__be16 *)skb->data);
+	if (id == VNET_MSG_VUDP) {
+		__skb_pull(skb, VNET_MSG_HLEN);
+		vnet_etherip_rcv(vn, skb, src);
+	} else if (id == VNET_MSG_VARP) {
+		varp_rcv(vn, skb, src);
+	} else if (id == VNET_MSG_VFWD && vfwd_ok) {
+		vnet_vfwd_rcv(vn, skb, src);
+	} else {
+		vnet_drop(vn, VNET_D_BAD_MESSAGE_ID);
+		kfree_skb(skb);
+	}
+}
+
+/*
+ * A multicast to the group, UDP or raw EtherIP.  Relay it to the peers
+ * (keeping its hop budget) unless it is a relayed copy we have seen, then
+ * handle it.  skb->data is at the payload.  Returns false when dropped.
+ */
+static bool vnet_group_rcv(struct vnet_net *vn, struct sk_buff *skb,
+			   u8 proto)
+{
+	const struct iphdr *iph = ip_hdr(skb);
+	__be32 src = iph->saddr;
+	bool relayed;
+	u8 ttl = iph->ttl;
+
+	if (iph->daddr != READ_ONCE(vn->group)) {
+		vnet_drop(vn, VNET_D_OTHER_GROUP);
+		return false;
+	}
+	if (vnet_is_local(vn, src))
+		return false;
+	if (skb_linearize(skb)) {
+		vnet_drop(vn, VNET_D_NO_MEMORY);
+		return false;
+	}
+	/* A multicast from an off-link source can only be a peer's re-send. */
+	relayed = !vnet_onlink(vn, src);
+	if (vnet_flood_seen(&vn->flood, src, skb->data, skb->len, relayed)) {
+		vnet_drop(vn, VNET_D_DUPLICATE);
+		return false;
+	}
+	if (!list_empty(&vn->peers) &&
+	    !(proto == IPPROTO_UDP && skb->data[0] == 0 &&
+	      skb->data[1] == VNET_MSG_VFWD))
+		vnet_to_peers(vn, skb, src, proto, ttl, src);
+	return true;
+}
+
+/* encap_rcv of the UDP tunnel socket: always consumes the packet. */
+int vnet_udp_rcv(struct sock *sk, struct sk_buff *skb)
+{
+	struct vnet_net *vn = rcu_dereference_sk_user_data(sk);
+	__be32 src = ip_hdr(skb)->saddr;
+	bool multicast = ipv4_is_multicast(ip_hdr(skb)->daddr);
+
+	if (unlikely(!vn || skb->pkt_type == PACKET_LOOPBACK ||
+		     src == READ_ONCE(vn->addr)))
+		goto drop;
+	vnet_count(vn, VNET_C_UDP_RECEIVED);
+	if (!pskb_may_pull(skb, sizeof(struct udphdr) + VNET_MSG_HLEN)) {
+		vnet_drop(vn, VNET_D_SHORT);
+		goto drop;
+	}
+	__skb_pull(skb, sizeof(struct udphdr));
+	if (multicast && !vnet_group_rcv(vn, skb, IPPROTO_UDP))
+		goto drop;
+	vnet_dispatch_msg(vn, skb, src, !multicast);
+	return 0;
+drop:
+	kfree_skb(skb);
+	return 0;
+}
+
+/* The IP protocol 97 handler, for every namespace. */
+int vnet_etherip_proto_rcv(struct sk_buff *skb)
+{
+	struct vnet_net *vn = vnet_pernet(dev_net(skb->dev));
+	__be32 src = ip_hdr(skb)->saddr;
+
+	/* No vnets here (or a vnetd owns this namespace): not ours. */
+	if (!rcu_access_pointer(vn->sock) ||
+	    skb->pkt_type == PACKET_LOOPBACK || src == READ_ONCE(vn->addr))
+		goto drop;
+	vnet_count(vn, VNET_C_ETHERIP_RECEIVED);
+	if (ipv4_is_multicast(ip_hdr(skb)->daddr) &&
+	    !vnet_group_rcv(vn, skb, VNET_IPPROTO_ETHERIP))
+		goto drop;
+	vnet_etherip_rcv(vn, skb, src);
+	return 0;
+drop:
+	kfree_skb(skb);
+	return 0;
+}

@@ -1,0 +1,169 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * Transmit: a frame written to a vnet device goes by unicast to the host
+ * that holds its destination MAC, or is flooded to the group and to every
+ * peer (reference 4.5, 4.6 and 5).
+ *
+ * On the wire a frame of at most 1514 bytes carries complete checksums: a
+ * vnetd receiver reads it as bytes, and a veth underlay would otherwise hand
+ * it over with the checksum still partial.  A TCP super-frame keeps its
+ * partial checksum and goes out as one UDP tunnel GSO packet; segmentation
+ * (or the receiver, for vnetd's super-frames) completes it.
+ */
+#include <net/ip.h>
+#include <net/ip_tunnels.h>
+
+#include "vnet.h"
+
+/*
+ * Sends one VFWD copy of @skb's data to each peer but @skip: the packet as
+ * the group would see it, in an inner IPv4 (+ UDP) header whose source is
+ * @origin, or 0.0.0.0 for our own packets (the peer fills in our address).
+ * Called under RCU.
+ */
+void vnet_to_peers(struct vnet_net *vn, const struct sk_buff *skb,
+		   __be32 origin, u8 proto, u8 ttl, __be32 skip)
+{
+	unsigned int ulen = proto == IPPROTO_UDP ? sizeof(struct udphdr) : 0;
+	unsigned int hlen = VNET_MSG_HLEN + sizeof(struct iphdr) + ulen;
+	struct vnet_peer *p;
+
+	list_for_each_entry_rcu(p, &vn->peers, list) {
+		struct sk_buff *nskb;
+		struct iphdr *iph;
+		__be16 *msg;
+
+		if (p->addr == skip)
+			continue;
+		nskb = alloc_skb(VNET_CTRL_HEADROOM + hlen + skb->len,
+				 GFP_ATOMIC);
+		if (!nskb) {
+			vnet_drop(vn, VNET_D_NO_MEMORY);
+			return;
+		}
+		skb_reserve(nskb, VNET_CTRL_HEADROOM);
+		msg = skb_put(nskb, VNET_MSG_HLEN);
+		msg[0] = htons(VNET_MSG_VFWD);
+		msg[1] = 0;
+		iph = skb_put_zero(nskb, sizeof(*iph));
+		iph->version = 4;
+		iph->ihl = 5;
+		iph->tot_len = htons(sizeof(*iph) + ulen + skb->len);
+		iph->frag_off = proto == IPPROTO_UDP ? 0 : htons(IP_DF);
+		iph->ttl = ttl;
+		iph->protocol = proto;
+		iph->saddr = origin;
+		iph->daddr = READ_ONCE(vn->group);
+		if (ulen) {
+			struct udphdr *uh = skb_put(nskb, ulen);
+
+			uh->source = htons(VNET_PORT);
+			uh->dest = htons(VNET_PORT);
+			uh->len = htons(ulen + skb->len);
+			uh->check = 0;
+		}
+		if (skb_copy_bits(skb, 0, skb_put(nskb, skb->len), skb->len)) {
+			kfree_skb(nskb);
+			vnet_drop(vn, VNET_D_SEND_ERROR);
+			continue;
+		}
+		atomic64_inc(&p->tx_packets);
+		vnet_udp_xmit(vn, nskb, p->addr, htons(READ_ONCE(p->port)),
+			      NULL, 0, false);
+	}
+}
+
+/* One plain (not GSO) frame to the group and the peers.  Consumes @skb. */
+static void vnet_flood_one(struct vnet_dev *vd, struct sk_buff *skb)
+{
+	struct vnet_net *vn = vd->vn;
+	bool udp = vd->encap == VNET_ENCAP_UDP;
+
+	if (!list_empty(&vn->peers)) {
+		if (skb_cow_head(skb, vd->prefix_len)) {
+			vnet_drop(vn, VNET_D_NO_MEMORY);
+			kfree_skb(skb);
+			return;
+		}
+		/* The peers get the payload the group gets, prefix included. */
+		memcpy(__skb_push(skb, vd->prefix_len), vd->prefix,
+		       vd->prefix_len);
+		vnet_to_peers(vn, skb, 0,
+			      udp ? IPPROTO_UDP : VNET_IPPROTO_ETHERIP,
+			      VNET_TTL, 0);
+		__skb_pull(skb, vd->prefix_len);
+	}
+	if (udp)
+		vnet_udp_xmit(vn, skb, READ_ONCE(vn->group), htons(VNET_PORT),
+			      vd->prefix, vd->prefix_len, false);
+	else
+		vnet_ip_xmit(vn, skb, 0, READ_ONCE(vn->group),
+			     VNET_IPPROTO_ETHERIP, VNET_TTL, true, vd->prefix,
+			     vd->prefix_len);
+}
+
+static void vnet_flood(struct vnet_dev *vd, struct sk_buff *skb)
+{
+	struct sk_buff *segs, *next;
+
+	vnet_count(vd->vn, VNET_C_FLOODS);
+	if (!skb_is_gso(skb)) {
+		vnet_flood_one(vd, skb);
+		return;
+	}
+	/* A super-frame to an unknown MAC: flood it as plain frames, whose
+	 * checksums software segmentation completes.
+	 */
+	segs = skb_gso_segment(skb, 0);
+	if (IS_ERR_OR_NULL(segs)) {
+		vnet_drop(vd->vn, VNET_D_SEND_ERROR);
+		kfree_skb(skb);
+		return;
+	}
+	consume_skb(skb);
+	skb_list_walk_safe(segs, skb, next) {
+		skb_mark_not_on_list(skb);
+		vnet_flood_one(vd, skb);
+	}
+}
+
+netdev_tx_t vnet_xmit(struct sk_buff *skb, struct net_device *dev)
+{
+	struct vnet_dev *vd = netdev_priv(dev);
+	struct vnet_net *vn = vd->vn;
+	const struct ethhdr *eth;
+	struct vnet_mac_entry *e;
+
+	if (unlikely(!pskb_may_pull(skb, ETH_HLEN) ||
+		     (!skb_is_gso(skb) && skb->ip_summed == CHECKSUM_PARTIAL &&
+		      skb_checksum_help(skb)))) {
+		dev_core_stats_tx_dropped_inc(dev);
+		kfree_skb(skb);
+		return NETDEV_TX_OK;
+	}
+	rcu_read_lock();
+	eth = (const struct ethhdr *)skb->data;
+	if (likely(!is_multicast_ether_addr(eth->h_source)) &&
+	    vnet_table_update(&vn->vifs, vd->id, eth->h_source, 0) == 1)
+		varp_local_mac(vd, eth->h_source);
+	if (is_multicast_ether_addr(eth->h_dest)) {
+		vnet_flood(vd, skb);
+		goto out;
+	}
+	e = vnet_table_lookup(&vn->varp, vd->id, eth->h_dest);
+	if (!e) {
+		vnet_count(vn, VNET_C_UNKNOWN_UNICAST_FLOODS);
+		vnet_flood(vd, skb);
+		goto out;
+	}
+	if (vd->encap == VNET_ENCAP_UDP)
+		vnet_udp_xmit(vn, skb, READ_ONCE(e->addr), htons(VNET_PORT),
+			      vd->prefix, vd->prefix_len, true);
+	else
+		vnet_ip_xmit(vn, skb, 0, READ_ONCE(e->addr),
+			     VNET_IPPROTO_ETHERIP, VNET_TTL, true, vd->prefix,
+			     vd->prefix_len);
+out:
+	rcu_read_unlock();
+	return NETDEV_TX_OK;
+}

@@ -1,0 +1,309 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * The namespace's UDP tunnel socket on port 1798 (unicast and the group),
+ * and the two ways out: EtherIP in UDP through the UDP tunnel API, and raw
+ * IP (raw EtherIP, and the spoofed-source re-sends of forwarded multicast).
+ */
+#include <linux/igmp.h>
+#include <linux/inetdevice.h>
+#include <net/ip.h>
+#include <net/ip_tunnels.h>
+#include <net/route.h>
+#include <net/udp_tunnel.h>
+
+#include "vnet.h"
+
+bool vnet_is_local(struct vnet_net *vn, __be32 addr)
+{
+	return addr == READ_ONCE(vn->addr) ||
+	       inet_addr_type(vn->net, addr) == RTN_LOCAL;
+}
+
+static int vnet_sockopt(struct socket *sock, int opt, int val)
+{
+	return sock->ops->setsockopt(sock, SOL_IP, opt, KERNEL_SOCKPTR(&val),
+				     sizeof(val));
+}
+
+static int vnet_group_op(struct vnet_net *vn, struct sock *sk, __be32 group,
+			 bool join)
+{
+	struct ip_mreqn mreq = {
+		.imr_multiaddr.s_addr = group,
+		.imr_address.s_addr = vn->addr,
+		.imr_ifindex = vn->ifindex,
+	};
+
+	ASSERT_RTNL();
+	return join ? ip_mc_join_group(sk, &mreq) : ip_mc_leave_group(sk, &mreq);
+}
+
+/*
+ * Opens the socket when the namespace gets its first vnet or peer; until
+ * then port 1798 stays free for a vnetd.  Caller holds vn->lock.
+ */
+int vnet_socket_open(struct vnet_net *vn, struct netlink_ext_ack *extack)
+{
+	struct udp_port_cfg port = {
+		.family = AF_INET,
+		.local_ip.s_addr = htonl(INADDR_ANY),
+		.local_udp_port = htons(VNET_PORT),
+		.use_udp_checksums = false,
+	};
+	struct udp_tunnel_sock_cfg cfg = {
+		.sk_user_data = vn,
+		.encap_type = 1,
+		.encap_rcv = vnet_udp_rcv,
+	};
+	struct socket *sock;
+	int err;
+
+	if (rcu_access_pointer(vn->sock))
+		return 0;
+	if (!vn->addr) {
+		NL_SET_ERR_MSG(extack, "no underlay address set in this namespace");
+		return -EDESTADDRREQ;
+	}
+	err = udp_sock_create(vn->net, &port, &sock);
+	if (err) {
+		NL_SET_ERR_MSG(extack,
+			       "cannot bind UDP port 1798 (is vnetd running in this namespace?)");
+		return err;
+	}
+	/* Our own floods must not come back to us, and only our group counts. */
+	err = vnet_sockopt(sock, IP_MULTICAST_LOOP, 0);
+	if (!err)
+		err = vnet_sockopt(sock, IP_MULTICAST_ALL, 0);
+	if (err)
+		goto fail;
+	rtnl_lock();
+	err = vnet_group_op(vn, sock->sk, vn->group, true);
+	rtnl_unlock();
+	if (err) {
+		NL_SET_ERR_MSG(extack, "cannot join the multicast group on the underlay device");
+		goto fail;
+	}
+	setup_udp_tunnel_sock(vn->net, sock, &cfg);
+	rcu_assign_pointer(vn->sock, sock);
+	queue_delayed_work(system_power_efficient_wq, &vn->sweep,
+			   VNET_SWEEP_INTERVAL);
+	return 0;
+fail:
+	sock_release(sock);
+	return err;
+}
+
+/* Caller holds vn->lock, not RTNL: closing the socket leaves its groups. */
+void vnet_socket_close(struct vnet_net *vn)
+{
+	struct socket *sock = rcu_dereference_protected(vn->sock,
+							lockdep_is_held(&vn->lock));
+
+	if (!sock)
+		return;
+	RCU_INIT_POINTER(vn->sock, NULL);
+	/* Waits for a grace period, so no receive path still uses the tables. */
+	udp_tunnel_sock_release(sock);
+	cancel_delayed_work_sync(&vn->sweep);
+	vnet_table_flush(&vn->varp, NULL);
+	vnet_table_flush(&vn->vifs, NULL);
+}
+
+/* Caller holds vn->lock. */
+int vnet_set_group(struct vnet_net *vn, __be32 group,
+		   struct netlink_ext_ack *extack)
+{
+	struct socket *sock = rcu_dereference_protected(vn->sock,
+							lockdep_is_held(&vn->lock));
+	int err = 0;
+
+	if (!ipv4_is_multicast(group)) {
+		NL_SET_ERR_MSG(extack, "not a multicast address (224.0.0.0/4)");
+		return -EINVAL;
+	}
+	if (group == vn->group)
+		return 0;
+	if (sock) {
+		rtnl_lock();
+		err = vnet_group_op(vn, sock->sk, group, true);
+		if (!err)
+			vnet_group_op(vn, sock->sk, vn->group, false);
+		rtnl_unlock();
+		if (err) {
+			NL_SET_ERR_MSG(extack, "cannot join the new multicast group");
+			return err;
+		}
+	}
+	WRITE_ONCE(vn->group, group);
+	return 0;
+}
+
+/* Caller holds vn->lock.  The address must be one of this namespace's. */
+int vnet_set_underlay(struct vnet_net *vn, __be32 addr,
+		      struct netlink_ext_ack *extack)
+{
+	struct socket *sock = rcu_dereference_protected(vn->sock,
+							lockdep_is_held(&vn->lock));
+	const struct in_ifaddr *ifa;
+	struct in_device *in_dev;
+	struct net_device *dev;
+	__be32 mask = 0;
+	int err = 0;
+
+	rtnl_lock();
+	dev = __ip_dev_find(vn->net, addr, false);
+	in_dev = dev ? __in_dev_get_rtnl(dev) : NULL;
+	if (!in_dev) {
+		NL_SET_ERR_MSG(extack, "not an address of this namespace");
+		err = -EADDRNOTAVAIL;
+		goto out;
+	}
+	in_dev_for_each_ifa_rtnl(ifa, in_dev) {
+		if (ifa->ifa_local == addr)
+			mask = ifa->ifa_mask;
+	}
+	if (sock && dev->ifindex != vn->ifindex) {
+		vnet_group_op(vn, sock->sk, vn->group, false);
+		WRITE_ONCE(vn->ifindex, dev->ifindex);
+		WRITE_ONCE(vn->addr, addr);
+		err = vnet_group_op(vn, sock->sk, vn->group, true);
+		if (err)
+			NL_SET_ERR_MSG(extack, "cannot join the multicast group on that device");
+	}
+	WRITE_ONCE(vn->ifindex, dev->ifindex);
+	WRITE_ONCE(vn->addr, addr);
+	WRITE_ONCE(vn->mask, mask);
+out:
+	rtnl_unlock();
+	return err;
+}
+
+static struct rtable *vnet_route(struct vnet_net *vn, __be32 daddr, u8 proto,
+				 __be32 *saddr)
+{
+	struct flowi4 fl4 = {
+		.daddr = daddr,
+		.flowi4_proto = proto,
+	};
+	struct rtable *rt;
+
+	if (ipv4_is_multicast(daddr)) {
+		fl4.flowi4_oif = READ_ONCE(vn->ifindex);
+		fl4.saddr = READ_ONCE(vn->addr);
+	}
+	rt = ip_route_output_key(vn->net, &fl4);
+	if (!IS_ERR(rt))
+		*saddr = fl4.saddr;
+	return rt;
+}
+
+static struct rtable *vnet_xmit_prepare(struct vnet_net *vn,
+					struct sk_buff *skb, __be32 daddr,
+					u8 proto, unsigned int hlen,
+					__be32 *saddr)
+{
+	struct rtable *rt = vnet_route(vn, daddr, proto, saddr);
+
+	if (IS_ERR(rt)) {
+		vnet_drop(vn, VNET_D_NO_ROUTE);
+		return NULL;
+	}
+	if (skb_cow_head(skb, LL_RESERVED_SPACE(rt->dst.dev) +
+			 rt->dst.header_len + sizeof(struct iphdr) + hlen)) {
+		ip_rt_put(rt);
+		vnet_drop(vn, VNET_D_NO_MEMORY);
+		return NULL;
+	}
+	return rt;
+}
+
+/*
+ * A TCP super-frame whose segments, encapsulated, would exceed the underlay
+ * MTU gets a smaller segment size instead: every segment then leaves whole,
+ * where the reference's full-size frames were fragmented in two.  The VM
+ * keeps MTU 1500; its TCP never learns of it.  @room is what the underlay
+ * leaves for an inner frame.  The header is private after
+ * iptunnel_handle_offloads(), so the shared info may change.
+ */
+static void vnet_fit_segments(struct sk_buff *skb, unsigned int room)
+{
+	struct skb_shared_info *shinfo = skb_shinfo(skb);
+	unsigned int hdrs;
+
+	if (!skb_is_gso(skb) ||
+	    !(shinfo->gso_type & (SKB_GSO_TCPV4 | SKB_GSO_TCPV6)))
+		return;
+	hdrs = skb_inner_tcp_all_headers(skb);
+	if (hdrs + shinfo->gso_size <= room || room <= hdrs + 536)
+		return;
+	shinfo->gso_size = room - hdrs;
+	/* Recount the segments where it matters, as after any resize. */
+	shinfo->gso_type |= SKB_GSO_DODGY;
+	shinfo->gso_segs = 0;
+}
+
+/*
+ * Sends @prefix + skb->data as a UDP datagram from port 1798.  For @data
+ * frames the inner Ethernet frame keeps its offloads: a TCP super-frame
+ * leaves as one UDP tunnel GSO packet, segmented as late as possible.
+ * Consumes @skb.  Called under rcu_read_lock().
+ */
+void vnet_udp_xmit(struct vnet_net *vn, struct sk_buff *skb, __be32 daddr,
+		   __be16 dport, const u8 *prefix, unsigned int plen, bool data)
+{
+	struct socket *sock = rcu_dereference(vn->sock);
+	struct rtable *rt;
+	__be32 saddr;
+
+	if (unlikely(!sock))
+		goto drop;
+	rt = vnet_xmit_prepare(vn, skb, daddr, IPPROTO_UDP,
+			       sizeof(struct udphdr) + plen, &saddr);
+	if (!rt)
+		goto drop;
+	if (data) {
+		if (iptunnel_handle_offloads(skb, SKB_GSO_UDP_TUNNEL)) {
+			ip_rt_put(rt);
+			vnet_drop(vn, VNET_D_SEND_ERROR);
+			goto drop;
+		}
+		skb_set_inner_protocol(skb, htons(ETH_P_TEB));
+		vnet_fit_segments(skb, dst_mtu(&rt->dst) - sizeof(struct iphdr) -
+				  sizeof(struct udphdr) - plen);
+	}
+	if (plen)
+		memcpy(__skb_push(skb, plen), prefix, plen);
+	udp_tunnel_xmit_skb(rt, sock->sk, skb, saddr, daddr, 0, VNET_TTL, 0,
+			    htons(VNET_PORT), dport, false, true);
+	return;
+drop:
+	kfree_skb(skb);
+}
+
+/*
+ * Sends @prefix + skb->data as an IPv4 packet of protocol @proto.  A non-zero
+ * @saddr replaces the route's source: forwarded multicast is re-sent on the
+ * local network as if its origin had sent it (reference section 5).
+ * Consumes @skb.  Called under rcu_read_lock().
+ */
+void vnet_ip_xmit(struct vnet_net *vn, struct sk_buff *skb, __be32 saddr,
+		  __be32 daddr, u8 proto, u8 ttl, bool df, const u8 *prefix,
+		  unsigned int plen)
+{
+	struct socket *sock = rcu_dereference(vn->sock);
+	struct rtable *rt;
+	__be32 rsaddr;
+
+	if (unlikely(!sock))
+		goto drop;
+	rt = vnet_xmit_prepare(vn, skb, daddr, proto, plen, &rsaddr);
+	if (!rt)
+		goto drop;
+	if (plen)
+		memcpy(__skb_push(skb, plen), prefix, plen);
+	iptunnel_xmit(sock->sk, rt, skb, saddr ?: rsaddr, daddr, proto, 0, ttl,
+		      df ? htons(IP_DF) : 0, false);
+	return;
+drop:
+	kfree_skb(skb);
+}

@@ -1,0 +1,101 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * VARP, the virtual ARP of the original (reference 4.4): 43-byte requests and
+ * announces on UDP port 1798.  As in vnetd, a MAC that appears on this host
+ * is announced at once, so the other hosts find a moved VM without waiting
+ * for their cache entries to expire.
+ */
+#include "vnet.h"
+
+static struct sk_buff *varp_build(u16 op, const u8 *vnet, const u8 *mac,
+				  __be32 addr)
+{
+	struct sk_buff *skb = alloc_skb(VNET_CTRL_HEADROOM + VARP_LEN,
+					GFP_ATOMIC);
+	struct varp_msg *m;
+
+	if (!skb)
+		return NULL;
+	skb_reserve(skb, VNET_CTRL_HEADROOM);
+	m = skb_put_zero(skb, VARP_LEN);
+	m->id = htons(VNET_MSG_VARP);
+	m->opcode = htons(op);
+	memcpy(m->vnet, vnet, VNET_ID_LEN);
+	ether_addr_copy(m->vmac, mac);
+	m->family = VARP_AF_INET;
+	memcpy(m->addr, &addr, sizeof(addr));
+	return skb;
+}
+
+/*
+ * A MAC seen on this host for the first time: forget where we thought it
+ * was and claim it on the group and towards the peers.  Called under RCU.
+ */
+void varp_local_mac(struct vnet_dev *vd, const u8 *mac)
+{
+	struct vnet_net *vn = vd->vn;
+	struct sk_buff *skb;
+
+	vnet_table_remove(&vn->varp, vd->id, mac);
+	skb = varp_build(VARP_OP_ANNOUNCE, vd->id, mac, READ_ONCE(vn->addr));
+	if (!skb) {
+		vnet_drop(vn, VNET_D_NO_MEMORY);
+		return;
+	}
+	vnet_count(vn, VNET_C_ANNOUNCES_SENT);
+	if (!list_empty(&vn->peers))
+		vnet_to_peers(vn, skb, 0, IPPROTO_UDP, VNET_TTL, 0);
+	vnet_udp_xmit(vn, skb, READ_ONCE(vn->group), htons(VNET_PORT), NULL,
+		      0, false);
+}
+
+/* skb->data is at the VARP message.  Consumes @skb.  Called under RCU. */
+void varp_rcv(struct vnet_net *vn, struct sk_buff *skb, __be32 src)
+{
+	const struct varp_msg *m;
+	struct sk_buff *reply;
+	__be32 addr;
+
+	if (!pskb_may_pull(skb, VARP_LEN)) {
+		vnet_drop(vn, VNET_D_SHORT);
+		goto out;
+	}
+	m = (const struct varp_msg *)skb->data;
+	if (!vnet_find(vn, m->vnet)) {
+		vnet_drop(vn, VNET_D_UNKNOWN_VNET);
+		goto out;
+	}
+	switch (ntohs(m->opcode)) {
+	case VARP_OP_REQUEST:
+		vnet_count(vn, VNET_C_VARP_REQUESTS);
+		if (!vnet_table_lookup(&vn->vifs, m->vnet, m->vmac))
+			break;
+		reply = varp_build(VARP_OP_ANNOUNCE, m->vnet, m->vmac,
+				   READ_ONCE(vn->addr));
+		if (!reply) {
+			vnet_drop(vn, VNET_D_NO_MEMORY);
+			break;
+		}
+		vnet_count(vn, VNET_C_ANNOUNCES_SENT);
+		vnet_udp_xmit(vn, reply, src, htons(VNET_PORT), NULL, 0, false);
+		break;
+	case VARP_OP_ANNOUNCE:
+		if (m->family != VARP_AF_INET) {
+			vnet_drop(vn, VNET_D_BAD_FAMILY);
+			break;
+		}
+		memcpy(&addr, m->addr, sizeof(addr));
+		if (vnet_is_local(vn, addr))
+			break;
+		vnet_count(vn, VNET_C_ANNOUNCES_RECEIVED);
+		/* The MAC lives elsewhere now. */
+		vnet_table_remove(&vn->vifs, m->vnet, m->vmac);
+		if (vnet_table_update(&vn->varp, m->vnet, m->vmac, addr) < 0)
+			vnet_drop(vn, VNET_D_NO_MEMORY);
+		break;
+	default:
+		vnet_drop(vn, VNET_D_BAD_OPCODE);
+	}
+out:
+	consume_skb(skb);
+}

@@ -1,0 +1,269 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * vnet: private virtual Ethernet LANs across hosts, EtherIP in UDP port 1798
+ * or raw EtherIP, wire-compatible with the Xen vnet suite and with vnetd.
+ */
+#ifndef _VNET_H
+#define _VNET_H
+
+#include <linux/etherdevice.h>
+#include <linux/ip.h>
+#include <linux/mutex.h>
+#include <linux/netdevice.h>
+#include <linux/percpu.h>
+#include <linux/rculist.h>
+#include <linux/siphash.h>
+#include <linux/skbuff.h>
+#include <linux/spinlock.h>
+#include <linux/udp.h>
+#include <linux/workqueue.h>
+#include <net/gro_cells.h>
+#include <net/net_namespace.h>
+#include <net/netns/generic.h>
+
+#include "uapi/vnet_genl.h"
+
+#define VNET_IPPROTO_ETHERIP	97
+
+#define VNET_MSG_VARP		1
+#define VNET_MSG_VUDP		2
+#define VNET_MSG_VFWD		3
+#define VARP_OP_REQUEST		1
+#define VARP_OP_ANNOUNCE	2
+#define VARP_AF_INET		2
+#define ETHERIP_VERSION		4
+
+#define VNET_MSG_HLEN		4
+#define ETHERIP_HLEN		18
+#define VUDP_HLEN		(VNET_MSG_HLEN + ETHERIP_HLEN)
+#define VARP_LEN		43
+#define VNET_TTL		64
+
+/* Reference 1.2: header_n, shown by listings and reserved as headroom. */
+#define VNET_HEADER_UDP		64
+#define VNET_HEADER_ETHERIP	52
+#define VNET_MTU_UDP		1500
+#define VNET_MTU_ETHERIP	1448
+
+/* Entries live 60 s after their last refresh; tables are swept every 10 s. */
+#define VNET_ENTRY_TTL		(60 * HZ)
+#define VNET_SWEEP_INTERVAL	(10 * HZ)
+#define VNET_TABLE_BITS		10
+#define VNET_TABLE_MAX		65536
+/* A relayed multicast seen again within this window is a duplicate. */
+#define VNET_FLOOD_WINDOW	(HZ / 2)
+#define VNET_FLOOD_BITS		10
+
+/* Room for an outer IPv4 + UDP + VFWD + inner IPv4 + UDP header stack. */
+#define VNET_CTRL_HEADROOM	(LL_MAX_HEADER + 2 * (sizeof(struct iphdr) + \
+				 sizeof(struct udphdr)) + VNET_MSG_HLEN)
+
+struct etherip_hdr {
+	u8 word[2];
+	u8 vnet[VNET_ID_LEN];
+} __packed;
+
+struct varp_msg {
+	__be16 id;
+	__be16 opcode;
+	u8 vnet[VNET_ID_LEN];
+	u8 vmac[ETH_ALEN];
+	u8 family;
+	u8 addr[16];
+} __packed;
+
+enum vnet_counter {
+	VNET_C_FLOODS,
+	VNET_C_UNKNOWN_UNICAST_FLOODS,
+	VNET_C_ANNOUNCES_SENT,
+	VNET_C_ANNOUNCES_RECEIVED,
+	VNET_C_VARP_REQUESTS,
+	VNET_C_FORWARDS_RECEIVED,
+	VNET_C_UDP_RECEIVED,
+	VNET_C_ETHERIP_RECEIVED,
+	VNET_C_MAX
+};
+
+enum vnet_drop {
+	VNET_D_SHORT,
+	VNET_D_BAD_MESSAGE_ID,
+	VNET_D_BAD_VERSION,
+	VNET_D_UNKNOWN_VNET,
+	VNET_D_BAD_SOURCE_MAC,
+	VNET_D_NOT_A_PEER,
+	VNET_D_BAD_FORWARD,
+	VNET_D_OWN_PACKET,
+	VNET_D_DUPLICATE,
+	VNET_D_HOP_LIMIT,
+	VNET_D_OTHER_GROUP,
+	VNET_D_SEND_ERROR,
+	VNET_D_NO_ROUTE,
+	VNET_D_BAD_FAMILY,
+	VNET_D_BAD_OPCODE,
+	VNET_D_NO_MEMORY,
+	VNET_D_OVERSIZE,
+	VNET_D_MAX
+};
+
+struct vnet_stats {
+	u64 counter[VNET_C_MAX];
+	u64 drop[VNET_D_MAX];
+};
+
+/* (vnet, MAC) -> care-of address and last refresh: the VARP cache and vifs. */
+struct vnet_mac_entry {
+	struct hlist_node node;
+	struct rcu_head rcu;
+	u8 vnet[VNET_ID_LEN];
+	u8 mac[ETH_ALEN];
+	__be32 addr;
+	unsigned long updated;
+};
+
+struct vnet_mac_table {
+	struct hlist_head *buckets;
+	spinlock_t lock;	/* writers; readers use RCU */
+	unsigned int count;
+	u64 sweeps;
+};
+
+struct vnet_flood_slot {
+	u64 key;
+	unsigned long when;
+};
+
+struct vnet_flood_filter {
+	spinlock_t lock;		/* slots */
+	siphash_key_t secret;
+	struct vnet_flood_slot *slots;
+};
+
+struct vnet_peer {
+	struct list_head list;
+	struct rcu_head rcu;
+	__be32 addr;
+	u16 port;
+	atomic64_t tx_packets;
+	atomic64_t rx_packets;
+};
+
+/* Per network namespace: everything a simulated or real host owns. */
+struct vnet_net {
+	struct net *net;
+	struct mutex lock;		/* control operations */
+	struct socket __rcu *sock;	/* set while vnets or peers exist */
+	struct hlist_head vnets[16];	/* vnet_dev by id; writers hold RTNL */
+	struct list_head peers;		/* writers hold lock */
+	struct vnet_mac_table varp;
+	struct vnet_mac_table vifs;
+	struct vnet_flood_filter flood;
+	struct vnet_stats __percpu *stats;
+	struct delayed_work sweep;
+	__be32 group;
+	__be32 addr;			/* underlay address, 0 until set */
+	__be32 mask;
+	int ifindex;
+};
+
+/* The private part of a vnet device (vnifNN). */
+struct vnet_dev {
+	struct hlist_node node;
+	struct net_device *dev;
+	struct vnet_net *vn;
+	struct gro_cells gro_cells;
+	u8 id[VNET_ID_LEN];
+	u8 encap;
+	u8 prefix[VUDP_HLEN];		/* what goes before each frame */
+	u8 prefix_len;
+};
+
+extern unsigned int vnet_net_id;
+extern char *varp_mcaddr;
+
+static inline struct vnet_net *vnet_pernet(struct net *net)
+{
+	return net_generic(net, vnet_net_id);
+}
+
+static inline void vnet_count(struct vnet_net *vn, enum vnet_counter c)
+{
+	this_cpu_inc(vn->stats->counter[c]);
+}
+
+static inline void vnet_drop(struct vnet_net *vn, enum vnet_drop d)
+{
+	this_cpu_inc(vn->stats->drop[d]);
+}
+
+static inline bool vnet_onlink(struct vnet_net *vn, __be32 addr)
+{
+	return !((addr ^ READ_ONCE(vn->addr)) & READ_ONCE(vn->mask));
+}
+
+bool vnet_is_local(struct vnet_net *vn, __be32 addr);
+
+/* device.c */
+struct vnet_dev *vnet_find(struct vnet_net *vn, const u8 *id);
+int vnet_dev_create(struct vnet_net *vn, const u8 *id, const char *name,
+		    u8 encap, struct netlink_ext_ack *extack);
+void vnet_dev_delete_all(struct vnet_net *vn);
+bool vnet_any(struct vnet_net *vn);
+int vnet_link_init(void);
+void vnet_link_exit(void);
+
+/* socket.c */
+int vnet_socket_open(struct vnet_net *vn, struct netlink_ext_ack *extack);
+void vnet_socket_close(struct vnet_net *vn);
+int vnet_set_group(struct vnet_net *vn, __be32 group,
+		   struct netlink_ext_ack *extack);
+int vnet_set_underlay(struct vnet_net *vn, __be32 addr,
+		      struct netlink_ext_ack *extack);
+void vnet_udp_xmit(struct vnet_net *vn, struct sk_buff *skb, __be32 daddr,
+		   __be16 dport, const u8 *prefix, unsigned int plen, bool data);
+void vnet_ip_xmit(struct vnet_net *vn, struct sk_buff *skb, __be32 saddr,
+		  __be32 daddr, u8 proto, u8 ttl, bool df, const u8 *prefix,
+		  unsigned int plen);
+
+/* send.c */
+netdev_tx_t vnet_xmit(struct sk_buff *skb, struct net_device *dev);
+void vnet_to_peers(struct vnet_net *vn, const struct sk_buff *skb,
+		   __be32 origin, u8 proto, u8 ttl, __be32 skip);
+
+/* receive.c */
+int vnet_udp_rcv(struct sock *sk, struct sk_buff *skb);
+int vnet_etherip_proto_rcv(struct sk_buff *skb);
+
+/* varp.c */
+void varp_rcv(struct vnet_net *vn, struct sk_buff *skb, __be32 src);
+void varp_local_mac(struct vnet_dev *vd, const u8 *mac);
+
+/* table.c */
+int vnet_table_init(struct vnet_mac_table *t);
+void vnet_table_free(struct vnet_mac_table *t);
+struct vnet_mac_entry *vnet_table_lookup(struct vnet_mac_table *t,
+					 const u8 *vnet, const u8 *mac);
+int vnet_table_update(struct vnet_mac_table *t, const u8 *vnet,
+		      const u8 *mac, __be32 addr);
+bool vnet_table_remove(struct vnet_mac_table *t, const u8 *vnet,
+		       const u8 *mac);
+void vnet_table_flush(struct vnet_mac_table *t, const u8 *vnet);
+void vnet_table_sweep(struct vnet_mac_table *t);
+void vnet_sweep_work(struct work_struct *work);
+
+/* peer.c */
+struct vnet_peer *vnet_peer_find(struct vnet_net *vn, __be32 addr);
+int vnet_peer_add(struct vnet_net *vn, __be32 addr, u16 port);
+int vnet_peer_del(struct vnet_net *vn, __be32 addr);
+void vnet_peer_flush(struct vnet_net *vn);
+
+/* flood.c */
+int vnet_flood_init(struct vnet_flood_filter *f);
+void vnet_flood_free(struct vnet_flood_filter *f);
+bool vnet_flood_seen(struct vnet_flood_filter *f, __be32 origin,
+		     const void *data, unsigned int len, bool relayed);
+
+/* netlink.c */
+int vnet_genl_init(void);
+void vnet_genl_exit(void);
+
+#endif /* _VNET_H */
