@@ -9,15 +9,17 @@ from __future__ import annotations
 import json
 import os
 import sys
+from pathlib import Path
 
 import click
 from pyroute2 import IPRoute
 
 import sxp
-from vnet import netdev, records
+from vnet import kmod, netdev, records
 from vnet.addr import parse_mac
 from vnet.config import ConfigError, VnetConfig
-from vnet.controller import Controller
+from vnet.control import resolve_socket
+from vnet.controller import DATAPATHS, Controller, vnetd_answers
 from vnet.datapath import DatapathError, Record
 from vnet.state import StateError
 from vnet.vnetid import InvalidVnetId, VnetId
@@ -65,7 +67,7 @@ def _message(e: BaseException) -> str:
 def _controller(ctx: click.Context) -> Controller:
     obj = ctx.find_root().obj
     if "controller" not in obj:
-        obj["controller"] = Controller(obj["state_dir"], obj["socket"])
+        obj["controller"] = Controller(obj["state_dir"], obj["socket"], choice=obj["datapath"])
     return obj["controller"]
 
 
@@ -86,10 +88,13 @@ json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON i
 @click.option("--state-dir", envvar="VNET_STATE_DIR", metavar="DIR",
               help="State directory of the host to act on [default: /var/lib/vnet; env VNET_STATE_DIR].")
 @click.option("--socket", metavar="PATH", help="vnetd control socket [default: DIR/vnetd.sock; env VNET_SOCKET].")
+@click.option("--datapath", type=click.Choice(DATAPATHS),
+              help="Datapath to command: vnetd, kmod (the kernel module), or auto: vnetd if it "
+                   "answers on its socket, else the module if loaded [default: env VNET_DATAPATH, else auto].")
 @click.pass_context
-def vn(ctx: click.Context, state_dir: str | None, socket: str | None) -> None:
+def vn(ctx: click.Context, state_dir: str | None, socket: str | None, datapath: str | None) -> None:
     """Manage vnets: private virtual Ethernet LANs across hosts."""
-    ctx.obj = {"state_dir": state_dir, "socket": socket}
+    ctx.obj = {"state_dir": state_dir, "socket": socket, "datapath": datapath}
     if ctx.invoked_subcommand is None:
         click.echo(ctx.get_help())
 
@@ -111,12 +116,37 @@ def help_(ctx: click.Context, long_: bool) -> None:
 
 
 @vn.command()
-@click.argument("args", nargs=-1)
-def insmod(args: tuple[str, ...]) -> None:
-    """Load the vnet kernel module (e.g. varp_mcaddr=ADDR)."""
-    raise click.ClickException(
-        "the vnet kernel module is not part of this version yet; the user-space datapath "
-        "vnetd provides every vnet function: start it with 'vnetd'")
+@click.option("-m", "--module", "module", type=click.Path(dir_okay=False, path_type=Path),
+              help="Module file [default: kmod/vnet.ko of this source tree, else the one installed "
+                   "for the running kernel].")
+@click.argument("params", nargs=-1)
+@click.pass_context
+def insmod(ctx: click.Context, module: Path | None, params: tuple[str, ...]) -> None:
+    """Load the vnet kernel module (PARAMS: varp_mcaddr=ADDR), then restore the
+    persisted vnets, peers and group into it in this network namespace."""
+    params_text = " ".join(params)
+    path = kmod.insmod(module, params_text)
+    click.echo(f"loaded {path}")
+    ctrl = _controller(ctx)
+    state = ctrl.store.load()
+    if not (state.vnets or state.peers or state.settings.get("mcaddr")):
+        return
+    if vnetd_answers(resolve_socket(ctrl.socket_path, ctrl.state_dir)):
+        click.echo(f"vnetd serves {ctrl.state_dir} here: its vnets and peers stay with vnetd")
+        return
+    with kmod.KmodClient() as dp:
+        # The only parameter is the group; as with vnetd, one given here wins over the persisted one.
+        vnets, peers, failed = kmod.restore(dp, state, group=not params_text.strip())
+    for message in failed:
+        click.echo(f"vn: {message}", err=True)
+    click.echo(f"restored {vnets} of {len(state.vnets)} vnets and {peers} of {len(state.peers)} "
+               f"peers from {ctrl.state_dir}")
+
+
+@vn.command()
+def rmmod() -> None:
+    """Unload the vnet kernel module (its vnets go with it; bridges and the state stay)."""
+    kmod.rmmod()
 
 
 @vn.command()

@@ -6,15 +6,19 @@ if that worked write the new state.  So concurrent `vn` calls serialise, a faile
 datapath operation leaves no trace in the state, and the state never claims a
 vnet the datapath refused.  Listing and soft state (vifs, VARP) go straight to the
 datapath.
+
+The datapath is vnetd or the kernel module (`select_datapath`); it is chosen when a
+command first needs it, so commands that only read the state work without either.
 """
 from __future__ import annotations
 
+import os
 import socket
 from pathlib import Path
 
 from pyroute2 import IPRoute
 
-from vnet import netdev
+from vnet import kmod, netdev
 from vnet.addr import parse_ipv4
 from vnet.config import VnetConfig
 from vnet.control import VnetdClient, resolve_socket
@@ -39,10 +43,18 @@ class Controller:
     """One host's control model: its state directory and the datapath serving it."""
 
     def __init__(self, state_dir: str | None = None, socket_path: str | None = None,
-                 datapath: Datapath | None = None) -> None:
+                 datapath: Datapath | None = None, choice: str | None = None) -> None:
         self.state_dir = resolve_state_dir(state_dir)
         self.store = StateStore(self.state_dir)
-        self.datapath = datapath or select_datapath(self.state_dir, socket_path)
+        self.socket_path = socket_path
+        self.choice = choice
+        self._datapath = datapath
+
+    @property
+    def datapath(self) -> Datapath:
+        if self._datapath is None:
+            self._datapath = select_datapath(self.state_dir, self.socket_path, self.choice)
+        return self._datapath
 
     def create_vnet(self, cfg: VnetConfig) -> None:
         with self.store.transaction() as state:
@@ -101,7 +113,45 @@ class Controller:
         return sorted(self.store.load().vnets)
 
 
-def select_datapath(state_dir: Path, socket_path: str | None) -> Datapath:
-    """The datapath serving this host.  Only vnetd exists so far; the kernel module's
-    client slots in here, chosen when the module is loaded."""
-    return VnetdClient(resolve_socket(socket_path, state_dir))
+DATAPATH_ENV = "VNET_DATAPATH"
+DATAPATHS = ("auto", "kmod", "vnetd")
+
+
+def resolve_choice(option: str | None) -> str:
+    """--datapath, else $VNET_DATAPATH, else auto."""
+    choice = option or os.environ.get(DATAPATH_ENV) or "auto"
+    if choice not in DATAPATHS:
+        source = "--datapath" if option else DATAPATH_ENV
+        raise DatapathError("EINVAL", f"{source}={choice}: expected one of {', '.join(DATAPATHS)}")
+    return choice
+
+
+def vnetd_answers(path: Path) -> bool:
+    """True if a vnetd accepts connections on `path`.  A socket we may not use counts:
+    its owner then hears of the refusal (EPERM) from the request itself."""
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.connect(str(path))
+    except PermissionError:
+        return True
+    except OSError:
+        return False
+    finally:
+        probe.close()
+    return True
+
+
+def select_datapath(state_dir: Path, socket_path: str | None, choice: str | None = None) -> Datapath:
+    """The datapath serving this host.  An explicit choice (--datapath, $VNET_DATAPATH)
+    wins.  Otherwise a running vnetd, since starting it was the user's explicit choice;
+    else the kernel module if it is loaded; else an error naming both ways to get one."""
+    choice = resolve_choice(choice)
+    path = resolve_socket(socket_path, state_dir)
+    if choice == "vnetd" or (choice == "auto" and vnetd_answers(path)):
+        return VnetdClient(path)
+    if choice == "kmod" or kmod.module_loaded():
+        return kmod.KmodClient()
+    raise DatapathError(
+        "ENOENT", f"vnetd is not running (no control socket at {path}) and the vnet kernel module "
+        "is not loaded; start vnetd with 'vnetd', or load the module with 'vn insmod' "
+        "(or select the host with --state-dir)")

@@ -200,3 +200,23 @@ def quiet_ipv6(ifname: str) -> None:
             f.write("1")
     except OSError:
         pass  # no IPv6 in this kernel: nothing to quiet
+
+
+def pick_address(ipr: IPRoute, interface: str | None, option: str | None = "--address") -> str:
+    """The underlay address: the only IPv4 address of `interface`, or of the interface
+    holding the default route, or of the host; else a clear error.  Shared by vnetd and
+    the kernel module's client, so both datapaths pick the same address; `option` names
+    the way the caller's user can give one instead (None: there is none to name)."""
+    if interface is None:
+        interface = default_route_interface(ipr)
+    found = [(ifname, addr) for ifname, addr, _, _ in ipv4_addresses(ipr)
+             if interface is None or ifname == interface]
+    if len(found) == 1:
+        return found[0][1]
+    where = f"on {interface}" if interface else "on this host"
+    if not found:
+        hint = f"; give one with {option}" if option else ""
+        raise DatapathError("EADDRNOTAVAIL", f"no IPv4 address {where}{hint}")
+    listed = ", ".join(f"{a} ({i})" for i, a in found)
+    hint = f"; choose one with {option}" if option else ""
+    raise DatapathError("EADDRNOTAVAIL", f"several IPv4 addresses {where} ({listed}){hint}")

@@ -29,6 +29,7 @@ from pyroute2 import IPRoute
 
 import sxp
 from vnet import commands, netdev, records, wire
+from vnet.netdev import pick_address
 from vnet.offload import PLAIN_FRAME_MAX, VNET_HDR_LEN, ZERO_HDR, finish_checksum, gso_header
 from vnet.addr import is_multicast_ipv4, parse_ipv4
 from vnet.config import VnetConfig, default_mtu, header_size
@@ -768,22 +769,6 @@ class Vnetd(Datapath):
                 s.close()
         self.ep.close()
         self.ipr.close()
-
-
-def pick_address(ipr: IPRoute, interface: str | None) -> str:
-    """The underlay address: the only IPv4 address of `interface`, or of the interface
-    holding the default route, or of the host; else a clear error."""
-    if interface is None:
-        interface = netdev.default_route_interface(ipr)
-    found = [(ifname, addr) for ifname, addr, _, _ in netdev.ipv4_addresses(ipr)
-             if interface is None or ifname == interface]
-    if len(found) == 1:
-        return found[0][1]
-    where = f"on {interface}" if interface else "on this host"
-    if not found:
-        raise DatapathError("EADDRNOTAVAIL", f"no IPv4 address {where}; give one with --address")
-    listed = ", ".join(f"{a} ({i})" for i, a in found)
-    raise DatapathError("EADDRNOTAVAIL", f"several IPv4 addresses {where} ({listed}); choose one with --address")
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
