@@ -9,7 +9,12 @@ cd "$(dirname "$0")"
 
 # Debian packages: ping for the tests and demo, iperf3 for the benchmark, iproute2 for
 # humans inspecting the result (the product itself talks netlink through pyroute2).
-APT_PACKAGES=(iputils-ping iperf3 iproute2)
+# The kernel module is built against linux-headers-amd64 (with make) and tested in a
+# QEMU guest booting Debian's stock kernel (tests/kernel/guest.py), since the host
+# kernel may not load modules: qemu-system-x86, busybox-static, cpio and kmod build
+# and run that guest.
+APT_PACKAGES=(iputils-ping iperf3 iproute2
+              qemu-system-x86 linux-headers-amd64 make busybox-static cpio kmod)
 
 if [ "$(id -u)" -ne 0 ]; then
     echo "setup.sh: must run as root (vnet creates namespaces, bridges and tap devices)" >&2

@@ -110,8 +110,10 @@ def _listening(pid: int, port: int) -> bool:
     return False
 
 
-def measure_iperf(lab: Lab, server, client, server_ip: str, seconds: float) -> dict[str, float]:
-    """One iperf3 TCP run client -> server; bits/s as received by the server."""
+def run_iperf(lab: Lab, server, client, server_ip: str, seconds: float,
+              options: tuple[str, ...] = ()) -> dict:
+    """One iperf3 run client -> server (`iperf3 -s -1` in server, `iperf3 -c` with
+    ``options`` in client); the client's JSON report, which includes the server's side."""
     srv = lab.popen(server, ["iperf3", "-s", "-1", "-p", str(IPERF_PORT)],
                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
@@ -123,7 +125,7 @@ def measure_iperf(lab: Lab, server, client, server_ip: str, seconds: float) -> d
                 raise BenchError("iperf3 server did not start listening within 10s")
             time.sleep(0.02)
         cp = lab.run(client, ["iperf3", "-c", server_ip, "-p", str(IPERF_PORT),
-                              "-t", f"{seconds:g}", "-J"], timeout=seconds + 60)
+                              "-t", f"{seconds:g}", "-J", *options], timeout=seconds + 60)
         try:
             data = json.loads(cp.stdout)
         except json.JSONDecodeError:
@@ -131,12 +133,7 @@ def measure_iperf(lab: Lab, server, client, server_ip: str, seconds: float) -> d
                              f"{cp.stdout[-500:]} {cp.stderr[-500:]}") from None
         if data.get("error"):
             raise BenchError(f"iperf3: {data['error']}")
-        end = data["end"]
-        return {
-            "throughput_bps": float(end["sum_received"]["bits_per_second"]),
-            "sent_bps": float(end["sum_sent"]["bits_per_second"]),
-            "retransmits": int(end["sum_sent"].get("retransmits", 0)),
-        }
+        return data
     except BaseException:
         # Failed or interrupted: don't wait for a server that may never get a client.
         srv.kill()
@@ -149,6 +146,16 @@ def measure_iperf(lab: Lab, server, client, server_ip: str, seconds: float) -> d
         except subprocess.TimeoutExpired:
             srv.kill()
             srv.wait()
+
+
+def measure_iperf(lab: Lab, server, client, server_ip: str, seconds: float) -> dict[str, float]:
+    """One iperf3 TCP run client -> server; bits/s as received by the server."""
+    end = run_iperf(lab, server, client, server_ip, seconds)["end"]
+    return {
+        "throughput_bps": float(end["sum_received"]["bits_per_second"]),
+        "sent_bps": float(end["sum_sent"]["bits_per_second"]),
+        "retransmits": int(end["sum_sent"].get("retransmits", 0)),
+    }
 
 
 # ---------------------------------------------------------------------------
@@ -195,20 +202,20 @@ def build_vxlan(lab: Lab, state_dir: Path):
     return vm1, vm2, vm2.ip
 
 
-def build_vnetd(lab: Lab, state_dir: Path):
+def build_vnet(lab: Lab, state_dir: Path, datapath: str = "vnetd"):
+    """`vn vnet-create 97` on two hosts served by ``datapath`` (vnetd, or the kernel
+    module, which must be loaded already), a VM on each host's vnet97 bridge."""
     h1, h2 = _underlay(lab)
-    vhosts = []
     for h in (h1, h2):
-        vh = VnetHost(lab, h, state_dir / h.name)
+        vh = VnetHost(lab, h, state_dir / h.name, datapath=datapath)
         vh.start()
         vh.vn("vnet-create", str(VNI))
-        vhosts.append(vh)
     vm1 = lab.vm("vm1", h1, f"vnet{VNI}", "10.97.0.1/24")
     vm2 = lab.vm("vm2", h2, f"vnet{VNI}", "10.97.0.2/24")
     return vm1, vm2, vm2.ip
 
 
-BUILDERS: dict[str, Callable] = {"veth": build_veth, "vxlan": build_vxlan, "vnetd": build_vnetd}
+BUILDERS: dict[str, Callable] = {"veth": build_veth, "vxlan": build_vxlan, "vnetd": build_vnet}
 
 
 # ---------------------------------------------------------------------------

@@ -1,4 +1,7 @@
-"""Shared fixtures: simulated vnet hosts (network namespaces) running a real vnetd."""
+"""Shared fixtures: simulated vnet hosts (network namespaces) on a real datapath.
+
+The datapath is vnetd unless VNET_TEST_DATAPATH says "kmod": the scenario tests run
+unchanged with the kernel module inside the test guest (tests/kernel/in_guest)."""
 from __future__ import annotations
 
 import os
@@ -23,16 +26,17 @@ def lab():
 
 @pytest.fixture
 def make_hosts(lab: Lab, tmp_path: Path):
-    """make_hosts(n) -> n VnetHosts with vnetd running, on one switch (10.0.0.0/24)."""
+    """make_hosts(n) -> n VnetHosts with their datapath started, on one switch (10.0.0.0/24)."""
 
     def make(n: int, switch=None, subnet: str = "10.0.0", gateway: str | None = None,
-             first: int = 1, start: bool = True) -> list[VnetHost]:
+             first: int = 1, start: bool = True, datapath: str | None = None) -> list[VnetHost]:
+        kind = datapath or os.environ.get("VNET_TEST_DATAPATH", "vnetd")
         sw = switch or lab.switch("sw")
         out = []
         for i in range(first, first + n):
             name = f"h{subnet.split('.')[-1]}{i}"
             h = lab.host(name, sw, f"{subnet}.{i}/24", gateway=gateway)
-            vh = VnetHost(lab, h, tmp_path / name)
+            vh = VnetHost(lab, h, tmp_path / name, datapath=kind)
             if start:
                 vh.start()
             out.append(vh)

@@ -241,5 +241,5 @@ def test_malformed_packets_are_dropped_and_counted(lab, make_hosts):
     _send(lab, attacker, hosts[1].ip, [rnd.randbytes(rnd.randrange(0, 1400)) for _ in range(300)])
     r = lab.ping(a, b.ip, count=3)
     assert r.received == 3, r.output
-    assert hosts[1].proc.poll() is None
+    assert hosts[1].proc is None or hosts[1].proc.poll() is None
     assert hosts[1].vn("vnets").returncode == 0

@@ -1,0 +1,361 @@
+#!/usr/bin/env python3
+"""VM-to-VM TCP throughput and 64-byte UDP packet rate: the vnet kernel module vs VXLAN.
+
+The host kernel cannot load modules, so this runs in a QEMU guest booted with
+Debian's stock kernel (tests/kernel/guest.py).  On the host, as root, from the
+repository root:
+
+    python3 bench/bench_kmod.py [--seconds 5] [--repeat 3] [--json out.json]
+
+builds kmod/vnet.ko, boots one guest and runs this same script in it with
+--in-guest.  In the guest, two labs (network namespaces, vnet/lab.py) stay up for
+the whole run, each with two hosts on a switch (10.0.0.1, 10.0.0.2) and a VM on
+each host:
+
+  vxlan  the kernel's VXLAN (VNI 97, UDP 4789, multicast group on eth0) enslaved to
+         a bridge in each host, as in bench_throughput.py; VM MTU 1450.
+  kmod   the vnet module (loaded once): `vn vnet-create 97` with VNET_DATAPATH=kmod
+         in each host, VMs on the vnet97 bridge; VM MTU 1500 (the vnif's).
+
+Each repeat measures vxlan, then kmod (so drift hits both alike): one iperf3 TCP
+run, then one iperf3 UDP run of 64-byte payloads sent as fast as iperf3 can
+(-u -l 64 -b 0), counting the packets the receiving iperf3 got.  The guest writes
+every number to $VNET_GUEST_RESULTS; the host prints medians and the ratios
+kmod/vxlan, the figure that matters: absolute rates under emulation mean little.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import functools
+import json
+import os
+import platform
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+try:
+    import vnet  # noqa: F401
+except ImportError:  # not installed: run from a checkout
+    sys.path.insert(0, str(ROOT))
+
+from bench_throughput import (
+    VNI,
+    VXLAN_VM_MTU,
+    _set_mtu,
+    build_vnet,
+    build_vxlan,
+    measure_iperf,
+    progress,
+    run_iperf,
+)
+from pyroute2 import NetNS
+
+from vnet import kmod
+from vnet.config import header_size
+from vnet.lab import VM, Lab
+from vnet.labhost import VnetHost
+
+SCENARIOS = ("vxlan", "kmod")
+BUILDERS = {"vxlan": build_vxlan, "kmod": functools.partial(build_vnet, datapath="kmod")}
+#: UDP payload bytes of the packet-rate test (iperf3 -l).
+UDP_PAYLOAD = 64
+#: module/VXLAN, for TCP throughput and for the UDP packet rate.
+TARGET_KMOD_VS_VXLAN = 0.90
+#: What the guest leaves in $VNET_GUEST_RESULTS.
+RESULTS_FILE = "bench_kmod.json"
+#: `vn` commands whose output is kept when the module scenario fails.
+DIAGNOSTICS = (("vnets",), ("vifs",), ("varp",), ("peers",), ("stats",))
+#: The largest VM MTU whose full-size frames vnet's UDP encapsulation carries unfragmented
+#: on a 1500-byte underlay.  TCP is not concerned: the module sizes TCP segments to fit
+#: the underlay whatever the VM MTU; other frames above it leave as two IP fragments.
+KMOD_UNFRAGMENTED_MTU = 1500 - header_size("udp")
+#: Medians computed per scenario (keys of one run's record).
+MEDIAN_KEYS = ("throughput_bps", "udp_rx_pps", "udp_sent_pps", "udp_nic_rx_pps", "udp_loss_pct")
+
+
+# ---------------------------------------------------------------------------
+# In the guest: measurements
+
+
+def _link(vm: VM) -> tuple[int, int]:
+    """The VM interface's (MTU, rx_packets)."""
+    with NetNS(vm.ns, flags=0) as ipr:
+        link = ipr.link("get", index=ipr.link_lookup(ifname=vm.ifname)[0])[0]
+        return link.get_attr("IFLA_MTU"), link.get_attr("IFLA_STATS64")["rx_packets"]
+
+
+def measure_udp(lab: Lab, server: VM, client: VM, server_ip: str, seconds: float) -> dict[str, float]:
+    """One iperf3 UDP run of UDP_PAYLOAD-byte datagrams at full speed, client -> server.
+
+    udp_rx_pps: datagrams the receiving iperf3 got per second (its own count, sent
+    back to the client: sequence numbers seen minus those missing); udp_sent_pps: what
+    the sender managed; udp_nic_rx_pps: the receiving VM interface's rx_packets
+    delta over the run, i.e. what the network delivered, socket-buffer drops included.
+    """
+    before = _link(server)[1]
+    end = run_iperf(lab, server, client, server_ip, seconds,
+                    ("-u", "-l", str(UDP_PAYLOAD), "-b", "0"))["end"]
+    after = _link(server)[1]
+    sent, recv = end["sum_sent"], end["sum_received"]
+    got = recv["packets"] - recv["lost_packets"]
+    return {
+        "udp_rx_pps": got / recv["seconds"],
+        "udp_sent_pps": sent["packets"] / sent["seconds"],
+        "udp_nic_rx_pps": (after - before) / sent["seconds"],
+        "udp_loss_pct": float(recv["lost_percent"]),
+    }
+
+
+def _diagnose(lab: Lab, state_dir: Path) -> dict[str, str]:
+    """What `vn` says on each module host, for a report of a failed module scenario."""
+    out: dict[str, str] = {}
+    for name in ("host1", "host2"):
+        host = lab.nodes.get(name)
+        if host is None:
+            continue
+        vh = VnetHost(lab, host, state_dir / name, datapath="kmod")  # type: ignore[arg-type]
+        for args in DIAGNOSTICS:
+            try:
+                r = vh.vn(*args, check=False)
+                text = r.stdout + (f"[stderr, status {r.returncode}]\n{r.stderr}" if r.stderr else "")
+            except Exception as exc:  # noqa: BLE001 - a diagnostic must not hide the failure itself
+                text = f"[failed: {exc}]"
+            out[f"{name}: vn {' '.join(args)}"] = text
+    return out
+
+
+def _fail(results: dict, name: str, exc: BaseException, lab: Lab | None, state_dir: Path) -> None:
+    progress(f"{name}: FAILED: {exc}")
+    results[name]["error"] = str(exc)
+    if name == "kmod" and lab is not None:
+        results[name]["diagnostics"] = diag = _diagnose(lab, state_dir)
+        for what, text in diag.items():
+            progress(f"{name}: {what}:\n{text.rstrip()}")
+
+
+def measure_all(seconds: float, repeat: int, kmod_vm_mtu: int | None = None) -> dict:
+    """Build both labs, then measure them alternately; every run's figures."""
+    ko = os.environ.get("VNET_KO")
+    t0 = time.monotonic()
+    if not kmod.module_loaded():
+        path = kmod.insmod(Path(ko) if ko else None)
+        progress(f"loaded {path}")
+    results: dict[str, dict] = {name: {"runs": []} for name in SCENARIOS}
+    state_root = Path(tempfile.mkdtemp(prefix="vnet-bench-kmod-"))
+    with contextlib.ExitStack() as stack:
+        labs: dict[str, tuple] = {}
+        for name in SCENARIOS:
+            lab = stack.enter_context(Lab(prefix=f"vk{name}"))
+            progress(f"{name}: building lab")
+            try:
+                src, dst, dst_ip = BUILDERS[name](lab, state_root / name)
+                if name == "kmod" and kmod_vm_mtu:
+                    for vm in (src, dst):
+                        _set_mtu(vm.ns, vm.ifname, kmod_vm_mtu)
+                waited = lab.wait_ping(src, dst_ip, timeout=30)
+            except Exception as exc:  # noqa: BLE001 - report it, measure the other scenario
+                _fail(results, name, exc, lab, state_root / name)
+                continue
+            results[name]["vm_mtu"] = _link(src)[0]
+            results[name]["reachable_after_s"] = waited
+            progress(f"{name}: {dst_ip} reachable after {waited:.2f}s, VM MTU {results[name]['vm_mtu']}")
+            labs[name] = (lab, src, dst, dst_ip)
+        results["setup_seconds"] = time.monotonic() - t0
+        for i in range(1, repeat + 1):
+            for name in SCENARIOS:
+                if name not in labs or "error" in results[name]:
+                    continue
+                lab, src, dst, dst_ip = labs[name]
+                try:
+                    r = measure_iperf(lab, dst, src, dst_ip, seconds)
+                    r.update(measure_udp(lab, dst, src, dst_ip, seconds))
+                except Exception as exc:  # noqa: BLE001 - report it, measure the other scenario
+                    _fail(results, name, exc, lab, state_root / name)
+                    continue
+                progress(f"{name}: run {i}/{repeat}: TCP {r['throughput_bps'] / 1e9:.3f} Gbit/s "
+                         f"({r['retransmits']} retransmits); UDP {UDP_PAYLOAD} B: "
+                         f"{r['udp_rx_pps']:.0f} pkt/s received of {r['udp_sent_pps']:.0f} sent "
+                         f"({r['udp_nic_rx_pps']:.0f} at the VM's NIC)")
+                results[name]["runs"].append(r)
+        if "kmod" in labs:  # the module's own view: its counters and drops on each host
+            lab = labs["kmod"][0]
+            counters = results["kmod"]["host_counters"] = {}
+            for h in ("host1", "host2"):
+                try:
+                    vh = VnetHost(lab, lab.nodes[h], state_root / "kmod" / h, datapath="kmod")  # type: ignore[arg-type]
+                    counters[h] = vh.counters()
+                except Exception as exc:  # noqa: BLE001 - the measurements are what matters
+                    counters[h] = {"error": str(exc)}
+    shutil.rmtree(state_root, ignore_errors=True)
+    for name in SCENARIOS:
+        runs = results[name]["runs"]
+        if runs:
+            results[name]["median"] = {k: statistics.median(r[k] for r in runs) for k in MEDIAN_KEYS}
+    results["measure_seconds"] = time.monotonic() - t0
+    return results
+
+
+def in_guest(args: argparse.Namespace) -> int:
+    if os.environ.get("VNET_IN_GUEST") != "1":
+        print("bench_kmod: --in-guest runs only inside the test guest (VNET_IN_GUEST unset); "
+              "run without --in-guest to boot one", file=sys.stderr)
+        return 2
+    Lab.install_signal_handlers()
+    results = measure_all(args.seconds, args.repeat, args.kmod_vm_mtu)
+    results["guest"] = {"kernel": platform.release(), "cpus": os.cpu_count(),
+                        "python": platform.python_version()}
+    out = Path(os.environ.get("VNET_GUEST_RESULTS") or ".") / RESULTS_FILE
+    out.write_text(json.dumps(results, indent=2) + "\n")
+    return 1 if any("error" in results[n] for n in SCENARIOS) else 0
+
+
+# ---------------------------------------------------------------------------
+# On the host: boot the guest, report
+
+
+def ratios(results: dict) -> dict[str, float | None]:
+    """kmod/vxlan of the medians: TCP throughput, UDP packets received, UDP at the NIC."""
+    out: dict[str, float | None] = {}
+    for key in ("throughput_bps", "udp_rx_pps", "udp_nic_rx_pps"):
+        try:
+            num, den = results["kmod"]["median"][key], results["vxlan"]["median"][key]
+        except KeyError:
+            out[key] = None
+            continue
+        out[key] = num / den if den else None
+    return out
+
+
+def format_table(results: dict) -> str:
+    header = (f"{'scenario':<9} {'vm_mtu':>6} {'tcp_Gbit/s':>11} {'udp64_rx_pkt/s':>15} "
+              f"{'udp64_sent_pkt/s':>17} {'udp64_nic_rx_pkt/s':>19} {'udp64_loss%':>12}")
+    lines = [header]
+    for name in SCENARIOS:
+        res = results.get(name, {})
+        if "median" not in res:
+            error = res.get("error", "no result").splitlines() or ["?"]
+            lines.append(f"{name:<9} FAILED: {error[0][:90]}")
+            continue
+        m = res["median"]
+        lines.append(f"{name:<9} {res.get('vm_mtu', '?'):>6} {m['throughput_bps'] / 1e9:>11.3f} "
+                     f"{m['udp_rx_pps']:>15.0f} {m['udp_sent_pps']:>17.0f} "
+                     f"{m['udp_nic_rx_pps']:>19.0f} {m['udp_loss_pct']:>12.1f}")
+    r = ratios(results)
+    for key, label in (("throughput_bps", "TCP throughput"), ("udp_rx_pps", "UDP 64 B packets received/s")):
+        if r[key] is not None:
+            verdict = "ok" if r[key] >= TARGET_KMOD_VS_VXLAN else "BELOW TARGET"
+            lines.append(f"ratio kmod/vxlan {label + ':':<29} {r[key]:.2f}   "
+                         f"(target >= {TARGET_KMOD_VS_VXLAN:.2f}: {verdict})")
+    if r["udp_nic_rx_pps"] is not None:
+        lines.append(f"ratio kmod/vxlan {'UDP 64 B at the VM NIC/s:':<29} {r['udp_nic_rx_pps']:.2f}")
+    mtu = results.get("kmod", {}).get("vm_mtu")
+    if isinstance(mtu, int):
+        lines.append(f"(medians of {len(results['kmod']['runs'])} runs; VM MTU: vxlan {VXLAN_VM_MTU}, "
+                     f"the VXLAN device's; kmod {mtu}: the module fits TCP segments to the 1500-byte "
+                     f"underlay, other frames above {KMOD_UNFRAGMENTED_MTU} bytes are fragmented)")
+    return "\n".join(lines)
+
+
+def _guest():
+    """tests/kernel/guest.py, the QEMU harness."""
+    here = str(ROOT / "tests" / "kernel")
+    if here not in sys.path:
+        sys.path.insert(0, here)
+    import guest
+    return guest
+
+
+def on_host(args: argparse.Namespace) -> int:
+    if os.geteuid() != 0:
+        print("bench_kmod: must run as root (it boots a QEMU guest sharing /)", file=sys.stderr)
+        return 2
+    guest = _guest()
+    try:
+        guest.check_tools()
+        progress("building kmod/vnet.ko")
+        ko = guest.build_module(ROOT / "kmod")
+    except guest.GuestError as exc:
+        print(f"bench_kmod: {exc}", file=sys.stderr)
+        return 2
+    # Per run and scenario: two iperf3 runs plus their start-up, slow under emulation.
+    timeout = 300 + args.repeat * len(SCENARIOS) * (2 * args.seconds + 60)
+    argv = [sys.executable, str(Path(__file__).resolve()), "--in-guest",
+            "--seconds", f"{args.seconds:g}", "--repeat", str(args.repeat)]
+    if args.kmod_vm_mtu:
+        argv += ["--kmod-vm-mtu", str(args.kmod_vm_mtu)]
+    progress(f"booting the guest ({' '.join(guest._accel())}, -smp 2); "
+             f"about {args.repeat * len(SCENARIOS) * 2 * args.seconds:g} s of iperf3 plus set-up")
+    with tempfile.TemporaryDirectory(prefix="vnet-bench-kmod-") as tmp:
+        res = guest.run_in_guest(argv, timeout=timeout, extra_env={"VNET_KO": str(ko)},
+                                 results_dir=tmp, smp=2)
+        out = Path(tmp) / RESULTS_FILE
+        results = json.loads(out.read_text()) if out.exists() else None
+    sys.stderr.write(res.output if res.output.endswith("\n") or not res.output else res.output + "\n")
+    progress(f"guest: {res.seconds:.0f} s in QEMU (command started {res.boot_seconds} s after boot), "
+             f"exit status {res.returncode}")
+    problems = guest.kernel_problems(res.kernel_log)
+    if problems:
+        progress("guest kernel log reports problems:\n" + "\n".join(problems))
+    if results is None:
+        progress("no results came back from the guest; kernel log tail:\n" + guest._tail(res.kernel_log))
+        return 1
+    failed = [n for n in SCENARIOS if "median" not in results.get(n, {})]
+    if failed:
+        vnet_lines = [ln for ln in res.kernel_log.splitlines() if "vnet" in ln]
+        progress("guest kernel log, vnet lines:\n" + "\n".join(vnet_lines[-40:]))
+    print(format_table(results))
+    if args.json:
+        doc = {
+            "settings": {"seconds": args.seconds, "repeat": args.repeat, "udp_payload": UDP_PAYLOAD,
+                         "vxlan_vm_mtu": VXLAN_VM_MTU, "kmod_vm_mtu": results.get("kmod", {}).get("vm_mtu"),
+                         "vni": VNI, "accel": guest._accel(), "smp": 2},
+            "host": {"kernel": platform.release(), "cpus": os.cpu_count()},
+            "guest_seconds": res.seconds,
+            "results": results,
+            "ratios_kmod_vs_vxlan": ratios(results),
+            "target_kmod_vs_vxlan": TARGET_KMOD_VS_VXLAN,
+            "kernel_problems": problems,
+        }
+        with open(args.json, "w") as f:
+            json.dump(doc, f, indent=2)
+            f.write("\n")
+        progress(f"wrote {args.json}")
+    return 1 if failed or problems or res.returncode != 0 else 0
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        description="VM-to-VM TCP throughput and 64-byte UDP packet rate across two simulated "
+                    "hosts in a QEMU guest: the vnet kernel module vs the kernel's VXLAN.")
+    p.add_argument("--seconds", type=float, default=5.0,
+                   help="duration of each iperf3 run (default: 5)")
+    p.add_argument("--repeat", type=int, default=3,
+                   help="runs per scenario, alternating; the table shows medians (default: 3)")
+    p.add_argument("--json", metavar="FILE", help="also write all numbers to FILE as JSON")
+    p.add_argument("--kmod-vm-mtu", type=int, metavar="MTU",
+                   help="MTU of the module scenario's VMs (default: the vnif's, 1500; "
+                        f"non-TCP frames above {KMOD_UNFRAGMENTED_MTU} are fragmented on the underlay)")
+    p.add_argument("--in-guest", action="store_true", help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.seconds <= 0:
+        p.error("--seconds must be positive")
+    if args.repeat < 1:
+        p.error("--repeat must be at least 1")
+    if args.kmod_vm_mtu is not None and not 68 <= args.kmod_vm_mtu <= 1500:
+        p.error("--kmod-vm-mtu must be between 68 and 1500 (the vnif's MTU)")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    return in_guest(args) if args.in_guest else on_host(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,13 @@
+"""The vnetd scenario tests, run unchanged with the kernel module as every host's
+datapath (the session fixture loads it; make_hosts builds module-backed hosts)."""
+from __future__ import annotations
+
+from test_vnetd_net import (  # noqa: F401  (collected here, with the module)
+    test_malformed_packets_are_dropped_and_counted,
+    test_misconfigured_peers_do_not_loop,
+    test_moved_vm_is_found_again_quickly,
+    test_peers_join_subnets_without_duplicates,
+    test_raw_etherip_vnet,
+    test_underlay_carries_only_encapsulated_frames,
+    test_vnets_reach_across_hosts_and_stay_isolated,
+)
