@@ -128,8 +128,12 @@ bool vnet_table_remove(struct vnet_mac_table *t, const u8 *vnet,
 	return found;
 }
 
-/* Removes every entry of one vnet, or of all vnets when @vnet is NULL. */
-void vnet_table_flush(struct vnet_mac_table *t, const u8 *vnet)
+/*
+ * Removes the entries that have expired (@expired), or every entry of one
+ * vnet, or of all vnets when @vnet is NULL.
+ */
+static void vnet_table_prune(struct vnet_mac_table *t, const u8 *vnet,
+			     bool expired)
 {
 	struct vnet_mac_entry *e;
 	struct hlist_node *tmp;
@@ -138,29 +142,25 @@ void vnet_table_flush(struct vnet_mac_table *t, const u8 *vnet)
 	spin_lock_bh(&t->lock);
 	for (i = 0; i < 1U << VNET_TABLE_BITS; i++) {
 		hlist_for_each_entry_safe(e, tmp, &t->buckets[i], node) {
-			if (!vnet || !memcmp(e->vnet, vnet, VNET_ID_LEN))
+			if (expired ? time_after(jiffies, READ_ONCE(e->updated) +
+						 VNET_ENTRY_TTL) :
+			    !vnet || !memcmp(e->vnet, vnet, VNET_ID_LEN))
 				vnet_table_unlink(t, e);
 		}
 	}
+	if (expired)
+		t->sweeps++;
 	spin_unlock_bh(&t->lock);
+}
+
+void vnet_table_flush(struct vnet_mac_table *t, const u8 *vnet)
+{
+	vnet_table_prune(t, vnet, false);
 }
 
 void vnet_table_sweep(struct vnet_mac_table *t)
 {
-	struct vnet_mac_entry *e;
-	struct hlist_node *tmp;
-	unsigned int i;
-
-	spin_lock_bh(&t->lock);
-	for (i = 0; i < 1U << VNET_TABLE_BITS; i++) {
-		hlist_for_each_entry_safe(e, tmp, &t->buckets[i], node) {
-			if (time_after(jiffies, READ_ONCE(e->updated) +
-				       VNET_ENTRY_TTL))
-				vnet_table_unlink(t, e);
-		}
-	}
-	t->sweeps++;
-	spin_unlock_bh(&t->lock);
+	vnet_table_prune(t, NULL, true);
 }
 
 void vnet_sweep_work(struct work_struct *work)

@@ -380,3 +380,15 @@ def test_restore_keeps_going_past_a_bad_vnet() -> None:
     dp = Recorder()
     kmod.restore(dp, state, group=False)  # a group given at load time wins
     assert all(c[0] != "group" for c in dp.calls)
+
+
+def test_insmod_refuses_a_bad_underlay_choice_before_loading(tmp_path: Path, monkeypatch) -> None:
+    loads = []
+    monkeypatch.setattr(kmod, "insmod", lambda *a: loads.append(a))
+    runner = CliRunner()
+    r = runner.invoke(vn, ["--state-dir", str(tmp_path), "insmod", "-a", "300.1.1.1"])
+    assert r.exit_code != 0 and "invalid IPv4 address '300.1.1.1'" in r.output
+    r = runner.invoke(vn, ["--state-dir", str(tmp_path), "insmod", "-i", "nosuch0"])
+    assert r.exit_code != 0 and "no IPv4 address on nosuch0" in r.output
+    assert loads == []
+    assert not (tmp_path / "state.sxp").exists() or "address" not in (tmp_path / "state.sxp").read_text()

@@ -16,7 +16,7 @@ from pyroute2 import IPRoute
 
 import sxp
 from vnet import kmod, netdev, records
-from vnet.addr import parse_mac
+from vnet.addr import parse_ipv4, parse_mac
 from vnet.config import ConfigError, VnetConfig
 from vnet.control import resolve_socket
 from vnet.controller import DATAPATHS, Controller, vnetd_answers
@@ -119,15 +119,27 @@ def help_(ctx: click.Context, long_: bool) -> None:
 @click.option("-m", "--module", "module", type=click.Path(dir_okay=False, path_type=Path),
               help="Module file [default: kmod/vnet.ko of this source tree, else the one installed "
                    "for the running kernel].")
+@click.option("-a", "--address", help="Underlay IPv4 address of this namespace, kept in the state "
+                   "directory [default: the kept one, else as vnetd picks it].")
+@click.option("-i", "--interface", help="Underlay interface to take the address from.")
 @click.argument("params", nargs=-1)
 @click.pass_context
-def insmod(ctx: click.Context, module: Path | None, params: tuple[str, ...]) -> None:
+def insmod(ctx: click.Context, module: Path | None, address: str | None, interface: str | None,
+           params: tuple[str, ...]) -> None:
     """Load the vnet kernel module (PARAMS: varp_mcaddr=ADDR), then restore the
     persisted vnets, peers and group into it in this network namespace."""
     params_text = " ".join(params)
+    ctrl = _controller(ctx)
+    if address or interface:  # checked before loading: a wrong choice changes nothing
+        with IPRoute() as ipr:
+            address = parse_ipv4(address) if address else netdev.pick_address(ipr, interface)
     path = kmod.insmod(module, params_text)
     click.echo(f"loaded {path}")
-    ctrl = _controller(ctx)
+    if address:
+        with ctrl.store.transaction() as state, kmod.KmodClient() as dp:
+            dp.set_address(address)
+            state.settings["address"] = address
+        click.echo(f"underlay address {address}")
     state = ctrl.store.load()
     if not (state.vnets or state.peers or state.settings.get("mcaddr")):
         return

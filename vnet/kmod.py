@@ -372,6 +372,12 @@ def restore(dp: Datapath, state: State, group: bool = True) -> tuple[int, int, l
     as vnetd does at start; one bad entry does not stop the rest.  Returns how many
     vnets and peers came back and a message for each one that did not."""
     failed = []
+    address = state.settings.get("address")
+    if address and isinstance(dp, KmodClient):  # vnetd takes its address on the command line
+        try:
+            dp.set_address(address)
+        except DatapathError as e:
+            failed.append(f"cannot restore underlay address {address}: {e.message}")
     mcaddr = state.settings.get("mcaddr")
     if group and mcaddr:
         try:
