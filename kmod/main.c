@@ -40,10 +40,10 @@ static int __net_init vnet_net_init(struct net *net)
 	vn->stats = alloc_percpu(struct vnet_stats);
 	if (!vn->stats)
 		return -ENOMEM;
-	err = vnet_table_init(&vn->varp);
+	err = vnet_table_init(&vn->varp, true);
 	if (err)
 		goto free_stats;
-	err = vnet_table_init(&vn->vifs);
+	err = vnet_table_init(&vn->vifs, false);
 	if (err)
 		goto free_varp;
 	err = vnet_flood_init(&vn->flood);

@@ -209,7 +209,8 @@ static void vnet_vfwd_rcv(struct vnet_net *vn, struct sk_buff *skb,
 	if (resend) {
 		resend->dev = NULL;
 		vnet_ip_xmit(vn, resend, origin, READ_ONCE(vn->group), proto,
-			     ttl - 1, proto == VNET_IPPROTO_ETHERIP, NULL, 0);
+			     ttl - 1, proto == VNET_IPPROTO_ETHERIP, NULL, 0,
+			     NULL);
 	}
 	return;
 drop:

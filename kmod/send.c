@@ -69,7 +69,7 @@ void vnet_to_peers(struct vnet_net *vn, const struct sk_buff *skb,
 		}
 		atomic64_inc(&p->tx_packets);
 		vnet_udp_xmit(vn, nskb, p->addr, htons(READ_ONCE(p->port)),
-			      NULL, 0, false);
+			      NULL, 0, NULL, false);
 	}
 }
 
@@ -95,11 +95,11 @@ static void vnet_flood_one(struct vnet_dev *vd, struct sk_buff *skb)
 	}
 	if (udp)
 		vnet_udp_xmit(vn, skb, READ_ONCE(vn->group), htons(VNET_PORT),
-			      vd->prefix, vd->prefix_len, false);
+			      vd->prefix, vd->prefix_len, NULL, false);
 	else
 		vnet_ip_xmit(vn, skb, 0, READ_ONCE(vn->group),
 			     VNET_IPPROTO_ETHERIP, VNET_TTL, true, vd->prefix,
-			     vd->prefix_len);
+			     vd->prefix_len, NULL);
 }
 
 static void vnet_flood(struct vnet_dev *vd, struct sk_buff *skb)
@@ -157,12 +157,12 @@ netdev_tx_t vnet_xmit(struct sk_buff *skb, struct net_device *dev)
 		goto out;
 	}
 	if (vd->encap == VNET_ENCAP_UDP)
-		vnet_udp_xmit(vn, skb, READ_ONCE(e->addr), htons(VNET_PORT),
-			      vd->prefix, vd->prefix_len, true);
+		vnet_udp_xmit(vn, skb, e->addr, htons(VNET_PORT), vd->prefix,
+			      vd->prefix_len, &e->dst_cache, true);
 	else
-		vnet_ip_xmit(vn, skb, 0, READ_ONCE(e->addr),
-			     VNET_IPPROTO_ETHERIP, VNET_TTL, true, vd->prefix,
-			     vd->prefix_len);
+		vnet_ip_xmit(vn, skb, 0, e->addr, VNET_IPPROTO_ETHERIP,
+			     VNET_TTL, true, vd->prefix, vd->prefix_len,
+			     &e->dst_cache);
 out:
 	rcu_read_unlock();
 	return NETDEV_TX_OK;

@@ -178,8 +178,9 @@ out:
 	return err;
 }
 
+/* The route to @daddr, from @cache when it holds one. */
 static struct rtable *vnet_route(struct vnet_net *vn, __be32 daddr, u8 proto,
-				 __be32 *saddr)
+				 struct dst_cache *cache, __be32 *saddr)
 {
 	struct flowi4 fl4 = {
 		.daddr = daddr,
@@ -187,22 +188,30 @@ static struct rtable *vnet_route(struct vnet_net *vn, __be32 daddr, u8 proto,
 	};
 	struct rtable *rt;
 
+	if (cache) {
+		rt = dst_cache_get_ip4(cache, saddr);
+		if (rt)
+			return rt;
+	}
 	if (ipv4_is_multicast(daddr)) {
 		fl4.flowi4_oif = READ_ONCE(vn->ifindex);
 		fl4.saddr = READ_ONCE(vn->addr);
 	}
 	rt = ip_route_output_key(vn->net, &fl4);
-	if (!IS_ERR(rt))
-		*saddr = fl4.saddr;
+	if (IS_ERR(rt))
+		return rt;
+	*saddr = fl4.saddr;
+	if (cache)
+		dst_cache_set_ip4(cache, &rt->dst, fl4.saddr);
 	return rt;
 }
 
 static struct rtable *vnet_xmit_prepare(struct vnet_net *vn,
 					struct sk_buff *skb, __be32 daddr,
 					u8 proto, unsigned int hlen,
-					__be32 *saddr)
+					struct dst_cache *cache, __be32 *saddr)
 {
-	struct rtable *rt = vnet_route(vn, daddr, proto, saddr);
+	struct rtable *rt = vnet_route(vn, daddr, proto, cache, saddr);
 
 	if (IS_ERR(rt)) {
 		vnet_drop(vn, VNET_D_NO_ROUTE);
@@ -243,13 +252,15 @@ static void vnet_fit_segments(struct sk_buff *skb, unsigned int room)
 }
 
 /*
- * Sends @prefix + skb->data as a UDP datagram from port 1798.  For @data
+ * Sends @prefix + skb->data as a UDP datagram from port 1798, routed through
+ * @cache when it is not NULL (a VARP entry's).  For @data
  * frames the inner Ethernet frame keeps its offloads: a TCP super-frame
  * leaves as one UDP tunnel GSO packet, segmented as late as possible.
  * Consumes @skb.  Called under rcu_read_lock().
  */
 void vnet_udp_xmit(struct vnet_net *vn, struct sk_buff *skb, __be32 daddr,
-		   __be16 dport, const u8 *prefix, unsigned int plen, bool data)
+		   __be16 dport, const u8 *prefix, unsigned int plen,
+		   struct dst_cache *cache, bool data)
 {
 	struct socket *sock = rcu_dereference(vn->sock);
 	struct rtable *rt;
@@ -258,7 +269,7 @@ void vnet_udp_xmit(struct vnet_net *vn, struct sk_buff *skb, __be32 daddr,
 	if (unlikely(!sock))
 		goto drop;
 	rt = vnet_xmit_prepare(vn, skb, daddr, IPPROTO_UDP,
-			       sizeof(struct udphdr) + plen, &saddr);
+			       sizeof(struct udphdr) + plen, cache, &saddr);
 	if (!rt)
 		goto drop;
 	if (data) {
@@ -288,7 +299,7 @@ drop:
  */
 void vnet_ip_xmit(struct vnet_net *vn, struct sk_buff *skb, __be32 saddr,
 		  __be32 daddr, u8 proto, u8 ttl, bool df, const u8 *prefix,
-		  unsigned int plen)
+		  unsigned int plen, struct dst_cache *cache)
 {
 	struct socket *sock = rcu_dereference(vn->sock);
 	struct rtable *rt;
@@ -296,7 +307,7 @@ void vnet_ip_xmit(struct vnet_net *vn, struct sk_buff *skb, __be32 saddr,
 
 	if (unlikely(!sock))
 		goto drop;
-	rt = vnet_xmit_prepare(vn, skb, daddr, proto, plen, &rsaddr);
+	rt = vnet_xmit_prepare(vn, skb, daddr, proto, plen, cache, &rsaddr);
 	if (!rt)
 		goto drop;
 	if (plen)

@@ -15,7 +15,7 @@ static u32 vnet_table_hash(const u8 *vnet, const u8 *mac)
 	       ((1U << VNET_TABLE_BITS) - 1);
 }
 
-int vnet_table_init(struct vnet_mac_table *t)
+int vnet_table_init(struct vnet_mac_table *t, bool routes)
 {
 	unsigned int i;
 
@@ -28,6 +28,7 @@ int vnet_table_init(struct vnet_mac_table *t)
 	spin_lock_init(&t->lock);
 	t->count = 0;
 	t->sweeps = 0;
+	t->routes = routes;
 	return 0;
 }
 
@@ -54,54 +55,31 @@ struct vnet_mac_entry *vnet_table_lookup(struct vnet_mac_table *t,
 	return NULL;
 }
 
-/*
- * Refreshes or creates an entry.  Returns 1 when the entry is new, 0 when it
- * was refreshed, or a negative errno.  Callers hold rcu_read_lock().
- */
-int vnet_table_update(struct vnet_mac_table *t, const u8 *vnet,
-		      const u8 *mac, __be32 addr)
+static void vnet_entry_free(struct rcu_head *head)
 {
-	u32 h = vnet_table_hash(vnet, mac);
-	unsigned long now = jiffies;
-	struct vnet_mac_entry *e;
-	int ret = 1;
+	struct vnet_mac_entry *e = container_of(head, struct vnet_mac_entry, rcu);
 
-	e = vnet_table_lookup(t, vnet, mac);
-	if (likely(e)) {
-		/* Skip the stores when nothing changed: fewer dirty lines. */
-		if (READ_ONCE(e->addr) != addr)
-			WRITE_ONCE(e->addr, addr);
-		if (READ_ONCE(e->updated) != now)
-			WRITE_ONCE(e->updated, now);
-		return 0;
-	}
-	spin_lock_bh(&t->lock);
-	/* Another CPU may have inserted it since the lookup. */
-	e = vnet_table_lookup(t, vnet, mac);
-	if (e) {
-		WRITE_ONCE(e->addr, addr);
-		WRITE_ONCE(e->updated, jiffies);
-		ret = 0;
-		goto out;
-	}
-	if (t->count >= VNET_TABLE_MAX) {
-		ret = -ENOSPC;
-		goto out;
-	}
-	e = kmalloc(sizeof(*e), GFP_ATOMIC);
-	if (!e) {
-		ret = -ENOMEM;
-		goto out;
+	dst_cache_destroy(&e->dst_cache);
+	kfree(e);
+}
+
+static struct vnet_mac_entry *vnet_entry_new(struct vnet_mac_table *t,
+					     const u8 *vnet, const u8 *mac,
+					     __be32 addr)
+{
+	struct vnet_mac_entry *e = kzalloc(sizeof(*e), GFP_ATOMIC);
+
+	if (!e)
+		return NULL;
+	if (t->routes && dst_cache_init(&e->dst_cache, GFP_ATOMIC)) {
+		kfree(e);
+		return NULL;
 	}
 	memcpy(e->vnet, vnet, VNET_ID_LEN);
 	ether_addr_copy(e->mac, mac);
 	e->addr = addr;
 	e->updated = jiffies;
-	hlist_add_head_rcu(&e->node, &t->buckets[h]);
-	t->count++;
-out:
-	spin_unlock_bh(&t->lock);
-	return ret;
+	return e;
 }
 
 static void vnet_table_unlink(struct vnet_mac_table *t,
@@ -109,7 +87,61 @@ static void vnet_table_unlink(struct vnet_mac_table *t,
 {
 	hlist_del_rcu(&e->node);
 	t->count--;
-	kfree_rcu(e, rcu);
+	call_rcu(&e->rcu, vnet_entry_free);
+}
+
+/*
+ * Refreshes or creates an entry.  A MAC that moved to another address gets a
+ * new entry, so a cached route is never used for the wrong host.  Returns 1
+ * when the entry is new, 0 when it was refreshed, or a negative errno.
+ * Callers hold rcu_read_lock().
+ */
+int vnet_table_update(struct vnet_mac_table *t, const u8 *vnet,
+		      const u8 *mac, __be32 addr)
+{
+	u32 h = vnet_table_hash(vnet, mac);
+	unsigned long now = jiffies;
+	struct vnet_mac_entry *e, *n;
+	int ret = 1;
+
+	e = vnet_table_lookup(t, vnet, mac);
+	if (likely(e && e->addr == addr)) {
+		/* Skip the store when nothing changed: fewer dirty lines. */
+		if (READ_ONCE(e->updated) != now)
+			WRITE_ONCE(e->updated, now);
+		return 0;
+	}
+	spin_lock_bh(&t->lock);
+	/* Another CPU may have changed it since the lookup. */
+	e = vnet_table_lookup(t, vnet, mac);
+	if (e && e->addr == addr) {
+		WRITE_ONCE(e->updated, now);
+		ret = 0;
+		goto out;
+	}
+	if (!e && t->count >= VNET_TABLE_MAX) {
+		ret = -ENOSPC;
+		goto out;
+	}
+	n = vnet_entry_new(t, vnet, mac, addr);
+	if (!n) {
+		/* Better flooded than sent to where the MAC was. */
+		if (e)
+			vnet_table_unlink(t, e);
+		ret = -ENOMEM;
+		goto out;
+	}
+	if (e) {
+		hlist_replace_rcu(&e->node, &n->node);
+		call_rcu(&e->rcu, vnet_entry_free);
+		ret = 0;
+	} else {
+		hlist_add_head_rcu(&n->node, &t->buckets[h]);
+		t->count++;
+	}
+out:
+	spin_unlock_bh(&t->lock);
+	return ret;
 }
 
 bool vnet_table_remove(struct vnet_mac_table *t, const u8 *vnet,

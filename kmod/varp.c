@@ -46,7 +46,7 @@ void varp_local_mac(struct vnet_dev *vd, const u8 *mac)
 	if (!list_empty(&vn->peers))
 		vnet_to_peers(vn, skb, 0, IPPROTO_UDP, VNET_TTL, 0);
 	vnet_udp_xmit(vn, skb, READ_ONCE(vn->group), htons(VNET_PORT), NULL,
-		      0, false);
+		      0, NULL, false);
 }
 
 /* skb->data is at the VARP message.  Consumes @skb.  Called under RCU. */
@@ -77,7 +77,8 @@ void varp_rcv(struct vnet_net *vn, struct sk_buff *skb, __be32 src)
 			break;
 		}
 		vnet_count(vn, VNET_C_ANNOUNCES_SENT);
-		vnet_udp_xmit(vn, reply, src, htons(VNET_PORT), NULL, 0, false);
+		vnet_udp_xmit(vn, reply, src, htons(VNET_PORT), NULL, 0, NULL,
+			      false);
 		break;
 	case VARP_OP_ANNOUNCE:
 		if (m->family != VARP_AF_INET) {

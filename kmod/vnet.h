@@ -17,6 +17,7 @@
 #include <linux/spinlock.h>
 #include <linux/udp.h>
 #include <linux/workqueue.h>
+#include <net/dst_cache.h>
 #include <net/gro_cells.h>
 #include <net/net_namespace.h>
 #include <net/netns/generic.h>
@@ -116,8 +117,9 @@ struct vnet_mac_entry {
 	struct rcu_head rcu;
 	u8 vnet[VNET_ID_LEN];
 	u8 mac[ETH_ALEN];
-	__be32 addr;
+	__be32 addr;			/* never changes: a move replaces the entry */
 	unsigned long updated;
+	struct dst_cache dst_cache;	/* route to addr, VARP entries only */
 };
 
 struct vnet_mac_table {
@@ -125,6 +127,7 @@ struct vnet_mac_table {
 	spinlock_t lock;	/* writers; readers use RCU */
 	unsigned int count;
 	u64 sweeps;
+	bool routes;		/* entries cache the route to their address */
 };
 
 struct vnet_flood_slot {
@@ -219,10 +222,11 @@ int vnet_set_group(struct vnet_net *vn, __be32 group,
 int vnet_set_underlay(struct vnet_net *vn, __be32 addr,
 		      struct netlink_ext_ack *extack);
 void vnet_udp_xmit(struct vnet_net *vn, struct sk_buff *skb, __be32 daddr,
-		   __be16 dport, const u8 *prefix, unsigned int plen, bool data);
+		   __be16 dport, const u8 *prefix, unsigned int plen,
+		   struct dst_cache *cache, bool data);
 void vnet_ip_xmit(struct vnet_net *vn, struct sk_buff *skb, __be32 saddr,
 		  __be32 daddr, u8 proto, u8 ttl, bool df, const u8 *prefix,
-		  unsigned int plen);
+		  unsigned int plen, struct dst_cache *cache);
 
 /* send.c */
 netdev_tx_t vnet_xmit(struct sk_buff *skb, struct net_device *dev);
@@ -238,7 +242,7 @@ void varp_rcv(struct vnet_net *vn, struct sk_buff *skb, __be32 src);
 void varp_local_mac(struct vnet_dev *vd, const u8 *mac);
 
 /* table.c */
-int vnet_table_init(struct vnet_mac_table *t);
+int vnet_table_init(struct vnet_mac_table *t, bool routes);
 void vnet_table_free(struct vnet_mac_table *t);
 struct vnet_mac_entry *vnet_table_lookup(struct vnet_mac_table *t,
 					 const u8 *vnet, const u8 *mac);
