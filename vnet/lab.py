@@ -92,6 +92,7 @@ class Host:
     ifname: str = "eth0"
     gateway: str | None = None
     addresses: list[str] = field(default_factory=list)
+    mac: str = ""
 
 
 @dataclass
@@ -677,17 +678,21 @@ class Lab:
         address: str,
         gateway: str | None = None,
         mtu: int = 1500,
+        mac: str | None = None,
     ) -> Host:
-        """A simulated machine with ``eth0`` cabled to ``switch``."""
+        """A simulated machine with ``eth0`` cabled to ``switch``.  ``mac`` rebuilds a
+        removed host with its NIC's address, so that the others' ARP caches stay right
+        across a simulated reboot, as they do across a real one."""
         ip, _ = self._split_cidr(address)
         ns = self._new_ns(name)
-        port = self._veth(ns, "eth0", switch.ns, name, mtu=mtu)
+        port = self._veth(ns, "eth0", switch.ns, name, mtu=mtu, mac=mac)
         self._enslave(switch.ns, port, switch.bridge)
-        self._configure_inner(ns, "eth0", address)
+        real_mac = self._configure_inner(ns, "eth0", address)
         if gateway:
             with self._ipr(ns) as ipr:
                 ipr.route("add", dst="default", gateway=gateway)
-        h = Host(name=name, ns=ns, ip=ip, address=address, gateway=gateway, addresses=[address])
+        h = Host(name=name, ns=ns, ip=ip, address=address, gateway=gateway, addresses=[address],
+                 mac=real_mac)
         self.nodes[name] = h
         return h
 
@@ -781,6 +786,26 @@ class Lab:
         vm.host, vm.port, vm.bridge = host, port, bridge
         if announce:
             _in_ns_thread(vm.ns, _self_announce, vm.ifname, vm.mac, ANNOUNCE_GAPS)
+
+    def remove(self, node: Host | VM, timeout: float = 5.0) -> None:
+        """Pull the plug on a host or VM: SIGKILL every process inside it, delete its
+        namespace (its interfaces and the far ends of its cables go with it) and
+        forget it, so that a node of the same name can be built again.  A simulated
+        power loss, for tests of what a host brings back when it boots."""
+        self._check_open()
+        ns = self._ns_of(node)
+        with _guard.hold(escapable=False):
+            pids = _pids_in_namespaces([ns])
+            for pid in pids:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.kill(pid, signal.SIGKILL)
+            deadline = time.monotonic() + timeout
+            while any(_pid_alive(p) for p in pids) and time.monotonic() < deadline:
+                time.sleep(self.POLL_INTERVAL)
+            _remove_ns(ns)
+            with self._lock:
+                self.namespaces.remove(ns)
+                self.nodes.pop(node.name, None)
 
     # -- processes ---------------------------------------------------------
 
