@@ -15,11 +15,11 @@ import click
 from pyroute2 import IPRoute
 
 import sxp
-from vnet import kmod, netdev, records
-from vnet.addr import parse_ipv4, parse_mac
+from vnet import bringup, kmod, netdev, records
+from vnet.addr import parse_mac
 from vnet.config import ConfigError, VnetConfig
 from vnet.control import resolve_socket
-from vnet.controller import DATAPATHS, Controller, vnetd_answers
+from vnet.controller import DATAPATHS, Controller
 from vnet.datapath import DatapathError, Record
 from vnet.state import StateError
 from vnet.vnetid import InvalidVnetId, VnetId
@@ -29,7 +29,10 @@ KNOWN_ERRORS = (DatapathError, StateError, ConfigError, InvalidVnetId, ValueErro
 
 
 class VnGroup(click.Group):
-    """Reports every failure as `vn: <message>` on stderr."""
+    """Reports every failure as `PROG: <message>` on stderr, PROG being `prog` (`xm`
+    subclasses this group so that both tools report errors the same way)."""
+
+    prog = "vn"
 
     def main(self, args=None, prog_name=None, **extra):  # type: ignore[override]
         try:
@@ -37,16 +40,16 @@ class VnGroup(click.Group):
         except click.UsageError as e:
             if e.ctx is not None:
                 click.echo(e.ctx.get_usage(), err=True)
-            click.echo(f"vn: {e.format_message()}", err=True)
+            click.echo(f"{self.prog}: {e.format_message()}", err=True)
             sys.exit(2)
         except click.ClickException as e:
-            click.echo(f"vn: {e.format_message()}", err=True)
+            click.echo(f"{self.prog}: {e.format_message()}", err=True)
             sys.exit(e.exit_code)
         except click.Abort:
-            click.echo("vn: aborted", err=True)
+            click.echo(f"{self.prog}: aborted", err=True)
             sys.exit(1)
         except KNOWN_ERRORS as e:
-            click.echo(f"vn: {_message(e)}", err=True)
+            click.echo(f"{self.prog}: {_message(e)}", err=True)
             sys.exit(1)
 
     def resolve_command(self, ctx, args):
@@ -83,14 +86,31 @@ def _emit(recs: list[Record], as_json: bool, width: int = 80) -> None:
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of SXP records.")
 
 
+def host_options(f):
+    """The options that select a host and its datapath, shared by `vn` and `xm` so that
+    both tools find a host the same way and say so in the same words."""
+    f = click.option("--datapath", type=click.Choice(DATAPATHS),
+                     help="Datapath to command: vnetd, kmod (the kernel module), or auto: vnetd if it "
+                          "answers on its socket, else the module if loaded "
+                          "[default: env VNET_DATAPATH, else auto].")(f)
+    f = click.option("--socket", metavar="PATH",
+                     help="vnetd control socket [default: DIR/vnetd.sock; env VNET_SOCKET].")(f)
+    return click.option("--state-dir", envvar="VNET_STATE_DIR", metavar="DIR",
+                        help="State directory of the host to act on "
+                             "[default: /var/lib/vnet; env VNET_STATE_DIR].")(f)
+
+
+def config_file(path: str) -> VnetConfig:
+    """A vnet config read from `path`, with a plain message if the file is missing (the
+    parser's `cannot read` names the errno, which reads oddly for a mistyped name)."""
+    if not os.path.exists(path):
+        raise click.ClickException(f"{path}: no such config file")
+    return VnetConfig.from_file(path)
+
+
 @click.group(cls=VnGroup, invoke_without_command=True,
              context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--state-dir", envvar="VNET_STATE_DIR", metavar="DIR",
-              help="State directory of the host to act on [default: /var/lib/vnet; env VNET_STATE_DIR].")
-@click.option("--socket", metavar="PATH", help="vnetd control socket [default: DIR/vnetd.sock; env VNET_SOCKET].")
-@click.option("--datapath", type=click.Choice(DATAPATHS),
-              help="Datapath to command: vnetd, kmod (the kernel module), or auto: vnetd if it "
-                   "answers on its socket, else the module if loaded [default: env VNET_DATAPATH, else auto].")
+@host_options
 @click.pass_context
 def vn(ctx: click.Context, state_dir: str | None, socket: str | None, datapath: str | None) -> None:
     """Manage vnets: private virtual Ethernet LANs across hosts."""
@@ -130,29 +150,13 @@ def insmod(ctx: click.Context, module: Path | None, address: str | None, interfa
     persisted vnets, peers and group into it in this network namespace."""
     params_text = " ".join(params)
     ctrl = _controller(ctx)
-    if address or interface:  # checked before loading: a wrong choice changes nothing
-        with IPRoute() as ipr:
-            address = parse_ipv4(address) if address else netdev.pick_address(ipr, interface)
+    address = bringup.underlay_address(address, interface)
     path = kmod.insmod(module, params_text)
     click.echo(f"loaded {path}")
-    if address:
-        with ctrl.store.transaction() as state, kmod.KmodClient() as dp:
-            dp.set_address(address)
-            state.settings["address"] = address
-        click.echo(f"underlay address {address}")
-    state = ctrl.store.load()
-    if not (state.vnets or state.peers or state.settings.get("mcaddr")):
-        return
-    if vnetd_answers(resolve_socket(ctrl.socket_path, ctrl.state_dir)):
-        click.echo(f"vnetd serves {ctrl.state_dir} here: its vnets and peers stay with vnetd")
-        return
-    with kmod.KmodClient() as dp:
-        # The only parameter is the group; as with vnetd, one given here wins over the persisted one.
-        vnets, peers, failed = kmod.restore(dp, state, group=not params_text.strip())
-    for message in failed:
-        click.echo(f"vn: {message}", err=True)
-    click.echo(f"restored {vnets} of {len(state.vnets)} vnets and {peers} of {len(state.peers)} "
-               f"peers from {ctrl.state_dir}")
+    # The only parameter is the group; as with vnetd, one given here wins over the persisted one.
+    bringup.set_up_module(ctrl.store, resolve_socket(ctrl.socket_path, ctrl.state_dir), address,
+                          group=not params_text.strip(), say=click.echo,
+                          warn=lambda message: click.echo(f"vn: {message}", err=True))
 
 
 @vn.command()
@@ -253,9 +257,7 @@ def vnet_create(ctx: click.Context, security, bridge, vnetif, encapsulation, vne
     if vnet.endswith(".sxp") or os.path.sep in vnet:
         if any(x is not None for x in (security, bridge, vnetif, encapsulation)):
             raise click.UsageError("options -s/-b/-v/-e apply to an id, not to a config file")
-        if not os.path.exists(vnet):
-            raise click.ClickException(f"{vnet}: no such config file")
-        cfg = VnetConfig.from_file(vnet)
+        cfg = config_file(vnet)
     else:
         cfg = VnetConfig.from_cli(vnet, bridge=bridge, vnetif=vnetif, security=security,
                                   encapsulation=encapsulation)
@@ -279,7 +281,7 @@ def vnet_delete(ctx: click.Context, delete_bridge: bool, vnet: str) -> None:
 def vnet_list(ctx: click.Context, long_: bool, as_json: bool, ids: tuple[str, ...]) -> None:
     """List the persisted vnets (ids, or configurations with -l or ids)."""
     ctrl = _controller(ctx)
-    cfgs = [ctrl.find_vnet(i) for i in ids] if ids else [ctrl.store.load().vnets[v] for v in ctrl.vnet_ids()]
+    cfgs = [ctrl.find_vnet(i) for i in ids] if ids else ctrl.vnet_configs()
     if as_json:
         click.echo(json.dumps([records.to_json(c.to_sxp()) for c in cfgs], indent=2))
     elif long_ or ids:

@@ -112,6 +112,11 @@ class Controller:
     def vnet_ids(self) -> list[VnetId]:
         return sorted(self.store.load().vnets)
 
+    def vnet_configs(self) -> list[VnetConfig]:
+        """Every persisted vnet's config, sorted by id (what `vnet-list -l` prints)."""
+        vnets = self.store.load().vnets
+        return [vnets[v] for v in sorted(vnets)]
+
 
 DATAPATH_ENV = "VNET_DATAPATH"
 DATAPATHS = ("auto", "kmod", "vnetd")

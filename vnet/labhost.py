@@ -24,11 +24,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn
 
+import click
+
 from vnet import kmod
 from vnet.cli import vn as vn_command
 from vnet.controller import vnetd_answers
 from vnet.lab import Host, Lab, _enter_ns, _ns_exists
 from vnet.state import StateStore
+from vnet.xm import xm as xm_command
 
 DATAPATHS = ("vnetd", "kmod")
 _LEN = 8  # bytes of the length prefix of a child's result
@@ -125,8 +128,8 @@ def run_in_namespace(ns: str, func: Callable[..., Any], *args: Any, env: dict[st
     return code, out, err
 
 
-def _vn(args: list[str]) -> int:
-    vn_command.main(args=args, prog_name="vn")
+def _run_command(command: click.Command, prog: str, args: list[str]) -> int:
+    command.main(args=args, prog_name=prog)
     return 0
 
 
@@ -197,11 +200,20 @@ class VnetHost:
         self.proc.wait(10)
 
     def vn(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+        return self._run(vn_command, "vn", args, check)
+
+    def xm(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+        """Run vnet's `xm` (its vnet-* commands) on this host, as `vn` is run."""
+        return self._run(xm_command, "xm", args, check)
+
+    def _run(self, command: click.Command, prog: str, args: tuple[str, ...],
+             check: bool) -> subprocess.CompletedProcess:
         argv = ["--state-dir", str(self.state_dir), *args]
-        code, out, err = run_in_namespace(self.host.ns, _vn, argv, env={"VNET_DATAPATH": self.datapath})
-        r = subprocess.CompletedProcess(["vn", *argv], code, out, err)
+        code, out, err = run_in_namespace(self.host.ns, _run_command, command, prog, argv,
+                                          env={"VNET_DATAPATH": self.datapath})
+        r = subprocess.CompletedProcess([prog, *argv], code, out, err)
         if check and r.returncode != 0:
-            raise RuntimeError(f"vn {' '.join(args)} on {self.name} failed ({r.returncode}): {r.stderr}")
+            raise RuntimeError(f"{prog} {' '.join(args)} on {self.name} failed ({r.returncode}): {r.stderr}")
         return r
 
     def vn_json(self, *args: str) -> list[dict]:
