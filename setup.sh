@@ -12,9 +12,10 @@ cd "$(dirname "$0")"
 # The kernel module is built against linux-headers-amd64 (with make) and tested in a
 # QEMU guest booting Debian's stock kernel (tests/kernel/guest.py), since the host
 # kernel may not load modules: qemu-system-x86, busybox-static, cpio and kmod build
-# and run that guest.
+# and run that guest.  man-db (with groff) renders the manual pages in doc/man, which the
+# tests check for warnings.
 APT_PACKAGES=(iputils-ping iperf3 iproute2
-              qemu-system-x86 linux-headers-amd64 make busybox-static cpio kmod)
+              qemu-system-x86 linux-headers-amd64 make busybox-static cpio kmod man-db)
 
 if [ "$(id -u)" -ne 0 ]; then
     echo "setup.sh: must run as root (vnet creates namespaces, bridges and tap devices)" >&2
