@@ -527,7 +527,6 @@ static struct genl_family vnet_family __ro_after_init = {
 	.module		= THIS_MODULE,
 	.small_ops	= vnet_ops,
 	.n_small_ops	= ARRAY_SIZE(vnet_ops),
-	.resv_start_op	= VNET_CMD_GET + 1,
 };
 
 int __init vnet_genl_init(void)

@@ -8,6 +8,7 @@
 #include <linux/ipv6.h>
 #include <linux/tcp.h>
 #include <net/ip_tunnels.h>
+#include <net/xfrm.h>
 
 #include "vnet.h"
 
@@ -117,12 +118,12 @@ static void vnet_etherip_rcv(struct vnet_net *vn, struct sk_buff *skb,
 		goto drop;
 	}
 	skb->protocol = eth_type_trans(skb, vd->dev);
+	skb_postpull_rcsum(skb, eth_hdr(skb), ETH_HLEN);
 	skb_reset_network_header(skb);
 	len = skb->len;
+	/* A drop is counted by gro_cells (or netif_rx) itself. */
 	if (gro_cells_receive(&vd->gro_cells, skb) == NET_RX_SUCCESS)
 		dev_sw_netstats_rx_add(vd->dev, len);
-	else
-		dev_core_stats_rx_dropped_inc(vd->dev);
 	return;
 drop:
 	kfree_skb(skb);
@@ -149,7 +150,7 @@ static void vnet_vfwd_rcv(struct vnet_net *vn, struct sk_buff *skb,
 		goto drop;
 	}
 	atomic64_inc(&peer->rx_packets);
-	__skb_pull(skb, VNET_MSG_HLEN);
+	skb_pull_rcsum(skb, VNET_MSG_HLEN);
 	if (skb_linearize(skb)) {
 		vnet_drop(vn, VNET_D_NO_MEMORY);
 		goto drop;
@@ -167,14 +168,17 @@ static void vnet_vfwd_rcv(struct vnet_net *vn, struct sk_buff *skb,
 		goto drop;
 	}
 	origin = iph->saddr ?: src;
-	if (vnet_is_local(vn, origin)) {
+	if (vnet_is_local(vn, origin) || !vnet_unicast_addr(origin)) {
 		vnet_drop(vn, VNET_D_OWN_PACKET);
 		goto drop;
 	}
 	proto = iph->protocol;
 	ttl = iph->ttl;
-	skb_trim(skb, tot);
-	__skb_pull(skb, ihl);
+	if (pskb_trim_rcsum(skb, tot)) {
+		vnet_drop(vn, VNET_D_NO_MEMORY);
+		goto drop;
+	}
+	skb_pull_rcsum(skb, ihl);
 	if (proto == IPPROTO_UDP) {
 		if (skb->len < sizeof(struct udphdr) + VNET_MSG_HLEN) {
 			vnet_drop(vn, VNET_D_BAD_FORWARD);
@@ -201,13 +205,17 @@ static void vnet_vfwd_rcv(struct vnet_net *vn, struct sk_buff *skb,
 		/* Delivered here, but its hop budget is spent. */
 		vnet_drop(vn, VNET_D_HOP_LIMIT);
 	}
-	__skb_pull(skb, plen);
+	skb_pull_rcsum(skb, plen);
 	if (proto == IPPROTO_UDP)
 		vnet_dispatch_msg(vn, skb, origin, false);
 	else
 		vnet_etherip_rcv(vn, skb, origin);
 	if (resend) {
+		/* A new packet of ours, not the received one. */
 		resend->dev = NULL;
+		resend->ip_summed = CHECKSUM_NONE;
+		resend->mark = 0;
+		skb_clear_tstamp(resend);
 		vnet_ip_xmit(vn, resend, origin, READ_ONCE(vn->group), proto,
 			     ttl - 1, proto == VNET_IPPROTO_ETHERIP, NULL, 0,
 			     NULL);
@@ -230,7 +238,7 @@ static void vnet_dispatch_msg(struct vnet_net *vn, struct sk_buff *skb,
 	}
 	id = ntohs(*(__be16 *)skb->data);
 	if (id == VNET_MSG_VUDP) {
-		__skb_pull(skb, VNET_MSG_HLEN);
+		skb_pull_rcsum(skb, VNET_MSG_HLEN);
 		vnet_etherip_rcv(vn, skb, src);
 	} else if (id == VNET_MSG_VARP) {
 		varp_rcv(vn, skb, src);
@@ -286,14 +294,14 @@ int vnet_udp_rcv(struct sock *sk, struct sk_buff *skb)
 	bool multicast = ipv4_is_multicast(ip_hdr(skb)->daddr);
 
 	if (unlikely(!vn || skb->pkt_type == PACKET_LOOPBACK ||
-		     src == READ_ONCE(vn->addr)))
+		     vnet_own_source(vn, src)))
 		goto drop;
 	vnet_count(vn, VNET_C_UDP_RECEIVED);
 	if (!pskb_may_pull(skb, sizeof(struct udphdr) + VNET_MSG_HLEN)) {
 		vnet_drop(vn, VNET_D_SHORT);
 		goto drop;
 	}
-	__skb_pull(skb, sizeof(struct udphdr));
+	skb_pull_rcsum(skb, sizeof(struct udphdr));
 	if (multicast && !vnet_group_rcv(vn, skb, IPPROTO_UDP))
 		goto drop;
 	vnet_dispatch_msg(vn, skb, src, !multicast);
@@ -311,7 +319,8 @@ int vnet_etherip_proto_rcv(struct sk_buff *skb)
 
 	/* No vnets here (or a vnetd owns this namespace): not ours. */
 	if (!rcu_access_pointer(vn->sock) ||
-	    skb->pkt_type == PACKET_LOOPBACK || src == READ_ONCE(vn->addr))
+	    skb->pkt_type == PACKET_LOOPBACK || vnet_own_source(vn, src) ||
+	    !xfrm4_policy_check(NULL, XFRM_POLICY_IN, skb))
 		goto drop;
 	vnet_count(vn, VNET_C_ETHERIP_RECEIVED);
 	if (ipv4_is_multicast(ip_hdr(skb)->daddr) &&

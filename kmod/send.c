@@ -141,6 +141,8 @@ netdev_tx_t vnet_xmit(struct sk_buff *skb, struct net_device *dev)
 		kfree_skb(skb);
 		return NETDEV_TX_OK;
 	}
+	/* iptunnel_xmit() counts tx_bytes from here: the frame, not our headers. */
+	skb_set_inner_network_header(skb, ETH_HLEN);
 	rcu_read_lock();
 	eth = (const struct ethhdr *)skb->data;
 	if (likely(!is_multicast_ether_addr(eth->h_source)) &&

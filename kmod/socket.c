@@ -163,12 +163,21 @@ int vnet_set_underlay(struct vnet_net *vn, __be32 addr,
 			mask = ifa->ifa_mask;
 	}
 	if (sock && dev->ifindex != vn->ifindex) {
+		__be32 old_addr = vn->addr;
+		int old_ifindex = vn->ifindex;
+
 		vnet_group_op(vn, sock->sk, vn->group, false);
 		WRITE_ONCE(vn->ifindex, dev->ifindex);
 		WRITE_ONCE(vn->addr, addr);
 		err = vnet_group_op(vn, sock->sk, vn->group, true);
-		if (err)
+		if (err) {
+			/* Keep receiving the group where we did. */
+			WRITE_ONCE(vn->ifindex, old_ifindex);
+			WRITE_ONCE(vn->addr, old_addr);
+			vnet_group_op(vn, sock->sk, vn->group, true);
 			NL_SET_ERR_MSG(extack, "cannot join the multicast group on that device");
+			goto out;
+		}
 	}
 	WRITE_ONCE(vn->ifindex, dev->ifindex);
 	WRITE_ONCE(vn->addr, addr);

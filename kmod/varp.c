@@ -86,7 +86,8 @@ void varp_rcv(struct vnet_net *vn, struct sk_buff *skb, __be32 src)
 			break;
 		}
 		memcpy(&addr, m->addr, sizeof(addr));
-		if (vnet_is_local(vn, addr))
+		/* Ours, or no host's address: ignored, as vnetd does. */
+		if (!vnet_unicast_addr(addr) || vnet_is_local(vn, addr))
 			break;
 		vnet_count(vn, VNET_C_ANNOUNCES_RECEIVED);
 		/* The MAC lives elsewhere now. */

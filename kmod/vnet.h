@@ -205,6 +205,20 @@ static inline bool vnet_onlink(struct vnet_net *vn, __be32 addr)
 
 bool vnet_is_local(struct vnet_net *vn, __be32 addr);
 
+/* Our underlay address, loopback or 0.0.0.0: never a frame from another host. */
+static inline bool vnet_own_source(struct vnet_net *vn, __be32 src)
+{
+	return src == READ_ONCE(vn->addr) || ipv4_is_loopback(src) ||
+	       ipv4_is_zeronet(src);
+}
+
+/* An address a host can have: what announces and forwards may name. */
+static inline bool vnet_unicast_addr(__be32 addr)
+{
+	return !ipv4_is_zeronet(addr) && !ipv4_is_loopback(addr) &&
+	       !ipv4_is_multicast(addr) && !ipv4_is_lbcast(addr);
+}
+
 /* device.c */
 struct vnet_dev *vnet_find(struct vnet_net *vn, const u8 *id);
 int vnet_dev_create(struct vnet_net *vn, const u8 *id, const char *name,

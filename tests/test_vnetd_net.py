@@ -238,6 +238,13 @@ def test_malformed_packets_are_dropped_and_counted(lab, make_hosts):
     for reason in ("bad-version", "unknown-vnet", "not-a-peer"):
         assert after.get("drop:" + reason, 0) - before.get("drop:" + reason, 0) == 1, (reason, after)
     # A flood of random bytes does not stop it.
+    # Announces naming no host (0.0.0.0, loopback) would loop frames back: ignored.
+    ghost = bytes.fromhex("aa0000000099")
+    _send(lab, attacker, hosts[1].ip, [wire.pack_varp(wire.VARP_ANNOUNCE, vid, ghost, a)
+                                       for a in ("0.0.0.0", "127.0.0.1", "255.255.255.255")])
+    time.sleep(0.5)
+    varp = [e for e in hosts[1].vn_json("varp") if e["type"] == "ventry"]
+    assert "aa:00:00:00:00:99" not in {e["vmac"] for e in varp}, varp
     _send(lab, attacker, hosts[1].ip, [rnd.randbytes(rnd.randrange(0, 1400)) for _ in range(300)])
     r = lab.ping(a, b.ip, count=3)
     assert r.received == 3, r.output

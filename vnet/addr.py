@@ -107,6 +107,13 @@ def is_multicast_ipv4(addr: str) -> bool:
     return 224 <= first <= 239
 
 
+def is_host_ipv4(addr: str) -> bool:
+    """True for an address a host can have: not 0/8, loopback, multicast or broadcast.
+    A VARP announce naming anything else would send frames nowhere, or back to us."""
+    first = int(addr.split(".", 1)[0])
+    return first not in (0, 127) and first < 224
+
+
 def ifname_check(name: str, what: str) -> str:
     """Reject names Linux would refuse, before any device is touched.
 

@@ -31,7 +31,7 @@ import sxp
 from vnet import commands, netdev, records, wire
 from vnet.netdev import pick_address
 from vnet.offload import PLAIN_FRAME_MAX, VNET_HDR_LEN, ZERO_HDR, finish_checksum, gso_header
-from vnet.addr import is_multicast_ipv4, parse_ipv4
+from vnet.addr import is_host_ipv4, is_multicast_ipv4, parse_ipv4
 from vnet.config import VnetConfig, default_mtu, header_size
 from vnet.control import MAX_REQUEST, encode_replies, error_reply, ok_reply, resolve_socket
 from vnet.datapath import Datapath, DatapathError, Record
@@ -629,7 +629,7 @@ class Vnetd(Datapath):
                 self.drops["bad-family"] += 1
                 return
             addr = socket.inet_ntoa(addr16[:4])
-            if addr in self.self_addrs:
+            if addr in self.self_addrs or not is_host_ipv4(addr):
                 return
             self.counters["announces-received"] += 1
             self.vif_table.remove(vid, vmac)  # it lives elsewhere now
@@ -716,9 +716,9 @@ class Vnetd(Datapath):
                 if self._duplicate(src, pkt):
                     self.drops["duplicate"] += 1
                     continue
-                if self.peer_table:
+                if self.peer_table:  # keeping its TTL budget, as UDP relays do
                     hdr = wire.ipv4_header(socket.inet_aton(src), self.mcaddr_b, wire.IPPROTO_ETHERIP,
-                                           len(pkt), df=True, checksum=False)
+                                           len(pkt), ttl=buf[8], df=True, checksum=False)
                     self._to_peers((wire.VFWD_HEADER, hdr, pkt), src)
             self._etherip(pkt, src)
 
