@@ -14,6 +14,7 @@ read from the state directory at start; `vn` writes it.
 from __future__ import annotations
 
 import collections
+import functools
 import logging
 import os
 import select
@@ -431,20 +432,27 @@ class Vnetd(Datapath):
 
     # ---- datapath: transmit (tap -> network) -----------------------------------------
 
-    def _tap_readable(self, v: Vnet) -> None:
-        now = self.now = time.monotonic()
-        fd = v.fd
-        vid = v.vid
-        vifs = self.vif_table.entries
-        cache = self.varp_cache.entries
+    def _drain(self, receive, error: str):
+        """Yield what receive() returns, at most BATCH times, until the descriptor is
+        empty; a failure is counted as `error` and ends the batch.  The clock is read
+        once per batch (self.now), not per packet.  Every receive loop uses this."""
+        self.now = time.monotonic()
         for _ in range(BATCH):
             try:
-                frame = os.read(fd, 65536 + VNET_HDR_LEN)
+                got = receive()
             except BlockingIOError:
                 return
             except OSError:
-                self.drops["tap-read-error"] += 1
+                self.drops[error] += 1
                 return
+            yield got
+
+    def _tap_readable(self, v: Vnet) -> None:
+        vid = v.vid
+        vifs = self.vif_table.entries
+        cache = self.varp_cache.entries
+        for frame in self._drain(functools.partial(os.read, v.fd, 65536 + VNET_HDR_LEN),
+                                 "tap-read-error"):
             # A super-frame keeps its partial checksum (the receiver re-segments it);
             # a plain frame must leave here complete.
             if frame[0] & 1 and len(frame) <= PLAIN_FRAME_MAX + VNET_HDR_LEN:
@@ -461,7 +469,7 @@ class Vnetd(Datapath):
                 key = (vid, src)
                 if key not in vifs:
                     self._local_mac_appeared(v, src)
-                vifs[key] = now
+                vifs[key] = self.now
             if frame[0] & 1:
                 self._flood(v, frame)
                 continue
@@ -524,16 +532,9 @@ class Vnetd(Datapath):
 
     def _udp_readable(self) -> None:
         """Unicast to us: frames for our MACs, VARP replies, peers' VFWD packets."""
-        self.now = time.monotonic()
-        buf, mv = self.buf, self.mv
-        for _ in range(BATCH):
-            try:
-                n, (src, _sport) = self.usock.recvfrom_into(buf)
-            except BlockingIOError:
-                return
-            except OSError:
-                self.drops["recv-error"] += 1
-                return
+        mv = self.mv
+        for n, (src, _sport) in self._drain(functools.partial(self.usock.recvfrom_into, self.buf),
+                                            "recv-error"):
             if src in self.self_addrs:
                 continue
             self.counters["udp-received"] += 1
@@ -544,16 +545,9 @@ class Vnetd(Datapath):
 
     def _group_readable(self, sock: socket.socket) -> None:
         """Multicast to the group: relay it to peers (keeping its TTL budget), then handle it."""
-        self.now = time.monotonic()
         buf, mv = self.buf, self.mv
-        for _ in range(BATCH):
-            try:
-                n, anc, _flags, (src, _sport) = sock.recvmsg_into([buf], socket.CMSG_SPACE(4))
-            except BlockingIOError:
-                return
-            except OSError:
-                self.drops["recv-error"] += 1
-                return
+        receive = functools.partial(sock.recvmsg_into, [buf], socket.CMSG_SPACE(4))
+        for n, anc, _flags, (src, _sport) in self._drain(receive, "recv-error"):
             if src in self.self_addrs:
                 continue
             self.counters["udp-received"] += 1
@@ -693,16 +687,8 @@ class Vnetd(Datapath):
 
     def _raw_readable(self) -> None:
         """Raw EtherIP (protocol 97): unicast to us, or multicast to the group."""
-        self.now = time.monotonic()
         buf, mv = self.buf, self.mv
-        for _ in range(BATCH):
-            try:
-                n, (src, _) = self.r97.recvfrom_into(buf)
-            except BlockingIOError:
-                return
-            except OSError:
-                self.drops["recv-error"] += 1
-                return
+        for n, (src, _) in self._drain(functools.partial(self.r97.recvfrom_into, buf), "recv-error"):
             if src in self.self_addrs or n < wire.IPV4_HEADER_LEN:
                 continue
             self.counters["etherip-received"] += 1
