@@ -38,12 +38,18 @@ def test_mixed_vnet_module_and_vnetd(lab, make_hosts):
     assert varp[a.mac] == mod.ip
 
 
-def test_tcp_between_module_hosts_intact(lab, make_hosts):
+def vnet97_on_two_hosts(lab, make_hosts):
+    """Two module hosts with vnet 97 and a VM on each: (hosts, vm on host 0, vm on host 1)."""
     hosts = make_hosts(2)
     for h in hosts:
         h.vn("vnet-create", "97")
     a = lab.vm("a", hosts[0].host, "vnet97", "10.97.0.1/24")
     b = lab.vm("b", hosts[1].host, "vnet97", "10.97.0.2/24")
+    return hosts, a, b
+
+
+def test_tcp_between_module_hosts_intact(lab, make_hosts):
+    hosts, a, b = vnet97_on_two_hosts(lab, make_hosts)
     lab.wait_ping(a, b.ip, timeout=20)
     transfer(lab, a, b, "tcp", 8 << 20)
     transfer(lab, b, a, "tcp", 2 << 20)
@@ -72,11 +78,7 @@ def test_errors_come_back_with_a_message(lab, make_hosts):
 
 
 def test_counters_in_netdev_statistics(lab, make_hosts):
-    hosts = make_hosts(2)
-    for h in hosts:
-        h.vn("vnet-create", "97")
-    a = lab.vm("a", hosts[0].host, "vnet97", "10.97.0.1/24")
-    b = lab.vm("b", hosts[1].host, "vnet97", "10.97.0.2/24")
+    hosts, a, b = vnet97_on_two_hosts(lab, make_hosts)
     assert lab.ping(a, b.ip, count=5, interval=0.2).received == 5
     listed = hosts[1].vn_json("vnets")[0]
     with NetNS(hosts[1].host.ns, flags=0) as ipr:
