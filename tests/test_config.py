@@ -47,7 +47,7 @@ def test_full_config():
     c = cfg("(vnet (id 0:0:0:0:0:0:0:98) (bridge br98) (vnetif vn98) (security auth) (encapsulation etherip))")
     assert c.id == VnetId(0x98)
     assert (c.bridge, c.vnetif, c.security, c.encapsulation) == ("br98", "vn98", "auth", "etherip")
-    assert c.header == 52 and c.mtu == 1448
+    assert c.header == 88 and c.mtu == 1412  # a secure raw EtherIP vnet (doc/security.md)
 
 
 def test_to_sxp_round_trip():
@@ -260,3 +260,33 @@ def test_from_file_syntax_error_names_file(tmp_path):
 def test_from_file_missing(tmp_path):
     with pytest.raises(ConfigError, match="missing.sxp"):
         VnetConfig.from_file(tmp_path / "missing.sxp")
+
+
+# --- secure vnets: key files (doc/security.md) ----------------------------------------
+
+
+def test_secure_header_and_mtu():
+    assert header_size("udp", "conf") == 96 and default_mtu("udp", "conf") == 1500
+    assert header_size("etherip", "auth") == 88 and default_mtu("etherip", "auth") == 1412
+
+
+def test_key_files_one_or_two_send_key_first():
+    c = cfg("(vnet (id 97) (security conf) (key-file /k/a.key /k/b.key))")
+    assert c.key_files == ("/k/a.key", "/k/b.key")
+    assert VnetConfig.from_sxp(c.to_sxp()) == c
+    assert c.with_keys(("/k/b.key",)).key_files == ("/k/b.key",)
+    assert cfg("(vnet (id 97) (security auth))").key_files == ()
+
+
+def test_key_file_errors():
+    assert "uses no key" in error("(vnet (id 97) (key-file /k/a.key))")
+    assert "at most 2 keys" in error("(vnet (id 97) (security conf) (key-file /a /b /c))")
+    assert "not an absolute path" in error("(vnet (id 97) (security conf) (key-file a.key))")
+    assert "same file twice" in error("(vnet (id 97) (security conf) (key-file /a /a))")
+    assert "given twice" in error("(vnet (id 97) (security conf) (key-file /a) (key-file /b))")
+
+
+def test_key_file_relative_to_config_file(tmp_path):
+    p = tmp_path / "vnet97.sxp"
+    p.write_text("(vnet (id 97) (security conf) (key-file keys/97.key))\n")
+    assert VnetConfig.from_file(p).key_files == (str(tmp_path / "keys" / "97.key"),)

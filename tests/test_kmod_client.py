@@ -362,7 +362,7 @@ class Recorder(Datapath):
     def set_mcaddr(self, addr: str) -> None:
         self.calls.append(("group", addr))
 
-    vnet_del = vnets = vif_add = vif_del = vifs = peer_del = peers = varp_flush = varp = stats = \
+    vnet_del = vnet_keys = vnets = vif_add = vif_del = vifs = peer_del = peers = varp_flush = varp = stats = \
         lambda self, *a: None  # type: ignore[assignment]
 
 

@@ -130,7 +130,7 @@ class Running(Datapath):
     def peer_del(self, addr: str) -> None:
         self.deleted.append(addr)
 
-    vnet_add = vif_add = vif_del = vifs = peer_add = varp_flush = varp = set_mcaddr = stats = \
+    vnet_add = vnet_keys = vif_add = vif_del = vifs = peer_add = varp_flush = varp = set_mcaddr = stats = \
         lambda self, *a: None  # type: ignore[assignment]
 
 

@@ -32,7 +32,7 @@ def test_errors_reach_the_user_and_leave_no_state(make_hosts):
     cases = [
         (["vnet-create", "97"], "already exists"),
         (["vnet-create", "-v", "x" * 16, "5"], "at most 15"),
-        (["vnet-create", "-s", "auth", "6"], "needs per-vnet keys"),
+        (["vnet-create", "-s", "auth", "6"], "needs a key"),
         (["vnet-create", "1"], "reserved for the physical network"),
         (["vnet-delete", "77"], "vnet not found: 77"),
         (["peer-delete", "10.9.9.9"], "10.9.9.9 is not a peer"),

@@ -15,7 +15,7 @@ import click
 from pyroute2 import IPRoute
 
 import sxp
-from vnet import bringup, kmod, netdev, records
+from vnet import bringup, keys, kmod, netdev, records
 from vnet.addr import parse_mac
 from vnet.config import ConfigError, VnetConfig
 from vnet.control import resolve_socket
@@ -250,18 +250,66 @@ def vnets(ctx: click.Context, all_: bool, long_: bool, as_json: bool, ids: tuple
 @click.option("-v", "--vnetif", help="Name of the vnet device [default: vnif<id>].")
 @click.option("-e", "--encapsulation", type=click.Choice(["udp", "etherip"]),
               help="EtherIP in UDP port 1798, or raw EtherIP (IP protocol 97) [default: udp].")
+@click.option("-k", "--key-file", "key_files", multiple=True, metavar="FILE",
+              help="Key file of an auth or conf vnet; give it twice to hold two keys, the send key "
+                   "first [default: DIR/keys/<id>.key].")
 @click.argument("vnet")
 @click.pass_context
-def vnet_create(ctx: click.Context, security, bridge, vnetif, encapsulation, vnet: str) -> None:
+def vnet_create(ctx: click.Context, security, bridge, vnetif, encapsulation, key_files, vnet: str) -> None:
     """Create a vnet from an id (short hex like 97, or the long form) or from FILE.sxp."""
     if vnet.endswith(".sxp") or os.path.sep in vnet:
-        if any(x is not None for x in (security, bridge, vnetif, encapsulation)):
-            raise click.UsageError("options -s/-b/-v/-e apply to an id, not to a config file")
+        if any(x is not None for x in (security, bridge, vnetif, encapsulation)) or key_files:
+            raise click.UsageError("options -s/-b/-v/-e/-k apply to an id, not to a config file")
         cfg = config_file(vnet)
     else:
         cfg = VnetConfig.from_cli(vnet, bridge=bridge, vnetif=vnetif, security=security,
-                                  encapsulation=encapsulation)
+                                  encapsulation=encapsulation,
+                                  key_files=tuple(os.path.abspath(k) for k in key_files))
     _controller(ctx).create_vnet(cfg)
+
+
+@vn.command("key-gen")
+@click.option("--id", "key_id", type=click.IntRange(0, 255), default=1, show_default=True,
+              help="Key id, carried on the wire; the two keys a vnet holds need different ids.")
+@click.option("-f", "--force", is_flag=True, help="Replace an existing key file.")
+@click.argument("file")
+def key_gen(key_id: int, force: bool, file: str) -> None:
+    """Write a new random key to FILE (mode 0600) for an auth or conf vnet."""
+    key = keys.write_key(file, key_id, force)
+    click.echo(f"wrote key {key.id} to {key.path}")
+
+
+def _print_keys(cfg: VnetConfig, held: list) -> None:
+    _emit([records.keys_record(cfg.id, cfg.security, held)], False)
+
+
+@vn.command("key-add")
+@click.option("--send", is_flag=True, help="Also send with the new key at once (can drop packets "
+                                           "until every host holds it).")
+@click.argument("vnet")
+@click.argument("file")
+@click.pass_context
+def key_add(ctx: click.Context, send: bool, vnet: str, file: str) -> None:
+    """Make a secure vnet also accept the key in FILE (the first step of a rotation)."""
+    _print_keys(*_controller(ctx).add_key(vnet, file, send))
+
+
+@vn.command("key-use")
+@click.argument("vnet")
+@click.argument("key_id", metavar="ID", type=click.IntRange(0, 255))
+@click.pass_context
+def key_use(ctx: click.Context, vnet: str, key_id: int) -> None:
+    """Send with the held key ID (once every host holds it)."""
+    _print_keys(*_controller(ctx).use_key(vnet, key_id))
+
+
+@vn.command("key-del")
+@click.argument("vnet")
+@click.argument("key_id", metavar="ID", type=click.IntRange(0, 255))
+@click.pass_context
+def key_del(ctx: click.Context, vnet: str, key_id: int) -> None:
+    """Stop accepting the held key ID (not the send key)."""
+    _print_keys(*_controller(ctx).delete_key(vnet, key_id))
 
 
 @vn.command("vnet-delete")

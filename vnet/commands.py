@@ -62,9 +62,25 @@ def _vnet_add(dp: Datapath, cmd: list) -> list[Record]:
     return []
 
 
+def _vnet_keys(dp: Datapath, cmd: list) -> list[Record]:
+    """(vnet.keys (id 97) (key-file SEND [OTHER])): paths only; the keys stay in files."""
+    vid = _vnet_id(cmd, "id")
+    for child in cmd[1:]:
+        if isinstance(child, list) and child and child[0] == "key-file":
+            files = child[1:]
+            break
+    else:
+        raise DatapathError("EINVAL", f"{cmd[0]}: missing (key-file ...)")
+    if not files or not all(isinstance(f, str) for f in files):
+        raise DatapathError("EINVAL", f"{cmd[0]}: (key-file ...) takes one or two file names")
+    dp.vnet_keys(vid, tuple(files))
+    return []
+
+
 COMMANDS: dict[str, Callable[[Datapath, list], list[Record]]] = {
     "vnet.add": _vnet_add,
     "vnet.del": lambda dp, c: dp.vnet_del(_vnet_id(c, "id")) or [],
+    "vnet.keys": _vnet_keys,
     "vnet.list": lambda dp, c: dp.vnets(),
     "vif.add": lambda dp, c: dp.vif_add(_vnet_id(c, "vnet"), _value(c, "vmac", parse_mac)) or [],
     "vif.del": lambda dp, c: dp.vif_del(_vnet_id(c, "vnet"), _value(c, "vmac", parse_mac)) or [],

@@ -21,6 +21,7 @@ rather than letting two vnets fight over a device.
 """
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import os
 from dataclasses import dataclass
@@ -44,10 +45,14 @@ __all__ = [
 
 SECURITY_LEVELS = ("none", "auth", "conf")
 ENCAPSULATIONS = ("udp", "etherip")
-FIELDS = ("id", "bridge", "vnetif", "security", "encapsulation")
+FIELDS = ("id", "bridge", "vnetif", "security", "encapsulation", "key-file")
 
 _HEADER_SIZE = {"udp": 64, "etherip": 52}
+#: What sealing adds to a frame of a secure vnet: the 54-byte sealed message in place
+#: of the 22-byte VUDP or 18-byte EtherIP prefix (doc/security.md).
+_SEALED_EXTRA = {"udp": 54 - 22, "etherip": 54 - 18}
 _ETH_MTU = 1500
+MAX_KEY_FILES = 2
 
 
 class ConfigError(ValueError):
@@ -65,25 +70,26 @@ def default_names(vid: VnetId) -> tuple[str, str]:
     return f"vnet{suffix}", f"vnif{suffix}"
 
 
-def header_size(encapsulation: str) -> int:
+def header_size(encapsulation: str, security: str = "none") -> int:
     """Encapsulation overhead shown as ``(header N)`` in vnet listings.
 
     UDP: Ethernet 14 + IP 20 + EtherIP 18 + UDP 8 + vnet header 4 = 64.
-    Raw EtherIP: 14 + 20 + 18 = 52.
+    Raw EtherIP: 14 + 20 + 18 = 52.  A secure vnet adds 32 (UDP) or 36 (raw).
     """
     try:
-        return _HEADER_SIZE[encapsulation]
+        size = _HEADER_SIZE[encapsulation]
     except KeyError:
         raise ValueError(_bad_choice("encapsulation", encapsulation, ENCAPSULATIONS)) from None
+    return size if security == "none" else size + _SEALED_EXTRA[encapsulation]
 
 
-def default_mtu(encapsulation: str) -> int:
+def default_mtu(encapsulation: str, security: str = "none") -> int:
     """Device MTU: UDP relies on host IP fragmentation so it keeps 1500;
     raw EtherIP sets DF, so the device shrinks to fit 1500 on the wire."""
     if encapsulation == "udp":
         return _ETH_MTU
     if encapsulation == "etherip":
-        return _ETH_MTU - _HEADER_SIZE["etherip"]
+        return _ETH_MTU - header_size(encapsulation, security)
     raise ValueError(_bad_choice("encapsulation", encapsulation, ENCAPSULATIONS))
 
 
@@ -99,6 +105,7 @@ def _validated(
     vnetif: object,
     security: object,
     encapsulation: object,
+    key_files: object = (),
 ) -> None:
     """The one set of rules shared by every way of building a VnetConfig."""
     if not isinstance(vid, VnetId):
@@ -125,6 +132,19 @@ def _validated(
         raise ConfigError(
             source, f"field 'encapsulation': {_bad_choice('encapsulation', encapsulation, ENCAPSULATIONS)}"
         )
+    if not isinstance(key_files, tuple) or not all(isinstance(k, str) for k in key_files):
+        raise ConfigError(source, "field 'key-file' must be a tuple of paths")
+    if key_files and security == "none":
+        raise ConfigError(source, "field 'key-file': a vnet with (security none) uses no key; "
+                          "remove it or set (security auth) or (security conf)")
+    if len(key_files) > MAX_KEY_FILES:
+        raise ConfigError(source, f"field 'key-file' names {len(key_files)} files; a vnet holds at most "
+                          f"{MAX_KEY_FILES} keys (the send key first)")
+    for path in key_files:
+        if not os.path.isabs(path):
+            raise ConfigError(source, f"field 'key-file': {path!r} is not an absolute path")
+    if len(set(key_files)) != len(key_files):
+        raise ConfigError(source, "field 'key-file' names the same file twice")
 
 
 def _unknown_field(name: str) -> str:
@@ -145,19 +165,23 @@ class VnetConfig:
     vnetif: str
     security: str = "none"
     encapsulation: str = "udp"
+    #: Key files of a secure vnet, the send key's first; empty means the default
+    #: file in the state directory (keys.default_path), filled in by `vn`.
+    key_files: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         # Validate here too so a hand-built config cannot bypass the rules
         # that from_sxp/from_cli report with a source.
-        _validated(None, self.id, self.bridge, self.vnetif, self.security, self.encapsulation)
+        _validated(None, self.id, self.bridge, self.vnetif, self.security, self.encapsulation,
+                   self.key_files)
 
     @property
     def header(self) -> int:
-        return header_size(self.encapsulation)
+        return header_size(self.encapsulation, self.security)
 
     @property
     def mtu(self) -> int:
-        return default_mtu(self.encapsulation)
+        return default_mtu(self.encapsulation, self.security)
 
     @classmethod
     def from_cli(
@@ -167,6 +191,7 @@ class VnetConfig:
         vnetif: Optional[str] = None,
         security: Optional[str] = None,
         encapsulation: Optional[str] = None,
+        key_files: tuple[str, ...] = (),
         source: str = "<command line>",
     ) -> VnetConfig:
         """Build from command-line options, filling in defaults."""
@@ -177,7 +202,7 @@ class VnetConfig:
                 vid = VnetId.parse(id_text)
             except InvalidVnetId as e:
                 raise ConfigError(source, f"field 'id': {e}") from None
-        return cls._build(source, vid, bridge, vnetif, security, encapsulation)
+        return cls._build(source, vid, bridge, vnetif, security, encapsulation, key_files)
 
     @classmethod
     def _build(
@@ -188,21 +213,24 @@ class VnetConfig:
         vnetif: Optional[str],
         security: Optional[str],
         encapsulation: Optional[str],
+        key_files: tuple[str, ...] = (),
     ) -> VnetConfig:
         def_bridge, def_vnetif = default_names(vid)
         bridge = def_bridge if bridge is None else bridge
         vnetif = def_vnetif if vnetif is None else vnetif
         security = "none" if security is None else security
         encapsulation = "udp" if encapsulation is None else encapsulation
-        _validated(source, vid, bridge, vnetif, security, encapsulation)
-        return cls(vid, bridge, vnetif, security, encapsulation)
+        _validated(source, vid, bridge, vnetif, security, encapsulation, key_files)
+        return cls(vid, bridge, vnetif, security, encapsulation, key_files)
 
     @classmethod
-    def from_sxp(cls, value: sxp.Value, source: str = "<string>") -> VnetConfig:
-        """Build from a parsed ``(vnet (id X) ...)`` expression."""
+    def from_sxp(cls, value: sxp.Value, source: str = "<string>", base: Optional[str] = None) -> VnetConfig:
+        """Build from a parsed ``(vnet (id X) ...)`` expression; relative key file
+        paths are taken from `base` (the config file's directory), if given."""
         if not isinstance(value, list) or not value or value[0] != "vnet":
             raise ConfigError(source, f"expected (vnet ...), got {_show(value)}")
         given: dict[str, str] = {}
+        key_files: tuple[str, ...] = ()
         for child in value[1:]:
             if not isinstance(child, list):
                 raise ConfigError(
@@ -224,6 +252,12 @@ class VnetConfig:
             args = child[1:]
             if not args:
                 raise ConfigError(source, f"field {name!r} has no value; write ({name} VALUE)")
+            if name == "key-file":  # the one field with two values: send key, other key
+                if not all(isinstance(a, str) for a in args):
+                    raise ConfigError(source, f"field 'key-file' takes file names, not lists: {_show(child)}")
+                key_files = tuple(os.path.join(base, a) if base is not None else a for a in args)
+                given[name] = ""
+                continue
             if len(args) > 1:
                 raise ConfigError(
                     source, f"field {name!r} has {len(args)} values, expected one: {_show(child)}"
@@ -246,6 +280,7 @@ class VnetConfig:
             given.get("vnetif"),
             given.get("security"),
             given.get("encapsulation"),
+            key_files,
         )
 
     @classmethod
@@ -262,7 +297,7 @@ class VnetConfig:
         if len(values) != 1:
             what = "nothing" if not values else f"{len(values)} expressions"
             raise ConfigError(source, f"expected exactly one (vnet ...), found {what}")
-        return cls.from_sxp(values[0], source)
+        return cls.from_sxp(values[0], source, base=os.path.dirname(os.path.abspath(source)))
 
     def to_sxp(self) -> list:
         """Full record with every field spelled out, defaults included, so the
@@ -274,7 +309,11 @@ class VnetConfig:
             ["vnetif", self.vnetif],
             ["security", self.security],
             ["encapsulation", self.encapsulation],
-        ]
+        ] + ([["key-file", *self.key_files]] if self.key_files else [])
+
+    def with_keys(self, key_files: tuple[str, ...]) -> VnetConfig:
+        """The same vnet holding other keys (rotation); validated like any config."""
+        return dataclasses.replace(self, key_files=key_files)
 
 
 def _show(value: object) -> str:

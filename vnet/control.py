@@ -111,6 +111,9 @@ class VnetdClient(Datapath):
     def vnet_del(self, vid: VnetId) -> None:
         self._call(["vnet.del", ["id", str(vid)]])
 
+    def vnet_keys(self, vid: VnetId, key_files: tuple[str, ...]) -> None:
+        self._call(["vnet.keys", ["id", str(vid)], ["key-file", *key_files]])
+
     def vnets(self) -> list[Record]:
         return self._call(["vnet.list"])
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from pyroute2 import IPRoute
 
-from vnet import kmod, netdev
+from vnet import keys, kmod, netdev
 from vnet.addr import parse_ipv4
 from vnet.config import VnetConfig
 from vnet.control import VnetdClient, resolve_socket
@@ -56,10 +56,71 @@ class Controller:
             self._datapath = select_datapath(self.state_dir, self.socket_path, self.choice)
         return self._datapath
 
-    def create_vnet(self, cfg: VnetConfig) -> None:
+    def create_vnet(self, cfg: VnetConfig) -> VnetConfig:
+        """Create and persist; a secure vnet without (key-file ...) gets the state
+        directory's key file for it, so its state record always names its keys."""
+        if cfg.security != "none" and not cfg.key_files:
+            path = keys.default_path(self.state_dir, cfg.id)
+            if not path.exists():
+                raise StateError(f"vnet {cfg.id}: (security {cfg.security}) needs a key, and the config "
+                                 f"names no (key-file ...) and {path} does not exist; create it with "
+                                 f"'vn key-gen {path}'")
+            cfg = cfg.with_keys((str(path),))
         with self.store.transaction() as state:
             state.add_vnet(cfg)
             self.datapath.vnet_add(cfg)
+        return cfg
+
+    def _rekey(self, text: str, change) -> tuple[VnetConfig, list[keys.Key]]:
+        """Apply change(cfg, held keys) -> new key files, to the datapath then the state."""
+        with self.store.transaction() as state:
+            cfg = state.find_vnet(text)
+            if cfg is None:
+                raise StateError(f"vnet not found: {text}")
+            if cfg.security == "none":
+                raise StateError(f"vnet {cfg.id} has (security none) and uses no keys")
+            try:
+                held = keys.load_keys(cfg.key_files)
+                files = change(cfg, held)
+                new = cfg.with_keys(files)
+                result = keys.load_keys(new.key_files)
+            except keys.KeyFileError as e:
+                raise StateError(f"vnet {cfg.id}: {e}") from None
+            self.datapath.vnet_keys(cfg.id, new.key_files)
+            state.vnets[cfg.id] = new
+        return new, result
+
+    def add_key(self, text: str, path: str, send: bool = False) -> tuple[VnetConfig, list[keys.Key]]:
+        """Hold one more key: accepted at once, sent with only if `send` (rotation step 2)."""
+        path = os.path.abspath(path)
+
+        def change(cfg: VnetConfig, held: list[keys.Key]) -> tuple[str, ...]:
+            if len(held) >= keys.MAX_KEYS:
+                raise keys.KeyFileError(f"already holds {len(held)} keys (ids {', '.join(str(k.id) for k in held)}); "
+                                        "remove one with 'vn key-del' first")
+            new = keys.load_key(path)
+            if any(k.id == new.id for k in held):
+                raise keys.KeyFileError(f"already holds a key with id {new.id}; give the new key "
+                                        "another id ('vn key-gen --id N')")
+            return (path,) + cfg.key_files if send else cfg.key_files + (path,)
+        return self._rekey(text, change)
+
+    def use_key(self, text: str, key_id: int) -> tuple[VnetConfig, list[keys.Key]]:
+        """Send with the held key `key_id` (rotation step 3)."""
+        def change(cfg: VnetConfig, held: list[keys.Key]) -> tuple[str, ...]:
+            chosen = _held(held, key_id)
+            return (chosen.path,) + tuple(k.path for k in held if k is not chosen)
+        return self._rekey(text, change)
+
+    def delete_key(self, text: str, key_id: int) -> tuple[VnetConfig, list[keys.Key]]:
+        """Stop accepting `key_id` (rotation step 4); the send key cannot go."""
+        def change(cfg: VnetConfig, held: list[keys.Key]) -> tuple[str, ...]:
+            chosen = _held(held, key_id)
+            if chosen is held[0]:
+                raise keys.KeyFileError(f"key {key_id} is the send key; send with another key first "
+                                        "('vn key-use') or add one with 'vn key-add --send'")
+            return tuple(k.path for k in held if k is not chosen)
+        return self._rekey(text, change)
 
     def find_vnet(self, text: str) -> VnetConfig:
         cfg = self.store.load().find_vnet(text)
@@ -116,6 +177,13 @@ class Controller:
         """Every persisted vnet's config, sorted by id (what `vnet-list -l` prints)."""
         vnets = self.store.load().vnets
         return [vnets[v] for v in sorted(vnets)]
+
+
+def _held(held: list[keys.Key], key_id: int) -> keys.Key:
+    for k in held:
+        if k.id == key_id:
+            return k
+    raise keys.KeyFileError(f"holds no key with id {key_id} (held: {', '.join(str(k.id) for k in held)})")
 
 
 DATAPATH_ENV = "VNET_DATAPATH"

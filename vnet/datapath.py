@@ -44,6 +44,11 @@ class Datapath(ABC):
         """Remove the vnet's device and every vif and VARP entry of it."""
 
     @abstractmethod
+    def vnet_keys(self, vid: VnetId, key_files: tuple[str, ...]) -> None:
+        """Replace the keys of a secure vnet (send key first) in one step, so a
+        rotation never leaves the vnet with no key or the wrong send key."""
+
+    @abstractmethod
     def vnets(self) -> list[Record]: ...
 
     @abstractmethod

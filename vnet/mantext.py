@@ -270,7 +270,7 @@ one is not an error.
 VNET_SXP = {
     "summary": "vnet config files, vnet ids, the SXP syntax and the vnet state directory",
     "synopsis": """\
-`(vnet (id ID) [(bridge BRIDGE)] [(vnetif VNETIF)] [(security none|auth|conf)] [(encapsulation udp|etherip)])`
+`(vnet (id ID) [(bridge BRIDGE)] [(vnetif VNETIF)] [(security none|auth|conf)] [(encapsulation udp|etherip)] [(key-file SEND [OTHER])])`
 """,
     "description": "@include config.md\n",
     "after": """\

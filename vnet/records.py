@@ -18,8 +18,14 @@ Record = list
 def vnet_record(vid: VnetId, vnetif: str, security: str, header: int, **extra: Any) -> Record:
     rec: Record = ["vnet", ["id", str(vid)], ["vnetif", vnetif], ["security", security],
                    ["header", str(header)]]
-    rec += [[k, str(v)] for k, v in extra.items()]
+    rec += [[k, *map(str, v)] if isinstance(v, (list, tuple)) else [k, str(v)] for k, v in extra.items()]
     return rec
+
+
+def keys_record(vid: VnetId, security: str, held: list) -> Record:
+    """The keys a secure vnet holds, send key first: ids and files, never the secrets."""
+    return ["vnet-keys", ["id", str(vid)], ["security", security], ["send", str(held[0].id)]] + [
+        ["key", ["id", str(k.id)], ["file", k.path]] for k in held]
 
 
 def viftable_record(ttl: int, sweeps: int) -> Record:
