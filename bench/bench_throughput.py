@@ -13,6 +13,8 @@ share state or compete for the CPU:
          bridge talk to each other through the tunnel.
   vnetd  vnet's user-space datapath: vnetd on each host, `vn vnet-create 97`, VMs on
          the vnet97 bridge vnetd made.
+  vnetd-auth, vnetd-conf  the same vnet with (security auth) or (security conf): every
+         frame sealed with ChaCha20-Poly1305 (doc/security.md).
 
 Per repeat: 50 pings at 20 ms (avg/min/max RTT), then one iperf3 TCP run; the table
 shows the median over --repeat runs.  Run as root from the repository root:
@@ -23,6 +25,7 @@ shows the median over --repeat runs.  Run as root from the repository root:
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import platform
@@ -46,7 +49,7 @@ from pyroute2 import NetNS
 from vnet.lab import Lab, Host, cleanup_stale
 from vnet.labhost import VnetHost
 
-SCENARIOS = ("veth", "vxlan", "vnetd")
+SCENARIOS = ("veth", "vxlan", "vnetd", "vnetd-auth", "vnetd-conf")
 VNI = 97
 VXLAN_PORT = 4789
 VXLAN_GROUP = "239.1.1.1"
@@ -202,20 +205,31 @@ def build_vxlan(lab: Lab, state_dir: Path):
     return vm1, vm2, vm2.ip
 
 
-def build_vnet(lab: Lab, state_dir: Path, datapath: str = "vnetd"):
+def build_vnet(lab: Lab, state_dir: Path, datapath: str = "vnetd", security: str = "none"):
     """`vn vnet-create 97` on two hosts served by ``datapath`` (vnetd, or the kernel
-    module, which must be loaded already), a VM on each host's vnet97 bridge."""
+    module, which must be loaded already), a VM on each host's vnet97 bridge.  A
+    secure vnet's hosts share one key made by `vn key-gen`."""
     h1, h2 = _underlay(lab)
+    key = state_dir / "97.key"
     for h in (h1, h2):
         vh = VnetHost(lab, h, state_dir / h.name, datapath=datapath)
         vh.start()
-        vh.vn("vnet-create", str(VNI))
+        if security == "none":
+            vh.vn("vnet-create", str(VNI))
+            continue
+        if not key.exists():
+            vh.vn("key-gen", str(key))
+        vh.vn("vnet-create", "-s", security, "-k", str(key), str(VNI))
     vm1 = lab.vm("vm1", h1, f"vnet{VNI}", "10.97.0.1/24")
     vm2 = lab.vm("vm2", h2, f"vnet{VNI}", "10.97.0.2/24")
     return vm1, vm2, vm2.ip
 
 
-BUILDERS: dict[str, Callable] = {"veth": build_veth, "vxlan": build_vxlan, "vnetd": build_vnet}
+BUILDERS: dict[str, Callable] = {
+    "veth": build_veth, "vxlan": build_vxlan, "vnetd": build_vnet,
+    "vnetd-auth": functools.partial(build_vnet, security="auth"),
+    "vnetd-conf": functools.partial(build_vnet, security="conf"),
+}
 
 
 # ---------------------------------------------------------------------------
@@ -255,23 +269,27 @@ def _ratio(results: dict, a: str, b: str) -> float | None:
 
 
 def format_table(results: dict) -> str:
-    lines = [f"{'scenario':<10} {'throughput_Gbit/s':>18} {'rtt_avg_ms':>11} "
+    lines = [f"{'scenario':<12} {'throughput_Gbit/s':>18} {'rtt_avg_ms':>11} "
              f"{'rtt_min_ms':>11} {'rtt_max_ms':>11}"]
     for name in SCENARIOS:
         if name not in results:
             continue
         res = results[name]
         if "error" in res:
-            lines.append(f"{name:<10} {'FAILED: ' + res['error'].splitlines()[0][:60]}")
+            lines.append(f"{name:<12} {'FAILED: ' + res['error'].splitlines()[0][:60]}")
             continue
         m = res["median"]
-        lines.append(f"{name:<10} {m['throughput_bps'] / 1e9:>18.3f} {m['rtt_avg_ms']:>11.3f} "
+        lines.append(f"{name:<12} {m['throughput_bps'] / 1e9:>18.3f} {m['rtt_avg_ms']:>11.3f} "
                      f"{m['rtt_min_ms']:>11.3f} {m['rtt_max_ms']:>11.3f}")
     r = _ratio(results, "vnetd", "vxlan")
     if r is not None:
         verdict = "ok" if r >= TARGET_VNETD_VS_VXLAN else "BELOW TARGET"
         lines.append(f"ratio vnetd/vxlan throughput: {r:.2f}   "
                      f"(target >= {TARGET_VNETD_VS_VXLAN:.2f}: {verdict})")
+    for level in ("auth", "conf"):
+        r = _ratio(results, f"vnetd-{level}", "vnetd")
+        if r is not None:
+            lines.append(f"ratio vnetd-{level}/vnetd throughput: {r:.2f}")
     r = _ratio(results, "vnetd", "veth")
     if r is not None:
         lines.append(f"ratio vnetd/veth throughput: {r:.2f}")
@@ -345,6 +363,8 @@ def main(argv: list[str] | None = None) -> int:
             "ratios": {
                 "vnetd/vxlan": _ratio(results, "vnetd", "vxlan"),
                 "vnetd/veth": _ratio(results, "vnetd", "veth"),
+                "vnetd-auth/vnetd": _ratio(results, "vnetd-auth", "vnetd"),
+                "vnetd-conf/vnetd": _ratio(results, "vnetd-conf", "vnetd"),
                 "vxlan/veth": _ratio(results, "vxlan", "veth"),
             },
             "target_vnetd_vs_vxlan": TARGET_VNETD_VS_VXLAN,

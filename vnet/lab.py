@@ -629,16 +629,18 @@ class Lab:
             idx = ipr.link_lookup(ifname=port)[0]
             ipr.link("set", index=idx, master=br[0], state="up")
 
-    def _wait_bridge(self, ns: str, bridge: str, timeout: float) -> None:
+    def _wait_bridge(self, ns: str, bridge: str, timeout: float) -> int:
+        """Wait for ``bridge`` in ``ns``; return its MTU (its smallest port's)."""
         deadline = time.monotonic() + timeout
         with self._ipr(ns) as ipr:
-            while not ipr.link_lookup(ifname=bridge):
+            while not (found := ipr.link_lookup(ifname=bridge)):
                 if _guard.interrupted:
                     # Leave the guarded section so the signal is delivered.
                     raise InterruptedError(f"interrupted waiting for bridge {bridge!r} in {ns}")
                 if time.monotonic() >= deadline:
                     raise TimeoutError(f"bridge {bridge!r} did not appear in {ns} within {timeout}s")
                 time.sleep(self.POLL_INTERVAL)
+            return ipr.link("get", index=found[0])[0].get_attr("IFLA_MTU")
 
     # -- public helpers ----------------------------------------------------
 
@@ -740,9 +742,11 @@ class Lab:
         before), hence the wait rather than creating it here.
         """
         ip, _ = self._split_cidr(address)
-        self._wait_bridge(host.ns, bridge, timeout)
+        # The VM's interface takes its LAN's MTU (1412 on a secure raw EtherIP vnet),
+        # as a hypervisor configured for the vnet would set it.
+        mtu = self._wait_bridge(host.ns, bridge, timeout)
         ns = self._new_ns(name)
-        port = self._veth(ns, "eth0", host.ns, f"v{name}", mac=mac)
+        port = self._veth(ns, "eth0", host.ns, f"v{name}", mtu=mtu, mac=mac)
         self._enslave(host.ns, port, bridge)
         real_mac = self._configure_inner(ns, "eth0", address)
         v = VM(

@@ -29,11 +29,11 @@ import click
 from pyroute2 import IPRoute
 
 import sxp
-from vnet import commands, netdev, records, wire
+from vnet import commands, keys, netdev, records, seal, wire
 from vnet.netdev import pick_address
 from vnet.offload import PLAIN_FRAME_MAX, VNET_HDR_LEN, ZERO_HDR, finish_checksum, gso_header
 from vnet.addr import is_host_ipv4, is_multicast_ipv4, parse_ipv4
-from vnet.config import VnetConfig, default_mtu, header_size
+from vnet.config import ConfigError, VnetConfig
 from vnet.control import MAX_REQUEST, encode_replies, error_reply, ok_reply, resolve_socket
 from vnet.datapath import Datapath, DatapathError, Record
 from vnet.state import State, StateError, StateStore, resolve_state_dir
@@ -52,6 +52,9 @@ SO_NO_CHECK = 11
 NETNS_LOCK = b"\0vnet-datapath"
 BATCH = 64
 RCVBUF = 4 << 20
+#: Replay windows a secure vnet keeps (one per sending host).  Only a key holder can
+#: add one, so this bounds memory against a misbehaving member, not the public.
+MAX_SENDERS = 1024
 ZERO_ADDR = b"\0\0\0\0"
 
 
@@ -62,20 +65,32 @@ def check_group(addr: str) -> None:
 
 
 class Vnet:
-    """A vnet on this host: its config, tap, header prefix and counters."""
+    """A vnet on this host: its config, tap, header prefix, keys and counters.
 
-    __slots__ = ("cfg", "vid", "fd", "prefix", "udp", "bridge_created", "mtu",
+    `level` is 0 for (security none); a secure vnet also has its ciphers by key id,
+    the send key's id and cipher, and a replay window per sender (doc/security.md)."""
+
+    __slots__ = ("cfg", "vid", "fd", "prefix", "udp", "bridge_created", "mtu", "level",
+                 "ciphers", "send_id", "send_cipher", "windows",
                  "rx_packets", "tx_packets", "rx_bytes", "tx_bytes")
 
-    def __init__(self, cfg: VnetConfig, fd: int, bridge_created: bool) -> None:
+    def __init__(self, cfg: VnetConfig, fd: int, bridge_created: bool, held: list[keys.Key]) -> None:
         self.cfg = cfg
-        self.mtu = default_mtu(cfg.encapsulation)
+        self.mtu = cfg.mtu
         self.vid = cfg.id.packed
         self.fd = fd
         self.udp = cfg.encapsulation == "udp"
         self.prefix = wire.vudp_prefix(self.vid) if self.udp else wire.etherip_prefix(self.vid)
         self.bridge_created = bridge_created
+        self.level = seal.LEVELS[cfg.security]
+        self.windows: dict[bytes, seal.ReplayWindow] = {}
+        self.set_keys(held)
         self.rx_packets = self.tx_packets = self.rx_bytes = self.tx_bytes = 0
+
+    def set_keys(self, held: list[keys.Key]) -> None:
+        self.ciphers = {k.id: seal.aead(k.secret) for k in held}
+        self.send_id = held[0].id if held else 0
+        self.send_cipher = self.ciphers.get(self.send_id)
 
 
 class Vnetd(Datapath):
@@ -98,6 +113,7 @@ class Vnetd(Datapath):
         self.drops: collections.Counter[str] = collections.Counter()
         self.counters: collections.Counter[str] = collections.Counter()
         self.now = time.monotonic()
+        self.seq = seal.new_sequence()
         self.running = True
         self.buf = bytearray(65536)
         self.mv = memoryview(self.buf)
@@ -320,9 +336,7 @@ class Vnetd(Datapath):
     # ---- Datapath interface -----------------------------------------------------------
 
     def vnet_add(self, cfg: VnetConfig) -> None:
-        if cfg.security != "none":
-            raise DatapathError("EOPNOTSUPP", f"vnet {cfg.id}: security level '{cfg.security}' needs "
-                                "per-vnet keys, which this version does not support yet; use (security none)")
+        held = keys.for_vnet(cfg.id, cfg.security, cfg.key_files)
         if cfg.id.packed in self.by_id:
             raise DatapathError("EEXIST", f"vnet {cfg.id} already exists")
         for v in self.by_id.values():
@@ -340,14 +354,27 @@ class Vnetd(Datapath):
             if offload:
                 netdev.limit_gso(self.ipr, cfg.vnetif)
             created = netdev.ensure_bridge(self.ipr, cfg.bridge)
-            netdev.enslave(self.ipr, cfg.vnetif, cfg.bridge, mtu=default_mtu(cfg.encapsulation))
+            netdev.enslave(self.ipr, cfg.vnetif, cfg.bridge, mtu=cfg.mtu)
         except DatapathError:
             os.close(fd)
             raise
-        v = Vnet(cfg, fd, created)
+        v = Vnet(cfg, fd, created, held)
         self.by_id[v.vid] = v
         self._watch(fd, lambda: self._tap_readable(v))
-        log.info("vnet %s up: %s on bridge %s (%s)", cfg.id, cfg.vnetif, cfg.bridge, cfg.encapsulation)
+        log.info("vnet %s up: %s on bridge %s (%s, security %s)", cfg.id, cfg.vnetif, cfg.bridge,
+                 cfg.encapsulation, cfg.security)
+
+    def vnet_keys(self, vid: VnetId, key_files: tuple[str, ...]) -> None:
+        v = self._need_vnet(vid)
+        if not v.level:
+            raise DatapathError("EINVAL", f"vnet {vid} has (security none) and uses no keys")
+        try:
+            cfg = v.cfg.with_keys(key_files)
+        except ConfigError as e:
+            raise DatapathError("EINVAL", f"vnet.keys: {e}") from None
+        v.set_keys(keys.for_vnet(cfg.id, cfg.security, key_files))
+        v.cfg = cfg
+        log.info("vnet %s: keys %s, sending with key %d", vid, " ".join(map(str, v.ciphers)), v.send_id)
 
     def vnet_del(self, vid: VnetId) -> None:
         v = self.by_id.pop(vid.packed, None)
@@ -366,10 +393,11 @@ class Vnetd(Datapath):
         out = []
         for v in sorted(self.by_id.values(), key=lambda v: v.cfg.id):
             c = v.cfg
+            extra = {"keys": [v.send_id] + [k for k in v.ciphers if k != v.send_id]} if v.level else {}
             out.append(records.vnet_record(
-                c.id, c.vnetif, c.security, header_size(c.encapsulation), bridge=c.bridge,
+                c.id, c.vnetif, c.security, c.header, bridge=c.bridge,
                 encapsulation=c.encapsulation, rx_packets=v.rx_packets, tx_packets=v.tx_packets,
-                rx_bytes=v.rx_bytes, tx_bytes=v.tx_bytes))
+                rx_bytes=v.rx_bytes, tx_bytes=v.tx_bytes, **extra))
         return out
 
     def _need_vnet(self, vid: VnetId) -> Vnet:
@@ -470,37 +498,45 @@ class Vnetd(Datapath):
                 if key not in vifs:
                     self._local_mac_appeared(v, src)
                 vifs[key] = self.now
+            # Sealed once, whatever number of copies go out (doc/security.md).
+            parts = self._seal(v, seal.TYPE_FRAME, frame) if v.level else (v.prefix, frame)
             if frame[0] & 1:
-                self._flood(v, frame)
+                self._flood(v, parts)
                 continue
             entry = cache.get((vid, bytes(frame[0:6])))
             if entry is None:
                 self.counters["unknown-unicast-floods"] += 1
-                self._flood(v, frame)
+                self._flood(v, parts)
                 continue
             try:
                 if v.udp:
-                    self.usock.sendmsg((v.prefix, frame), (), 0, (entry.addr, self.port))
+                    self.usock.sendmsg(parts, (), 0, (entry.addr, self.port))
                 else:
-                    self.r97.sendmsg((v.prefix, frame), (), 0, (entry.addr, 0))
+                    self.r97.sendmsg(parts, (), 0, (entry.addr, 0))
             except OSError:
                 self.drops["send-error"] += 1
 
-    def _flood(self, v: Vnet, frame: bytes) -> None:
+    def _seal(self, v: Vnet, msg_type: int, body) -> tuple:
+        """Body sealed with the vnet's send key, numbered by this host's one counter."""
+        self.seq += 1
+        return seal.seal(v.send_cipher, v.level, msg_type, v.vid, v.send_id, self.address_b,
+                         self.seq, body)
+
+    def _flood(self, v: Vnet, parts: tuple) -> None:
         """One copy to the group, one VFWD copy to each peer (reference 4.6)."""
         self.counters["floods"] += 1
+        n = sum(map(len, parts))
         if v.udp:
-            self._multicast_udp((v.prefix, frame), len(v.prefix) + len(frame))
+            self._multicast_udp(parts, n)
         else:
             try:
-                self.r97.sendmsg((v.prefix, frame), (), 0, (self.mcaddr, 0))
+                self.r97.sendmsg(parts, (), 0, (self.mcaddr, 0))
             except OSError:
                 self.drops["send-error"] += 1
             if self.peer_table:
-                n = len(v.prefix) + len(frame)
                 hdr = wire.ipv4_header(ZERO_ADDR, self.mcaddr_b, wire.IPPROTO_ETHERIP, n,
                                        df=True, checksum=False)
-                self._to_peers((wire.VFWD_HEADER, hdr, v.prefix, frame), None)
+                self._to_peers((wire.VFWD_HEADER, hdr) + parts, None)
 
     def _multicast_udp(self, parts: tuple, length: int) -> None:
         try:
@@ -526,7 +562,8 @@ class Vnetd(Datapath):
         self.varp_cache.forget(v.vid, mac)
         self.counters["announces-sent"] += 1
         msg = wire.pack_varp(wire.VARP_ANNOUNCE, v.vid, mac, self.address)
-        self._multicast_udp((msg,), len(msg))
+        parts = self._seal(v, seal.TYPE_VARP, msg) if v.level else (msg,)
+        self._multicast_udp(parts, sum(map(len, parts)))
 
     # ---- datapath: receive (network -> tap) ---------------------------------------------
 
@@ -568,6 +605,8 @@ class Vnetd(Datapath):
         msg = pkt[0] << 8 | pkt[1]
         if msg == wire.MSG_VUDP:
             self._etherip(pkt[wire.VNET_MSG_HEADER_LEN:], src)
+        elif msg == seal.MSG_SEALED:
+            self._sealed(pkt, raw=False)
         elif msg == wire.MSG_VARP:
             self._varp(pkt, src)
         elif msg == wire.MSG_VFWD and vfwd_ok:
@@ -575,7 +614,15 @@ class Vnetd(Datapath):
         else:
             self.drops["bad-message-id"] += 1
 
+    def _raw(self, pkt: memoryview, src: str) -> None:
+        """An IP protocol 97 payload: a sealed message (00 04) or plain EtherIP."""
+        if len(pkt) > 1 and pkt[0] == 0 and pkt[1] == seal.MSG_SEALED:
+            self._sealed(pkt, raw=True)
+        else:
+            self._etherip(pkt, src)
+
     def _etherip(self, pkt: memoryview, src: str) -> None:
+        """Plain EtherIP: a raw payload, or a VUDP packet after its 4-byte header."""
         if len(pkt) < wire.ETHERIP_HEADER_LEN + wire.ETH_HEADER_LEN:
             self.drops["short"] += 1
             return
@@ -586,7 +633,60 @@ class Vnetd(Datapath):
         if v is None:
             self.drops["unknown-vnet"] += 1
             return
-        frame = pkt[wire.ETHERIP_HEADER_LEN:]
+        if v.level:
+            self.drops["unprotected"] += 1
+            return
+        self._deliver(v, pkt[wire.ETHERIP_HEADER_LEN:], src)
+
+    def _sealed(self, pkt: memoryview, raw: bool) -> None:
+        """A sealed message (doc/security.md): checked in the documented order, and
+        nothing is learned, answered or delivered unless every check passes."""
+        if len(pkt) < seal.OVERHEAD:
+            self.drops["short"] += 1
+            return
+        _id, mtype, level, vid, key_id, sender, seq = seal.HEADER.unpack_from(pkt)
+        v = self.by_id.get(vid)
+        if v is None:
+            self.drops["unknown-vnet"] += 1
+            return
+        if level != v.level or not level:  # a (security none) vnet takes no sealed message
+            self.drops["security-mismatch"] += 1
+            return
+        cipher = v.ciphers.get(key_id)
+        if cipher is None:
+            self.drops["unknown-key"] += 1
+            return
+        window = v.windows.get(sender)
+        if window is not None and not window.fresh(seq):
+            self.drops["replay"] += 1
+            return
+        try:
+            body = seal.unseal(cipher, level, pkt)
+        except seal.InvalidTag:
+            self.drops["bad-tag"] += 1
+            return
+        if mtype == seal.TYPE_FRAME:
+            ok = len(body) >= wire.ETH_HEADER_LEN
+        else:
+            ok = (mtype == seal.TYPE_VARP and not raw and len(body) >= wire.VARP_LEN
+                  and body[4:20] == vid)
+        if not ok:
+            self.drops["bad-seal"] += 1
+            return
+        if window is None:
+            if len(v.windows) >= MAX_SENDERS:
+                self.drops["replay"] += 1  # no room to remember it: refuse, never forget one
+                return
+            window = v.windows[sender] = seal.ReplayWindow()
+        window.record(seq)
+        src = socket.inet_ntoa(sender)
+        if mtype == seal.TYPE_FRAME:
+            self._deliver(v, body, src)
+        else:
+            self._varp_message(v, memoryview(body), src)
+
+    def _deliver(self, v: Vnet, frame, src: str) -> None:
+        """Learn where the frame's source lives and write the frame to the vnet's tap."""
         smac = bytes(frame[6:12])
         if smac[0] & 1:
             self.drops["bad-source-mac"] += 1
@@ -605,16 +705,25 @@ class Vnetd(Datapath):
         if len(pkt) < wire.VARP_LEN:
             self.drops["short"] += 1
             return
-        op, vid, vmac, family, addr16 = wire.unpack_varp(pkt)
-        if vid not in self.by_id:
+        v = self.by_id.get(bytes(pkt[4:20]))
+        if v is None:
             self.drops["unknown-vnet"] += 1
             return
+        if v.level:
+            self.drops["unprotected"] += 1
+            return
+        self._varp_message(v, pkt, src)
+
+    def _varp_message(self, v: Vnet, pkt, src: str) -> None:
+        """A VARP message for vnet v that passed its checks (plain, or unsealed)."""
+        op, vid, vmac, family, addr16 = wire.unpack_varp(pkt)
         if op == wire.VARP_REQUEST:
             self.counters["varp-requests"] += 1
             if self.vif_table.has(vid, vmac):
                 msg = wire.pack_varp(wire.VARP_ANNOUNCE, vid, vmac, self.address)
+                parts = self._seal(v, seal.TYPE_VARP, msg) if v.level else (msg,)
                 try:
-                    self.usock.sendto(msg, (src, self.port))
+                    self.usock.sendmsg(parts, (), 0, (src, self.port))
                     self.counters["announces-sent"] += 1
                 except OSError:
                     self.drops["send-error"] += 1
@@ -661,7 +770,7 @@ class Vnetd(Datapath):
                 self.drops["bad-forward"] += 1
                 return
             payload = body[wire.UDP_HEADER_LEN:]
-        elif proto == wire.IPPROTO_ETHERIP:
+        elif proto == wire.IPPROTO_ETHERIP and len(body) >= 2:
             payload = body
         else:
             self.drops["bad-forward"] += 1
@@ -673,7 +782,7 @@ class Vnetd(Datapath):
         if proto == wire.IPPROTO_UDP:
             self._dispatch(payload, origin, vfwd_ok=False)
         else:
-            self._etherip(payload, origin)
+            self._raw(payload, origin)
         if ttl <= 1:  # delivered here, but its hop budget is spent: no re-send
             self.drops["hop-limit"] += 1
             return
@@ -706,7 +815,7 @@ class Vnetd(Datapath):
                     hdr = wire.ipv4_header(socket.inet_aton(src), self.mcaddr_b, wire.IPPROTO_ETHERIP,
                                            len(pkt), ttl=buf[8], df=True, checksum=False)
                     self._to_peers((wire.VFWD_HEADER, hdr, pkt), src)
-            self._etherip(pkt, src)
+            self._raw(pkt, src)
 
     # ---- main loop -------------------------------------------------------------------
 
