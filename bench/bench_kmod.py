@@ -16,12 +16,16 @@ each host:
          a bridge in each host, as in bench_throughput.py; VM MTU 1450.
   kmod   the vnet module (loaded once): `vn vnet-create 97` with VNET_DATAPATH=kmod
          in each host, VMs on the vnet97 bridge; VM MTU 1500 (the vnif's).
+  kmod-auth, kmod-conf
+         the same with `vn vnet-create -s auth|conf -k KEY 97` (doc/security.md):
+         every frame sealed with ChaCha20-Poly1305, a TCP super-frame sealed whole.
 
-Each repeat measures vxlan, then kmod (so drift hits both alike): one iperf3 TCP
-run, then one iperf3 UDP run of 64-byte payloads sent as fast as iperf3 can
+Each repeat measures every scenario in turn (so drift hits all alike): one iperf3
+TCP run, then one iperf3 UDP run of 64-byte payloads sent as fast as iperf3 can
 (-u -l 64 -b 0), counting the packets the receiving iperf3 got.  The guest writes
 every number to $VNET_GUEST_RESULTS; the host prints medians and the ratios
-kmod/vxlan, the figure that matters: absolute rates under emulation mean little.
+kmod/vxlan and secure/none, the figures that matter: absolute rates under
+emulation mean little.
 """
 from __future__ import annotations
 
@@ -61,12 +65,17 @@ from vnet.config import header_size
 from vnet.lab import VM, Lab
 from vnet.labhost import VnetHost
 
-SCENARIOS = ("vxlan", "kmod")
-BUILDERS = {"vxlan": build_vxlan, "kmod": functools.partial(build_vnet, datapath="kmod")}
+SCENARIOS = ("vxlan", "kmod", "kmod-auth", "kmod-conf")
+MODULE_SCENARIOS = ("kmod", "kmod-auth", "kmod-conf")
+BUILDERS = {"vxlan": build_vxlan, "kmod": functools.partial(build_vnet, datapath="kmod"),
+            "kmod-auth": functools.partial(build_vnet, datapath="kmod", security="auth"),
+            "kmod-conf": functools.partial(build_vnet, datapath="kmod", security="conf")}
 #: UDP payload bytes of the packet-rate test (iperf3 -l).
 UDP_PAYLOAD = 64
 #: module/VXLAN, for TCP throughput and for the UDP packet rate.
 TARGET_KMOD_VS_VXLAN = 0.90
+#: conf/none for TCP throughput: what sealing every super-frame may cost at most.
+TARGET_CONF_VS_NONE = 0.50
 #: What the guest leaves in $VNET_GUEST_RESULTS.
 RESULTS_FILE = "bench_kmod.json"
 #: `vn` commands whose output is kept when the module scenario fails.
@@ -133,7 +142,7 @@ def _diagnose(lab: Lab, state_dir: Path) -> dict[str, str]:
 def _fail(results: dict, name: str, exc: BaseException, lab: Lab | None, state_dir: Path) -> None:
     progress(f"{name}: FAILED: {exc}")
     results[name]["error"] = str(exc)
-    if name == "kmod" and lab is not None:
+    if name in MODULE_SCENARIOS and lab is not None:
         results[name]["diagnostics"] = diag = _diagnose(lab, state_dir)
         for what, text in diag.items():
             progress(f"{name}: {what}:\n{text.rstrip()}")
@@ -151,11 +160,11 @@ def measure_all(seconds: float, repeat: int, kmod_vm_mtu: int | None = None) -> 
     with contextlib.ExitStack() as stack:
         labs: dict[str, tuple] = {}
         for name in SCENARIOS:
-            lab = stack.enter_context(Lab(prefix=f"vk{name}"))
+            lab = stack.enter_context(Lab(prefix=f"vk{name.replace('-', '')}"))
             progress(f"{name}: building lab")
             try:
                 src, dst, dst_ip = BUILDERS[name](lab, state_root / name)
-                if name == "kmod" and kmod_vm_mtu:
+                if name in MODULE_SCENARIOS and kmod_vm_mtu:
                     for vm in (src, dst):
                         _set_mtu(vm.ns, vm.ifname, kmod_vm_mtu)
                 waited = lab.wait_ping(src, dst_ip, timeout=30)
@@ -183,12 +192,14 @@ def measure_all(seconds: float, repeat: int, kmod_vm_mtu: int | None = None) -> 
                          f"{r['udp_rx_pps']:.0f} pkt/s received of {r['udp_sent_pps']:.0f} sent "
                          f"({r['udp_nic_rx_pps']:.0f} at the VM's NIC)")
                 results[name]["runs"].append(r)
-        if "kmod" in labs:  # the module's own view: its counters and drops on each host
-            lab = labs["kmod"][0]
-            counters = results["kmod"]["host_counters"] = {}
+        for name in MODULE_SCENARIOS:  # the module's own view: its counters and drops
+            if name not in labs:
+                continue
+            lab = labs[name][0]
+            counters = results[name]["host_counters"] = {}
             for h in ("host1", "host2"):
                 try:
-                    vh = VnetHost(lab, lab.nodes[h], state_root / "kmod" / h, datapath="kmod")  # type: ignore[arg-type]
+                    vh = VnetHost(lab, lab.nodes[h], state_root / name / h, datapath="kmod")  # type: ignore[arg-type]
                     counters[h] = vh.counters()
                 except Exception as exc:  # noqa: BLE001 - the measurements are what matters
                     counters[h] = {"error": str(exc)}
@@ -219,12 +230,13 @@ def in_guest(args: argparse.Namespace) -> int:
 # On the host: boot the guest, report
 
 
-def ratios(results: dict) -> dict[str, float | None]:
-    """kmod/vxlan of the medians: TCP throughput, UDP packets received, UDP at the NIC."""
+def ratios(results: dict, num_name: str = "kmod", den_name: str = "vxlan") -> dict[str, float | None]:
+    """num/den of the medians (kmod/vxlan by default): TCP throughput, UDP packets
+    received, UDP at the NIC."""
     out: dict[str, float | None] = {}
     for key in ("throughput_bps", "udp_rx_pps", "udp_nic_rx_pps"):
         try:
-            num, den = results["kmod"]["median"][key], results["vxlan"]["median"][key]
+            num, den = results[num_name]["median"][key], results[den_name]["median"][key]
         except KeyError:
             out[key] = None
             continue
@@ -232,18 +244,23 @@ def ratios(results: dict) -> dict[str, float | None]:
     return out
 
 
+def secure_ratios(results: dict) -> dict[str, dict[str, float | None]]:
+    """auth/none and conf/none, the module's cost of sealing."""
+    return {level: ratios(results, f"kmod-{level}", "kmod") for level in ("auth", "conf")}
+
+
 def format_table(results: dict) -> str:
-    header = (f"{'scenario':<9} {'vm_mtu':>6} {'tcp_Gbit/s':>11} {'udp64_rx_pkt/s':>15} "
+    header = (f"{'scenario':<10} {'vm_mtu':>6} {'tcp_Gbit/s':>11} {'udp64_rx_pkt/s':>15} "
               f"{'udp64_sent_pkt/s':>17} {'udp64_nic_rx_pkt/s':>19} {'udp64_loss%':>12}")
     lines = [header]
     for name in SCENARIOS:
         res = results.get(name, {})
         if "median" not in res:
             error = res.get("error", "no result").splitlines() or ["?"]
-            lines.append(f"{name:<9} FAILED: {error[0][:90]}")
+            lines.append(f"{name:<10} FAILED: {error[0][:90]}")
             continue
         m = res["median"]
-        lines.append(f"{name:<9} {res.get('vm_mtu', '?'):>6} {m['throughput_bps'] / 1e9:>11.3f} "
+        lines.append(f"{name:<10} {res.get('vm_mtu', '?'):>6} {m['throughput_bps'] / 1e9:>11.3f} "
                      f"{m['udp_rx_pps']:>15.0f} {m['udp_sent_pps']:>17.0f} "
                      f"{m['udp_nic_rx_pps']:>19.0f} {m['udp_loss_pct']:>12.1f}")
     r = ratios(results)
@@ -254,6 +271,15 @@ def format_table(results: dict) -> str:
                          f"(target >= {TARGET_KMOD_VS_VXLAN:.2f}: {verdict})")
     if r["udp_nic_rx_pps"] is not None:
         lines.append(f"ratio kmod/vxlan {'UDP 64 B at the VM NIC/s:':<29} {r['udp_nic_rx_pps']:.2f}")
+    for level, sr in secure_ratios(results).items():
+        for key, label in (("throughput_bps", "TCP throughput"), ("udp_rx_pps", "UDP 64 B packets received/s")):
+            if sr[key] is None:
+                continue
+            note = ""
+            if level == "conf" and key == "throughput_bps":
+                verdict = "ok" if sr[key] >= TARGET_CONF_VS_NONE else "BELOW TARGET"
+                note = f"   (target >= {TARGET_CONF_VS_NONE:.2f}: {verdict})"
+            lines.append(f"ratio {level}/none {label + ':':<33} {sr[key]:.2f}{note}")
     mtu = results.get("kmod", {}).get("vm_mtu")
     if isinstance(mtu, int):
         lines.append(f"(medians of {len(results['kmod']['runs'])} runs; VM MTU: vxlan {VXLAN_VM_MTU}, "
@@ -319,6 +345,8 @@ def on_host(args: argparse.Namespace) -> int:
             "guest_seconds": res.seconds,
             "results": results,
             "ratios_kmod_vs_vxlan": ratios(results),
+            "ratios_secure_vs_none": secure_ratios(results),
+            "target_conf_vs_none": TARGET_CONF_VS_NONE,
             "target_kmod_vs_vxlan": TARGET_KMOD_VS_VXLAN,
             "kernel_problems": problems,
         }
@@ -332,7 +360,8 @@ def on_host(args: argparse.Namespace) -> int:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         description="VM-to-VM TCP throughput and 64-byte UDP packet rate across two simulated "
-                    "hosts in a QEMU guest: the vnet kernel module vs the kernel's VXLAN.")
+                    "hosts in a QEMU guest: the vnet kernel module (security none, auth, conf) vs "
+                    "the kernel's VXLAN.")
     p.add_argument("--seconds", type=float, default=5.0,
                    help="duration of each iperf3 run (default: 5)")
     p.add_argument("--repeat", type=int, default=3,

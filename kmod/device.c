@@ -66,6 +66,9 @@ static void vnet_dev_uninit(struct net_device *dev)
 
 	if (!hlist_unhashed(&vd->node))
 		hlist_del_init_rcu(&vd->node);
+	/* Both are freed after a grace period: readers may still hold them. */
+	vnet_keyset_free(rcu_replace_pointer(vd->keys, NULL, true));
+	vnet_replay_free(rcu_replace_pointer(vd->replay, NULL, true));
 	vnet_table_flush(&vd->vn->varp, vd->id);
 	vnet_table_flush(&vd->vn->vifs, vd->id);
 	gro_cells_destroy(&vd->gro_cells);
@@ -114,9 +117,13 @@ static void vnet_setup(struct net_device *dev)
 	eth_hw_addr_random(dev);
 }
 
-/* Caller holds RTNL. */
+/*
+ * Caller holds RTNL.  A secure vnet (@security auth or conf) takes @keys,
+ * which are the device's from here on, or freed on failure.
+ */
 int vnet_dev_create(struct vnet_net *vn, const u8 *id, const char *name,
-		    u8 encap, struct netlink_ext_ack *extack)
+		    u8 encap, u8 security, struct vnet_keyset *keys,
+		    struct netlink_ext_ack *extack)
 {
 	static const u8 vudp[VNET_MSG_HLEN] = { 0, VNET_MSG_VUDP, 0, 0 };
 	static const u8 word[2] = { 0x00, ETHERIP_VERSION << 4 };
@@ -127,36 +134,65 @@ int vnet_dev_create(struct vnet_net *vn, const u8 *id, const char *name,
 
 	if (vnet_find(vn, id)) {
 		NL_SET_ERR_MSG(extack, "vnet already exists");
-		return -EEXIST;
+		err = -EEXIST;
+		goto free_keys;
 	}
 	if (!dev_valid_name(name)) {
 		NL_SET_ERR_MSG(extack, "invalid interface name");
-		return -EINVAL;
+		err = -EINVAL;
+		goto free_keys;
 	}
 	if (__dev_get_by_name(vn->net, name)) {
 		NL_SET_ERR_MSG(extack, "a device with that name already exists");
-		return -EEXIST;
+		err = -EEXIST;
+		goto free_keys;
 	}
 	dev = alloc_netdev(sizeof(*vd), name, NET_NAME_USER, vnet_setup);
-	if (!dev)
-		return -ENOMEM;
+	if (!dev) {
+		err = -ENOMEM;
+		goto free_keys;
+	}
 	dev_net_set(dev, vn->net);
 	vd = netdev_priv(dev);
 	INIT_HLIST_NODE(&vd->node);
 	vd->dev = dev;
 	vd->vn = vn;
 	vd->encap = encap;
+	vd->security = security;
 	memcpy(vd->id, id, VNET_ID_LEN);
+	if (security != VNET_SECURITY_NONE) {
+		struct vnet_replay_table *replay = vnet_replay_new();
+
+		if (!replay) {
+			free_netdev(dev);
+			err = -ENOMEM;
+			goto free_keys;
+		}
+		RCU_INIT_POINTER(vd->replay, replay);
+		RCU_INIT_POINTER(vd->keys, keys);
+		keys = NULL;
+	}
 	p = vd->prefix;
 	if (encap == VNET_ENCAP_UDP) {
 		memcpy(p, vudp, sizeof(vudp));
 		p += sizeof(vudp);
 		dev->mtu = VNET_MTU_UDP;
+		if (security != VNET_SECURITY_NONE) {
+			/* A super-frame is sealed whole, so it must fit one
+			 * datagram; only TCP's can be taken apart again.
+			 */
+			dev->features &= ~NETIF_F_GSO_SOFTWARE;
+			dev->hw_features &= ~NETIF_F_GSO_SOFTWARE;
+			dev->features |= NETIF_F_ALL_TSO;
+			dev->hw_features |= NETIF_F_ALL_TSO;
+			netif_set_tso_max_size(dev, VNET_SEAL_MAX_FRAME);
+		}
 	} else {
 		/* No GSO for protocol 97: the stack segments before us. */
 		dev->features &= ~NETIF_F_GSO_SOFTWARE;
 		dev->hw_features &= ~NETIF_F_GSO_SOFTWARE;
-		dev->mtu = VNET_MTU_ETHERIP;
+		dev->mtu = security != VNET_SECURITY_NONE ?
+			   VNET_MTU_ETHERIP_SEALED : VNET_MTU_ETHERIP;
 	}
 	memcpy(p, word, sizeof(word));
 	memcpy(p + sizeof(word), id, VNET_ID_LEN);
@@ -166,6 +202,9 @@ int vnet_dev_create(struct vnet_net *vn, const u8 *id, const char *name,
 	err = register_netdevice(dev);
 	if (err) {
 		NL_SET_ERR_MSG(extack, "cannot register the vnet device");
+		/* Still here unless ndo_uninit already freed them. */
+		vnet_keyset_free(rcu_dereference_protected(vd->keys, true));
+		vnet_replay_free(rcu_dereference_protected(vd->replay, true));
 		free_netdev(dev);
 		return err;
 	}
@@ -173,6 +212,9 @@ int vnet_dev_create(struct vnet_net *vn, const u8 *id, const char *name,
 	err = dev_open(dev, extack);
 	if (err)
 		unregister_netdevice(dev);
+	return err;
+free_keys:
+	vnet_keyset_free(keys);
 	return err;
 }
 

@@ -37,6 +37,10 @@ static int __net_init vnet_net_init(struct net *net)
 		INIT_HLIST_HEAD(&vn->vnets[i]);
 	INIT_DELAYED_WORK(&vn->sweep, vnet_sweep_work);
 	vn->group = vnet_default_group;
+	/* Above every number this host sealed before, unless the clock
+	 * went back further than the namespace lived.
+	 */
+	atomic64_set(&vn->seq, ktime_get_real_ns());
 	vn->stats = alloc_percpu(struct vnet_stats);
 	if (!vn->stats)
 		return -ENOMEM;
@@ -97,9 +101,12 @@ static int __init vnet_init(void)
 		       varp_mcaddr);
 		return -EINVAL;
 	}
-	err = vnet_link_init();
+	err = vnet_seal_init();
 	if (err)
 		return err;
+	err = vnet_link_init();
+	if (err)
+		goto unseal;
 	err = register_pernet_device(&vnet_net_ops);
 	if (err)
 		goto unlink;
@@ -119,6 +126,8 @@ unpernet:
 	unregister_pernet_device(&vnet_net_ops);
 unlink:
 	vnet_link_exit();
+unseal:
+	vnet_seal_exit();
 	return err;
 }
 
@@ -129,7 +138,9 @@ static void __exit vnet_exit(void)
 	inet_del_protocol(&vnet_etherip_protocol, VNET_IPPROTO_ETHERIP);
 	unregister_pernet_device(&vnet_net_ops);
 	vnet_link_exit();
+	/* Then the keys of the deleted vnets, freed after grace periods. */
 	rcu_barrier();
+	vnet_seal_exit();
 	pr_info("vnet: unloaded\n");
 }
 

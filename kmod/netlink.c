@@ -38,6 +38,17 @@ static const char * const vnet_drop_names[VNET_D_MAX] = {
 	[VNET_D_BAD_OPCODE]	= "bad-opcode",
 	[VNET_D_NO_MEMORY]	= "no-memory",
 	[VNET_D_OVERSIZE]	= "oversize",
+	[VNET_D_UNPROTECTED]	= "unprotected",
+	[VNET_D_SECURITY_MISMATCH] = "security-mismatch",
+	[VNET_D_UNKNOWN_KEY]	= "unknown-key",
+	[VNET_D_REPLAY]		= "replay",
+	[VNET_D_BAD_TAG]	= "bad-tag",
+	[VNET_D_BAD_SEAL]	= "bad-seal",
+};
+
+static const struct nla_policy vnet_key_policy[VNET_A_MAX + 1] = {
+	[VNET_A_KEY_ID]		= { .type = NLA_U8 },
+	[VNET_A_KEY_SECRET]	= NLA_POLICY_EXACT_LEN(VNET_KEY_LEN),
 };
 
 static const struct nla_policy vnet_policy[VNET_A_MAX + 1] = {
@@ -49,6 +60,7 @@ static const struct nla_policy vnet_policy[VNET_A_MAX + 1] = {
 	[VNET_A_ADDR]		= { .type = NLA_BE32 },
 	[VNET_A_PORT]		= NLA_POLICY_MIN(NLA_U16, 1),
 	[VNET_A_MCADDR]		= { .type = NLA_BE32 },
+	[VNET_A_KEYS]		= NLA_POLICY_NESTED_ARRAY(vnet_key_policy),
 };
 
 static struct genl_family vnet_family;
@@ -80,13 +92,74 @@ static void vnet_maybe_close(struct vnet_net *vn)
 		vnet_socket_close(vn);
 }
 
+/*
+ * The key set of a KEYS attribute: one or two KEY nests with distinct ids,
+ * the send key first.  The secrets are wiped from the request as they are
+ * read.  Returns the key set or an ERR_PTR.
+ */
+static struct vnet_keyset *vnet_parse_keys(struct genl_info *info)
+{
+	u8 secrets[VNET_MAX_KEYS][VNET_KEY_LEN];
+	struct nlattr *tb[VNET_A_MAX + 1];
+	struct vnet_keyset *ks = NULL;
+	u8 ids[VNET_MAX_KEYS];
+	unsigned int n = 0, i;
+	struct nlattr *key;
+	int rem, err = 0;
+
+	nla_for_each_nested(key, info->attrs[VNET_A_KEYS], rem) {
+		if (nla_type(key) != VNET_A_KEY) {
+			NL_SET_ERR_MSG_ATTR(info->extack, key,
+					    "KEYS holds only KEY attributes");
+			err = -EINVAL;
+			break;
+		}
+		if (n == VNET_MAX_KEYS) {
+			NL_SET_ERR_MSG(info->extack, "a vnet holds one or two keys");
+			err = -EINVAL;
+			break;
+		}
+		err = nla_parse_nested(tb, VNET_A_MAX, key, vnet_key_policy,
+				       info->extack);
+		if (err)
+			break;
+		if (!tb[VNET_A_KEY_ID] || !tb[VNET_A_KEY_SECRET]) {
+			NL_SET_ERR_MSG_ATTR(info->extack, key,
+					    "a key needs a key id and a secret");
+			err = -EINVAL;
+			break;
+		}
+		ids[n] = nla_get_u8(tb[VNET_A_KEY_ID]);
+		memcpy(secrets[n], nla_data(tb[VNET_A_KEY_SECRET]), VNET_KEY_LEN);
+		memzero_explicit(nla_data(tb[VNET_A_KEY_SECRET]), VNET_KEY_LEN);
+		for (i = 0; i < n; i++)
+			if (ids[i] == ids[n])
+				err = -EINVAL;
+		n++;
+		if (err) {
+			NL_SET_ERR_MSG(info->extack,
+				       "the keys of a vnet need different key ids");
+			break;
+		}
+	}
+	if (!err && !n) {
+		NL_SET_ERR_MSG(info->extack, "a secure vnet needs one or two keys");
+		err = -EINVAL;
+	}
+	if (!err)
+		ks = vnet_keyset_new(&secrets[0][0], ids, n, info->extack);
+	memzero_explicit(secrets, sizeof(secrets));
+	return err ? ERR_PTR(err) : ks;
+}
+
 static int vnet_nl_vnet_add(struct sk_buff *skb, struct genl_info *info)
 {
 	static const u8 reserved[VNET_ID_LEN - 1];
 	struct vnet_net *vn = vnet_info_net(info);
 	struct nlattr **a = info->attrs;
+	struct vnet_keyset *keys = NULL;
+	u8 encap, security;
 	const u8 *id;
-	u8 encap;
 	int err;
 
 	if (!vnet_need(info, VNET_A_ID, "missing vnet id") ||
@@ -97,25 +170,69 @@ static int vnet_nl_vnet_add(struct sk_buff *skb, struct genl_info *info)
 		NL_SET_ERR_MSG(info->extack, "vnet ids 0 and 1 are reserved");
 		return -EINVAL;
 	}
-	if (a[VNET_A_SECURITY] &&
-	    nla_get_u8(a[VNET_A_SECURITY]) != VNET_SECURITY_NONE) {
+	security = a[VNET_A_SECURITY] ? nla_get_u8(a[VNET_A_SECURITY]) :
+					VNET_SECURITY_NONE;
+	if (security == VNET_SECURITY_NONE && a[VNET_A_KEYS]) {
 		NL_SET_ERR_MSG(info->extack,
-			       "security levels auth and conf need per-vnet keys, not supported yet");
-		return -EOPNOTSUPP;
+			       "keys are for vnets with security auth or conf");
+		return -EINVAL;
 	}
+	if (security != VNET_SECURITY_NONE &&
+	    !vnet_need(info, VNET_A_KEYS,
+		       "security auth and conf need the vnet's keys"))
+		return -EINVAL;
 	encap = a[VNET_A_ENCAP] ? nla_get_u8(a[VNET_A_ENCAP]) : VNET_ENCAP_UDP;
+	if (a[VNET_A_KEYS]) {
+		/* Transforms are made here, where we may sleep and load. */
+		keys = vnet_parse_keys(info);
+		if (IS_ERR(keys))
+			return PTR_ERR(keys);
+	}
 
 	mutex_lock(&vn->lock);
 	err = vnet_socket_open(vn, info->extack);
 	if (!err) {
 		rtnl_lock();
 		err = vnet_dev_create(vn, id, nla_data(a[VNET_A_IFNAME]), encap,
-				      info->extack);
+				      security, keys, info->extack);
 		rtnl_unlock();
 		if (err)
 			vnet_maybe_close(vn);
+	} else {
+		vnet_keyset_free(keys);
 	}
 	mutex_unlock(&vn->lock);
+	return err;
+}
+
+/* Replaces the keys of a secure vnet; packets in flight finish first. */
+static int vnet_nl_keys_set(struct sk_buff *skb, struct genl_info *info)
+{
+	struct vnet_net *vn = vnet_info_net(info);
+	struct vnet_keyset *keys;
+	struct vnet_dev *vd;
+	int err = 0;
+
+	if (!vnet_need(info, VNET_A_ID, "missing vnet id") ||
+	    !vnet_need(info, VNET_A_KEYS, "missing keys"))
+		return -EINVAL;
+	keys = vnet_parse_keys(info);
+	if (IS_ERR(keys))
+		return PTR_ERR(keys);
+	rtnl_lock();
+	vd = vnet_find(vn, nla_data(info->attrs[VNET_A_ID]));
+	if (!vd) {
+		NL_SET_ERR_MSG(info->extack, "vnet does not exist");
+		err = -ENOENT;
+	} else if (vd->security == VNET_SECURITY_NONE) {
+		NL_SET_ERR_MSG(info->extack,
+			       "the vnet has security none: it takes no keys");
+		err = -EINVAL;
+	} else {
+		keys = rcu_replace_pointer(vd->keys, keys, lockdep_rtnl_is_held());
+	}
+	rtnl_unlock();
+	vnet_keyset_free(keys);
 	return err;
 }
 
@@ -321,12 +438,43 @@ static void *vnet_dump_put(struct sk_buff *skb, struct netlink_callback *cb,
 			   &vnet_family, NLM_F_MULTI, cmd);
 }
 
+/* The key ids of a secure vnet, send key first; never the secrets. */
+static int vnet_put_keys(struct sk_buff *skb, struct vnet_dev *vd)
+{
+	const struct vnet_keyset *ks = rcu_dereference(vd->keys);
+	struct nlattr *nest, *key;
+	unsigned int i;
+
+	if (!ks)
+		return 0;
+	nest = nla_nest_start(skb, VNET_A_KEYS);
+	if (!nest)
+		return -EMSGSIZE;
+	for (i = 0; i < ks->n; i++) {
+		key = nla_nest_start(skb, VNET_A_KEY);
+		if (!key || nla_put_u8(skb, VNET_A_KEY_ID, ks->key[i].id))
+			return -EMSGSIZE;
+		nla_nest_end(skb, key);
+	}
+	nla_nest_end(skb, nest);
+	return 0;
+}
+
+static u32 vnet_header_size(const struct vnet_dev *vd)
+{
+	bool udp = vd->encap == VNET_ENCAP_UDP;
+
+	if (vd->security == VNET_SECURITY_NONE)
+		return udp ? VNET_HEADER_UDP : VNET_HEADER_ETHERIP;
+	return udp ? VNET_HEADER_UDP_SEALED : VNET_HEADER_ETHERIP_SEALED;
+}
+
+/* Called under RCU. */
 static int vnet_fill_vnet(struct sk_buff *skb, struct netlink_callback *cb,
 			  struct vnet_dev *vd)
 {
 	struct rtnl_link_stats64 st;
 	void *hdr = vnet_dump_put(skb, cb, VNET_CMD_VNET_GET);
-	bool udp = vd->encap == VNET_ENCAP_UDP;
 
 	if (!hdr)
 		return -EMSGSIZE;
@@ -335,9 +483,9 @@ static int vnet_fill_vnet(struct sk_buff *skb, struct netlink_callback *cb,
 	    nla_put_string(skb, VNET_A_IFNAME, vd->dev->name) ||
 	    nla_put_u32(skb, VNET_A_IFINDEX, vd->dev->ifindex) ||
 	    nla_put_u8(skb, VNET_A_ENCAP, vd->encap) ||
-	    nla_put_u8(skb, VNET_A_SECURITY, VNET_SECURITY_NONE) ||
-	    nla_put_u32(skb, VNET_A_HEADER,
-			udp ? VNET_HEADER_UDP : VNET_HEADER_ETHERIP) ||
+	    nla_put_u8(skb, VNET_A_SECURITY, vd->security) ||
+	    nla_put_u32(skb, VNET_A_HEADER, vnet_header_size(vd)) ||
+	    vnet_put_keys(skb, vd) ||
 	    nla_put_u32(skb, VNET_A_MTU, READ_ONCE(vd->dev->mtu)) ||
 	    nla_put_u64_64bit(skb, VNET_A_RX_PACKETS, st.rx_packets, VNET_A_PAD) ||
 	    nla_put_u64_64bit(skb, VNET_A_TX_PACKETS, st.tx_packets, VNET_A_PAD) ||
@@ -514,6 +662,10 @@ static const struct genl_small_ops vnet_ops[] = {
 	}, {
 		.cmd = VNET_CMD_GET,
 		.doit = vnet_nl_get,
+		.flags = GENL_UNS_ADMIN_PERM,
+	}, {
+		.cmd = VNET_CMD_KEYS_SET,
+		.doit = vnet_nl_keys_set,
 		.flags = GENL_UNS_ADMIN_PERM,
 	},
 };

@@ -3,6 +3,8 @@
  * Receive: UDP port 1798 (VUDP frames, VARP, VFWD from peers) and raw
  * EtherIP (IP protocol 97), both in softirq.  The checks and the drop
  * reasons are vnetd's, so both datapaths count the same events alike.
+ * Sealed messages (secure vnets) are checked in seal.c, then come back here
+ * as frames; plain frames and VARP naming a secure vnet are dropped.
  */
 #include <linux/if_ether.h>
 #include <linux/ipv6.h>
@@ -75,17 +77,60 @@ static bool vnet_superframe(struct sk_buff *skb, unsigned int mtu)
 }
 
 /*
- * skb->data is at the EtherIP header; @src is the host the frame came from
- * (learned as the care-of address of its source MAC).  Consumes @skb.
+ * A frame for @vd, skb->data at its Ethernet header (the encapsulation is
+ * pulled); @src is the host it came from, learned as the care-of address of
+ * its source MAC.  Consumes @skb.
  */
-static void vnet_etherip_rcv(struct vnet_net *vn, struct sk_buff *skb,
-			     __be32 src)
+void vnet_frame_rcv(struct vnet_dev *vd, struct sk_buff *skb, __be32 src)
 {
-	const struct etherip_hdr *eh;
-	struct vnet_dev *vd;
+	struct vnet_net *vn = vd->vn;
 	const u8 *smac;
 	unsigned int len;
 
+	if (!pskb_may_pull(skb, ETH_HLEN)) {
+		vnet_drop(vn, VNET_D_SHORT);
+		goto drop;
+	}
+	smac = skb->data + ETH_ALEN;
+	if (is_multicast_ether_addr(smac)) {
+		vnet_drop(vn, VNET_D_BAD_SOURCE_MAC);
+		goto drop;
+	}
+	if (vnet_table_update(&vn->varp, vd->id, smac, src) < 0)
+		vnet_drop(vn, VNET_D_NO_MEMORY);
+	if (skb->len > vd->dev->mtu + ETH_HLEN &&
+	    !vnet_superframe(skb, vd->dev->mtu)) {
+		vnet_drop(vn, VNET_D_OVERSIZE);
+		goto drop;
+	}
+	skb->protocol = eth_type_trans(skb, vd->dev);
+	skb_postpull_rcsum(skb, eth_hdr(skb), ETH_HLEN);
+	skb_reset_network_header(skb);
+	len = skb->len;
+	/* A drop is counted by gro_cells (or netif_rx) itself. */
+	if (gro_cells_receive(&vd->gro_cells, skb) == NET_RX_SUCCESS)
+		dev_sw_netstats_rx_add(vd->dev, len);
+	return;
+drop:
+	kfree_skb(skb);
+}
+
+/*
+ * skb->data is at the EtherIP header, after a VUDP header or, for @raw, an
+ * IP header (protocol 97, direct or forwarded), where a sealed message may
+ * stand instead.  @src is the host the frame came from.  Consumes @skb.
+ */
+static void vnet_etherip_rcv(struct vnet_net *vn, struct sk_buff *skb,
+			     __be32 src, bool raw)
+{
+	const struct etherip_hdr *eh;
+	struct vnet_dev *vd;
+
+	if (raw && pskb_may_pull(skb, VNET_MSG_HLEN) && skb->data[0] == 0 &&
+	    skb->data[1] == VNET_MSG_SEALED) {
+		vnet_sealed_rcv(vn, skb, false);
+		return;
+	}
 	if (!pskb_may_pull(skb, ETHERIP_HLEN + ETH_HLEN)) {
 		vnet_drop(vn, VNET_D_SHORT);
 		goto drop;
@@ -100,30 +145,16 @@ static void vnet_etherip_rcv(struct vnet_net *vn, struct sk_buff *skb,
 		vnet_drop(vn, VNET_D_UNKNOWN_VNET);
 		goto drop;
 	}
-	smac = skb->data + ETHERIP_HLEN + ETH_ALEN;
-	if (is_multicast_ether_addr(smac)) {
-		vnet_drop(vn, VNET_D_BAD_SOURCE_MAC);
+	if (vd->security != VNET_SECURITY_NONE) {
+		vnet_drop(vn, VNET_D_UNPROTECTED);
 		goto drop;
 	}
-	if (vnet_table_update(&vn->varp, vd->id, smac, src) < 0)
-		vnet_drop(vn, VNET_D_NO_MEMORY);
 	if (__iptunnel_pull_header(skb, ETHERIP_HLEN, htons(ETH_P_TEB), false,
 				   false)) {
 		vnet_drop(vn, VNET_D_NO_MEMORY);
 		goto drop;
 	}
-	if (skb->len > vd->dev->mtu + ETH_HLEN &&
-	    !vnet_superframe(skb, vd->dev->mtu)) {
-		vnet_drop(vn, VNET_D_OVERSIZE);
-		goto drop;
-	}
-	skb->protocol = eth_type_trans(skb, vd->dev);
-	skb_postpull_rcsum(skb, eth_hdr(skb), ETH_HLEN);
-	skb_reset_network_header(skb);
-	len = skb->len;
-	/* A drop is counted by gro_cells (or netif_rx) itself. */
-	if (gro_cells_receive(&vd->gro_cells, skb) == NET_RX_SUCCESS)
-		dev_sw_netstats_rx_add(vd->dev, len);
+	vnet_frame_rcv(vd, skb, src);
 	return;
 drop:
 	kfree_skb(skb);
@@ -209,7 +240,7 @@ static void vnet_vfwd_rcv(struct vnet_net *vn, struct sk_buff *skb,
 	if (proto == IPPROTO_UDP)
 		vnet_dispatch_msg(vn, skb, origin, false);
 	else
-		vnet_etherip_rcv(vn, skb, origin);
+		vnet_etherip_rcv(vn, skb, origin, true);
 	if (resend) {
 		/* A new packet of ours, not the received one. */
 		resend->dev = NULL;
@@ -239,9 +270,11 @@ static void vnet_dispatch_msg(struct vnet_net *vn, struct sk_buff *skb,
 	id = ntohs(*(__be16 *)skb->data);
 	if (id == VNET_MSG_VUDP) {
 		skb_pull_rcsum(skb, VNET_MSG_HLEN);
-		vnet_etherip_rcv(vn, skb, src);
+		vnet_etherip_rcv(vn, skb, src, false);
 	} else if (id == VNET_MSG_VARP) {
 		varp_rcv(vn, skb, src);
+	} else if (id == VNET_MSG_SEALED) {
+		vnet_sealed_rcv(vn, skb, true);
 	} else if (id == VNET_MSG_VFWD && vfwd_ok) {
 		vnet_vfwd_rcv(vn, skb, src);
 	} else {
@@ -326,7 +359,7 @@ int vnet_etherip_proto_rcv(struct sk_buff *skb)
 	if (ipv4_is_multicast(ip_hdr(skb)->daddr) &&
 	    !vnet_group_rcv(vn, skb, VNET_IPPROTO_ETHERIP))
 		goto drop;
-	vnet_etherip_rcv(vn, skb, src);
+	vnet_etherip_rcv(vn, skb, src, true);
 	return 0;
 drop:
 	kfree_skb(skb);

@@ -9,6 +9,10 @@
  * it over with the checksum still partial.  A TCP super-frame keeps its
  * partial checksum and goes out as one UDP tunnel GSO packet; segmentation
  * (or the receiver, for vnetd's super-frames) completes it.
+ *
+ * On a secure vnet each frame is sealed once (seal.c) and the sealed bytes
+ * go everywhere the frame would have gone; a sealed super-frame leaves as
+ * one UDP datagram, fragmented by IP.
  */
 #include <net/ip.h>
 #include <net/ip_tunnels.h>
@@ -73,12 +77,48 @@ void vnet_to_peers(struct vnet_net *vn, const struct sk_buff *skb,
 	}
 }
 
+/*
+ * Seals @skb (a frame or VARP message, @type) for @vd's secure vnet and sends
+ * the sealed message to @daddr: a host, or the group, in which case the peers
+ * get VFWD copies of the same sealed bytes.  Frames of raw EtherIP vnets go
+ * as IP protocol 97 with DF set, everything else by UDP with DF clear (a
+ * sealed super-frame is one datagram, fragmented by IP).  Consumes @skb.
+ * Called under RCU.
+ */
+void vnet_send_sealed(struct vnet_dev *vd, struct sk_buff *skb, u8 type,
+		      __be32 daddr, struct dst_cache *cache)
+{
+	bool udp = type == VNET_SEAL_VARP || vd->encap == VNET_ENCAP_UDP;
+	struct vnet_net *vn = vd->vn;
+	struct sk_buff *msg;
+
+	msg = vnet_seal(vd, skb, type);
+	consume_skb(skb);
+	if (!msg)
+		return;
+	if (ipv4_is_multicast(daddr) && !list_empty(&vn->peers))
+		vnet_to_peers(vn, msg, 0,
+			      udp ? IPPROTO_UDP : VNET_IPPROTO_ETHERIP,
+			      VNET_TTL, 0);
+	if (udp)
+		vnet_udp_xmit(vn, msg, daddr, htons(VNET_PORT), NULL, 0, cache,
+			      false);
+	else
+		vnet_ip_xmit(vn, msg, 0, daddr, VNET_IPPROTO_ETHERIP, VNET_TTL,
+			     true, NULL, 0, cache);
+}
+
 /* One plain (not GSO) frame to the group and the peers.  Consumes @skb. */
 static void vnet_flood_one(struct vnet_dev *vd, struct sk_buff *skb)
 {
 	struct vnet_net *vn = vd->vn;
 	bool udp = vd->encap == VNET_ENCAP_UDP;
 
+	if (vd->security != VNET_SECURITY_NONE) {
+		vnet_send_sealed(vd, skb, VNET_SEAL_FRAME, READ_ONCE(vn->group),
+				 NULL);
+		return;
+	}
 	if (!list_empty(&vn->peers)) {
 		if (skb_cow_head(skb, vd->prefix_len)) {
 			vnet_drop(vn, VNET_D_NO_MEMORY);
@@ -102,18 +142,17 @@ static void vnet_flood_one(struct vnet_dev *vd, struct sk_buff *skb)
 			     vd->prefix_len, NULL);
 }
 
-static void vnet_flood(struct vnet_dev *vd, struct sk_buff *skb)
+/*
+ * Software segmentation of a super-frame, each segment (with complete
+ * checksums) handed to @one.  Consumes @skb.
+ */
+static void vnet_segment(struct vnet_dev *vd, struct sk_buff *skb,
+			 struct vnet_mac_entry *e,
+			 void (*one)(struct vnet_dev *vd, struct sk_buff *skb,
+				     struct vnet_mac_entry *e))
 {
 	struct sk_buff *segs, *next;
 
-	vnet_count(vd->vn, VNET_C_FLOODS);
-	if (!skb_is_gso(skb)) {
-		vnet_flood_one(vd, skb);
-		return;
-	}
-	/* A super-frame to an unknown MAC: flood it as plain frames, whose
-	 * checksums software segmentation completes.
-	 */
 	segs = skb_gso_segment(skb, 0);
 	if (IS_ERR_OR_NULL(segs)) {
 		vnet_drop(vd->vn, VNET_D_SEND_ERROR);
@@ -123,7 +162,55 @@ static void vnet_flood(struct vnet_dev *vd, struct sk_buff *skb)
 	consume_skb(skb);
 	skb_list_walk_safe(segs, skb, next) {
 		skb_mark_not_on_list(skb);
+		one(vd, skb, e);
+	}
+}
+
+static void vnet_flood_seg(struct vnet_dev *vd, struct sk_buff *skb,
+			   struct vnet_mac_entry *e)
+{
+	vnet_flood_one(vd, skb);
+}
+
+static void vnet_flood(struct vnet_dev *vd, struct sk_buff *skb)
+{
+	vnet_count(vd->vn, VNET_C_FLOODS);
+	if (!skb_is_gso(skb))
 		vnet_flood_one(vd, skb);
+	else
+		/* A super-frame to an unknown MAC: flood it as plain frames,
+		 * whose checksums software segmentation completes.
+		 */
+		vnet_segment(vd, skb, NULL, vnet_flood_seg);
+}
+
+/*
+ * A frame to the host that holds its destination MAC.  On a secure vnet a
+ * TCP super-frame is sealed whole, partial checksum and all, as vnetd sends
+ * one; other GSO packets, and any too long to seal, are segmented first.
+ * Consumes @skb.
+ */
+static void vnet_unicast(struct vnet_dev *vd, struct sk_buff *skb,
+			 struct vnet_mac_entry *e)
+{
+	struct vnet_net *vn = vd->vn;
+
+	if (vd->security != VNET_SECURITY_NONE) {
+		if (skb_is_gso(skb) &&
+		    (skb->len > VNET_SEAL_MAX_FRAME ||
+		     !(skb_shinfo(skb)->gso_type &
+		       (SKB_GSO_TCPV4 | SKB_GSO_TCPV6))))
+			vnet_segment(vd, skb, e, vnet_unicast);
+		else
+			vnet_send_sealed(vd, skb, VNET_SEAL_FRAME, e->addr,
+					 &e->dst_cache);
+	} else if (vd->encap == VNET_ENCAP_UDP) {
+		vnet_udp_xmit(vn, skb, e->addr, htons(VNET_PORT), vd->prefix,
+			      vd->prefix_len, &e->dst_cache, true);
+	} else {
+		vnet_ip_xmit(vn, skb, 0, e->addr, VNET_IPPROTO_ETHERIP,
+			     VNET_TTL, true, vd->prefix, vd->prefix_len,
+			     &e->dst_cache);
 	}
 }
 
@@ -141,8 +228,16 @@ netdev_tx_t vnet_xmit(struct sk_buff *skb, struct net_device *dev)
 		kfree_skb(skb);
 		return NETDEV_TX_OK;
 	}
-	/* iptunnel_xmit() counts tx_bytes from here: the frame, not our headers. */
-	skb_set_inner_network_header(skb, ETH_HLEN);
+	if (vd->security != VNET_SECURITY_NONE)
+		/* Sealed packets are new ones, not this frame: count it here,
+		 * as vnetd does, once whatever becomes of it.
+		 */
+		dev_sw_netstats_tx_add(dev, 1, skb->len);
+	else
+		/* iptunnel_xmit() counts tx_bytes from here: the frame, not
+		 * our headers.
+		 */
+		skb_set_inner_network_header(skb, ETH_HLEN);
 	rcu_read_lock();
 	eth = (const struct ethhdr *)skb->data;
 	if (likely(!is_multicast_ether_addr(eth->h_source)) &&
@@ -158,13 +253,7 @@ netdev_tx_t vnet_xmit(struct sk_buff *skb, struct net_device *dev)
 		vnet_flood(vd, skb);
 		goto out;
 	}
-	if (vd->encap == VNET_ENCAP_UDP)
-		vnet_udp_xmit(vn, skb, e->addr, htons(VNET_PORT), vd->prefix,
-			      vd->prefix_len, &e->dst_cache, true);
-	else
-		vnet_ip_xmit(vn, skb, 0, e->addr, VNET_IPPROTO_ETHERIP,
-			     VNET_TTL, true, vd->prefix, vd->prefix_len,
-			     &e->dst_cache);
+	vnet_unicast(vd, skb, e);
 out:
 	rcu_read_unlock();
 	return NETDEV_TX_OK;

@@ -3,7 +3,8 @@
  * VARP, the virtual ARP of the original (reference 4.4): 43-byte requests and
  * announces on UDP port 1798.  As in vnetd, a MAC that appears on this host
  * is announced at once, so the other hosts find a moved VM without waiting
- * for their cache entries to expire.
+ * for their cache entries to expire.  On a secure vnet every announce, and
+ * every reply, is sealed like a frame.
  */
 #include "vnet.h"
 
@@ -43,28 +44,30 @@ void varp_local_mac(struct vnet_dev *vd, const u8 *mac)
 		return;
 	}
 	vnet_count(vn, VNET_C_ANNOUNCES_SENT);
+	if (vd->security != VNET_SECURITY_NONE) {
+		vnet_send_sealed(vd, skb, VNET_SEAL_VARP, READ_ONCE(vn->group),
+				 NULL);
+		return;
+	}
 	if (!list_empty(&vn->peers))
 		vnet_to_peers(vn, skb, 0, IPPROTO_UDP, VNET_TTL, 0);
 	vnet_udp_xmit(vn, skb, READ_ONCE(vn->group), htons(VNET_PORT), NULL,
 		      0, NULL, false);
 }
 
-/* skb->data is at the VARP message.  Consumes @skb.  Called under RCU. */
-void varp_rcv(struct vnet_net *vn, struct sk_buff *skb, __be32 src)
+/*
+ * A VARP message for @vd, plain or out of a sealed message, from @sender
+ * (the IP source, the VFWD origin, or the sealed header's sender).
+ * skb->data is at the message, VARP_LEN bytes of it linear.  Consumes @skb.
+ * Called under RCU.
+ */
+void varp_handle(struct vnet_dev *vd, struct sk_buff *skb, __be32 sender)
 {
-	const struct varp_msg *m;
+	const struct varp_msg *m = (const struct varp_msg *)skb->data;
+	struct vnet_net *vn = vd->vn;
 	struct sk_buff *reply;
 	__be32 addr;
 
-	if (!pskb_may_pull(skb, VARP_LEN)) {
-		vnet_drop(vn, VNET_D_SHORT);
-		goto out;
-	}
-	m = (const struct varp_msg *)skb->data;
-	if (!vnet_find(vn, m->vnet)) {
-		vnet_drop(vn, VNET_D_UNKNOWN_VNET);
-		goto out;
-	}
 	switch (ntohs(m->opcode)) {
 	case VARP_OP_REQUEST:
 		vnet_count(vn, VNET_C_VARP_REQUESTS);
@@ -77,8 +80,12 @@ void varp_rcv(struct vnet_net *vn, struct sk_buff *skb, __be32 src)
 			break;
 		}
 		vnet_count(vn, VNET_C_ANNOUNCES_SENT);
-		vnet_udp_xmit(vn, reply, src, htons(VNET_PORT), NULL, 0, NULL,
-			      false);
+		if (vd->security != VNET_SECURITY_NONE)
+			vnet_send_sealed(vd, reply, VNET_SEAL_VARP, sender,
+					 NULL);
+		else
+			vnet_udp_xmit(vn, reply, sender, htons(VNET_PORT), NULL,
+				      0, NULL, false);
 		break;
 	case VARP_OP_ANNOUNCE:
 		if (m->family != VARP_AF_INET) {
@@ -98,6 +105,32 @@ void varp_rcv(struct vnet_net *vn, struct sk_buff *skb, __be32 src)
 	default:
 		vnet_drop(vn, VNET_D_BAD_OPCODE);
 	}
-out:
+	consume_skb(skb);
+}
+
+/*
+ * A plain VARP message, skb->data at it.  Consumes @skb.  Called under
+ * RCU.
+ */
+void varp_rcv(struct vnet_net *vn, struct sk_buff *skb, __be32 src)
+{
+	struct vnet_dev *vd;
+
+	if (!pskb_may_pull(skb, VARP_LEN)) {
+		vnet_drop(vn, VNET_D_SHORT);
+		goto drop;
+	}
+	vd = vnet_find(vn, ((const struct varp_msg *)skb->data)->vnet);
+	if (!vd) {
+		vnet_drop(vn, VNET_D_UNKNOWN_VNET);
+		goto drop;
+	}
+	if (vd->security != VNET_SECURITY_NONE) {
+		vnet_drop(vn, VNET_D_UNPROTECTED);
+		goto drop;
+	}
+	varp_handle(vd, skb, src);
+	return;
+drop:
 	consume_skb(skb);
 }

@@ -17,6 +17,7 @@
 #include <linux/spinlock.h>
 #include <linux/udp.h>
 #include <linux/workqueue.h>
+#include <crypto/aead.h>
 #include <net/dst_cache.h>
 #include <net/gro_cells.h>
 #include <net/net_namespace.h>
@@ -29,6 +30,7 @@
 #define VNET_MSG_VARP		1
 #define VNET_MSG_VUDP		2
 #define VNET_MSG_VFWD		3
+#define VNET_MSG_SEALED		4
 #define VARP_OP_REQUEST		1
 #define VARP_OP_ANNOUNCE	2
 #define VARP_AF_INET		2
@@ -46,6 +48,29 @@
 #define VNET_MTU_UDP		1500
 #define VNET_MTU_ETHERIP	1448
 
+/*
+ * Secure vnets (doc/security.md): a 38-byte header and a 16-byte tag around
+ * each frame or VARP message, in place of the 22-byte VUDP or 18-byte EtherIP
+ * prefix.
+ */
+#define VNET_SEAL_HLEN		38
+#define VNET_SEAL_TAGLEN	16
+#define VNET_SEAL_OVERHEAD	(VNET_SEAL_HLEN + VNET_SEAL_TAGLEN)
+#define VNET_SEAL_VARP		1
+#define VNET_SEAL_FRAME		2
+#define VNET_SEAL_NONCE_AT	26
+#define VNET_SEAL_NONCE_LEN	12
+#define VNET_HEADER_UDP_SEALED	96
+#define VNET_HEADER_ETHERIP_SEALED 88
+#define VNET_MTU_ETHERIP_SEALED	1412
+/* The largest UDP payload (65507) less the overhead: a sealed super-frame. */
+#define VNET_SEAL_MAX_FRAME	(65507 - VNET_SEAL_OVERHEAD)
+/* Replay windows: per (vnet, sender), at most this many senders a vnet. */
+#define VNET_REPLAY_WINDOW	2048
+#define VNET_REPLAY_RING	4096	/* bits; a power of two above the window */
+#define VNET_REPLAY_BITS	6
+#define VNET_REPLAY_MAX		1024
+
 /* Entries live 60 s after their last refresh; tables are swept every 10 s. */
 #define VNET_ENTRY_TTL		(60 * HZ)
 #define VNET_SWEEP_INTERVAL	(10 * HZ)
@@ -62,6 +87,17 @@
 struct etherip_hdr {
 	u8 word[2];
 	u8 vnet[VNET_ID_LEN];
+} __packed;
+
+struct vnet_seal_hdr {
+	__be16 id;
+	u8 type;
+	u8 level;
+	u8 vnet[VNET_ID_LEN];
+	u8 key_id;
+	u8 reserved[5];
+	__be32 sender;
+	__be64 seq;
 } __packed;
 
 struct varp_msg {
@@ -103,6 +139,12 @@ enum vnet_drop {
 	VNET_D_BAD_OPCODE,
 	VNET_D_NO_MEMORY,
 	VNET_D_OVERSIZE,
+	VNET_D_UNPROTECTED,
+	VNET_D_SECURITY_MISMATCH,
+	VNET_D_UNKNOWN_KEY,
+	VNET_D_REPLAY,
+	VNET_D_BAD_TAG,
+	VNET_D_BAD_SEAL,
 	VNET_D_MAX
 };
 
@@ -150,6 +192,34 @@ struct vnet_peer {
 	atomic64_t rx_packets;
 };
 
+/* A vnet's keys; key[0] is the send key.  Replaced whole, under RCU. */
+struct vnet_key {
+	struct crypto_aead *tfm;
+	u8 id;
+};
+
+struct vnet_keyset {
+	struct rcu_work free_work;
+	unsigned int n;
+	struct vnet_key key[VNET_MAX_KEYS];
+};
+
+/* Per (vnet, sender): the highest sequence accepted and the ones below it. */
+struct vnet_replay {
+	struct hlist_node node;
+	spinlock_t lock;		/* top and seen */
+	__be32 sender;
+	u64 top;
+	unsigned long seen[BITS_TO_LONGS(VNET_REPLAY_RING)];
+};
+
+struct vnet_replay_table {
+	struct rcu_head rcu;
+	spinlock_t lock;		/* inserts */
+	unsigned int count;
+	struct hlist_head buckets[1U << VNET_REPLAY_BITS];
+};
+
 /* Per network namespace: everything a simulated or real host owns. */
 struct vnet_net {
 	struct net *net;
@@ -162,6 +232,7 @@ struct vnet_net {
 	struct vnet_flood_filter flood;
 	struct vnet_stats __percpu *stats;
 	struct delayed_work sweep;
+	atomic64_t seq;			/* of sealed packets, from the clock */
 	__be32 group;
 	__be32 addr;			/* underlay address, 0 until set */
 	__be32 mask;
@@ -174,8 +245,11 @@ struct vnet_dev {
 	struct net_device *dev;
 	struct vnet_net *vn;
 	struct gro_cells gro_cells;
+	struct vnet_keyset __rcu *keys;	/* secure vnets; writers hold RTNL */
+	struct vnet_replay_table __rcu *replay;
 	u8 id[VNET_ID_LEN];
 	u8 encap;
+	u8 security;			/* enum vnet_security */
 	u8 prefix[VUDP_HLEN];		/* what goes before each frame */
 	u8 prefix_len;
 };
@@ -222,7 +296,8 @@ static inline bool vnet_unicast_addr(__be32 addr)
 /* device.c */
 struct vnet_dev *vnet_find(struct vnet_net *vn, const u8 *id);
 int vnet_dev_create(struct vnet_net *vn, const u8 *id, const char *name,
-		    u8 encap, struct netlink_ext_ack *extack);
+		    u8 encap, u8 security, struct vnet_keyset *keys,
+		    struct netlink_ext_ack *extack);
 void vnet_dev_delete_all(struct vnet_net *vn);
 bool vnet_any(struct vnet_net *vn);
 int vnet_link_init(void);
@@ -244,16 +319,32 @@ void vnet_ip_xmit(struct vnet_net *vn, struct sk_buff *skb, __be32 saddr,
 
 /* send.c */
 netdev_tx_t vnet_xmit(struct sk_buff *skb, struct net_device *dev);
+void vnet_send_sealed(struct vnet_dev *vd, struct sk_buff *skb, u8 type,
+		      __be32 daddr, struct dst_cache *cache);
 void vnet_to_peers(struct vnet_net *vn, const struct sk_buff *skb,
 		   __be32 origin, u8 proto, u8 ttl, __be32 skip);
 
 /* receive.c */
 int vnet_udp_rcv(struct sock *sk, struct sk_buff *skb);
 int vnet_etherip_proto_rcv(struct sk_buff *skb);
+void vnet_frame_rcv(struct vnet_dev *vd, struct sk_buff *skb, __be32 src);
 
 /* varp.c */
 void varp_rcv(struct vnet_net *vn, struct sk_buff *skb, __be32 src);
+void varp_handle(struct vnet_dev *vd, struct sk_buff *skb, __be32 sender);
 void varp_local_mac(struct vnet_dev *vd, const u8 *mac);
+
+/* seal.c */
+struct vnet_keyset *vnet_keyset_new(const u8 *secrets, const u8 *ids,
+				    unsigned int n,
+				    struct netlink_ext_ack *extack);
+void vnet_keyset_free(struct vnet_keyset *ks);
+struct vnet_replay_table *vnet_replay_new(void);
+void vnet_replay_free(struct vnet_replay_table *t);
+struct sk_buff *vnet_seal(struct vnet_dev *vd, struct sk_buff *skb, u8 type);
+void vnet_sealed_rcv(struct vnet_net *vn, struct sk_buff *skb, bool udp);
+int vnet_seal_init(void);
+void vnet_seal_exit(void);
 
 /* table.c */
 int vnet_table_init(struct vnet_mac_table *t, bool routes);

@@ -32,9 +32,9 @@ from pyroute2.netlink import (
 from pyroute2.netlink.exceptions import NetlinkError
 from pyroute2.netlink.generic import AsyncGenericNetlinkSocket, GenericNetlinkSocket
 
-from vnet import netdev, records
+from vnet import keys, netdev, records
 from vnet.addr import format_mac, is_multicast_ipv4, parse_ipv4
-from vnet.config import ENCAPSULATIONS, SECURITY_LEVELS, VnetConfig, default_mtu
+from vnet.config import ENCAPSULATIONS, SECURITY_LEVELS, VnetConfig
 from vnet.datapath import Datapath, DatapathError, Record
 from vnet.state import State
 from vnet.vnetid import VnetId
@@ -46,7 +46,7 @@ MODULE_NAME = "vnet"
 # enum vnet_cmd
 (VNET_CMD_UNSPEC, VNET_CMD_VNET_ADD, VNET_CMD_VNET_DEL, VNET_CMD_VNET_GET, VNET_CMD_VIF_ADD,
  VNET_CMD_VIF_DEL, VNET_CMD_VIF_GET, VNET_CMD_PEER_ADD, VNET_CMD_PEER_DEL, VNET_CMD_PEER_GET,
- VNET_CMD_VARP_GET, VNET_CMD_VARP_FLUSH, VNET_CMD_SET, VNET_CMD_GET) = range(14)
+ VNET_CMD_VARP_GET, VNET_CMD_VARP_FLUSH, VNET_CMD_SET, VNET_CMD_GET, VNET_CMD_KEYS_SET) = range(15)
 
 #: enum vnet_encap and enum vnet_security list their values in the order of these
 #: tuples, so a value's index is its number on the wire.
@@ -91,6 +91,10 @@ class vnetmsg(genlmsg):
         ("VNET_A_STAT_NAME", "asciiz"),
         ("VNET_A_STAT_VALUE", "uint64"),
         ("VNET_A_PAD", "none"),
+        ("VNET_A_KEYS", "keys"),
+        ("VNET_A_KEY", "key"),
+        ("VNET_A_KEY_ID", "uint8"),
+        ("VNET_A_KEY_SECRET", "cdata"),  # 32 bytes; sent, never received
     )
 
     class stat(nla):
@@ -106,8 +110,36 @@ class vnetmsg(genlmsg):
         nla_map = ((23, "VNET_A_STAT", "stat"),)
 
 
+    class key(nla):
+        """VNET_A_KEY: a key id and, towards the module only, its secret."""
+
+        nla_flags = NLA_F_NESTED
+        nla_map = ((29, "VNET_A_KEY_ID", "uint8"), (30, "VNET_A_KEY_SECRET", "cdata"))
+
+    class keys(nla):
+        """VNET_A_KEYS: a nest of VNET_A_KEY nests, the send key first."""
+
+        nla_flags = NLA_F_NESTED
+        nla_map = ((28, "VNET_A_KEY", "key"),)
+
+
 # pyroute2 finds a nest's attribute classes on the nest's own class.
 vnetmsg.stats.stat = vnetmsg.stat
+vnetmsg.keys.key = vnetmsg.key
+
+
+def key_ids(nest: nla | None) -> list[int]:
+    """A KEYS nest of a vnet dump as its key ids, send key first."""
+    if nest is None:
+        return []
+    return [k.get_attr("VNET_A_KEY_ID") for k in nest.get_attrs("VNET_A_KEY")]
+
+
+def keys_attr(held: list[keys.Key]) -> list:
+    """VNET_A_KEYS for a request: the send key first."""
+    return ["VNET_A_KEYS", {"attrs": [["VNET_A_KEY", {"attrs": [["VNET_A_KEY_ID", k.id],
+                                                                ["VNET_A_KEY_SECRET", k.secret]]}]
+                                      for k in held]}]
 
 
 def stat_values(nest: nla | None) -> dict[str, int]:
@@ -258,26 +290,37 @@ class KmodClient(Datapath):
             raise DatapathError("EEXIST", f"a device named {cfg.vnetif} already exists on this host")
 
     def vnet_add(self, cfg: VnetConfig) -> None:
+        held = keys.for_vnet(cfg.id, cfg.security, cfg.key_files)
         with IPRoute() as ipr:
             self._check_free(cfg, ipr)
             self._ensure_address()
-            known = {errno.EOPNOTSUPP: f"vnet {cfg.id}: security level '{cfg.security}' needs per-vnet "
-                                       "keys, which this version does not support yet; use (security none)"}
-            self._call(VNET_CMD_VNET_ADD, [
-                ["VNET_A_ID", cfg.id.packed], ["VNET_A_IFNAME", cfg.vnetif],
-                ["VNET_A_ENCAP", ENCAP_VALUES.index(cfg.encapsulation)],
-                ["VNET_A_SECURITY", SECURITY_VALUES.index(cfg.security)],
-            ], f"cannot create vnet {cfg.id}", known)
+            attrs = [["VNET_A_ID", cfg.id.packed], ["VNET_A_IFNAME", cfg.vnetif],
+                     ["VNET_A_ENCAP", ENCAP_VALUES.index(cfg.encapsulation)],
+                     ["VNET_A_SECURITY", SECURITY_VALUES.index(cfg.security)]]
+            if held:
+                attrs.append(keys_attr(held))
+            self._call(VNET_CMD_VNET_ADD, attrs, f"cannot create vnet {cfg.id}")
             try:
                 netdev.quiet_ipv6(cfg.vnetif)
                 netdev.ensure_bridge(ipr, cfg.bridge)
-                netdev.enslave(ipr, cfg.vnetif, cfg.bridge, mtu=default_mtu(cfg.encapsulation))
+                netdev.enslave(ipr, cfg.vnetif, cfg.bridge, mtu=cfg.mtu)
             except DatapathError:
                 try:  # no half-made vnet: the state will not record it
                     self.vnet_del(cfg.id)
                 except DatapathError:
                     pass
                 raise
+
+    def vnet_keys(self, vid: VnetId, key_files: tuple[str, ...]) -> None:
+        running = [m for m in self._running() if m.get_attr("VNET_A_ID") == vid.packed]
+        if not running:
+            raise DatapathError("ENOENT", f"vnet {vid} does not exist")
+        security = _name(SECURITY_VALUES, running[0].get_attr("VNET_A_SECURITY"))
+        if security == "none":
+            raise DatapathError("EINVAL", f"vnet {vid} has (security none) and uses no keys")
+        held = keys.for_vnet(vid, security, key_files)
+        self._call(VNET_CMD_KEYS_SET, [["VNET_A_ID", vid.packed], keys_attr(held)],
+                   f"cannot set the keys of vnet {vid}", {errno.ENOENT: f"vnet {vid} does not exist"})
 
     def vnet_del(self, vid: VnetId) -> None:
         self._call(VNET_CMD_VNET_DEL, [["VNET_A_ID", vid.packed]], f"cannot delete vnet {vid}",
@@ -288,13 +331,16 @@ class KmodClient(Datapath):
         with IPRoute() as ipr:
             for m in sorted(self._running(), key=lambda m: m.get_attr("VNET_A_ID")):
                 ifname = m.get_attr("VNET_A_IFNAME")
+                held = key_ids(m.get_attr("VNET_A_KEYS"))
+                extra = {"keys": held} if held else {}
                 out.append(records.vnet_record(
                     VnetId.from_bytes(m.get_attr("VNET_A_ID")), ifname,
                     _name(SECURITY_VALUES, m.get_attr("VNET_A_SECURITY")), m.get_attr("VNET_A_HEADER"),
                     bridge=netdev.bridge_of(ipr, ifname) or "",
                     encapsulation=_name(ENCAP_VALUES, m.get_attr("VNET_A_ENCAP")),
                     rx_packets=m.get_attr("VNET_A_RX_PACKETS"), tx_packets=m.get_attr("VNET_A_TX_PACKETS"),
-                    rx_bytes=m.get_attr("VNET_A_RX_BYTES"), tx_bytes=m.get_attr("VNET_A_TX_BYTES")))
+                    rx_bytes=m.get_attr("VNET_A_RX_BYTES"), tx_bytes=m.get_attr("VNET_A_TX_BYTES"),
+                    **extra))
         return out
 
     # ---- vifs -------------------------------------------------------------------------

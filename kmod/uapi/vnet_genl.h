@@ -5,11 +5,14 @@
  * Every command acts on the network namespace of the netlink socket that
  * sends it.  Add/delete/set commands need CAP_NET_ADMIN in that namespace.
  *
- * VNET_CMD_VNET_ADD    ID, IFNAME, ENCAP, SECURITY (optional, 0 = none)
+ * VNET_CMD_VNET_ADD    ID, IFNAME, ENCAP, SECURITY (optional, 0 = none),
+ *                      KEYS (required with SECURITY auth or conf, refused
+ *                      without)
  * VNET_CMD_VNET_DEL    ID
  * VNET_CMD_VNET_GET    dump; each reply: ID, IFNAME, IFINDEX, ENCAP,
  *                      SECURITY, HEADER, MTU, RX_PACKETS, TX_PACKETS,
- *                      RX_BYTES, TX_BYTES, RX_DROPPED, TX_DROPPED
+ *                      RX_BYTES, TX_BYTES, RX_DROPPED, TX_DROPPED, and
+ *                      for a secure vnet KEYS (key ids only, send key first)
  * VNET_CMD_VIF_ADD     ID, MAC
  * VNET_CMD_VIF_DEL     ID, MAC
  * VNET_CMD_VIF_GET     dump; each reply: ID, MAC, AGE_MS
@@ -23,6 +26,11 @@
  * VNET_CMD_GET         reply: MCADDR, PORT, TTL, SWEEPS, and when an underlay
  *                      address is set ADDR, IFNAME, IFINDEX; COUNTERS and
  *                      DROPS, each a nest of STAT nests (STAT_NAME, STAT_VALUE)
+ * VNET_CMD_KEYS_SET    ID, KEYS: replaces the keys of a secure vnet at once
+ *
+ * KEYS is a nest of one or two KEY nests, each with KEY_ID and KEY_SECRET
+ * (32 bytes, ChaCha20-Poly1305), with distinct ids.  The first is the send
+ * key; every key is accepted on receive.  Secrets are never sent back.
  *
  * Errors are negative errnos with an extended-ack message.
  */
@@ -34,6 +42,8 @@
 
 #define VNET_ID_LEN		16
 #define VNET_PORT		1798
+#define VNET_KEY_LEN		32
+#define VNET_MAX_KEYS		2
 
 enum vnet_encap {
 	VNET_ENCAP_UDP,		/* EtherIP in UDP, port 1798 */
@@ -61,6 +71,7 @@ enum vnet_cmd {
 	VNET_CMD_VARP_FLUSH,
 	VNET_CMD_SET,
 	VNET_CMD_GET,
+	VNET_CMD_KEYS_SET,
 	__VNET_CMD_MAX
 };
 
@@ -94,6 +105,10 @@ enum vnet_attr {
 	VNET_A_STAT_NAME,	/* string, e.g. "unknown-vnet" */
 	VNET_A_STAT_VALUE,	/* u64 */
 	VNET_A_PAD,
+	VNET_A_KEYS,		/* nest of VNET_A_KEY, send key first */
+	VNET_A_KEY,		/* nest: VNET_A_KEY_ID, VNET_A_KEY_SECRET */
+	VNET_A_KEY_ID,		/* u8 */
+	VNET_A_KEY_SECRET,	/* binary, VNET_KEY_LEN bytes; never dumped */
 	__VNET_A_MAX
 };
 
