@@ -34,6 +34,26 @@ struct vnet_dev *vnet_find(struct vnet_net *vn, const u8 *id)
 	return NULL;
 }
 
+/*
+ * The vnet an unsealed frame or VARP message names, or NULL with the drop
+ * counted: unknown, or secure and so taking sealed messages only.
+ * Called under RCU.
+ */
+struct vnet_dev *vnet_find_plain(struct vnet_net *vn, const u8 *id)
+{
+	struct vnet_dev *vd = vnet_find(vn, id);
+
+	if (!vd) {
+		vnet_drop(vn, VNET_D_UNKNOWN_VNET);
+		return NULL;
+	}
+	if (vd->security != VNET_SECURITY_NONE) {
+		vnet_drop(vn, VNET_D_UNPROTECTED);
+		return NULL;
+	}
+	return vd;
+}
+
 bool vnet_any(struct vnet_net *vn)
 {
 	unsigned int i;

@@ -140,15 +140,9 @@ static void vnet_etherip_rcv(struct vnet_net *vn, struct sk_buff *skb,
 		vnet_drop(vn, VNET_D_BAD_VERSION);
 		goto drop;
 	}
-	vd = vnet_find(vn, eh->vnet);
-	if (!vd) {
-		vnet_drop(vn, VNET_D_UNKNOWN_VNET);
+	vd = vnet_find_plain(vn, eh->vnet);
+	if (!vd)
 		goto drop;
-	}
-	if (vd->security != VNET_SECURITY_NONE) {
-		vnet_drop(vn, VNET_D_UNPROTECTED);
-		goto drop;
-	}
 	if (__iptunnel_pull_header(skb, ETHERIP_HLEN, htons(ETH_P_TEB), false,
 				   false)) {
 		vnet_drop(vn, VNET_D_NO_MEMORY);

@@ -120,15 +120,9 @@ void varp_rcv(struct vnet_net *vn, struct sk_buff *skb, __be32 src)
 		vnet_drop(vn, VNET_D_SHORT);
 		goto drop;
 	}
-	vd = vnet_find(vn, ((const struct varp_msg *)skb->data)->vnet);
-	if (!vd) {
-		vnet_drop(vn, VNET_D_UNKNOWN_VNET);
+	vd = vnet_find_plain(vn, ((const struct varp_msg *)skb->data)->vnet);
+	if (!vd)
 		goto drop;
-	}
-	if (vd->security != VNET_SECURITY_NONE) {
-		vnet_drop(vn, VNET_D_UNPROTECTED);
-		goto drop;
-	}
 	varp_handle(vd, skb, src);
 	return;
 drop:

@@ -295,6 +295,7 @@ static inline bool vnet_unicast_addr(__be32 addr)
 
 /* device.c */
 struct vnet_dev *vnet_find(struct vnet_net *vn, const u8 *id);
+struct vnet_dev *vnet_find_plain(struct vnet_net *vn, const u8 *id);
 int vnet_dev_create(struct vnet_net *vn, const u8 *id, const char *name,
 		    u8 encap, u8 security, struct vnet_keyset *keys,
 		    struct netlink_ext_ack *extack);
