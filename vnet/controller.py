@@ -72,7 +72,8 @@ class Controller:
         return cfg
 
     def _rekey(self, text: str, change) -> tuple[VnetConfig, list[keys.Key]]:
-        """Apply change(cfg, held keys) -> new key files, to the datapath then the state."""
+        """Apply change(held keys) -> the new keys (send key first), to the datapath
+        then the state; the new key files are the new keys' paths."""
         with self.store.transaction() as state:
             cfg = state.find_vnet(text)
             if cfg is None:
@@ -80,12 +81,10 @@ class Controller:
             if cfg.security == "none":
                 raise StateError(f"vnet {cfg.id} has (security none) and uses no keys")
             try:
-                held = keys.load_keys(cfg.key_files)
-                files = change(cfg, held)
-                new = cfg.with_keys(files)
-                result = keys.load_keys(new.key_files)
+                result = change(keys.load_keys(cfg.key_files))
             except keys.KeyFileError as e:
                 raise StateError(f"vnet {cfg.id}: {e}") from None
+            new = cfg.with_keys(tuple(k.path for k in result))
             self.datapath.vnet_keys(cfg.id, new.key_files)
             state.vnets[cfg.id] = new
         return new, result
@@ -94,7 +93,7 @@ class Controller:
         """Hold one more key: accepted at once, sent with only if `send` (rotation step 2)."""
         path = os.path.abspath(path)
 
-        def change(cfg: VnetConfig, held: list[keys.Key]) -> tuple[str, ...]:
+        def change(held: list[keys.Key]) -> list[keys.Key]:
             if len(held) >= keys.MAX_KEYS:
                 raise keys.KeyFileError(f"already holds {len(held)} keys (ids {', '.join(str(k.id) for k in held)}); "
                                         "remove one with 'vn key-del' first")
@@ -102,24 +101,24 @@ class Controller:
             if any(k.id == new.id for k in held):
                 raise keys.KeyFileError(f"already holds a key with id {new.id}; give the new key "
                                         "another id ('vn key-gen --id N')")
-            return (path,) + cfg.key_files if send else cfg.key_files + (path,)
+            return [new] + held if send else held + [new]
         return self._rekey(text, change)
 
     def use_key(self, text: str, key_id: int) -> tuple[VnetConfig, list[keys.Key]]:
         """Send with the held key `key_id` (rotation step 3)."""
-        def change(cfg: VnetConfig, held: list[keys.Key]) -> tuple[str, ...]:
+        def change(held: list[keys.Key]) -> list[keys.Key]:
             chosen = _held(held, key_id)
-            return (chosen.path,) + tuple(k.path for k in held if k is not chosen)
+            return [chosen] + [k for k in held if k is not chosen]
         return self._rekey(text, change)
 
     def delete_key(self, text: str, key_id: int) -> tuple[VnetConfig, list[keys.Key]]:
         """Stop accepting `key_id` (rotation step 4); the send key cannot go."""
-        def change(cfg: VnetConfig, held: list[keys.Key]) -> tuple[str, ...]:
+        def change(held: list[keys.Key]) -> list[keys.Key]:
             chosen = _held(held, key_id)
             if chosen is held[0]:
                 raise keys.KeyFileError(f"key {key_id} is the send key; send with another key first "
                                         "('vn key-use') or add one with 'vn key-add --send'")
-            return tuple(k.path for k in held if k is not chosen)
+            return [k for k in held if k is not chosen]
         return self._rekey(text, change)
 
     def find_vnet(self, text: str) -> VnetConfig:

@@ -629,14 +629,20 @@ class Vnetd(Datapath):
         if not wire.etherip_version_ok(pkt[0], pkt[1]):
             self.drops["bad-version"] += 1
             return
-        v = self.by_id.get(bytes(pkt[2:18]))
+        v = self._plain_vnet(pkt[2:18])
+        if v is not None:
+            self._deliver(v, pkt[wire.ETHERIP_HEADER_LEN:], src)
+
+    def _plain_vnet(self, vid) -> Vnet | None:
+        """The vnet an unsealed frame or VARP message names, or None with the drop
+        counted: unknown, or secure and so taking sealed messages only."""
+        v = self.by_id.get(bytes(vid))
         if v is None:
             self.drops["unknown-vnet"] += 1
-            return
-        if v.level:
+        elif v.level:
             self.drops["unprotected"] += 1
-            return
-        self._deliver(v, pkt[wire.ETHERIP_HEADER_LEN:], src)
+            return None
+        return v
 
     def _sealed(self, pkt: memoryview, raw: bool) -> None:
         """A sealed message (doc/security.md): checked in the documented order, and
@@ -705,14 +711,9 @@ class Vnetd(Datapath):
         if len(pkt) < wire.VARP_LEN:
             self.drops["short"] += 1
             return
-        v = self.by_id.get(bytes(pkt[4:20]))
-        if v is None:
-            self.drops["unknown-vnet"] += 1
-            return
-        if v.level:
-            self.drops["unprotected"] += 1
-            return
-        self._varp_message(v, pkt, src)
+        v = self._plain_vnet(pkt[4:20])
+        if v is not None:
+            self._varp_message(v, pkt, src)
 
     def _varp_message(self, v: Vnet, pkt, src: str) -> None:
         """A VARP message for vnet v that passed its checks (plain, or unsealed)."""
