@@ -27,13 +27,19 @@ VID = VnetId.parse("97").packed
 SECRET_TEXT = b"vnet-known-payload-0123456789"
 
 
+def secure_vnet(hosts, key: keys.Key, level: str, *extra: str) -> None:
+    """Vnet 97 at `level` on every host, all holding `key`."""
+    for h in hosts:
+        h.vn("vnet-create", "-s", level, "-k", key.path, *extra, "97")
+
+
 def secure(hosts, tmp_path, level: str, *extra: str) -> keys.Key:
-    """Vnet 97 at `level` on every host, all holding one key made with `vn key-gen`."""
+    """secure_vnet with one key made by `vn key-gen`."""
     path = tmp_path / "97-1.key"
     hosts[0].vn("key-gen", str(path))
-    for h in hosts:
-        h.vn("vnet-create", "-s", level, "-k", str(path), *extra, "97")
-    return keys.load_key(path)
+    key = keys.load_key(path)
+    secure_vnet(hosts, key, level, *extra)
+    return key
 
 
 def capture(lab, seconds: float) -> subprocess.Popen:
@@ -49,18 +55,23 @@ def captured(cap: subprocess.Popen) -> list[bytes]:
     return frames
 
 
-def udp_1798_payloads(frames: list[bytes], src: str | None = None, dst: str | None = None) -> list[bytes]:
-    """UDP payloads on port 1798 in captured Ethernet frames (first fragments only)."""
+def payloads(frames: list[bytes], proto: int = 17) -> list[tuple[str, str, bytes]]:
+    """(source, destination, payload) of the unfragmented IPv4 packets of `proto` in
+    captured Ethernet frames (UDP: port 1798 only, the payload after the UDP header)."""
     out = []
     for f in frames:
+        if f[12:14] != b"\x08\x00":
+            continue
         ip = f[14:]
-        if f[12:14] != b"\x08\x00" or ip[9] != 17 or int.from_bytes(ip[6:8], "big") & 0x1FFF:
-            continue
-        if src and ip[12:16] != socket.inet_aton(src) or dst and ip[16:20] != socket.inet_aton(dst):
-            continue
         ihl = (ip[0] & 15) * 4
-        if ip[ihl + 2:ihl + 4] == b"\x07\x06":
-            out.append(ip[ihl + 8:int.from_bytes(ip[2:4], "big")])
+        if ip[9] != proto or int.from_bytes(ip[6:8], "big") & 0x3FFF:  # MF or an offset
+            continue
+        body = ip[ihl:int.from_bytes(ip[2:4], "big")]
+        if proto == 17:
+            if body[2:4] != b"\x07\x06":
+                continue
+            body = body[8:]
+        out.append((socket.inet_ntoa(ip[12:16]), socket.inet_ntoa(ip[16:20]), body))
     return out
 
 
@@ -69,6 +80,14 @@ def send_udp(lab, vm, dst: str, payload: bytes, count: int = 3) -> None:
               f"for _ in range({count}): s.sendto(bytes.fromhex(sys.argv[2]),(sys.argv[1],7)); time.sleep(0.1)\n")
     r = lab.run(vm, [sys.executable, "-c", script, dst, payload.hex()])
     assert r.returncode == 0, r.stderr
+
+
+def sealed(key: keys.Key, level: int, msg_type: int, body: bytes, sender: str, seq: int,
+           vid: VnetId = VnetId.parse("97"), key_id: int | None = None) -> bytes:
+    """A sealed message as a host holding `key` would send it (vnet/seal.py)."""
+    parts = seal.seal(seal.aead(key.secret), level, msg_type, vid.packed,
+                      key.id if key_id is None else key_id, socket.inet_aton(sender), seq, body)
+    return b"".join(parts)
 
 
 def drops(host) -> dict[str, int]:
@@ -88,15 +107,15 @@ def test_secure_vnet_carries_traffic_and_conf_hides_it(lab, make_hosts, tmp_path
     send_udp(lab, a, b.ip, SECRET_TEXT * 20)
     send_udp(lab, b, a.ip, SECRET_TEXT)
     frames = captured(cap)
-    payloads = udp_1798_payloads(frames)
-    assert len(payloads) >= 10
+    found = [p for _, _, p in payloads(frames)]
+    assert len(found) >= 10
     # Every vnet packet on the underlay is a sealed message of vnet 97 with key 1.
-    for p in payloads:
+    for p in found:
         assert p[:4] == bytes([0, 4, p[2], seal.LEVELS[level]]) and p[4:20] == VID and p[20] == 1, p.hex()
     seen = any(SECRET_TEXT in f for f in frames)
     assert seen == (level == "auth"), "conf must hide the payload; auth sends it in the clear"
     # The format is the documented one: the captured packets open with the key.
-    frames_sealed = [p for p in payloads if p[2] == seal.TYPE_FRAME]
+    frames_sealed = [p for p in found if p[2] == seal.TYPE_FRAME]
     for p in frames_sealed[:5]:
         body = seal.unseal(seal.aead(key.secret), seal.LEVELS[level], memoryview(p))
         assert len(body) >= 14
@@ -135,31 +154,28 @@ def test_tampered_replayed_forged_and_unprotected_are_dropped(lab, make_hosts, t
     lab.wait_ping(a, b.ip)
     cap = capture(lab, 2)
     assert lab.ping(a, b.ip, count=4, interval=0.2).received == 4
-    recorded = [p for p in udp_1798_payloads(captured(cap), hosts[0].ip, hosts[1].ip)
-                if p[:2] == b"\x00\x04"]
+    recorded = [p for src, dst, p in payloads(captured(cap))
+                if src == hosts[0].ip and dst == hosts[1].ip and p[:2] == b"\x00\x04"]
     assert len(recorded) >= 3
     h1 = hosts[1]
     before = drops(h1)
     mac_a = bytes.fromhex(a.mac.replace(":", ""))
     frame = bytes.fromhex(b.mac.replace(":", "")) + bytes.fromhex("aa0000000066") + b"\x08\x00" + SECRET_TEXT
     forged_announce = wire.pack_varp(wire.VARP_ANNOUNCE, VID, mac_a, attacker.ip)
-    me = socket.inet_aton(attacker.ip)
-    wrong = os.urandom(32)
+    wrong = keys.Key(key.id, os.urandom(32))
     # A recorded packet changed: a body bit, and a fresh sequence number so the replay
     # window does not stop it before the tag is checked.
     tampered = bytearray(recorded[1])
     tampered[60] ^= 0x80
     tampered[30:38] = (time.time_ns() << 1).to_bytes(8, "big")
 
-    def forged(level, key_id, secret, mtype, body, seq=time.time_ns()):
-        return b"".join(seal.seal(seal.aead(secret), level, mtype, VID, key_id, me, seq, body))
-
+    seq = time.time_ns()
     injected = {
         "replay": [recorded[0], recorded[0], recorded[2]],
-        "bad-tag": [bytes(tampered), forged(seal.CONF, key.id, wrong, seal.TYPE_FRAME, frame),
-                    forged(seal.CONF, key.id, wrong, seal.TYPE_VARP, forged_announce)],
-        "unknown-key": [forged(seal.CONF, 9, wrong, seal.TYPE_FRAME, frame)],
-        "security-mismatch": [forged(seal.AUTH, key.id, wrong, seal.TYPE_FRAME, frame)],
+        "bad-tag": [bytes(tampered), sealed(wrong, seal.CONF, seal.TYPE_FRAME, frame, attacker.ip, seq),
+                    sealed(wrong, seal.CONF, seal.TYPE_VARP, forged_announce, attacker.ip, seq)],
+        "unknown-key": [sealed(wrong, seal.CONF, seal.TYPE_FRAME, frame, attacker.ip, seq, key_id=9)],
+        "security-mismatch": [sealed(wrong, seal.AUTH, seal.TYPE_FRAME, frame, attacker.ip, seq)],
         "unprotected": [wire.vudp_prefix(VID) + frame, forged_announce],
     }
     _send(lab, attacker, h1.ip, [p for ps in injected.values() for p in ps])

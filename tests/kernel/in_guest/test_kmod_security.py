@@ -6,7 +6,6 @@ kernel log."""
 from __future__ import annotations
 
 import errno
-import json
 import os
 import socket
 import subprocess
@@ -17,7 +16,7 @@ from pathlib import Path
 import pytest
 from pyroute2 import NetNS
 from test_vnetd_data import transfer
-from test_security import capture, captured
+from test_security import capture, captured, payloads, sealed, secure_vnet, send_udp
 from test_vnetd_net import _send
 
 from vnet import keys, kmod, seal, wire
@@ -28,7 +27,6 @@ from vnet.vnetid import VnetId
 VNET_KO = Path(os.environ.get("VNET_KO") or kmod.default_module_path())
 VID = VnetId.parse("97")
 MARK = b"vnet-kmod-known-payload-7f3a9c"
-LEVELS = {"auth": 1, "conf": 2}
 
 
 # ---- helpers --------------------------------------------------------------------------
@@ -37,43 +35,11 @@ def make_key(tmp_path, key_id: int = 1, name: str | None = None) -> keys.Key:
     return keys.write_key(tmp_path / (name or f"97-{key_id}.key"), key_id)
 
 
-def secure_vnet(hosts, key: keys.Key, level: str, *extra: str) -> None:
-    for h in hosts:
-        h.vn("vnet-create", "-s", level, "-k", key.path, *extra, "97")
-
-
 def two_vms(lab, hosts):
     a = lab.vm("a", hosts[0].host, "vnet97", "10.97.0.1/24")
     b = lab.vm("b", hosts[1].host, "vnet97", "10.97.0.2/24")
     lab.wait_ping(a, b.ip, timeout=20)
     return a, b
-
-
-def payloads(frames: list[bytes], proto: int = 17) -> list[tuple[str, str, bytes]]:
-    """(source, destination, payload) of unfragmented IPv4 packets of `proto` (UDP:
-    after the UDP header, port 1798 only)."""
-    out = []
-    for f in frames:
-        if f[12:14] != b"\x08\x00":
-            continue
-        ip = f[14:]
-        ihl = (ip[0] & 15) * 4
-        if ip[9] != proto or int.from_bytes(ip[6:8], "big") & 0x3FFF:  # MF or an offset
-            continue
-        body = ip[ihl:int.from_bytes(ip[2:4], "big")]
-        if proto == 17:
-            if body[2:4] != b"\x07\x06":
-                continue
-            body = body[8:]
-        out.append((socket.inet_ntoa(ip[12:16]), socket.inet_ntoa(ip[16:20]), body))
-    return out
-
-
-def send_marked_udp(lab, src, dst, count: int = 3) -> None:
-    script = ("import socket,sys,time\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\n"
-              f"for i in range({count}): s.sendto({MARK!r}*4,(sys.argv[1],5999)); time.sleep(0.05)\n")
-    r = lab.run(src, [sys.executable, "-c", script, dst.ip])
-    assert r.returncode == 0, r.stderr
 
 
 def key_ids(listed: dict) -> list[int]:
@@ -88,13 +54,6 @@ def key_ids(listed: dict) -> list[int]:
 
 def delta(before: dict, after: dict, name: str) -> int:
     return after.get(name, 0) - before.get(name, 0)
-
-
-def sealed(key: keys.Key, level: int, msg_type: int, body: bytes, sender: str, seq: int,
-           vid: VnetId = VID, key_id: int | None = None) -> bytes:
-    parts = seal.seal(seal.aead(key.secret), level, msg_type, vid.packed,
-                      key.id if key_id is None else key_id, socket.inet_aton(sender), seq, body)
-    return b"".join(parts)
 
 
 def in_ns(host, func, *args):
@@ -155,7 +114,7 @@ def test_underlay_sees_sealed_messages_only(lab, make_hosts, tmp_path, level):
     secure_vnet(hosts, key, level)
     a, b = two_vms(lab, hosts)
     cap = capture(lab, 3)
-    send_marked_udp(lab, a, b)
+    send_udp(lab, a, b.ip, MARK * 4)
     r = lab.ping(a, b.ip, count=3, interval=0.2)
     assert r.received == 3, r.output
     frames = captured(cap)
@@ -172,7 +131,7 @@ def test_underlay_sees_sealed_messages_only(lab, make_hosts, tmp_path, level):
     found = 0
     for src, _dst, p in msgs:
         mid, mtype, mlevel, vnet, key_id, sender, seq = seal.HEADER.unpack_from(p)
-        assert (mid, mlevel, vnet, key_id) == (4, LEVELS[level], VID.packed, key.id)
+        assert (mid, mlevel, vnet, key_id) == (4, seal.LEVELS[level], VID.packed, key.id)
         assert socket.inet_ntoa(sender) == src
         body = bytes(seal.unseal(cipher, mlevel, p))
         assert len(body) == len(p) - seal.OVERHEAD
@@ -187,7 +146,7 @@ def test_underlay_sees_sealed_messages_only(lab, make_hosts, tmp_path, level):
     p = bytearray(msgs[0][2])
     p[-20] ^= 1
     with pytest.raises(seal.InvalidTag):
-        seal.unseal(cipher, LEVELS[level], bytes(p))
+        seal.unseal(cipher, seal.LEVELS[level], bytes(p))
     # One counter per host: sequence numbers only go up.
     seqs = [seal.HEADER.unpack_from(p)[6] for s, _, p in msgs if s == hosts[0].ip]
     assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
