@@ -37,7 +37,7 @@ PYTHON=${PYTHON:-python3}
 "$PYTHON" -c "import vnet, sxp, pyroute2, construct, click" || { echo "setup.sh: install failed" >&2; exit 1; }
 
 case "${1:-install}" in
-    demo)    exec "$PYTHON" -m vnet.demo ;;
+    demo)    exec "$PYTHON" -m lab.demo ;;
     test)    exec "$PYTHON" -m pytest -q -p no:cacheprovider tests ;;
     bench)   exec "$PYTHON" bench/bench_throughput.py ;;
     install) echo "vnet installed: vn, vnetd, vnet-demo" ;;

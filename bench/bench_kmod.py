@@ -60,10 +60,11 @@ from bench_throughput import (
 )
 from pyroute2 import NetNS
 
-from vnet import kmod
-from vnet.config import header_size
-from vnet.lab import VM, Lab
-from vnet.labhost import VnetHost
+from lab.lab import VM, Lab
+from lab.vnethost import VnetHost
+from vnet.datapath.kmod import client as kmod
+from vnet.datapath.kmod import loader
+from vnet.model.config import header_size
 
 SCENARIOS = ("vxlan", "kmod", "kmod-auth", "kmod-conf")
 MODULE_SCENARIOS = ("kmod", "kmod-auth", "kmod-conf")
@@ -153,7 +154,7 @@ def measure_all(seconds: float, repeat: int, kmod_vm_mtu: int | None = None) -> 
     ko = os.environ.get("VNET_KO")
     t0 = time.monotonic()
     if not kmod.module_loaded():
-        path = kmod.insmod(Path(ko) if ko else None)
+        path = loader.insmod(Path(ko) if ko else None)
         progress(f"loaded {path}")
     results: dict[str, dict] = {name: {"runs": []} for name in SCENARIOS}
     state_root = Path(tempfile.mkdtemp(prefix="vnet-bench-kmod-"))

@@ -46,8 +46,8 @@ except ImportError:  # not installed: run from a checkout
 
 from pyroute2 import NetNS
 
-from vnet.lab import Lab, Host, cleanup_stale
-from vnet.labhost import VnetHost
+from lab.lab import Host, Lab, cleanup_stale
+from lab.vnethost import VnetHost
 
 SCENARIOS = ("veth", "vxlan", "vnetd", "vnetd-auth", "vnetd-conf")
 VNI = 97

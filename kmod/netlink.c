@@ -44,6 +44,10 @@ static const char * const vnet_drop_names[VNET_D_MAX] = {
 	[VNET_D_REPLAY]		= "replay",
 	[VNET_D_BAD_TAG]	= "bad-tag",
 	[VNET_D_BAD_SEAL]	= "bad-seal",
+	[VNET_D_RECV_ERROR]	= "recv-error",
+	[VNET_D_TAP_READ_ERROR]	= "tap-read-error",
+	[VNET_D_TAP_WRITE_ERROR] = "tap-write-error",
+	[VNET_D_TAP_RUNT]	= "tap-runt",
 };
 
 static const struct nla_policy vnet_key_policy[VNET_A_MAX + 1] = {

@@ -145,6 +145,10 @@ enum vnet_drop {
 	VNET_D_REPLAY,
 	VNET_D_BAD_TAG,
 	VNET_D_BAD_SEAL,
+	VNET_D_RECV_ERROR,	/* vnetd only: a socket read failed */
+	VNET_D_TAP_READ_ERROR,	/* vnetd only: a tap read failed */
+	VNET_D_TAP_WRITE_ERROR,	/* vnetd only: a tap write failed */
+	VNET_D_TAP_RUNT,	/* vnetd only: a tap gave less than a header */
 	VNET_D_MAX
 };
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from vnet.lab import Lab
-from vnet.labhost import VnetHost
+from lab.lab import Lab
+from lab.vnethost import VnetHost
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "doc" / "examples"

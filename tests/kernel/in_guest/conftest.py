@@ -7,14 +7,15 @@ from pathlib import Path
 
 import pytest
 
-from vnet import kmod
+from vnet.datapath.kmod import client as kmod
+from vnet.datapath.kmod import loader
 
 os.environ["VNET_TEST_DATAPATH"] = "kmod"
-VNET_KO = Path(os.environ.get("VNET_KO") or kmod.default_module_path())
+VNET_KO = Path(os.environ.get("VNET_KO") or loader.default_module_path())
 
 
 @pytest.fixture(scope="session", autouse=True)
 def module_loaded():
     if not kmod.module_loaded():
-        kmod.insmod(VNET_KO)
+        loader.insmod(VNET_KO)
     yield

@@ -3,7 +3,7 @@ loaded module, stop takes them out without touching the state, and both are
 idempotent; another simulated host in the same kernel is not disturbed."""
 from __future__ import annotations
 
-from test_network_vnet import IN_SERVICE, PERSISTED, hook
+from netns.test_network_vnet import IN_SERVICE, PERSISTED, hook
 
 
 def test_network_vnet_start_stop_status_with_the_module(lab, make_hosts):

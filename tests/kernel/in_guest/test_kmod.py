@@ -10,11 +10,12 @@ from pathlib import Path
 import pytest
 from conftest import EXAMPLES
 from pyroute2 import NetlinkError, NetNS
-from test_vnetd_data import transfer
 
-from vnet import kmod
+from lab.traffic import transfer
+from vnet.datapath.kmod import client as kmod
+from vnet.datapath.kmod import loader
 
-VNET_KO = Path(os.environ.get("VNET_KO") or kmod.default_module_path())
+VNET_KO = Path(os.environ.get("VNET_KO") or loader.default_module_path())
 
 
 def test_mixed_vnet_module_and_vnetd(lab, make_hosts):
@@ -105,7 +106,7 @@ def test_unload_and_load_50_times_with_vnets_and_traffic(lab, make_hosts):
                          stderr=subprocess.DEVNULL)]
     try:
         for i in range(50):
-            kmod.rmmod()
+            loader.rmmod()
             assert not kmod.module_loaded()
             # As on a real host: load, keep the underlay address, restore the vnets.
             out = hosts[0].vn("insmod", "-m", str(VNET_KO), "-a", hosts[0].ip).stdout

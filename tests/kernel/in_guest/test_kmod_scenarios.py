@@ -2,7 +2,7 @@
 datapath (the session fixture loads it; make_hosts builds module-backed hosts)."""
 from __future__ import annotations
 
-from test_vnetd_net import (  # noqa: F401  (collected here, with the module)
+from netns.test_vnetd_net import (  # noqa: F401  (collected here, with the module)
     test_malformed_packets_are_dropped_and_counted,
     test_misconfigured_peers_do_not_loop,
     test_moved_vm_is_found_again_quickly,

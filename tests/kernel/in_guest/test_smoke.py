@@ -12,7 +12,7 @@ import platform
 import subprocess
 from pathlib import Path
 
-from vnet.lab import Lab
+from lab.lab import Lab
 
 ROOT = Path(__file__).resolve().parents[3]
 ABI = os.environ.get("VNET_GUEST_ABI", "")

@@ -1,0 +1,299 @@
+"""Tests for vnet.lab, the namespace topology builder the other tests rely on.
+
+If the lab leaks namespaces or processes, every later test run inherits the
+mess, so teardown gets as much attention here as building topologies.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from lab.lab import Lab, PingResult, cleanup_stale, parse_ping
+
+try:
+    from pyroute2 import IPRoute, netns
+except ImportError:  # pragma: no cover - pyroute2 is a hard dependency
+    IPRoute = netns = None
+
+root = pytest.mark.root
+needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root for network namespaces")
+needs_ping = pytest.mark.skipif(
+    shutil.which("ping") is None, reason="ping not installed (Debian package iputils-ping)"
+)
+
+_seq = iter(range(1000))
+
+
+def _prefix() -> str:
+    # Keep "vl<pid>" before the first dash so cleanup_stale could recognise
+    # leftovers, and a per-test suffix so one test's leak can't break the next.
+    return f"vl{os.getpid()}-t{next(_seq)}"
+
+
+def _ours(prefix: str) -> list[str]:
+    return [n for n in netns.listnetns() if n.startswith(prefix + "-")]
+
+
+def _make_bridge(ns: str, name: str) -> None:
+    """Stand in for vnetd: a plain Linux bridge inside a host namespace."""
+    with IPRoute(netns=ns, flags=0) as ipr:
+        ipr.link("add", ifname=name, kind="bridge", br_stp_state=0, br_forward_delay=0)
+        ipr.link("set", index=ipr.link_lookup(ifname=name)[0], state="up")
+
+
+def _master_of(ns: str, ifname: str) -> str | None:
+    with IPRoute(netns=ns, flags=0) as ipr:
+        idx = ipr.link_lookup(ifname=ifname)
+        if not idx:
+            return None
+        master = ipr.link("get", index=idx[0])[0].get_attr("IFLA_MASTER")
+        if not master:
+            return None
+        return ipr.link("get", index=master)[0].get_attr("IFLA_IFNAME")
+
+
+# --- parser (no privileges needed) -------------------------------------------
+
+
+def test_parse_ping_with_duplicates():
+    out = (
+        "PING 10.0.0.2 (10.0.0.2) 56(84) bytes of data.\n"
+        "64 bytes from 10.0.0.2: icmp_seq=1 ttl=64 time=0.05 ms\n"
+        "64 bytes from 10.0.0.2: icmp_seq=1 ttl=64 time=0.06 ms (DUP!)\n\n"
+        "--- 10.0.0.2 ping statistics ---\n"
+        "3 packets transmitted, 3 received, +2 duplicates, 0% packet loss, time 402ms\n"
+    )
+    r = parse_ping(out)
+    assert (r.transmitted, r.received, r.duplicates) == (3, 3, 2)
+    assert r.ok and r.loss == 0.0
+
+
+def test_parse_ping_failures():
+    r = parse_ping("3 packets transmitted, 0 received, +3 errors, 100% packet loss, time 2ms\n")
+    assert (r.transmitted, r.received, r.duplicates, r.ok, r.loss) == (3, 0, 0, False, 100.0)
+    r = parse_ping("ping: connect: Network is unreachable\n")
+    assert r == PingResult(0, 0, 0, "ping: connect: Network is unreachable\n")
+    assert not r.ok
+
+
+# --- topologies ----------------------------------------------------------------
+
+
+@root
+@needs_root
+@needs_ping
+def test_two_hosts_on_a_switch():
+    prefix = _prefix()
+    with Lab(prefix) as lab:
+        sw = lab.switch("s")
+        a = lab.host("a", sw, "10.77.1.1/24")
+        b = lab.host("b", sw, "10.77.1.2/24", mtu=1400)
+        assert (a.ns, a.ip, a.ifname, a.name) == (f"{prefix}-a", "10.77.1.1", "eth0", "a")
+        assert _master_of(sw.ns, "a") == "sw0"
+        # IPv6 must be off so captures only show the traffic under test.
+        cp = lab.run(a, ["cat", "/proc/sys/net/ipv6/conf/eth0/disable_ipv6"], check=True)
+        assert cp.stdout.strip() == "1"
+        r = lab.ping(a, b.ip)
+        assert r.ok and r.transmitted == 3 and r.received == 3 and r.duplicates == 0, r.output
+        assert lab.ping(b, a.ip, count=1).ok
+        assert lab.wait_ping(b, a.ip, timeout=5) < 5
+        # Nothing answers on an unused address: short, not an exception.
+        assert not lab.ping(a, "10.77.1.99", count=1, timeout=1).ok
+        with pytest.raises(TimeoutError):
+            lab.wait_ping(a, "10.77.1.99", timeout=1)
+    assert _ours(prefix) == []
+
+
+@root
+@needs_root
+@needs_ping
+def test_router_between_subnets():
+    prefix = _prefix()
+    with Lab(prefix) as lab:
+        s1, s2 = lab.switch("s1"), lab.switch("s2")
+        r = lab.router("r", [(s1, "10.77.1.254/24"), (s2, "10.77.2.254/24")])
+        a = lab.host("a", s1, "10.77.1.1/24", gateway="10.77.1.254")
+        b = lab.host("b", s2, "10.77.2.1/24", gateway="10.77.2.254")
+        assert r.addresses == ["10.77.1.254/24", "10.77.2.254/24"]
+        cp = lab.run(r, ["cat", "/proc/sys/net/ipv4/ip_forward"], check=True)
+        assert cp.stdout.strip() == "1"
+        lab.wait_ping(a, b.ip, timeout=5)
+        res = lab.ping(b, a.ip)
+        assert res.received == 3, res.output
+    assert _ours(prefix) == []
+
+
+@root
+@needs_root
+@needs_ping
+def test_vms_on_host_bridge_and_migration():
+    prefix = _prefix()
+    with Lab(prefix) as lab:
+        sw = lab.switch("s")
+        h1 = lab.host("h1", sw, "10.77.1.1/24")
+        h2 = lab.host("h2", sw, "10.77.1.2/24")
+        _make_bridge(h1.ns, "br0")
+        # vm() must wait for a bridge that "vnetd" creates a little later.
+        t = threading.Timer(0.3, _make_bridge, args=(h2.ns, "br0"))
+        t.start()
+        try:
+            v3 = lab.vm("v3", h2, "br0", "10.78.0.3/24", timeout=5)
+        finally:
+            t.join()
+        v1 = lab.vm("v1", h1, "br0", "10.78.0.1/24")
+        v2 = lab.vm("v2", h1, "br0", "10.78.0.2/24", mac="02:00:00:00:00:02")
+        assert v2.mac == "02:00:00:00:00:02" and v2.ip == "10.78.0.2"
+        assert v2.host is h1 and len(v2.port) <= 15 and v2.port != v1.port
+        assert _master_of(h1.ns, v2.port) == "br0"
+        r = lab.ping(v1, v2.ip)
+        assert r.received == 3 and r.duplicates == 0, r.output
+        # Different host bridges are not connected: v3 is out of reach.
+        assert not lab.ping(v1, v3.ip, count=1, timeout=1).ok
+
+        old_port, ns = v2.port, v2.ns
+        lab.move_vm(v2, h2, "br0")
+        assert (v2.ns, v2.ip, v2.mac, v2.host) == (ns, "10.78.0.2", "02:00:00:00:00:02", h2)
+        assert _master_of(h2.ns, v2.port) == "br0"
+        assert _master_of(h1.ns, old_port) is None  # old cable is gone
+        # Ask netlink, not /sys: setns alone (unlike `ip netns exec`) does not
+        # remount sysfs, so /sys/class/net still shows the root namespace.
+        with IPRoute(netns=v2.ns, flags=0) as ipr:
+            eth0 = ipr.link("get", index=ipr.link_lookup(ifname="eth0")[0])[0]
+            assert eth0.get_attr("IFLA_ADDRESS") == "02:00:00:00:00:02"
+        lab.wait_ping(v2, v3.ip, timeout=5)
+        assert not lab.ping(v1, v2.ip, count=1, timeout=1).ok
+
+        with pytest.raises(TimeoutError):
+            lab.vm("v4", h1, "nosuchbr", "10.78.0.4/24", timeout=0.3)
+    assert _ours(prefix) == []
+
+
+# --- teardown ------------------------------------------------------------------
+
+
+@root
+@needs_root
+def test_cleanup_kills_processes_and_removes_namespaces():
+    prefix = _prefix()
+    lab = Lab(prefix)
+    lab.TERM_GRACE = 0.5
+    with lab:
+        sw = lab.switch("s")
+        h = lab.host("h", sw, "10.77.1.1/24")
+        plain = lab.popen(h, ["sleep", "60"])
+        # Ignores SIGTERM: must be SIGKILLed after the grace period.
+        stubborn = lab.popen(sw, ["sh", "-c", "trap '' TERM; sleep 60 & wait"])
+        # A daemon that left its process group: only the namespace sweep finds it.
+        spawner = lab.popen(h, ["sh", "-c", "setsid sleep 60 & echo $!"], stdout=subprocess.PIPE, text=True)
+        escaped = int(spawner.stdout.readline())
+        spawner.wait()
+        spawner.stdout.close()
+        time.sleep(0.2)
+        assert plain.poll() is None and stubborn.poll() is None
+        assert set(lab.namespaces) == {sw.ns, h.ns} == set(_ours(prefix))
+    assert plain.poll() is not None and stubborn.poll() is not None
+    assert not os.path.exists(f"/proc/{escaped}") or _zombie(escaped)
+    assert _ours(prefix) == []
+    assert lab.errors == []
+    lab.cleanup()  # idempotent
+    with pytest.raises(RuntimeError):
+        lab.switch("again")
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True
+
+
+@root
+@needs_root
+def test_cleanup_runs_when_body_raises():
+    prefix = _prefix()
+    procs = []
+    with pytest.raises(RuntimeError, match="boom"):
+        with Lab(prefix) as lab:
+            sw = lab.switch("s")
+            lab.host("a", sw, "10.77.1.1/24")
+            procs.append(lab.popen(sw, ["sleep", "60"]))
+            assert len(_ours(prefix)) == 2
+            raise RuntimeError("boom")
+    assert _ours(prefix) == []
+    assert procs[0].poll() is not None
+
+
+@root
+@needs_root
+def test_cleanup_stale_removes_only_dead_owners():
+    dead = subprocess.Popen(["true"])
+    dead.wait()  # reaped: its pid names a run that no longer exists
+    stale = f"vl{dead.pid}-x"
+    with Lab() as live:  # default prefix: our own, living pid
+        live.switch("s")
+        netns.create(stale)
+        try:
+            removed = cleanup_stale()
+            assert stale in removed
+            assert all(not n.startswith(live.prefix + "-") for n in removed)
+            assert stale not in netns.listnetns()
+            assert f"{live.prefix}-s" in netns.listnetns()
+        finally:
+            if stale in netns.listnetns():
+                netns.remove(stale)
+
+
+_SIGNAL_SCRIPT = """
+import sys, time
+from lab.lab import Lab
+Lab.install_signal_handlers()
+with Lab(sys.argv[1]) as lab:
+    sw = lab.switch("s")
+    h = lab.host("h", sw, "10.77.1.1/24")
+    p = lab.popen(h, ["sleep", "60"])
+    print(p.pid, flush=True)
+    while True:
+        lab.host("x%d" % time.monotonic_ns(), sw, "10.77.1.2/24")  # keep pyroute2 forking
+"""
+
+
+@root
+@needs_root
+@pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])
+def test_signal_cleans_up(sig):
+    """Ctrl-C / kill mid-build must still remove everything.
+
+    Sent to the whole process group, as a terminal's Ctrl-C is, so pyroute2's
+    forked helpers get it too and must not tear the lab down from under us.
+    """
+    import signal as _signal
+
+    prefix = _prefix()
+    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    env = dict(os.environ, PYTHONPATH=repo + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _SIGNAL_SCRIPT, prefix],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+        start_new_session=True,
+    )
+    try:
+        sleeper = int(proc.stdout.readline())
+        time.sleep(0.3)
+        os.killpg(proc.pid, getattr(_signal, sig))
+        _, err = proc.communicate(timeout=15)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    # An uncaught KeyboardInterrupt makes Python re-kill itself with SIGINT.
+    signum = getattr(_signal, sig)
+    assert proc.returncode in (-signum, 128 + signum), err
+    assert _ours(prefix) == []
+    assert not os.path.exists(f"/proc/{sleeper}") or _zombie(sleeper)

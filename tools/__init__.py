@@ -1,0 +1,1 @@
+"""Developer tools that generate committed files (manual pages).  Not installed."""

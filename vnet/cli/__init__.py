@@ -1,0 +1,1 @@
+"""The command-line tools: `vn` and Xen's `xm vnet-*`."""

@@ -1,0 +1,437 @@
+"""`vn`: the vnet command line, with the original's commands, options and record layouts.
+
+Listings print SXP records (reference 3.5) with the 39-character ids, each followed by
+a blank line, or a JSON array with --json.  Every error, including one from the
+datapath, goes to stderr as `vn: <message>` with exit status 1 (2 for usage errors).
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import click
+from pyroute2 import IPRoute
+
+import sxp
+from vnet.control import records
+from vnet.control.controller import DATAPATHS, Controller
+from vnet.control.datapath import Record
+from vnet.control.protocol import resolve_socket
+from vnet.datapath.kmod import loader
+from vnet.errors import VnetError
+from vnet.host import bringup, netdev
+from vnet.model import keys
+from vnet.model.addr import parse_mac
+from vnet.model.config import VnetConfig
+from vnet.model.vnetid import InvalidVnetId, VnetId
+from vnet.wire.formats import PORT
+
+#: What a user can act on: the product's errors, and syntax errors in SXP they wrote.
+#: Anything else is a bug and ends in a traceback.
+KNOWN_ERRORS = (VnetError, sxp.SxpError)
+
+
+class VnGroup(click.Group):
+    """Reports every failure as `PROG: <message>` on stderr, PROG being `prog` (`xm`
+    subclasses this group so that both tools report errors the same way)."""
+
+    prog = "vn"
+
+    def main(self, args=None, prog_name=None, **extra):  # type: ignore[override]
+        try:
+            return super().main(args=args, prog_name=prog_name, standalone_mode=False, **extra)
+        except click.UsageError as e:
+            if e.ctx is not None:
+                click.echo(e.ctx.get_usage(), err=True)
+            click.echo(f"{self.prog}: {e.format_message()}", err=True)
+            sys.exit(2)
+        except click.ClickException as e:
+            click.echo(f"{self.prog}: {e.format_message()}", err=True)
+            sys.exit(e.exit_code)
+        except click.Abort:
+            click.echo(f"{self.prog}: aborted", err=True)
+            sys.exit(1)
+        except KNOWN_ERRORS as e:
+            click.echo(f"{self.prog}: {e}", err=True)
+            sys.exit(1)
+
+    def resolve_command(self, ctx, args):
+        cmd_name = args[0] if args else None
+        if cmd_name is not None and cmd_name not in self.commands and not cmd_name.startswith("-"):
+            raise click.UsageError(f"unknown command: {cmd_name} (try 'vn help')", ctx)
+        return super().resolve_command(ctx, args)
+
+
+def _controller(ctx: click.Context) -> Controller:
+    obj = ctx.find_root().obj
+    if "controller" not in obj:
+        obj["controller"] = Controller(obj["state_dir"], obj["socket"], choice=obj["datapath"])
+    return obj["controller"]
+
+
+def _emit(recs: list[Record], as_json: bool, width: int = 80) -> None:
+    if as_json:
+        click.echo(json.dumps([records.to_json(r) for r in recs], indent=2))
+        return
+    for rec in recs:
+        click.echo(sxp.pretty(rec, width), nl=False)
+        click.echo()
+
+
+json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of SXP records.")
+
+
+def host_options(f):
+    """The options that select a host and its datapath, shared by `vn` and `xm` so that
+    both tools find a host the same way and say so in the same words."""
+    f = click.option("--datapath", type=click.Choice(DATAPATHS),
+                     help="Datapath to command: vnetd, kmod (the kernel module), or auto: vnetd if it "
+                          "answers on its socket, else the module if loaded "
+                          "[default: env VNET_DATAPATH, else auto].")(f)
+    f = click.option("--socket", metavar="PATH",
+                     help="vnetd control socket [default: DIR/vnetd.sock; env VNET_SOCKET].")(f)
+    return click.option("--state-dir", envvar="VNET_STATE_DIR", metavar="DIR",
+                        help="State directory of the host to act on "
+                             "[default: /var/lib/vnet; env VNET_STATE_DIR].")(f)
+
+
+def config_file(path: str) -> VnetConfig:
+    """A vnet config read from `path`, with a plain message if the file is missing (the
+    parser's `cannot read` names the errno, which reads oddly for a mistyped name)."""
+    if not os.path.exists(path):
+        raise click.ClickException(f"{path}: no such config file")
+    return VnetConfig.from_file(path)
+
+
+@click.group(cls=VnGroup, invoke_without_command=True,
+             context_settings={"help_option_names": ["-h", "--help"]})
+@host_options
+@click.pass_context
+def vn(ctx: click.Context, state_dir: str | None, socket: str | None, datapath: str | None) -> None:
+    """Manage vnets: private virtual Ethernet LANs across hosts."""
+    ctx.obj = {"state_dir": state_dir, "socket": socket, "datapath": datapath}
+    if ctx.invoked_subcommand is None:
+        click.echo(ctx.get_help())
+
+
+@vn.command("help")
+@click.option("-l", "--long", "long_", is_flag=True, help="Show every command's full help.")
+@click.pass_context
+def help_(ctx: click.Context, long_: bool) -> None:
+    """Show the commands (with -l, each one's options too)."""
+    root = ctx.find_root()
+    if not long_:
+        click.echo(root.get_help())
+        return
+    click.echo(root.get_usage() + "\n")
+    for name in sorted(vn.commands):
+        cmd = vn.commands[name]
+        with click.Context(cmd, info_name=name, parent=root) as sub:
+            click.echo(sub.get_help() + "\n")
+
+
+@vn.command()
+@click.option("-m", "--module", "module", type=click.Path(dir_okay=False, path_type=Path),
+              help="Module file [default: kmod/vnet.ko of this source tree, else the one installed "
+                   "for the running kernel].")
+@click.option("-a", "--address", help="Underlay IPv4 address of this namespace, kept in the state "
+                   "directory [default: the kept one, else as vnetd picks it].")
+@click.option("-i", "--interface", help="Underlay interface to take the address from.")
+@click.argument("params", nargs=-1)
+@click.pass_context
+def insmod(ctx: click.Context, module: Path | None, address: str | None, interface: str | None,
+           params: tuple[str, ...]) -> None:
+    """Load the vnet kernel module (PARAMS: varp_mcaddr=ADDR), then restore the
+    persisted vnets, peers and group into it in this network namespace."""
+    params_text = " ".join(params)
+    ctrl = _controller(ctx)
+    address = bringup.underlay_address(address, interface)
+    path = loader.insmod(module, params_text)
+    click.echo(f"loaded {path}")
+    # The only parameter is the group; as with vnetd, one given here wins over the persisted one.
+    bringup.set_up_module(ctrl.store, resolve_socket(ctrl.socket_path, ctrl.state_dir), address,
+                          group=not params_text.strip(), say=click.echo,
+                          warn=lambda message: click.echo(f"vn: {message}", err=True))
+
+
+@vn.command()
+def rmmod() -> None:
+    """Unload the vnet kernel module (its vnets go with it; bridges and the state stay)."""
+    loader.rmmod()
+
+
+@vn.command()
+@json_option
+@click.pass_context
+def varp(ctx: click.Context, as_json: bool) -> None:
+    """Show the VARP settings and cache (where remote MACs live)."""
+    _emit(_controller(ctx).datapath.varp(), as_json)
+
+
+@vn.command("varp-flush")
+@click.pass_context
+def varp_flush(ctx: click.Context) -> None:
+    """Forget every learned MAC location."""
+    _controller(ctx).datapath.varp_flush()
+
+
+@vn.command("varp-mcaddr")
+@click.argument("addr")
+@click.pass_context
+def varp_mcaddr(ctx: click.Context, addr: str) -> None:
+    """Switch the multicast group (kept across restarts)."""
+    _controller(ctx).set_mcaddr(addr)
+
+
+def _matches(rec: Record, wanted: list[str]) -> bool:
+    if not wanted:
+        return True
+    rid = sxp.child_value(rec, "id")
+    names = (sxp.child_value(rec, "vnetif"), sxp.child_value(rec, "bridge"))
+    for w in wanted:
+        if w in names:
+            return True
+        try:
+            if str(VnetId.parse(w)) == rid:
+                return True
+        except InvalidVnetId:
+            continue
+    return False
+
+
+def _device_record(ipr: IPRoute, name: str) -> Record | None:
+    info = netdev.link_summary(ipr, name)
+    if info is None:
+        return None
+    bridge = netdev.bridge_of(ipr, name)
+    ports = [p for p in netdev.bridge_ports(ipr, bridge) if p != name] if bridge else []
+    rec: Record = ["vnif", ["name", name]] + [[k, str(v)] for k, v in info.items()]
+    rec += [["bridge", bridge or ""], ["interfaces"] + ports]
+    return rec
+
+
+@vn.command()
+@click.option("-a", "--all", "all_", is_flag=True, help="Also show the vifs and the VARP cache.")
+@click.option("-l", "--long", "long_", is_flag=True, help="Also show each vnet device and its bridge ports.")
+@json_option
+@click.argument("ids", nargs=-1)
+@click.pass_context
+def vnets(ctx: click.Context, all_: bool, long_: bool, as_json: bool, ids: tuple[str, ...]) -> None:
+    """List vnets (all, or those with the given ids, vnetif or bridge names)."""
+    dp = _controller(ctx).datapath
+    recs = [r for r in dp.vnets() if _matches(r, list(ids))]
+    out: list[Record] = []
+    with IPRoute() as ipr:
+        for r in recs:
+            out.append(r)
+            if long_:
+                dev = _device_record(ipr, str(sxp.child_value(r, "vnetif")))
+                if dev is not None:
+                    out.append(dev)
+    if all_:
+        wanted = {sxp.child_value(r, "id") for r in recs}
+        out += [v for v in dp.vifs() if v[0] != "vif" or sxp.child_value(v, "vnet") in wanted]
+        out += dp.varp()
+    if as_json:
+        _emit(out, True)
+        return
+    for rec in out:
+        _emit([rec], False, width=50 if rec[0] == "vnet" else 80)
+
+
+@vn.command("vnet-create")
+@click.option("-s", "--security", type=click.Choice(["none", "auth", "conf"]), help="Security level [default: none].")
+@click.option("-b", "--bridge", help="Bridge to create and attach the vnet device to [default: vnet<id>].")
+@click.option("-v", "--vnetif", help="Name of the vnet device [default: vnif<id>].")
+@click.option("-e", "--encapsulation", type=click.Choice(["udp", "etherip"]),
+              help="EtherIP in UDP port 1798, or raw EtherIP (IP protocol 97) [default: udp].")
+@click.option("-k", "--key-file", "key_files", multiple=True, metavar="FILE",
+              help="Key file of an auth or conf vnet; give it twice to hold two keys, the send key "
+                   "first [default: DIR/keys/<id>.key].")
+@click.argument("vnet")
+@click.pass_context
+def vnet_create(ctx: click.Context, security, bridge, vnetif, encapsulation, key_files, vnet: str) -> None:
+    """Create a vnet from an id (short hex like 97, or the long form) or from FILE.sxp."""
+    if vnet.endswith(".sxp") or os.path.sep in vnet:
+        if any(x is not None for x in (security, bridge, vnetif, encapsulation)) or key_files:
+            raise click.UsageError("options -s/-b/-v/-e/-k apply to an id, not to a config file")
+        cfg = config_file(vnet)
+    else:
+        cfg = VnetConfig.from_cli(vnet, bridge=bridge, vnetif=vnetif, security=security,
+                                  encapsulation=encapsulation,
+                                  key_files=tuple(os.path.abspath(k) for k in key_files))
+    _controller(ctx).create_vnet(cfg)
+
+
+@vn.command("key-gen")
+@click.option("--id", "key_id", type=click.IntRange(0, 255), default=1, show_default=True,
+              help="Key id, carried on the wire; the two keys a vnet holds need different ids.")
+@click.option("-f", "--force", is_flag=True, help="Replace an existing key file.")
+@click.argument("file")
+def key_gen(key_id: int, force: bool, file: str) -> None:
+    """Write a new random key to FILE (mode 0600) for an auth or conf vnet."""
+    key = keys.write_key(file, key_id, force)
+    click.echo(f"wrote key {key.id} to {key.path}")
+
+
+def _print_keys(cfg: VnetConfig, held: list) -> None:
+    _emit([records.keys_record(cfg.id, cfg.security, held)], False)
+
+
+@vn.command("key-add")
+@click.option("--send", is_flag=True, help="Also send with the new key at once (can drop packets "
+                                           "until every host holds it).")
+@click.argument("vnet")
+@click.argument("file")
+@click.pass_context
+def key_add(ctx: click.Context, send: bool, vnet: str, file: str) -> None:
+    """Make a secure vnet also accept the key in FILE (the first step of a rotation)."""
+    _print_keys(*_controller(ctx).add_key(vnet, file, send))
+
+
+@vn.command("key-use")
+@click.argument("vnet")
+@click.argument("key_id", metavar="ID", type=click.IntRange(0, 255))
+@click.pass_context
+def key_use(ctx: click.Context, vnet: str, key_id: int) -> None:
+    """Send with the held key ID (once every host holds it)."""
+    _print_keys(*_controller(ctx).use_key(vnet, key_id))
+
+
+@vn.command("key-del")
+@click.argument("vnet")
+@click.argument("key_id", metavar="ID", type=click.IntRange(0, 255))
+@click.pass_context
+def key_del(ctx: click.Context, vnet: str, key_id: int) -> None:
+    """Stop accepting the held key ID (not the send key)."""
+    _print_keys(*_controller(ctx).delete_key(vnet, key_id))
+
+
+@vn.command("vnet-delete")
+@click.option("-b", "--bridge", "delete_bridge", is_flag=True, help="Also delete the vnet's bridge.")
+@click.argument("vnet")
+@click.pass_context
+def vnet_delete(ctx: click.Context, delete_bridge: bool, vnet: str) -> None:
+    """Delete a vnet, given by id, vnetif or bridge name."""
+    _controller(ctx).delete_vnet(vnet, delete_bridge)
+
+
+@vn.command("vnet-list")
+@click.option("-l", "--long", "long_", is_flag=True, help="Print each vnet's configuration.")
+@json_option
+@click.argument("ids", nargs=-1)
+@click.pass_context
+def vnet_list(ctx: click.Context, long_: bool, as_json: bool, ids: tuple[str, ...]) -> None:
+    """List the persisted vnets (ids, or configurations with -l or ids)."""
+    ctrl = _controller(ctx)
+    cfgs = [ctrl.find_vnet(i) for i in ids] if ids else ctrl.vnet_configs()
+    if as_json:
+        click.echo(json.dumps([records.to_json(c.to_sxp()) for c in cfgs], indent=2))
+    elif long_ or ids:
+        for c in cfgs:
+            click.echo(sxp.pretty(c.to_sxp()))
+    else:
+        for c in cfgs:
+            click.echo(str(c.id))
+
+
+@vn.command()
+@json_option
+@click.pass_context
+def vifs(ctx: click.Context, as_json: bool) -> None:
+    """List the MACs this host holds on each vnet."""
+    _emit(_controller(ctx).datapath.vifs(), as_json)
+
+
+def _vif_mac(interface: bool, value: str) -> bytes:
+    if not interface:
+        return parse_mac(value)
+    with IPRoute() as ipr:
+        mac = netdev.link_mac(ipr, value)
+    if mac is None:
+        raise click.ClickException(f"interface not found: {value}")
+    return parse_mac(mac)
+
+
+@vn.command("vif-add")
+@click.option("-i", "--interface", is_flag=True, help="Take the MAC from the named interface.")
+@click.argument("vnet")
+@click.argument("vmac")
+@click.pass_context
+def vif_add(ctx: click.Context, interface: bool, vnet: str, vmac: str) -> None:
+    """Declare a MAC local on a vnet (so VARP requests for it are answered)."""
+    _controller(ctx).datapath.vif_add(VnetId.parse(vnet), _vif_mac(interface, vmac))
+
+
+@vn.command("vif-delete")
+@click.option("-i", "--interface", is_flag=True, help="Take the MAC from the named interface.")
+@click.argument("vnet")
+@click.argument("vmac")
+@click.pass_context
+def vif_delete(ctx: click.Context, interface: bool, vnet: str, vmac: str) -> None:
+    """Forget a local MAC on a vnet."""
+    _controller(ctx).datapath.vif_del(VnetId.parse(vnet), _vif_mac(interface, vmac))
+
+
+@vn.command()
+@json_option
+@click.pass_context
+def peers(ctx: click.Context, as_json: bool) -> None:
+    """List the peers multicast is forwarded to."""
+    _emit(_controller(ctx).datapath.peers(), as_json)
+
+
+@vn.command("peer-add")
+@click.option("-p", "--port", type=click.IntRange(1, 65535), default=PORT, show_default=True,
+              help="The peer's vnet UDP port.")
+@click.argument("addr")
+@click.pass_context
+def peer_add(ctx: click.Context, port: int, addr: str) -> None:
+    """Forward multicast to, and accept it from, the host ADDR (name or address).
+
+    Configure peers on one host per subnet."""
+    _controller(ctx).add_peer(addr, port)
+
+
+@vn.command("peer-delete")
+@click.argument("addr")
+@click.pass_context
+def peer_delete(ctx: click.Context, addr: str) -> None:
+    """Stop forwarding to a peer."""
+    _controller(ctx).delete_peer(addr)
+
+
+@vn.command()
+@click.option("-l", "--long", "long_", is_flag=True, help="Show each bridge's device details.")
+@json_option
+def bridges(long_: bool, as_json: bool) -> None:
+    """List the bridges on this host and their ports."""
+    with IPRoute() as ipr:
+        found = netdev.bridges(ipr)
+        if as_json:
+            click.echo(json.dumps([{"bridge": b, "interfaces": p} for b, p in sorted(found.items())], indent=2))
+            return
+        for b, ports in sorted(found.items()):
+            click.echo(f"{b} : {', '.join(ports)}" if ports else b)
+            if long_:
+                info = netdev.link_summary(ipr, b) or {}
+                for k, v in info.items():
+                    click.echo(f"          {k}: {v}")
+
+
+@vn.command()
+@json_option
+@click.pass_context
+def stats(ctx: click.Context, as_json: bool) -> None:
+    """Show datapath counters, including dropped packets by reason."""
+    _emit(_controller(ctx).datapath.stats(), as_json)
+
+
+def main() -> None:
+    vn(prog_name="vn")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,68 @@
+"""The boundary between control (ids, configs, state, commands) and a datapath.
+
+`vn` and the command language are written against `Datapath`; vnetd (user space)
+implements it directly, `VnetdClient` implements it by talking to a running vnetd,
+and `KmodClient` implements it over the kernel module's generic netlink family.
+Errors are `DatapathError`s (vnet.errors) carrying an errno name, so every failure
+reaches the user.
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+from vnet.model.config import VnetConfig
+from vnet.model.vnetid import VnetId
+
+Record = list
+
+
+class Datapath(ABC):
+    """What a vnet host can be asked to do; implemented by every datapath."""
+
+    kind = "abstract"
+
+    @abstractmethod
+    def vnet_add(self, cfg: VnetConfig) -> None:
+        """Create the vnet's device, enslave it to cfg.bridge (created if missing)."""
+
+    @abstractmethod
+    def vnet_del(self, vid: VnetId) -> None:
+        """Remove the vnet's device and every vif and VARP entry of it."""
+
+    @abstractmethod
+    def vnet_keys(self, vid: VnetId, key_files: tuple[str, ...]) -> None:
+        """Replace the keys of a secure vnet (send key first) in one step, so a
+        rotation never leaves the vnet with no key or the wrong send key."""
+
+    @abstractmethod
+    def vnets(self) -> list[Record]: ...
+
+    @abstractmethod
+    def vif_add(self, vid: VnetId, mac: bytes) -> None: ...
+
+    @abstractmethod
+    def vif_del(self, vid: VnetId, mac: bytes) -> None: ...
+
+    @abstractmethod
+    def vifs(self) -> list[Record]: ...
+
+    @abstractmethod
+    def peer_add(self, addr: str, port: int) -> None: ...
+
+    @abstractmethod
+    def peer_del(self, addr: str) -> None: ...
+
+    @abstractmethod
+    def peers(self) -> list[Record]: ...
+
+    @abstractmethod
+    def varp_flush(self) -> None: ...
+
+    @abstractmethod
+    def varp(self) -> list[Record]: ...
+
+    @abstractmethod
+    def set_mcaddr(self, addr: str) -> None: ...
+
+    @abstractmethod
+    def stats(self) -> list[Record]: ...

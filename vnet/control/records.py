@@ -1,0 +1,76 @@
+"""Listing records in the original's SXP layout (reference 3.5), shared by both datapaths.
+
+Each record keeps the original's fields, in the original's order, with the intended
+untruncated forms (39-character ids, dotted quads); fields the original did not
+have come after them.  Ages and TTLs are in whole seconds, not jiffies, so they do
+not depend on the kernel's HZ.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from vnet.model.addr import format_mac
+from vnet.model.vnetid import VnetId
+
+Record = list
+
+
+def vnet_record(vid: VnetId, vnetif: str, security: str, header: int, **extra: Any) -> Record:
+    rec: Record = ["vnet", ["id", str(vid)], ["vnetif", vnetif], ["security", security],
+                   ["header", str(header)]]
+    rec += [[k, *map(str, v)] if isinstance(v, (list, tuple)) else [k, str(v)] for k, v in extra.items()]
+    return rec
+
+
+def keys_record(vid: VnetId, security: str, held: list) -> Record:
+    """The keys a secure vnet holds, send key first: ids and files, never the secrets."""
+    return ["vnet-keys", ["id", str(vid)], ["security", security], ["send", str(held[0].id)]] + [
+        ["key", ["id", str(k.id)], ["file", k.path]] for k in held]
+
+
+def viftable_record(ttl: int, sweeps: int) -> Record:
+    return ["viftable", ["table_ttl", str(ttl)], ["entry_ttl", str(ttl)], ["sweeps", str(sweeps)]]
+
+
+def vif_record(vnet: bytes, mac: bytes, age: float) -> Record:
+    return ["vif", ["vnet", str(VnetId.from_bytes(vnet))], ["vmac", format_mac(mac)],
+            ["age", str(int(age))]]
+
+
+def varp_record(device: str, mcaddr: str, ucaddr: str, port: int, encapsulation: str,
+                ttl: int) -> Record:
+    return ["varp", ["device", device], ["mcast_addr", mcaddr], ["ucast_addr", ucaddr],
+            ["port", str(port)], ["encapsulation", encapsulation], ["entry_ttl", str(ttl)]]
+
+
+def ventry_record(vnet: bytes, mac: bytes, addr: str, age: float) -> Record:
+    return ["ventry", ["ref", "1"], ["state", "reachable"], ["flags", "-"], ["addr", addr],
+            ["queue", "0"], ["age", str(int(age))], ["vmac", format_mac(mac)],
+            ["vnet", str(VnetId.from_bytes(vnet))]]
+
+
+def peer_record(addr: str, port: int, tx: int, rx: int) -> Record:
+    return ["vnet_peer", ["addr", addr], ["port", str(port)], ["tx_packets", str(tx)],
+            ["rx_packets", str(rx)]]
+
+
+def counters_record(head: str, counters: dict[str, int]) -> Record:
+    return [head] + [[k, str(v)] for k, v in sorted(counters.items())]
+
+
+def to_json(rec: Record) -> dict[str, Any]:
+    """A record as a JSON object: {"type": head, field: value, ...}; integers stay integers."""
+    out: dict[str, Any] = {"type": rec[0]}
+    for item in rec[1:]:
+        if isinstance(item, list) and item and isinstance(item[0], str):
+            vals = [_json_value(v) for v in item[1:]]
+            out[item[0]] = vals[0] if len(vals) == 1 else (vals or None)
+    return out
+
+
+def _json_value(v: Any) -> Any:
+    if isinstance(v, list):
+        return to_json(v) if v and isinstance(v[0], str) else v
+    if isinstance(v, str) and v.isdigit():
+        return int(v)
+    return v

@@ -1,0 +1,412 @@
+"""The kernel module's datapath: the generic netlink family "vnet" (kmod/uapi/vnet_genl.h).
+
+`KmodClient` implements `Datapath` with the module's commands and gives the same
+records and, where the errno means the same thing, the same error texts as vnetd, so
+`vn` prints the same whatever serves the host.  The module knows vnet devices, not
+bridges: like vnetd, the client creates the bridge and enslaves the device itself.
+Every command acts on the network namespace of the netlink socket, so a client
+opened inside a namespace drives that namespace's vnets.
+
+Loading and unloading the module (`insmod`, `rmmod`) use finit_module and
+delete_module directly, so `vn` needs no kmod tools.
+"""
+from __future__ import annotations
+
+import errno
+import os
+import socket
+from collections.abc import Mapping
+
+from pyroute2 import IPRoute
+from pyroute2.netlink import (
+    NLA_F_NESTED,
+    NLM_F_ACK,
+    NLM_F_DUMP,
+    NLM_F_REQUEST,
+    genlmsg,
+    nla,
+)
+from pyroute2.netlink.exceptions import NetlinkError
+from pyroute2.netlink.generic import AsyncGenericNetlinkSocket, GenericNetlinkSocket
+
+from vnet.control import records
+from vnet.control.datapath import Datapath, Record
+from vnet.errors import DatapathError
+from vnet.host import netdev
+from vnet.model import keys
+from vnet.model.addr import format_mac, parse_ipv4
+from vnet.model.config import ENCAPSULATIONS, SECURITY_LEVELS, VnetConfig
+from vnet.model.vnetid import VnetId
+
+VNET_GENL_NAME = "vnet"
+VNET_GENL_VERSION = 1
+MODULE_NAME = "vnet"
+
+# enum vnet_cmd
+(VNET_CMD_UNSPEC, VNET_CMD_VNET_ADD, VNET_CMD_VNET_DEL, VNET_CMD_VNET_GET, VNET_CMD_VIF_ADD,
+ VNET_CMD_VIF_DEL, VNET_CMD_VIF_GET, VNET_CMD_PEER_ADD, VNET_CMD_PEER_DEL, VNET_CMD_PEER_GET,
+ VNET_CMD_VARP_GET, VNET_CMD_VARP_FLUSH, VNET_CMD_SET, VNET_CMD_GET, VNET_CMD_KEYS_SET) = range(15)
+
+#: enum vnet_encap and enum vnet_security list their values in the order of these
+#: tuples, so a value's index is its number on the wire.
+ENCAP_VALUES = ENCAPSULATIONS
+SECURITY_VALUES = SECURITY_LEVELS
+
+NOT_LOADED = ("the vnet kernel module is not loaded; load it with 'vn insmod', "
+              "or start the user-space datapath with 'vnetd'")
+
+
+class vnetmsg(genlmsg):
+    """A message of family "vnet": every attribute of enum vnet_attr, in its order.
+
+    No `prefix`: with one, pyroute2's msg.get("header") would find VNET_A_HEADER
+    instead of the netlink header, and its receive loop breaks on a vnet dump."""
+
+    nla_map = (
+        ("VNET_A_UNSPEC", "none"),
+        ("VNET_A_ID", "cdata"),  # 16 bytes, the id in network order
+        ("VNET_A_IFNAME", "asciiz"),
+        ("VNET_A_IFINDEX", "uint32"),
+        ("VNET_A_ENCAP", "uint8"),
+        ("VNET_A_SECURITY", "uint8"),
+        ("VNET_A_HEADER", "uint32"),
+        ("VNET_A_MTU", "uint32"),
+        ("VNET_A_MAC", "cdata"),  # 6 bytes
+        ("VNET_A_ADDR", "ip4addr"),  # be32 <-> dotted quad
+        ("VNET_A_PORT", "uint16"),
+        ("VNET_A_AGE_MS", "uint64"),
+        ("VNET_A_RX_PACKETS", "uint64"),
+        ("VNET_A_TX_PACKETS", "uint64"),
+        ("VNET_A_RX_BYTES", "uint64"),
+        ("VNET_A_TX_BYTES", "uint64"),
+        ("VNET_A_RX_DROPPED", "uint64"),
+        ("VNET_A_TX_DROPPED", "uint64"),
+        ("VNET_A_MCADDR", "ip4addr"),
+        ("VNET_A_TTL", "uint32"),
+        ("VNET_A_SWEEPS", "uint64"),
+        ("VNET_A_COUNTERS", "stats"),
+        ("VNET_A_DROPS", "stats"),
+        ("VNET_A_STAT", "stat"),
+        ("VNET_A_STAT_NAME", "asciiz"),
+        ("VNET_A_STAT_VALUE", "uint64"),
+        ("VNET_A_PAD", "none"),
+        ("VNET_A_KEYS", "keys"),
+        ("VNET_A_KEY", "key"),
+        ("VNET_A_KEY_ID", "uint8"),
+        ("VNET_A_KEY_SECRET", "cdata"),  # 32 bytes; sent, never received
+    )
+
+    class stat(nla):
+        """VNET_A_STAT: one named counter."""
+
+        nla_flags = NLA_F_NESTED
+        nla_map = ((24, "VNET_A_STAT_NAME", "asciiz"), (25, "VNET_A_STAT_VALUE", "uint64"))
+
+    class stats(nla):
+        """VNET_A_COUNTERS / VNET_A_DROPS: a nest of VNET_A_STAT nests."""
+
+        nla_flags = NLA_F_NESTED
+        nla_map = ((23, "VNET_A_STAT", "stat"),)
+
+
+    class key(nla):
+        """VNET_A_KEY: a key id and, towards the module only, its secret."""
+
+        nla_flags = NLA_F_NESTED
+        nla_map = ((29, "VNET_A_KEY_ID", "uint8"), (30, "VNET_A_KEY_SECRET", "cdata"))
+
+    class keys(nla):
+        """VNET_A_KEYS: a nest of VNET_A_KEY nests, the send key first."""
+
+        nla_flags = NLA_F_NESTED
+        nla_map = ((28, "VNET_A_KEY", "key"),)
+
+
+# pyroute2 finds a nest's attribute classes on the nest's own class.
+vnetmsg.stats.stat = vnetmsg.stat
+vnetmsg.keys.key = vnetmsg.key
+
+
+def key_ids(nest: nla | None) -> list[int]:
+    """A KEYS nest of a vnet dump as its key ids, send key first."""
+    if nest is None:
+        return []
+    return [k.get_attr("VNET_A_KEY_ID") for k in nest.get_attrs("VNET_A_KEY")]
+
+
+def keys_attr(held: list[keys.Key]) -> list:
+    """VNET_A_KEYS for a request: the send key first."""
+    return ["VNET_A_KEYS", {"attrs": [["VNET_A_KEY", {"attrs": [["VNET_A_KEY_ID", k.id],
+                                                                ["VNET_A_KEY_SECRET", k.secret]]}]
+                                      for k in held]}]
+
+
+def stat_values(nest: nla | None) -> dict[str, int]:
+    """A COUNTERS or DROPS nest as {name: value}."""
+    if nest is None:
+        return {}
+    return {s.get_attr("VNET_A_STAT_NAME"): s.get_attr("VNET_A_STAT_VALUE")
+            for s in nest.get_attrs("VNET_A_STAT")}
+
+
+class _AsyncVnetSocket(AsyncGenericNetlinkSocket):
+    # A missing family is an answer (the module is not loaded), reported as a
+    # DatapathError; pyroute2 would also log it at error level onto stderr.
+    module_err_level = "debug"
+
+
+class VnetSocket(GenericNetlinkSocket):
+    """A generic netlink socket bound to family "vnet", with extended acks on."""
+
+    async_class = _AsyncVnetSocket
+
+    def __init__(self, family: str = VNET_GENL_NAME) -> None:
+        super().__init__(ext_ack=True)
+        try:
+            self.bind(family, vnetmsg)
+        except NetlinkError as e:
+            self.close()
+            if e.code == errno.ENOENT:
+                raise DatapathError("ENOENT", NOT_LOADED) from None
+            raise netlink_error(e, "cannot reach the vnet kernel module") from None
+
+
+def module_loaded() -> bool:
+    """True if the family "vnet" resolves here, i.e. the module is loaded."""
+    try:
+        VnetSocket().close()
+    except DatapathError:
+        return False
+    return True
+
+
+def ext_ack(exc: NetlinkError) -> str | None:
+    """The kernel's extended-ack message of a failed request, if it sent one.
+
+    pyroute2 puts the ext-ack text where the strerror text would be, so a message
+    equal to strerror means there was none."""
+    text = exc.args[1] if len(exc.args) > 1 else None
+    if not text or text == os.strerror(exc.code):
+        return None
+    return str(text)
+
+
+def netlink_error(exc: NetlinkError, what: str, known: Mapping[int, str] | None = None) -> DatapathError:
+    """A failed request as a DatapathError.  For an errno that means what it means for
+    vnetd (`known`), vnetd's text, so `vn` says the same whatever the datapath; else
+    `what` and the kernel's extended-ack text, or strerror if it sent none."""
+    code = errno.errorcode.get(exc.code, "EIO")
+    text = (known or {}).get(exc.code)
+    if text is None:
+        text = f"{what}: {ext_ack(exc) or os.strerror(exc.code)}"
+    return DatapathError(code, text)
+
+
+def _name(values: tuple[str, ...], number: int | None) -> str:
+    return values[number] if number is not None and 0 <= number < len(values) else str(number)
+
+
+class KmodClient(Datapath):
+    """The Datapath interface, carried out by the vnet kernel module in this namespace."""
+
+    kind = "kmod"
+
+    def __init__(self, sock: VnetSocket | None = None) -> None:
+        self.sock = sock or VnetSocket()
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def __enter__(self) -> KmodClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ---- requests ------------------------------------------------------------------
+
+    def _call(self, cmd: int, attrs: list, what: str, known: Mapping[int, str] | None = None,
+              dump: bool = False) -> list[vnetmsg]:
+        msg = vnetmsg()
+        msg["cmd"] = cmd
+        msg["version"] = VNET_GENL_VERSION
+        msg["attrs"] = attrs
+        flags = NLM_F_REQUEST | (NLM_F_DUMP if dump else NLM_F_ACK)
+        try:
+            replies = self.sock.nlm_request(msg, msg_type=self.sock.prid, msg_flags=flags)
+        except NetlinkError as e:
+            raise netlink_error(e, what, known) from None
+        return [r for r in replies if isinstance(r, vnetmsg)]
+
+    def settings(self) -> vnetmsg:
+        """The VNET_CMD_GET reply: group, port, TTL, sweeps, underlay, counters, drops."""
+        replies = self._call(VNET_CMD_GET, [], "cannot read the vnet module's settings")
+        if not replies:
+            raise DatapathError("EPROTO", "the vnet module sent no reply to VNET_CMD_GET")
+        return replies[0]
+
+    def _running(self) -> list[vnetmsg]:
+        return self._call(VNET_CMD_VNET_GET, [], "cannot list the vnet module's vnets", dump=True)
+
+    def set_address(self, addr: str) -> None:
+        """Set the underlay address (one of this namespace's IPv4 addresses)."""
+        addr = parse_ipv4(addr)
+        try:
+            self._call(VNET_CMD_SET, [["VNET_A_ADDR", addr]], f"cannot set the underlay address {addr}")
+        except DatapathError as e:
+            if e.code != "EADDRNOTAVAIL":
+                raise
+            with IPRoute() as ipr:  # say what would do, as vnetd does
+                have = sorted(a for _, a, _, _ in netdev.ipv4_addresses(ipr))
+            raise DatapathError(e.code, f"{addr} is not an address of this host "
+                                f"(have: {', '.join(have) or 'none'})") from None
+
+    def _ensure_address(self) -> None:
+        """Give the module an underlay address if it has none, by vnetd's rule."""
+        if self.settings().get_attr("VNET_A_ADDR") is not None:
+            return
+        with IPRoute() as ipr:
+            try:
+                addr = netdev.pick_address(ipr, None, option=None)
+            except DatapathError as e:
+                raise DatapathError(e.code, f"the vnet module needs an underlay address: {e.message}") from None
+        self.set_address(addr)
+
+    # ---- vnets ------------------------------------------------------------------------
+
+    def _check_free(self, cfg: VnetConfig, ipr: IPRoute) -> None:
+        """vnetd's conflict checks and texts, against the vnets the module runs."""
+        for m in self._running():
+            other = VnetId.from_bytes(m.get_attr("VNET_A_ID"))
+            ifname = m.get_attr("VNET_A_IFNAME")
+            if other == cfg.id:
+                raise DatapathError("EEXIST", f"vnet {cfg.id} already exists")
+            if ifname == cfg.vnetif:
+                raise DatapathError("EEXIST", f"vnetif {cfg.vnetif} is already used by vnet {other}")
+            if netdev.bridge_of(ipr, ifname) == cfg.bridge:  # two vnets on one bridge would merge their LANs
+                raise DatapathError("EEXIST", f"bridge {cfg.bridge} is already used by vnet {other}")
+        if netdev.link_index(ipr, cfg.vnetif) is not None:
+            raise DatapathError("EEXIST", f"a device named {cfg.vnetif} already exists on this host")
+
+    def vnet_add(self, cfg: VnetConfig) -> None:
+        held = keys.for_vnet(cfg.id, cfg.security, cfg.key_files)
+        with IPRoute() as ipr:
+            self._check_free(cfg, ipr)
+            self._ensure_address()
+            attrs = [["VNET_A_ID", cfg.id.packed], ["VNET_A_IFNAME", cfg.vnetif],
+                     ["VNET_A_ENCAP", ENCAP_VALUES.index(cfg.encapsulation)],
+                     ["VNET_A_SECURITY", SECURITY_VALUES.index(cfg.security)]]
+            if held:
+                attrs.append(keys_attr(held))
+            self._call(VNET_CMD_VNET_ADD, attrs, f"cannot create vnet {cfg.id}")
+            try:
+                netdev.quiet_ipv6(cfg.vnetif)
+                netdev.ensure_bridge(ipr, cfg.bridge)
+                netdev.enslave(ipr, cfg.vnetif, cfg.bridge, mtu=cfg.mtu)
+            except DatapathError:
+                try:  # no half-made vnet: the state will not record it
+                    self.vnet_del(cfg.id)
+                except DatapathError:
+                    pass
+                raise
+
+    def vnet_keys(self, vid: VnetId, key_files: tuple[str, ...]) -> None:
+        running = [m for m in self._running() if m.get_attr("VNET_A_ID") == vid.packed]
+        if not running:
+            raise DatapathError("ENOENT", f"vnet {vid} does not exist")
+        security = _name(SECURITY_VALUES, running[0].get_attr("VNET_A_SECURITY"))
+        if security == "none":
+            raise DatapathError("EINVAL", f"vnet {vid} has (security none) and uses no keys")
+        held = keys.for_vnet(vid, security, key_files)
+        self._call(VNET_CMD_KEYS_SET, [["VNET_A_ID", vid.packed], keys_attr(held)],
+                   f"cannot set the keys of vnet {vid}", {errno.ENOENT: f"vnet {vid} does not exist"})
+
+    def vnet_del(self, vid: VnetId) -> None:
+        self._call(VNET_CMD_VNET_DEL, [["VNET_A_ID", vid.packed]], f"cannot delete vnet {vid}",
+                   {errno.ENOENT: f"vnet {vid} does not exist"})
+
+    def vnets(self) -> list[Record]:
+        out = []
+        with IPRoute() as ipr:
+            for m in sorted(self._running(), key=lambda m: m.get_attr("VNET_A_ID")):
+                ifname = m.get_attr("VNET_A_IFNAME")
+                held = key_ids(m.get_attr("VNET_A_KEYS"))
+                extra = {"keys": held} if held else {}
+                out.append(records.vnet_record(
+                    VnetId.from_bytes(m.get_attr("VNET_A_ID")), ifname,
+                    _name(SECURITY_VALUES, m.get_attr("VNET_A_SECURITY")), m.get_attr("VNET_A_HEADER"),
+                    bridge=netdev.bridge_of(ipr, ifname) or "",
+                    encapsulation=_name(ENCAP_VALUES, m.get_attr("VNET_A_ENCAP")),
+                    rx_packets=m.get_attr("VNET_A_RX_PACKETS"), tx_packets=m.get_attr("VNET_A_TX_PACKETS"),
+                    rx_bytes=m.get_attr("VNET_A_RX_BYTES"), tx_bytes=m.get_attr("VNET_A_TX_BYTES"),
+                    **extra))
+        return out
+
+    # ---- vifs -------------------------------------------------------------------------
+
+    def vif_add(self, vid: VnetId, mac: bytes) -> None:
+        self._call(VNET_CMD_VIF_ADD, [["VNET_A_ID", vid.packed], ["VNET_A_MAC", mac]],
+                   f"cannot add vif {format_mac(mac)} to vnet {vid}", {errno.ENOENT: f"vnet {vid} does not exist"})
+
+    def vif_del(self, vid: VnetId, mac: bytes) -> None:
+        try:
+            self._call(VNET_CMD_VIF_DEL, [["VNET_A_ID", vid.packed], ["VNET_A_MAC", mac]],
+                       f"cannot delete vif {format_mac(mac)} of vnet {vid}")
+        except DatapathError as e:
+            if e.code != "ENOENT":
+                raise
+            # One errno for two misses: tell them apart as vnetd does.
+            if not any(m.get_attr("VNET_A_ID") == vid.packed for m in self._running()):
+                raise DatapathError("ENOENT", f"vnet {vid} does not exist") from None
+            raise DatapathError("ENOENT", f"no vif {format_mac(mac)} on vnet {vid}") from None
+
+    def vifs(self) -> list[Record]:
+        s = self.settings()
+        out = [records.viftable_record(s.get_attr("VNET_A_TTL"), s.get_attr("VNET_A_SWEEPS"))]
+        found = self._call(VNET_CMD_VIF_GET, [], "cannot list the vifs", dump=True)
+        for m in sorted(found, key=lambda m: (m.get_attr("VNET_A_ID"), m.get_attr("VNET_A_MAC"))):
+            out.append(records.vif_record(m.get_attr("VNET_A_ID"), m.get_attr("VNET_A_MAC"),
+                                          m.get_attr("VNET_A_AGE_MS") / 1000))
+        return out
+
+    # ---- peers ------------------------------------------------------------------------
+
+    def peer_add(self, addr: str, port: int) -> None:
+        self._ensure_address()
+        self._call(VNET_CMD_PEER_ADD, [["VNET_A_ADDR", addr], ["VNET_A_PORT", port]],
+                   f"cannot add peer {addr}")
+
+    def peer_del(self, addr: str) -> None:
+        self._call(VNET_CMD_PEER_DEL, [["VNET_A_ADDR", addr]], f"cannot delete peer {addr}",
+                   {errno.ENOENT: f"{addr} is not a peer"})
+
+    def peers(self) -> list[Record]:
+        found = self._call(VNET_CMD_PEER_GET, [], "cannot list the peers", dump=True)
+        return [records.peer_record(m.get_attr("VNET_A_ADDR"), m.get_attr("VNET_A_PORT"),
+                                    m.get_attr("VNET_A_TX_PACKETS"), m.get_attr("VNET_A_RX_PACKETS"))
+                for m in sorted(found, key=lambda m: socket.inet_aton(m.get_attr("VNET_A_ADDR")))]
+
+    # ---- VARP -------------------------------------------------------------------------
+
+    def varp_flush(self) -> None:
+        self._call(VNET_CMD_VARP_FLUSH, [], "cannot flush the VARP cache")
+
+    def varp(self) -> list[Record]:
+        s = self.settings()
+        out = [records.varp_record(s.get_attr("VNET_A_IFNAME") or "", s.get_attr("VNET_A_MCADDR"),
+                                   s.get_attr("VNET_A_ADDR") or "0.0.0.0", s.get_attr("VNET_A_PORT"),
+                                   "etherip_in_udp", s.get_attr("VNET_A_TTL"))]
+        found = self._call(VNET_CMD_VARP_GET, [], "cannot list the VARP cache", dump=True)
+        for m in sorted(found, key=lambda m: (m.get_attr("VNET_A_ID"), m.get_attr("VNET_A_MAC"))):
+            out.append(records.ventry_record(m.get_attr("VNET_A_ID"), m.get_attr("VNET_A_MAC"),
+                                             m.get_attr("VNET_A_ADDR"), m.get_attr("VNET_A_AGE_MS") / 1000))
+        return out
+
+    def set_mcaddr(self, addr: str) -> None:
+        self._call(VNET_CMD_SET, [["VNET_A_MCADDR", addr]], f"cannot switch to group {addr}",
+                   {errno.EINVAL: f"{addr} is not a multicast address (224.0.0.0/4)"})
+
+    def stats(self) -> list[Record]:
+        s = self.settings()  # the module leaves out counters that are 0, as vnetd does
+        return [records.counters_record("counters", stat_values(s.get_attr("VNET_A_COUNTERS"))),
+                records.counters_record("drops", stat_values(s.get_attr("VNET_A_DROPS")))]

@@ -1,0 +1,1 @@
+"""vnetd, the user-space datapath and its control server."""

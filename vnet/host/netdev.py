@@ -1,0 +1,223 @@
+"""Links, bridges and addresses through pyroute2: the only way the product touches them.
+
+Bridges are made as the original made them (STP off, forward delay 0) and, unlike
+the original, with every link-local group address the kernel allows forwarded
+(group_fwd_mask 0xfff8: LLDP, 802.1X, MVRP, ...), so lab protocols cross the vnet.
+STP BPDUs already pass a bridge whose own STP is off; pause and LACP frames
+(01:80:c2:00:00:01-02) are the kernel's hard limit.
+"""
+from __future__ import annotations
+
+import fcntl
+import os
+import struct
+
+from pyroute2 import IPRoute
+from pyroute2.netlink.exceptions import NetlinkError
+
+from vnet.errors import DatapathError
+
+GROUP_FWD_MASK = 0xFFF8
+
+_TUNSETIFF = 0x400454CA
+_TUNSETOFFLOAD = 0x400454D0
+_IFF_TAP = 0x0002
+_IFF_NO_PI = 0x1000
+_IFF_VNET_HDR = 0x4000
+_TUN_F_CSUM, _TUN_F_TSO4, _TUN_F_TSO6 = 0x01, 0x02, 0x04
+
+#: Longest super-frame an offloading tap may hand us: with the 54 bytes of a sealed
+#: message (doc/security.md; 22 for plain VUDP) it must fit one UDP datagram (65507
+#: bytes).  One cap for every vnet keeps the rule simple.  The kernel segments longer
+#: GSO packets in software before they reach the tap.
+SUPER_FRAME_MAX = 65507 - 54
+
+
+def open_tap(name: str, offload: bool = False) -> int:
+    """Create (or attach to) tap device `name`; returns a non-blocking fd.
+
+    The device lives as long as the fd: if the daemon dies, the kernel removes it,
+    and a restart creates it again and re-enslaves it.  Every read and write carries
+    a virtio-net header, so received super-frames can always be written back for
+    segmentation.  With offload, TCP also hands us unsegmented super-frames (up to
+    SUPER_FRAME_MAX bytes) with partial checksums: one read then moves ~64 KB,
+    which is what lets a Python datapath keep up.
+    """
+    fd = os.open("/dev/net/tun", os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)
+    flags = _IFF_TAP | _IFF_NO_PI | _IFF_VNET_HDR
+    try:
+        fcntl.ioctl(fd, _TUNSETIFF, struct.pack("16sH", name.encode(), flags))
+        if offload:
+            fcntl.ioctl(fd, _TUNSETOFFLOAD, _TUN_F_CSUM | _TUN_F_TSO4 | _TUN_F_TSO6)
+    except OSError as e:
+        os.close(fd)
+        raise DatapathError.from_os_error(e, f"cannot create tap device {name}") from None
+    return fd
+
+
+def limit_gso(ipr: IPRoute, name: str) -> None:
+    """Cap super-frames from an offloading tap so each fits in one UDP datagram."""
+    index = link_index(ipr, name)
+    if index is not None:
+        ipr.link("set", index=index, gso_max_size=SUPER_FRAME_MAX)
+
+
+def link_index(ipr: IPRoute, name: str) -> int | None:
+    found = ipr.link_lookup(ifname=name)
+    return found[0] if found else None
+
+
+def link_kind(ipr: IPRoute, index: int) -> str | None:
+    link = ipr.get_links(index)[0]
+    info = link.get_attr("IFLA_LINKINFO")
+    return info.get_attr("IFLA_INFO_KIND") if info is not None else None
+
+
+def ensure_bridge(ipr: IPRoute, name: str) -> bool:
+    """Make sure bridge `name` exists and is up; True if this call created it."""
+    index = link_index(ipr, name)
+    created = False
+    if index is None:
+        try:
+            ipr.link("add", ifname=name, kind="bridge", br_stp_state=0, br_forward_delay=0,
+                     br_group_fwd_mask=GROUP_FWD_MASK)
+        except NetlinkError as e:
+            raise DatapathError("EIO", f"cannot create bridge {name}: {e.args[1]}") from None
+        index = link_index(ipr, name)
+        created = True
+    elif link_kind(ipr, index) != "bridge":
+        raise DatapathError("EEXIST", f"{name} exists and is not a bridge")
+    ipr.link("set", index=index, state="up")
+    return created
+
+
+def enslave(ipr: IPRoute, ifname: str, bridge: str, mtu: int | None = None) -> None:
+    index = link_index(ipr, ifname)
+    master = link_index(ipr, bridge)
+    if index is None or master is None:
+        raise DatapathError("ENODEV", f"cannot attach {ifname} to {bridge}: no such device")
+    try:
+        if mtu is not None:
+            ipr.link("set", index=index, mtu=mtu)
+        ipr.link("set", index=index, master=master, state="up")
+    except NetlinkError as e:
+        raise DatapathError("EIO", f"cannot attach {ifname} to {bridge}: {e.args[1]}") from None
+
+
+def bridge_ports(ipr: IPRoute, bridge: str) -> list[str]:
+    master = link_index(ipr, bridge)
+    if master is None:
+        return []
+    return [link.get_attr("IFLA_IFNAME") for link in ipr.get_links(master=master)]
+
+
+def bridge_of(ipr: IPRoute, ifname: str) -> str | None:
+    index = link_index(ipr, ifname)
+    if index is None:
+        return None
+    master = ipr.get_links(index)[0].get_attr("IFLA_MASTER")
+    if not master:
+        return None
+    return ipr.get_links(master)[0].get_attr("IFLA_IFNAME")
+
+
+def delete_link(ipr: IPRoute, name: str) -> bool:
+    index = link_index(ipr, name)
+    if index is None:
+        return False
+    try:
+        ipr.link("del", index=index)
+    except NetlinkError as e:
+        raise DatapathError("EIO", f"cannot delete {name}: {e.args[1]}") from None
+    return True
+
+
+def bridges(ipr: IPRoute) -> dict[str, list[str]]:
+    """Every bridge with its ports."""
+    links = ipr.get_links()
+    names = {link["index"]: link.get_attr("IFLA_IFNAME") for link in links}
+    out: dict[str, list[str]] = {}
+    for link in links:
+        info = link.get_attr("IFLA_LINKINFO")
+        if info is not None and info.get_attr("IFLA_INFO_KIND") == "bridge":
+            out[link.get_attr("IFLA_IFNAME")] = []
+    for link in links:
+        master = link.get_attr("IFLA_MASTER")
+        if master and names.get(master) in out:
+            out[names[master]].append(link.get_attr("IFLA_IFNAME"))
+    return out
+
+
+def link_mac(ipr: IPRoute, name: str) -> str | None:
+    index = link_index(ipr, name)
+    if index is None:
+        return None
+    return ipr.get_links(index)[0].get_attr("IFLA_ADDRESS")
+
+
+def link_summary(ipr: IPRoute, name: str) -> dict | None:
+    """MAC, MTU, state and counters of a link, for `vn vnets -l`."""
+    index = link_index(ipr, name)
+    if index is None:
+        return None
+    link = ipr.get_links(index)[0]
+    stats = link.get_attr("IFLA_STATS64")
+    out = {
+        "mac": link.get_attr("IFLA_ADDRESS"),
+        "mtu": link.get_attr("IFLA_MTU"),
+        "state": link.get_attr("IFLA_OPERSTATE"),
+    }
+    if stats is not None:
+        for key in ("rx_packets", "tx_packets", "rx_bytes", "tx_bytes", "rx_dropped", "tx_dropped"):
+            out[key] = stats[key]
+    return out
+
+
+def ipv4_addresses(ipr: IPRoute) -> list[tuple[str, str, int, int]]:
+    """(ifname, address, ifindex, prefix length) of every IPv4 address not on loopback."""
+    names = {link["index"]: link.get_attr("IFLA_IFNAME") for link in ipr.get_links()}
+    out = []
+    for a in ipr.get_addr(family=2):
+        addr = a.get_attr("IFA_ADDRESS")
+        if addr and not addr.startswith("127."):
+            out.append((names.get(a["index"], "?"), addr, a["index"], a["prefixlen"]))
+    return out
+
+
+def default_route_interface(ipr: IPRoute) -> str | None:
+    """The interface of the IPv4 default route, if there is one."""
+    for route in ipr.get_default_routes(family=2):
+        oif = route.get_attr("RTA_OIF")
+        if oif:
+            return ipr.get_links(oif)[0].get_attr("IFLA_IFNAME")
+    return None
+
+
+def quiet_ipv6(ifname: str) -> None:
+    """Keep a vnet device from sending IPv6 of its own (link-local, MLD, ND) into the
+    vnet: it is a port, not a host.  /proc/sys of the caller's namespace, no netlink."""
+    try:
+        with open(f"/proc/sys/net/ipv6/conf/{ifname}/disable_ipv6", "w") as f:
+            f.write("1")
+    except OSError:
+        pass  # no IPv6 in this kernel: nothing to quiet
+
+
+def pick_address(ipr: IPRoute, interface: str | None, option: str | None = "--address") -> str:
+    """The underlay address: the only IPv4 address of `interface`, or of the interface
+    holding the default route, or of the host; else a clear error.  Shared by vnetd and
+    the kernel module's client, so both datapaths pick the same address; `option` names
+    the way the caller's user can give one instead (None: there is none to name)."""
+    if interface is None:
+        interface = default_route_interface(ipr)
+    found = [(ifname, addr) for ifname, addr, _, _ in ipv4_addresses(ipr)
+             if interface is None or ifname == interface]
+    if len(found) == 1:
+        return found[0][1]
+    where = f"on {interface}" if interface else "on this host"
+    if not found:
+        hint = f"; give one with {option}" if option else ""
+        raise DatapathError("EADDRNOTAVAIL", f"no IPv4 address {where}{hint}")
+    listed = ", ".join(f"{a} ({i})" for i, a in found)
+    hint = f"; choose one with {option}" if option else ""
+    raise DatapathError("EADDRNOTAVAIL", f"several IPv4 addresses {where} ({listed}){hint}")
