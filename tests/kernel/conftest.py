@@ -1,12 +1,154 @@
-"""Split the kernel-module tests between the host and the QEMU guest.
+"""Split the kernel-module tests between the host and the QEMU guest, and overlap them.
 
 Tests under ``in_guest/`` need the stock Debian kernel (to load kmod/vnet.ko), so
 on the host they are not collected at all: ``test_guest.py`` boots the guest
-and runs them there, where guest.py sets ``VNET_IN_GUEST=1``.  Inside the guest
-the roles swap: ``test_guest.py`` must not try to boot a guest of its own.
+and runs them there, where lab/guest.py sets ``VNET_IN_GUEST=1``.  Inside the
+guest the roles swap: ``test_guest.py`` must not try to boot a guest of its own.
+
+The guest run is most of the suite's time, and under emulation it keeps about one
+core busy.  So when ``test_guest.py`` is selected, the module is built and the
+guest booted in a background thread as soon as collection ends; the host tests run
+meanwhile, ``test_guest.py`` runs last and its ``guest_run`` fixture waits for the
+result.  The guest is killed if the session ends first (Ctrl-C, -x).
 """
 from __future__ import annotations
 
+import compileall
 import os
+import sys
+import tempfile
+import threading
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass, field
+from pathlib import Path
 
-collect_ignore = ["test_guest.py"] if os.environ.get("VNET_IN_GUEST") else ["in_guest"]
+import pytest
+
+from lab import guest
+
+IN_GUEST = bool(os.environ.get("VNET_IN_GUEST"))
+collect_ignore = ["test_guest.py"] if IN_GUEST else ["in_guest"]
+
+ROOT = guest.REPO_ROOT
+#: The module source; ``$VNET_KMOD_DIR`` points elsewhere (e.g. a scratch module
+#: while working on this harness itself).
+KMOD = Path(os.environ.get("VNET_KMOD_DIR") or ROOT / "kmod")
+#: Time budget for the guest's pytest run, boot not included.
+GUEST_TIMEOUT = float(os.environ.get("VNET_GUEST_TIMEOUT", "900"))
+#: Slowest guest tests named in the terminal summary.
+SLOWEST = 8
+
+
+@dataclass
+class GuestRun:
+    """What one guest session produced, for test_guest.py to judge."""
+
+    result: guest.GuestResult | None = None
+    problem: str = ""  # the module could not be built or the guest not started
+    failed: list[str] = field(default_factory=list)  # "file::test (kind): message"
+    durations: list[tuple[float, str]] = field(default_factory=list)  # slowest first
+    junit_found: bool = False
+
+
+def _read_junit(path: Path, run: GuestRun) -> None:
+    root = ET.parse(path).getroot()
+    for case in root.iter("testcase"):
+        name = f"{case.get('classname', '')}::{case.get('name', '')}"
+        run.durations.append((float(case.get("time") or 0), name))
+        for child in case:
+            if child.tag in ("failure", "error"):
+                msg = (child.get("message") or "").splitlines()
+                run.failed.append(f"{name} ({child.tag}): {msg[0] if msg else ''}")
+    run.durations.sort(reverse=True)
+    run.junit_found = True
+
+
+class BackgroundGuest:
+    """Builds the module and runs tests/kernel/in_guest in the guest, on a thread."""
+
+    def __init__(self) -> None:
+        self.run = GuestRun()
+        self.cancel = threading.Event()
+        self.thread = threading.Thread(target=self._work, name="vnet-guest", daemon=True)
+
+    def _work(self) -> None:
+        try:
+            guest.check_tools()
+            ko = guest.build_module(KMOD)
+            # Compiled once on the host, before the guest reads the share: the guest
+            # then never compiles the project under emulation.
+            for top in ("vnet", "sxp", "lab", "tests"):
+                compileall.compile_dir(str(ROOT / top), quiet=2)
+            with tempfile.TemporaryDirectory(prefix="vnet-guest-results-") as results:
+                self.run.result = guest.run_in_guest(
+                    [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rA",
+                     "tests/kernel/in_guest", f"--junitxml={guest.GUEST_RESULTS}/junit.xml"],
+                    timeout=GUEST_TIMEOUT, extra_env={"VNET_KO": str(ko)},
+                    results_dir=results, cancel=self.cancel)
+                junit = Path(results) / "junit.xml"
+                if junit.exists():
+                    _read_junit(junit, self.run)
+        except guest.GuestError as exc:
+            self.run.problem = str(exc)
+        except Exception as exc:  # reported by the fixture, not lost on the thread
+            self.run.problem = f"the guest run failed: {exc!r}"
+
+    def wait(self) -> GuestRun:
+        self.thread.join()
+        return self.run
+
+
+_background = pytest.StashKey[BackgroundGuest]()
+
+
+def _guest_items(items: list[pytest.Item]) -> list[pytest.Item]:
+    here = Path(__file__).resolve().parent / "test_guest.py"
+    return [i for i in items if Path(i.path).resolve() == here]
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Once the tests to run are known (after -k, -m and deselection)."""
+    config = session.config
+    items = session.items
+    if IN_GUEST:
+        return
+    chosen = _guest_items(items)
+    if not chosen or os.geteuid() != 0 or config.option.collectonly:
+        return
+    items[:] = [i for i in items if i not in chosen] + chosen  # judged last
+    bg = BackgroundGuest()
+    config.stash[_background] = bg
+    bg.thread.start()
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    bg = config.stash.get(_background, None)
+    if bg is not None and bg.thread.is_alive():
+        bg.cancel.set()
+        bg.thread.join(30)
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
+    bg = config.stash.get(_background, None)
+    if bg is None or bg.thread.is_alive() or bg.run.result is None:
+        return
+    res = bg.run.result
+    terminalreporter.write_sep("-", "kernel-module guest")
+    terminalreporter.write_line(f"{res.seconds:.0f} s in QEMU (boot to command {res.boot_seconds} s), "
+                                f"{len(bg.run.durations)} guest tests, exit status {res.returncode}")
+    for seconds, name in bg.run.durations[:SLOWEST]:
+        terminalreporter.write_line(f"  {seconds:6.1f} s  {name}")
+
+
+@pytest.fixture(scope="module")
+def guest_run(request: pytest.FixtureRequest) -> GuestRun:
+    """The guest session's outcome: started at collection, awaited here."""
+    bg = request.config.stash.get(_background, None)
+    if bg is None:  # selected some other way (e.g. by keyword after collection)
+        bg = BackgroundGuest()
+        request.config.stash[_background] = bg
+        bg.thread.start()
+    run = bg.wait()
+    if run.problem:
+        pytest.fail(run.problem, pytrace=False)
+    return run

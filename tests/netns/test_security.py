@@ -44,7 +44,7 @@ def secure(hosts, tmp_path, level: str, *extra: str) -> keys.Key:
 
 def sealed(key: keys.Key, level: int, msg_type: int, body: bytes, sender: str, seq: int,
            vid: VnetId = VnetId.parse("97"), key_id: int | None = None) -> bytes:
-    """A sealed message as a host holding `key` would send it (vnet/seal.py)."""
+    """A sealed message as a host holding `key` would send it (vnet/wire/seal.py)."""
     parts = seal.seal(seal.aead(key.secret), level, msg_type, vid.packed,
                       key.id if key_id is None else key_id, socket.inet_aton(sender), seq, body)
     return b"".join(parts)

@@ -3,7 +3,7 @@
 The construct declarations are the documentation of record (see doc/wire-format.md)
 and are used by control-plane code and tests.  The per-packet path never parses with
 construct: it uses the prebuilt prefixes and the `struct` codecs below, and
-tests/test_wire.py checks that both agree byte for byte, so the two cannot drift.
+tests/unit/test_wire.py checks that both agree byte for byte, so the two cannot drift.
 
 Compatibility notes (reference xen-vnet.md, section 4):
 - the EtherIP header's first two bytes are ``00 40`` (the original's little-endian

@@ -6,7 +6,7 @@ header's last 12 bytes (sender address and sequence number), so it is unique as 
 as each host numbers its packets with one counter that never goes back.
 
 `SealedHeader` is the construct declaration of record; the datapath packs and
-unpacks with the `struct` codec `HEADER`, which tests/test_seal.py checks against it.
+unpacks with the `struct` codec `HEADER`, which tests/unit/test_seal.py checks against it.
 """
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Secure vnets with the kernel module as datapath (doc/security.md): traffic through
 sealed messages, what the underlay sees, the module's bytes checked against the Python
-reference (vnet/seal.py), forged packets dropped and counted by reason, key rotation
+reference (vnet/wire/seal.py), forged packets dropped and counted by reason, key rotation
 under traffic, a mixed module/vnetd vnet, and secrets kept out of listings and the
 kernel log."""
 from __future__ import annotations
