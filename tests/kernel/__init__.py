@@ -1,4 +1,4 @@
-"""Kernel-module tests (see guest.py).
+"""Kernel-module tests (see lab/guest.py).
 
 A package so that this directory's conftest.py is imported as
 ``kernel.conftest``: without it, pytest would register it under the bare name
