@@ -16,7 +16,7 @@ from pyroute2 import IPRoute
 
 import sxp
 from vnet.control import records
-from vnet.control.controller import DATAPATHS, Controller
+from vnet.control.controller import DATAPATH_CHOICES, Controller
 from vnet.control.datapath import Record
 from vnet.control.protocol import resolve_socket
 from vnet.datapath.kmod import loader
@@ -86,7 +86,7 @@ json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON i
 def host_options(f):
     """The options that select a host and its datapath, shared by `vn` and `xm` so that
     both tools find a host the same way and say so in the same words."""
-    f = click.option("--datapath", type=click.Choice(DATAPATHS),
+    f = click.option("--datapath", type=click.Choice(DATAPATH_CHOICES),
                      help="Datapath to command: vnetd, kmod (the kernel module), or auto: vnetd if it "
                           "answers on its socket, else the module if loaded "
                           "[default: env VNET_DATAPATH, else auto].")(f)

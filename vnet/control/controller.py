@@ -189,15 +189,17 @@ def _held(held: list[keys.Key], key_id: int) -> keys.Key:
 
 
 DATAPATH_ENV = "VNET_DATAPATH"
-DATAPATHS = ("auto", "kmod", "vnetd")
+#: The datapaths a host can run, and what --datapath accepts: one of them, or auto.
+DATAPATH_KINDS = ("kmod", "vnetd")
+DATAPATH_CHOICES = ("auto", *DATAPATH_KINDS)
 
 
 def resolve_choice(option: str | None) -> str:
     """--datapath, else $VNET_DATAPATH, else auto."""
     choice = option or os.environ.get(DATAPATH_ENV) or "auto"
-    if choice not in DATAPATHS:
+    if choice not in DATAPATH_CHOICES:
         source = "--datapath" if option else DATAPATH_ENV
-        raise DatapathError("EINVAL", f"{source}={choice}: expected one of {', '.join(DATAPATHS)}")
+        raise DatapathError("EINVAL", f"{source}={choice}: expected one of {', '.join(DATAPATH_CHOICES)}")
     return choice
 
 

@@ -58,7 +58,7 @@ class HookGroup(VnGroup):
 
 
 @dataclass
-class Host:
+class HostSetup:
     """What network-vnet acts on: a state directory, the datapath choice, and the
     vnetd socket, pidfile and log that belong to that state directory."""
 
@@ -70,7 +70,7 @@ class Host:
 
     @classmethod
     def from_options(cls, state_dir: str | None, socket: str | None, datapath: str | None,
-                     pidfile: str | None) -> Host:
+                     pidfile: str | None) -> HostSetup:
         sdir = resolve_state_dir(state_dir)
         return cls(StateStore(sdir), resolve_choice(datapath), resolve_socket(socket, sdir),
                    Path(pidfile) if pidfile else sdir / service.PIDFILE_NAME, sdir / service.LOG_NAME)
@@ -87,7 +87,7 @@ DATAPATH_HELP = ("Datapath to start, stop or show: kmod (the kernel module), vne
 
 def hook_options(f: Callable) -> Callable:
     """`vn`'s host options plus vnetd's pidfile, after the subcommand (xend style:
-    `network-vnet start --state-dir DIR`); they make a `Host`."""
+    `network-vnet start --state-dir DIR`); they make a `HostSetup`."""
     f = click.option("--pidfile", metavar="FILE",
                      help="vnetd's pidfile [default: DIR/vnetd.pid].")(f)
     f = host_options(f)
@@ -127,7 +127,7 @@ def start(state_dir: str | None, socket: str | None, datapath: str | None, pidfi
           params: tuple[str, ...]) -> None:
     """Bring up the datapath (the module if it loads, else vnetd) and restore the
     persisted vnets and peers; nothing changes if it runs already."""
-    host = Host.from_options(state_dir, socket, datapath, pidfile)
+    host = HostSetup.from_options(state_dir, socket, datapath, pidfile)
     params_text = loader.module_params(" ".join(params))
     address = bringup.underlay_address(address, interface)
     pid = service.running_pid(host.sock, host.pidfile)
@@ -145,7 +145,7 @@ def start(state_dir: str | None, socket: str | None, datapath: str | None, pidfi
     _start_vnetd(host, address, params_text, timeout)
 
 
-def _start_module(host: Host, module: Path | None, params: str, address: str | None) -> bool:
+def _start_module(host: HostSetup, module: Path | None, params: str, address: str | None) -> bool:
     """Load the module (unless loaded) and restore what this namespace lacks.  False if
     it cannot be loaded and `auto` may fall back to vnetd."""
     loaded_now = False
@@ -173,7 +173,7 @@ def _start_module(host: Host, module: Path | None, params: str, address: str | N
     return True
 
 
-def _start_vnetd(host: Host, address: str | None, params: str, timeout: float) -> None:
+def _start_vnetd(host: HostSetup, address: str | None, params: str, timeout: float) -> None:
     """Start vnetd detached on the host's state and say what came back."""
     state = host.store.load()  # an unreadable state file fails here, before anything starts
     args = ["--state-dir", str(host.dir)]
@@ -220,7 +220,7 @@ def _is_local(addr: str) -> bool:
 def stop(state_dir: str | None, socket: str | None, datapath: str | None, pidfile: str | None,
          unload: bool, timeout: float, params: tuple[str, ...]) -> None:
     """Take the datapath's vnets and peers down; they stay persisted for the next start."""
-    host = Host.from_options(state_dir, socket, datapath, pidfile)
+    host = HostSetup.from_options(state_dir, socket, datapath, pidfile)
     loader.module_params(" ".join(params))  # the same line as for start: checked, not needed
     pid = service.running_pid(host.sock, host.pidfile) if host.choice != "kmod" else None
     if pid is not None:
@@ -259,7 +259,7 @@ def status(state_dir: str | None, socket: str | None, datapath: str | None, pidf
            params: tuple[str, ...]) -> None:
     """Show the datapath in use and the vnets and peers, in service and persisted.
     Exit status 0 if running, 3 if stopped (LSB)."""
-    host = Host.from_options(state_dir, socket, datapath, pidfile)
+    host = HostSetup.from_options(state_dir, socket, datapath, pidfile)
     loader.module_params(" ".join(params))
     state = host.store.load()
     dp, facts = _serving(host, state)
@@ -274,7 +274,7 @@ def status(state_dir: str | None, socket: str | None, datapath: str | None, pidf
         raise SystemExit(STOPPED)
 
 
-def _serving(host: Host, state: State) -> tuple[Datapath | None, list[tuple[str, str]]]:
+def _serving(host: HostSetup, state: State) -> tuple[Datapath | None, list[tuple[str, str]]]:
     """The datapath serving the host, if any, and what to say about it."""
     pid = service.socket_pid(host.sock)
     recorded = service.read_pidfile(host.pidfile)
