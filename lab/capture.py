@@ -15,7 +15,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from lab.lab import Lab, Node
+from lab.lab import Lab, NodeRef
 
 #: A packet socket in the node's namespace; one hex line per frame, after "ready".
 #: On a switch, every frame enters the bridge once, on its sender's port: frames
@@ -42,7 +42,7 @@ class Capture:
     """Frames seen in a node's namespace (a switch: its bridge ports), from start
     until `stop`.  A context manager; `frames` grows as frames are seen."""
 
-    def __init__(self, lab: Lab, node: Node, bridge: str = "sw0") -> None:
+    def __init__(self, lab: Lab, node: NodeRef, bridge: str = "sw0") -> None:
         self.frames: list[bytes] = []
         self._lock = threading.Lock()
         self._proc = lab.popen(node, [sys.executable, "-u", "-c", SCRIPT, bridge],

@@ -9,7 +9,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from lab.lab import Lab, Node
+from lab.lab import Lab, NodeRef
 
 #: The receiving end of `transfer`: says "ready" once bound, then the byte (TCP) or
 #: datagram (UDP) count and the SHA-256 of what arrived.
@@ -79,7 +79,7 @@ for _ in range(int(sys.argv[3])):
 """
 
 
-def transfer(lab: Lab, src: Node, dst, kind: str, amount: int) -> None:
+def transfer(lab: Lab, src: NodeRef, dst, kind: str, amount: int) -> None:
     """Send `amount` bytes (tcp) or datagrams (udp) from `src` to `dst` and check that
     exactly what was sent arrived (count and SHA-256)."""
     sink = lab.popen(dst, [sys.executable, "-c", SINK, kind], stdout=subprocess.PIPE, text=True)
@@ -91,7 +91,7 @@ def transfer(lab: Lab, src: Node, dst, kind: str, amount: int) -> None:
     assert got == sent.stdout.strip(), f"{kind}: sent {sent.stdout.strip()} received {got}"
 
 
-def send_datagrams(lab: Lab, node: Node, dst: str, payloads: list[bytes], sport: int = 40000,
+def send_datagrams(lab: Lab, node: NodeRef, dst: str, payloads: list[bytes], sport: int = 40000,
                    port: int = 1798) -> None:
     """Send each payload as one UDP datagram from `node` (source port `sport`) to
     `dst`:`port`, byte for byte: crafted vnet messages, replays, garbage."""
@@ -100,7 +100,7 @@ def send_datagrams(lab: Lab, node: Node, dst: str, payloads: list[bytes], sport:
     assert r.returncode == 0, r.stderr
 
 
-def send_udp(lab: Lab, node: Node, dst: str, payload: bytes, count: int = 3) -> None:
+def send_udp(lab: Lab, node: NodeRef, dst: str, payload: bytes, count: int = 3) -> None:
     """Send `payload` `count` times to UDP port 7 of `dst`, 0.1 s apart."""
     r = lab.run(node, [sys.executable, "-c", REPEAT, dst, payload.hex(), str(count)])
     assert r.returncode == 0, r.stderr

@@ -26,7 +26,8 @@ from typing import Any, NoReturn
 
 import click
 
-from lab.lab import Host, Lab, _enter_ns, _ns_exists
+from lab.lab import Host, Lab
+from lab.netns import enter_ns, ns_exists
 from vnet.cli.vn import vn as vn_command
 from vnet.cli.xm import xm as xm_command
 from vnet.control.controller import vnetd_answers
@@ -47,7 +48,7 @@ def _child(ns: str, env: dict[str, str], wfd: int, func: Callable[..., Any], arg
             signal.signal(sig, signal.SIG_DFL)
         sys.stdout, sys.stderr = out, err
         os.environ.update(env)
-        _enter_ns(ns)
+        enter_ns(ns)
         result = func(*args)
         status = result if isinstance(result, int) else 0
     except SystemExit as e:
@@ -99,7 +100,7 @@ def run_in_namespace(ns: str, func: Callable[..., Any], *args: Any, env: dict[st
     """Run func(*args) in a forked child inside network namespace `ns`; returns its exit
     status (func's int result, or a SystemExit code) and what it wrote to stdout and
     stderr.  An exception becomes status 1 with its traceback on stderr."""
-    if not _ns_exists(ns):
+    if not ns_exists(ns):
         raise FileNotFoundError(2, "no such network namespace", ns)
     rfd, wfd = os.pipe()
     try:

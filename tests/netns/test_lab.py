@@ -1,4 +1,4 @@
-"""Tests for vnet.lab, the namespace topology builder the other tests rely on.
+"""Tests for lab/, the namespace topology builder the other tests rely on.
 
 If the lab leaks namespaces or processes, every later test run inherits the
 mess, so teardown gets as much attention here as building topologies.
@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from lab.lab import Lab, PingResult, cleanup_stale, parse_ping
+from lab.lab import Interface, Lab, Link, PingResult, cleanup_stale, parse_ping
 
 try:
     from pyroute2 import IPRoute, netns
@@ -171,6 +171,125 @@ def test_vms_on_host_bridge_and_migration():
 
         with pytest.raises(TimeoutError):
             lab.vm("v4", h1, "nosuchbr", "10.78.0.4/24", timeout=0.3)
+    assert _ours(prefix) == []
+
+
+# --- interfaces and links --------------------------------------------------------
+
+
+def _mtu(ns: str, ifname: str) -> int:
+    with IPRoute(netns=ns, flags=0) as ipr:
+        return ipr.link("get", index=ipr.link_lookup(ifname=ifname)[0])[0].get_attr("IFLA_MTU")
+
+
+def _df_ping(lab: Lab, node, address: str, size: int) -> bool:
+    """One ping of ``size`` bytes of IP packet that must not be fragmented."""
+    cp = lab.run(node, ["ping", "-n", "-c", "1", "-W", "2", "-M", "do", "-s", str(size - 28), address])
+    return cp.returncode == 0
+
+
+@root
+@needs_root
+@needs_ping
+def test_interfaces_of_nodes_configure_themselves():
+    prefix = _prefix()
+    with Lab(prefix) as lab:
+        sw = lab.switch("s")
+        a = lab.host("a", sw, "10.77.1.1/24")
+        b = lab.host("b", sw, "10.77.1.2/24")
+        assert a.eth0 == Interface("eth0", a.ns) and sw.intf("sw0") == Interface("sw0", sw.ns)
+        assert (a.eth0.mac, a.eth0.mtu, a.eth0.addresses, a.eth0.is_up) == (a.mac, 1500, [a.address], True)
+        assert a.eth0.master is None and sw.intf("a").master == "sw0"
+        # The MTU set through the interface is the kernel's, and packets obey it.
+        lab.wait_ping(a, b.ip, timeout=5)
+        assert _df_ping(lab, a, b.ip, 1500)
+        a.eth0.set_mtu(1400)
+        assert a.eth0.mtu == 1400 == _mtu(a.ns, "eth0")
+        assert not _df_ping(lab, a, b.ip, 1401)
+        assert _df_ping(lab, a, b.ip, 1400)
+        rx = b.eth0.stats["rx_packets"]
+        assert lab.ping(a, b.ip, count=2).received == 2
+        assert b.eth0.stats["rx_packets"] >= rx + 2
+        # A second address, configured by the interface itself, answers too.
+        b.eth0.configure("10.77.2.2/24")
+        assert b.eth0.addresses == [b.address, "10.77.2.2/24"]
+        a.eth0.configure("10.77.2.1/24")
+        lab.wait_ping(a, "10.77.2.2", timeout=5)
+        with pytest.raises(LookupError):
+            a.intf("eth9")
+        with pytest.raises(LookupError):
+            Interface("nosuch0", a.ns).mtu
+        with pytest.raises(LookupError):
+            sw.eth0  # a switch has a bridge, no NIC
+    assert _ours(prefix) == []
+
+
+@root
+@needs_root
+@needs_ping
+def test_links_go_down_come_up_and_are_removed():
+    prefix = _prefix()
+    with Lab(prefix) as lab:
+        sw = lab.switch("s")
+        a = lab.host("a", sw, "10.77.1.1/24")
+        b = lab.host("b", sw, "10.77.1.2/24")
+        cable = lab.link(a.eth0)
+        assert cable.intfs == (a.eth0, sw.intf("a")) and lab.links == [cable, lab.link(b.eth0)]
+        lab.wait_ping(a, b.ip, timeout=5)
+        # A pulled cable: nothing crosses until it is plugged back in.
+        cable.set_up(False)
+        assert not cable.is_up and not a.eth0.is_up and not sw.intf("a").is_up
+        assert not lab.ping(a, b.ip, count=1, timeout=1).ok
+        cable.set_up()
+        assert cable.is_up
+        lab.wait_ping(a, b.ip, timeout=10)
+
+        # A link made by hand between two nodes, configured end by end.
+        direct = Link.create(a.ns, "x0", b.ns, "x0", mtu=9000, mac="02:00:00:00:77:01")
+        assert direct.intfs == (Interface("x0", a.ns), Interface("x0", b.ns)) and direct.exists()
+        assert direct.intf1.configure("10.77.9.1/30") == "02:00:00:00:77:01"
+        direct.intf2.configure("10.77.9.2/30", mtu=1280, mac="02:00:00:00:77:02")
+        assert (direct.intf1.mtu, direct.intf2.mtu, direct.intf2.mac) == (9000, 1280, "02:00:00:00:77:02")
+        lab.wait_ping(b, "10.77.9.1", timeout=5)
+        direct.remove()
+        assert not direct.exists() and not direct.intf2.exists()
+        assert "x0" not in lab.link_names(a) and "x0" not in lab.link_names(b)
+        direct.remove()  # idempotent
+
+        # Removing a lab link forgets it, with its ends on both nodes.
+        lab.remove_link(cable)
+        assert lab.links == [lab.link(b.eth0)] and "eth0" not in a.intfs and "a" not in sw.intfs
+        assert "eth0" not in lab.link_names(a) and "a" not in lab.link_names(sw)
+        with pytest.raises(LookupError):
+            lab.link(Interface("eth0", a.ns))
+        assert not lab.ping(b, a.ip, count=1, timeout=1).ok
+        # So does removing a node: the far end of its cable goes with its namespace.
+        lab.remove(b)
+        assert lab.links == [] and sw.intfs == {"sw0": Interface("sw0", sw.ns)}
+        assert lab.link_names(sw) == {"lo", "sw0"}
+    assert lab.links == []
+    assert _ours(prefix) == []
+
+
+@root
+@needs_root
+def test_vm_links_follow_migration():
+    prefix = _prefix()
+    with Lab(prefix) as lab:
+        sw = lab.switch("s")
+        h1 = lab.host("h1", sw, "10.77.1.1/24")
+        h2 = lab.host("h2", sw, "10.77.1.2/24")
+        for h in (h1, h2):
+            _make_bridge(h.ns, "br0")
+        v = lab.vm("v", h1, "br0", "10.78.0.1/24")
+        old = v.link
+        assert lab.link(v.eth0) is old and old.intf2 == h1.intf(v.port) == Interface(v.port, h1.ns)
+        assert old.intf2.master == "br0" and v.eth0.mtu == 1500
+        lab.move_vm(v, h2, "br0", announce=False)
+        assert v.link is not old and lab.link(v.eth0) is v.link and old not in lab.links
+        assert not old.exists() and old.intf2.name not in h1.intfs
+        assert v.link.intf2 == h2.intf(v.port) and v.link.intf2.master == "br0"
+        assert (v.eth0.mac, v.eth0.addresses) == (v.mac, [v.address])
     assert _ours(prefix) == []
 
 
