@@ -39,7 +39,7 @@ PYTHON=${PYTHON:-python3}
 case "${1:-install}" in
     demo)    exec "$PYTHON" -m lab.demo ;;
     test)    exec "$PYTHON" -m pytest -q -p no:cacheprovider tests ;;
-    bench)   exec "$PYTHON" bench/bench_throughput.py ;;
+    bench)   exec "$PYTHON" -m bench.bench_throughput ;;
     install) echo "vnet installed: vn, vnetd, vnet-demo" ;;
     *) echo "usage: setup.sh [install|demo|test|bench]" >&2; exit 2 ;;
 esac

@@ -1,14 +1,13 @@
-#!/usr/bin/env python3
 """VM-to-VM TCP throughput and 64-byte UDP packet rate: the vnet kernel module vs VXLAN.
 
 The host kernel cannot load modules, so this runs in a QEMU guest booted with
 Debian's stock kernel (tests/kernel/guest.py).  On the host, as root, from the
 repository root:
 
-    python3 bench/bench_kmod.py [--seconds 5] [--repeat 3] [--json out.json]
+    python -m bench.bench_kmod [--seconds 5] [--repeat 3] [--json out.json]
 
-builds kmod/vnet.ko, boots one guest and runs this same script in it with
---in-guest.  In the guest, two labs (network namespaces, vnet/lab.py) stay up for
+builds kmod/vnet.ko, boots one guest and runs this same module in it, from the
+same directory, with --in-guest.  In the guest, labs (network namespaces, lab/) stay up for
 the whole run, each with two hosts on a switch (10.0.0.1, 10.0.0.2) and a VM on
 each host:
 
@@ -42,29 +41,22 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-try:
-    import vnet  # noqa: F401
-except ImportError:  # not installed: run from a checkout
-    sys.path.insert(0, str(ROOT))
-
-from bench_throughput import (
+from bench.bench_throughput import (
     VNI,
     VXLAN_VM_MTU,
-    _set_mtu,
     build_vnet,
     build_vxlan,
     measure_iperf,
     progress,
     run_iperf,
 )
-from pyroute2 import NetNS
-
 from lab.lab import VM, Lab
 from lab.vnethost import VnetHost
 from vnet.datapath.kmod import client as kmod
 from vnet.datapath.kmod import loader
 from vnet.model.config import header_size
+
+ROOT = Path(__file__).resolve().parent.parent
 
 SCENARIOS = ("vxlan", "kmod", "kmod-auth", "kmod-conf")
 MODULE_SCENARIOS = ("kmod", "kmod-auth", "kmod-conf")
@@ -93,13 +85,6 @@ MEDIAN_KEYS = ("throughput_bps", "udp_rx_pps", "udp_sent_pps", "udp_nic_rx_pps",
 # In the guest: measurements
 
 
-def _link(vm: VM) -> tuple[int, int]:
-    """The VM interface's (MTU, rx_packets)."""
-    with NetNS(vm.ns, flags=0) as ipr:
-        link = ipr.link("get", index=ipr.link_lookup(ifname=vm.ifname)[0])[0]
-        return link.get_attr("IFLA_MTU"), link.get_attr("IFLA_STATS64")["rx_packets"]
-
-
 def measure_udp(lab: Lab, server: VM, client: VM, server_ip: str, seconds: float) -> dict[str, float]:
     """One iperf3 UDP run of UDP_PAYLOAD-byte datagrams at full speed, client -> server.
 
@@ -108,10 +93,10 @@ def measure_udp(lab: Lab, server: VM, client: VM, server_ip: str, seconds: float
     the sender managed; udp_nic_rx_pps: the receiving VM interface's rx_packets
     delta over the run, i.e. what the network delivered, socket-buffer drops included.
     """
-    before = _link(server)[1]
+    before = server.eth0.stats["rx_packets"]
     end = run_iperf(lab, server, client, server_ip, seconds,
                     ("-u", "-l", str(UDP_PAYLOAD), "-b", "0"))["end"]
-    after = _link(server)[1]
+    after = server.eth0.stats["rx_packets"]
     sent, recv = end["sum_sent"], end["sum_received"]
     got = recv["packets"] - recv["lost_packets"]
     return {
@@ -167,12 +152,12 @@ def measure_all(seconds: float, repeat: int, kmod_vm_mtu: int | None = None) -> 
                 src, dst, dst_ip = BUILDERS[name](lab, state_root / name)
                 if name in MODULE_SCENARIOS and kmod_vm_mtu:
                     for vm in (src, dst):
-                        _set_mtu(vm.ns, vm.ifname, kmod_vm_mtu)
+                        vm.eth0.set_mtu(kmod_vm_mtu)
                 waited = lab.wait_ping(src, dst_ip, timeout=30)
             except Exception as exc:  # noqa: BLE001 - report it, measure the other scenario
                 _fail(results, name, exc, lab, state_root / name)
                 continue
-            results[name]["vm_mtu"] = _link(src)[0]
+            results[name]["vm_mtu"] = src.eth0.mtu
             results[name]["reachable_after_s"] = waited
             progress(f"{name}: {dst_ip} reachable after {waited:.2f}s, VM MTU {results[name]['vm_mtu']}")
             labs[name] = (lab, src, dst, dst_ip)
@@ -290,11 +275,8 @@ def format_table(results: dict) -> str:
 
 
 def _guest():
-    """tests/kernel/guest.py, the QEMU harness."""
-    here = str(ROOT / "tests" / "kernel")
-    if here not in sys.path:
-        sys.path.insert(0, here)
-    import guest
+    """tests/kernel/guest.py, the QEMU harness (imported only on the host)."""
+    from tests.kernel import guest
     return guest
 
 
@@ -312,7 +294,9 @@ def on_host(args: argparse.Namespace) -> int:
         return 2
     # Per run and scenario: two iperf3 runs plus their start-up, slow under emulation.
     timeout = 300 + args.repeat * len(SCENARIOS) * (2 * args.seconds + 60)
-    argv = [sys.executable, str(Path(__file__).resolve()), "--in-guest",
+    # The guest chroots into this machine's / and runs this module from the same
+    # directory, so `-m` finds bench/, lab/ and vnet/ there as it did here.
+    argv = [sys.executable, "-m", "bench.bench_kmod", "--in-guest",
             "--seconds", f"{args.seconds:g}", "--repeat", str(args.repeat)]
     if args.kmod_vm_mtu:
         argv += ["--kmod-vm-mtu", str(args.kmod_vm_mtu)]
@@ -320,7 +304,7 @@ def on_host(args: argparse.Namespace) -> int:
              f"about {args.repeat * len(SCENARIOS) * 2 * args.seconds:g} s of iperf3 plus set-up")
     with tempfile.TemporaryDirectory(prefix="vnet-bench-kmod-") as tmp:
         res = guest.run_in_guest(argv, timeout=timeout, extra_env={"VNET_KO": str(ko)},
-                                 results_dir=tmp, smp=2)
+                                 results_dir=tmp, smp=2, cwd=ROOT)
         out = Path(tmp) / RESULTS_FILE
         results = json.loads(out.read_text()) if out.exists() else None
     sys.stderr.write(res.output if res.output.endswith("\n") or not res.output else res.output + "\n")
@@ -360,6 +344,7 @@ def on_host(args: argparse.Namespace) -> int:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
+        prog="python -m bench.bench_kmod",
         description="VM-to-VM TCP throughput and 64-byte UDP packet rate across two simulated "
                     "hosts in a QEMU guest: the vnet kernel module (security none, auth, conf) vs "
                     "the kernel's VXLAN.")

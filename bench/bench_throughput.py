@@ -1,9 +1,8 @@
-#!/usr/bin/env python3
 """VM-to-VM throughput and latency across two simulated hosts: veth vs VXLAN vs vnetd.
 
 A benchmark, not a test: it prints numbers and fails only when a scenario cannot be
 measured at all.  Every scenario is built in its own fresh lab (network namespaces, see
-vnet/lab.py), measured, and torn down before the next one starts, so they never
+lab/), measured, and torn down before the next one starts, so they never
 share state or compete for the CPU:
 
   veth   the bare underlay: two host namespaces on one switch; iperf3 and ping run
@@ -19,8 +18,8 @@ share state or compete for the CPU:
 Per repeat: 50 pings at 20 ms (avg/min/max RTT), then one iperf3 TCP run; the table
 shows the median over --repeat runs.  Run as root from the repository root:
 
-    python3 bench/bench_throughput.py [--seconds 5] [--repeat 1] [--json out.json]
-                                      [--only veth --only vnetd ...]
+    python -m bench.bench_throughput [--seconds 5] [--repeat 1] [--json out.json]
+                                     [--only veth --only vnetd ...]
 """
 from __future__ import annotations
 
@@ -39,14 +38,9 @@ import time
 from pathlib import Path
 from typing import Callable
 
-try:
-    import vnet  # noqa: F401
-except ImportError:  # not installed: run from a checkout
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from pyroute2 import NetNS
-
 from lab.lab import Host, Lab, cleanup_stale
+from lab.links import Interface
+from lab.netns import rtnl
 from lab.vnethost import VnetHost
 
 SCENARIOS = ("veth", "vxlan", "vnetd", "vnetd-auth", "vnetd-conf")
@@ -177,21 +171,13 @@ def build_veth(lab: Lab, state_dir: Path):
 
 def _make_vxlan_bridge(host: Host, bridge: str = "br97") -> None:
     """VXLAN device vxlan97 (multicast on eth0) enslaved to a fresh bridge, via netlink."""
-    with NetNS(host.ns, flags=0) as ipr:
-        eth0 = ipr.link_lookup(ifname="eth0")[0]
-        ipr.link("add", ifname=bridge, kind="bridge", br_stp_state=0, br_forward_delay=0)
-        br = ipr.link_lookup(ifname=bridge)[0]
-        ipr.link("add", ifname=f"vxlan{VNI}", kind="vxlan", vxlan_id=VNI,
-                 vxlan_group=VXLAN_GROUP, vxlan_link=eth0, vxlan_port=VXLAN_PORT,
-                 vxlan_ttl=1, vxlan_learning=1)
-        vx = ipr.link_lookup(ifname=f"vxlan{VNI}")[0]
-        ipr.link("set", index=vx, master=br, state="up")
-        ipr.link("set", index=br, state="up")
-
-
-def _set_mtu(ns: str, ifname: str, mtu: int) -> None:
-    with NetNS(ns, flags=0) as ipr:
-        ipr.link("set", index=ipr.link_lookup(ifname=ifname)[0], mtu=mtu)
+    Interface.add_bridge(host.ns, bridge)
+    vxlan = Interface(f"vxlan{VNI}", host.ns)
+    with rtnl(host.ns) as ipr:
+        ipr.link("add", ifname=vxlan.name, kind="vxlan", vxlan_id=VNI,
+                 vxlan_group=VXLAN_GROUP, vxlan_link=ipr.link_lookup(ifname="eth0")[0],
+                 vxlan_port=VXLAN_PORT, vxlan_ttl=1, vxlan_learning=1)
+    vxlan.configure(master=bridge)
 
 
 def build_vxlan(lab: Lab, state_dir: Path):
@@ -201,7 +187,7 @@ def build_vxlan(lab: Lab, state_dir: Path):
     vm1 = lab.vm("vm1", h1, "br97", "10.97.0.1/24")
     vm2 = lab.vm("vm2", h2, "br97", "10.97.0.2/24")
     for vm in (vm1, vm2):
-        _set_mtu(vm.ns, vm.ifname, VXLAN_VM_MTU)
+        vm.eth0.set_mtu(VXLAN_VM_MTU)
     return vm1, vm2, vm2.ip
 
 
@@ -301,6 +287,7 @@ def format_table(results: dict) -> str:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
+        prog="python -m bench.bench_throughput",
         description="VM-to-VM TCP throughput (iperf3) and ping latency across two simulated "
                     "hosts: bare veth underlay vs kernel VXLAN vs vnetd.")
     p.add_argument("--seconds", type=float, default=5.0,
