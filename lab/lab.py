@@ -37,7 +37,6 @@ import os
 import signal
 import subprocess
 import threading
-import time
 
 from lab.clean import cleanup_stale, kill_pids, pids_in_namespaces
 from lab.links import Interface, Link, split_cidr
@@ -197,8 +196,7 @@ class Lab:
     # -- topology ----------------------------------------------------------
 
     def switch(self, name: str) -> Switch:
-        """A LAN segment: bridge ``sw0`` in its own namespace (see
-        ``Interface.add_bridge`` for how it is set up)."""
+        """A LAN segment: bridge ``sw0`` (``Interface.add_bridge``) in its own namespace."""
         sw = Switch(name=name, ns=self._new_ns(name))
         sw.intfs[sw.bridge] = Interface.add_bridge(sw.ns, sw.bridge)
         self.nodes[name] = sw
@@ -233,14 +231,11 @@ class Lab:
             split_cidr(address)
         ns = self._new_ns(name)
         self.sysctl(ns, {"net.ipv4.ip_forward": "1"})
-        intfs, macs = {}, []
-        for i, (sw, address) in enumerate(legs):
-            link, mac = self._cable(ns, f"eth{i}", sw, f"{name}-{i}", sw.bridge, address)
-            intfs[link.intf1.name] = link.intf1
-            macs.append(mac)
+        links = [self._cable(ns, f"eth{i}", sw, f"{name}-{i}", sw.bridge, address)[0]
+                 for i, (sw, address) in enumerate(legs)]
         first = legs[0][1]
         r = Host(name=name, ns=ns, ip=split_cidr(first)[0], address=first,
-                 addresses=[a for _, a in legs], mac=macs[0], intfs=intfs)
+                 addresses=[a for _, a in legs], intfs={x.intf1.name: x.intf1 for x in links})
         self.nodes[name] = r
         return r
 

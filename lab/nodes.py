@@ -58,7 +58,7 @@ class Host(Node):
 
     ``addresses`` holds every CIDR address in leg order so routers, which have
     one per switch (on eth0, eth1, ...), can be described by the same type as
-    plain hosts.  ``mac`` is eth0's MAC as built.
+    plain hosts.  ``mac`` is a host's eth0 MAC as built (empty for a router).
     """
 
     ip: str

@@ -182,6 +182,12 @@ def _mtu(ns: str, ifname: str) -> int:
         return ipr.link("get", index=ipr.link_lookup(ifname=ifname)[0])[0].get_attr("IFLA_MTU")
 
 
+def _switch_and_hosts(lab: Lab, *names: str):
+    """A switch ``s`` and hosts ``names`` on it, at 10.77.1.1, 10.77.1.2, ..."""
+    sw = lab.switch("s")
+    return sw, *(lab.host(n, sw, f"10.77.1.{i}/24") for i, n in enumerate(names, 1))
+
+
 def _df_ping(lab: Lab, node, address: str, size: int) -> bool:
     """One ping of ``size`` bytes of IP packet that must not be fragmented."""
     cp = lab.run(node, ["ping", "-n", "-c", "1", "-W", "2", "-M", "do", "-s", str(size - 28), address])
@@ -194,9 +200,7 @@ def _df_ping(lab: Lab, node, address: str, size: int) -> bool:
 def test_interfaces_of_nodes_configure_themselves():
     prefix = _prefix()
     with Lab(prefix) as lab:
-        sw = lab.switch("s")
-        a = lab.host("a", sw, "10.77.1.1/24")
-        b = lab.host("b", sw, "10.77.1.2/24")
+        sw, a, b = _switch_and_hosts(lab, "a", "b")
         assert a.eth0 == Interface("eth0", a.ns) and sw.intf("sw0") == Interface("sw0", sw.ns)
         assert (a.eth0.mac, a.eth0.mtu, a.eth0.addresses, a.eth0.is_up) == (a.mac, 1500, [a.address], True)
         assert a.eth0.master is None and sw.intf("a").master == "sw0"
@@ -218,9 +222,9 @@ def test_interfaces_of_nodes_configure_themselves():
         with pytest.raises(LookupError):
             a.intf("eth9")
         with pytest.raises(LookupError):
-            Interface("nosuch0", a.ns).mtu
+            _ = Interface("nosuch0", a.ns).mtu
         with pytest.raises(LookupError):
-            sw.eth0  # a switch has a bridge, no NIC
+            _ = sw.eth0  # a switch has a bridge, no NIC
     assert _ours(prefix) == []
 
 
@@ -230,9 +234,7 @@ def test_interfaces_of_nodes_configure_themselves():
 def test_links_go_down_come_up_and_are_removed():
     prefix = _prefix()
     with Lab(prefix) as lab:
-        sw = lab.switch("s")
-        a = lab.host("a", sw, "10.77.1.1/24")
-        b = lab.host("b", sw, "10.77.1.2/24")
+        sw, a, b = _switch_and_hosts(lab, "a", "b")
         cable = lab.link(a.eth0)
         assert cable.intfs == (a.eth0, sw.intf("a")) and lab.links == [cable, lab.link(b.eth0)]
         lab.wait_ping(a, b.ip, timeout=5)
@@ -276,9 +278,7 @@ def test_links_go_down_come_up_and_are_removed():
 def test_vm_links_follow_migration():
     prefix = _prefix()
     with Lab(prefix) as lab:
-        sw = lab.switch("s")
-        h1 = lab.host("h1", sw, "10.77.1.1/24")
-        h2 = lab.host("h2", sw, "10.77.1.2/24")
+        _, h1, h2 = _switch_and_hosts(lab, "h1", "h2")
         for h in (h1, h2):
             _make_bridge(h.ns, "br0")
         v = lab.vm("v", h1, "br0", "10.78.0.1/24")
