@@ -1,7 +1,7 @@
 """VM-to-VM TCP throughput and 64-byte UDP packet rate: the vnet kernel module vs VXLAN.
 
 The host kernel cannot load modules, so this runs in a QEMU guest booted with
-Debian's stock kernel (tests/kernel/guest.py).  On the host, as root, from the
+Debian's stock kernel (lab/guest.py).  On the host, as root, from the
 repository root:
 
     python -m bench.bench_kmod [--seconds 5] [--repeat 3] [--json out.json]
@@ -50,6 +50,7 @@ from bench.bench_throughput import (
     progress,
     run_iperf,
 )
+from lab import guest
 from lab.lab import VM, Lab
 from lab.vnethost import VnetHost
 from vnet.datapath.kmod import client as kmod
@@ -274,17 +275,10 @@ def format_table(results: dict) -> str:
     return "\n".join(lines)
 
 
-def _guest():
-    """tests/kernel/guest.py, the QEMU harness (imported only on the host)."""
-    from tests.kernel import guest
-    return guest
-
-
 def on_host(args: argparse.Namespace) -> int:
     if os.geteuid() != 0:
         print("bench_kmod: must run as root (it boots a QEMU guest sharing /)", file=sys.stderr)
         return 2
-    guest = _guest()
     try:
         guest.check_tools()
         progress("building kmod/vnet.ko")
