@@ -318,7 +318,7 @@ class Lab:
              timeout: float = 10) -> PingResult:
         """Ping ``address`` from inside ``node`` with the system iputils ping."""
         cp = self.run(node, ping_argv(address, count, interval, timeout), timeout=timeout + 5)
-        return parse_ping((cp.stdout or "") + (cp.stderr or ""))
+        return parse_ping((cp.stdout or "") + (cp.stderr or ""), count)
 
     def wait_ping(self, node: NodeRef, address: str, timeout: float = 10) -> float:
         """Ping once at a time until ``address`` answers; return seconds waited.

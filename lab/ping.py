@@ -43,16 +43,32 @@ _PING_STATS = re.compile(r"(\d+) packets transmitted, (\d+) (?:packets )?receive
 _PING_DUPS = re.compile(r"\+(\d+) duplicates")
 
 
-def parse_ping(output: str) -> PingResult:
+_REPLY = re.compile(r"icmp_seq=(\d+) .*?(\(DUP!\))?$", re.M)
+
+
+def parse_ping(output: str, count: int | None = None) -> PingResult:
     """Parse iputils ping output; missing statistics mean nothing was sent.
 
     ping prints no summary at all when it cannot even start (no route, bad
     address), so a zero result rather than an exception lets callers treat
     "unreachable" and "no answer" alike.
+
+    With ``count``, the result is about the first ``count`` requests only.  Given a
+    deadline (``-w``), ping sends on past its count until it has that many replies,
+    so on a slow machine it may send one more and see both late replies arrive
+    together: "6 received" for a 5-ping run in which nothing went wrong.
     """
     m = _PING_STATS.search(output)
     if not m:
         return PingResult(0, 0, 0, output)
+    if count is not None:
+        replies = [(int(seq), bool(dup)) for seq, dup in _REPLY.findall(output)]
+        return PingResult(
+            transmitted=min(int(m.group(1)), count),
+            received=len({seq for seq, dup in replies if seq <= count and not dup}),
+            duplicates=sum(dup for seq, dup in replies if seq <= count),
+            output=output,
+        )
     dups = _PING_DUPS.search(output)
     return PingResult(
         transmitted=int(m.group(1)),

@@ -74,6 +74,18 @@ def test_parse_ping_with_duplicates():
     assert r.ok and r.loss == 0.0
 
 
+def test_parse_ping_counts_the_requests_asked_for():
+    """With a deadline, a slow 5-ping run may send a 6th request and see 6 replies."""
+    out = "".join(f"64 bytes from 10.0.0.2: icmp_seq={i} ttl=64 time=300 ms\n" for i in range(1, 7))
+    out += "64 bytes from 10.0.0.2: icmp_seq=2 ttl=64 time=301 ms (DUP!)\n"
+    out += "6 packets transmitted, 6 received, +1 duplicates, 0% packet loss, time 1000ms\n"
+    assert (parse_ping(out).transmitted, parse_ping(out).received) == (6, 6)
+    r = parse_ping(out, 5)
+    assert (r.transmitted, r.received, r.duplicates) == (5, 5, 1)
+    lost = out.replace("icmp_seq=3 ", "icmp_seq=9 ")
+    assert parse_ping(lost, 5).received == 4
+
+
 def test_parse_ping_failures():
     r = parse_ping("3 packets transmitted, 0 received, +3 errors, 100% packet loss, time 2ms\n")
     assert (r.transmitted, r.received, r.duplicates, r.ok, r.loss) == (3, 0, 0, False, 100.0)
