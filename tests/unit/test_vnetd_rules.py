@@ -214,7 +214,7 @@ def test_packets_from_our_own_addresses_are_ignored_silently(node):
     v = node.vnet()
     for src in (HERE, OTHER_OF_OURS, "0.0.0.0"):
         node.rx.from_udp(vudp(v, frame()), src)
-        node.rx.from_group(vudp(v, frame()), src, 64)
+        node.rx.from_udp(vudp(v, frame()), src, 64)
         node.rx.from_raw(ip_packet(src, GROUP, wire.IPPROTO_ETHERIP, wire.etherip_prefix(v.vid) + frame()), src)
     node.rx.from_raw(memoryview(bytes(19)), LAN)  # not even an IP header: ignored too
     assert node.drops() == {} and node.counts() == {} and node.tapped(v) == []
@@ -261,6 +261,7 @@ def test_sealed_drops_in_the_documented_order(node, secure):
         (sealed(secure, frame(), vid=bytes(15) + b"\x96"), "unknown-vnet"),
         (sealed(conf, frame(), level=seal.AUTH), "security-mismatch"),
         (sealed(plain, frame(), level=seal.AUTH), "security-mismatch"),
+        (sealed(plain, frame(), level=0), "security-mismatch"),     # "none" is no sealing level
         (sealed(secure, frame(), key=KEY2, key_id=2), "unknown-key"),
         (sealed(secure, frame(), key=KEY2), "bad-tag"),              # right id, wrong secret
         (sealed(secure, frame()[:13]), "bad-seal"),                  # a frame shorter than 14
@@ -455,7 +456,7 @@ def test_group_packet_is_relayed_to_every_peer_but_its_source(node):
     node.peer(FAR)
     node.peer(LAN, 1799)
     pkt = vudp(v, frame())
-    node.rx.from_group(pkt, LAN, 7)
+    node.rx.from_udp(pkt, LAN, 7)
     assert len(node.tapped(v)) == 1
     inner = wire.vfwd_inner_udp(aton(LAN), aton(GROUP), len(pkt), ttl=7)
     assert node.udp.sent == [(wire.VFWD_HEADER + inner + bytes(pkt), (FAR, PORT))]
@@ -465,17 +466,17 @@ def test_group_packet_is_relayed_to_every_peer_but_its_source(node):
 def test_vfwd_by_multicast_is_neither_taken_nor_relayed(node):
     v = node.vnet()
     node.peer(FAR)
-    node.rx.from_group(vfwd_udp(bytes(vudp(v, frame()))), LAN, 64)
+    node.rx.from_udp(vfwd_udp(bytes(vudp(v, frame()))), LAN, 64)
     assert node.drops() == {"bad-message-id": 1} and node.udp.sent == []
 
 
 def test_flood_filter_passes_on_link_repeats_and_drops_relayed_ones(node):
     v = node.vnet()
     pkt = vudp(v, frame())
-    node.rx.from_group(pkt, LAN, 64)
-    node.rx.from_group(pkt, LAN, 64)     # a sender's own quick repeat
-    node.rx.from_group(pkt, FAR, 64)
-    node.rx.from_group(pkt, FAR, 64)     # re-sent on our LAN twice (two forwarders)
+    node.rx.from_udp(pkt, LAN, 64)
+    node.rx.from_udp(pkt, LAN, 64)     # a sender's own quick repeat
+    node.rx.from_udp(pkt, FAR, 64)
+    node.rx.from_udp(pkt, FAR, 64)     # re-sent on our LAN twice (two forwarders)
     assert node.drops() == {"duplicate": 1} and len(node.tapped(v)) == 3
 
 
@@ -483,7 +484,7 @@ def test_relayed_copy_of_a_flood_seen_on_the_lan_is_a_duplicate(node):
     v = node.vnet()
     node.peer(FAR)
     payload = bytes(vudp(v, frame()))
-    node.rx.from_group(memoryview(payload), LAN, 64)
+    node.rx.from_udp(memoryview(payload), LAN, 64)
     node.rx.from_udp(vfwd_udp(payload, origin=LAN), FAR)
     assert node.drops() == {"duplicate": 1} and len(node.tapped(v)) == 1
 

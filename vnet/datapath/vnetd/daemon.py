@@ -99,10 +99,10 @@ class Vnetd(Datapath):
             from_udp(mv[:n], src)
 
     def _group_readable(self, sock: socket.socket) -> None:
-        mv, from_group = self.mv, self.rx.from_group
+        mv, from_udp = self.mv, self.rx.from_udp
         receive = functools.partial(sock.recvmsg_into, [self.buf], socket.CMSG_SPACE(4))
         for n, anc, _flags, (src, _sport) in drain(receive, self.clock, self.tables.drops, D_RECV_ERROR):
-            from_group(mv[:n], src, anc[0][2][0] if anc else wire.DEFAULT_TTL)
+            from_udp(mv[:n], src, anc[0][2][0] if anc else wire.DEFAULT_TTL)
 
     def _raw_readable(self) -> None:
         mv, from_raw = self.mv, self.rx.from_raw

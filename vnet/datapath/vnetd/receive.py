@@ -1,10 +1,10 @@
 """Receive: packets from the underlay, checked, learned from and written to a vnet's tap.
 
 The rules of doc/wire-format.md ("Receive rules") and doc/security.md ("Receive
-rules"), in the documented order, each drop counted under its reason.  Three entry
-points, one per socket: `from_udp` (unicast to port 1798), `from_group` (the
-group's UDP socket) and `from_raw` (IP protocol 97, unicast or the group).  They take
-a packet already read, so tests drive them with crafted bytes; the daemon's socket
+rules"), in the documented order, each drop counted under its reason.  Two entry
+points: `from_udp` (port 1798: the unicast socket, and with the arrival TTL the
+group's socket) and `from_raw` (IP protocol 97, unicast or the group).  They take a
+packet already read, so tests drive them with crafted bytes; the daemon's socket
 handlers call them.
 
 This is the per-packet path: slicing, dict lookups and struct codecs, no logging.
@@ -70,39 +70,33 @@ class Receive:
         self.clock = clock
         self.tx = tx
         self.by_id = tables.vnets
-        self.varp_cache = tables.varp
+        self.cache = tables.varp
         self.vifs = tables.vifs
         self.peers = tables.peers
         self.floods = tables.floods
         self.counts = tables.counts
         self.drops = tables.drops
 
-    # ---- the three sockets -----------------------------------------------------------
+    # ---- from the sockets ------------------------------------------------------------
 
-    def from_udp(self, pkt: memoryview, src: str) -> None:
-        """Unicast to us: frames for our MACs, VARP replies, peers' VFWD packets."""
+    def from_udp(self, pkt: memoryview, src: str, group_ttl: int | None = None) -> None:
+        """UDP to port 1798.  Unicast to us (group_ttl None): frames for our MACs, VARP
+        replies, peers' VFWD packets.  Multicast to the group, which arrived with IP TTL
+        group_ttl: relayed to the peers (keeping its TTL budget), then handled."""
         if src in self.self_addrs:
             return
         self.counts[C_UDP_RECEIVED] += 1
         if len(pkt) < wire.VNET_MSG_HEADER_LEN:
             self.drops[D_SHORT] += 1
             return
-        self.dispatch(pkt, src, vfwd_ok=True)
-
-    def from_group(self, pkt: memoryview, src: str, ttl: int) -> None:
-        """Multicast to the group, which arrived with IP TTL `ttl`: relay it to peers
-        (keeping its TTL budget), then handle it."""
-        if src in self.self_addrs:
-            return
-        self.counts[C_UDP_RECEIVED] += 1
-        if len(pkt) < wire.VNET_MSG_HEADER_LEN:
-            self.drops[D_SHORT] += 1
+        if group_ttl is None:
+            self.dispatch(pkt, src, vfwd_ok=True)
             return
         if self.duplicate(src, pkt):
             self.drops[D_DUPLICATE] += 1
             return
         if self.peers and not (pkt[0] == 0 and pkt[1] == wire.MSG_VFWD):
-            inner = wire.vfwd_inner_udp(socket.inet_aton(src), self.here.mcaddr_b, len(pkt), ttl=ttl)
+            inner = wire.vfwd_inner_udp(socket.inet_aton(src), self.here.mcaddr_b, len(pkt), ttl=group_ttl)
             self.tx.to_peers((wire.VFWD_HEADER, inner, pkt), src)
         self.dispatch(pkt, src, vfwd_ok=False)
 
@@ -233,7 +227,7 @@ class Receive:
         if smac[0] & 1:
             self.drops[D_BAD_SOURCE_MAC] += 1
             return
-        self.varp_cache.learn(v.vid, smac, src, self.clock.now)
+        self.cache.learn(v.vid, smac, src, self.clock.now)
         try:
             hdr = ZERO_HDR if len(frame) <= PLAIN_FRAME_MAX else gso_header(frame, v.mtu)
             os.writev(v.fd, (hdr, frame))
@@ -274,7 +268,7 @@ class Receive:
                 return
             self.counts[C_ANNOUNCES_RECEIVED] += 1
             self.vifs.remove(vid, vmac)  # it lives elsewhere now
-            self.varp_cache.learn(vid, vmac, addr, self.clock.now)
+            self.cache.learn(vid, vmac, addr, self.clock.now)
         else:
             self.drops[D_BAD_OPCODE] += 1
 

@@ -45,7 +45,7 @@ class Transmit:
         self.send_udp = udp.sendmsg
         self.send_etherip = etherip.sendmsg
         self.clock = clock
-        self.varp = tables.varp
+        self.cache = tables.varp
         self.vifs = tables.vifs
         self.peers = tables.peers
         self.counts = tables.counts
@@ -56,7 +56,7 @@ class Transmit:
         """A batch of frames read from v's tap, each behind its virtio-net header."""
         vid = v.vid
         vifs = self.vifs.entries
-        cache = self.varp.entries
+        cache = self.cache.entries
         drops = self.drops
         now = self.clock.now
         for frame in frames:
@@ -147,7 +147,7 @@ class Transmit:
 
     def announce(self, v: Vnet, mac: bytes) -> None:
         """A MAC seen here for the first time: claim it, so a moved VM is found at once."""
-        self.varp.forget(v.vid, mac)
+        self.cache.forget(v.vid, mac)
         self.counts[C_ANNOUNCES_SENT] += 1
         parts = self.varp_parts(v, mac)
         self.multicast_udp(parts, sum(map(len, parts)))
