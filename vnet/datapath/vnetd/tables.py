@@ -1,4 +1,5 @@
-"""The datapath's soft state: where MACs live, which MACs are local, peers, recent floods.
+"""The datapath's soft state: where MACs live, which MACs are local, peers, recent floods,
+and `Tables`, which holds them with the vnets and the counters for the packet rules.
 
 Plain dicts keyed by bytes so the per-packet code can use them with one lookup.  Time
 is passed in by the caller (one clock read per batch of packets, not per packet), which
@@ -7,12 +8,9 @@ also makes expiry testable without sleeping.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
+from vnet.datapath.vnetd.vnets import Vnet
 from vnet.wire import stats
-
-if TYPE_CHECKING:
-    from vnet.datapath.vnetd.vnets import Vnet
 
 # Reference 4.5 / 1.4: entries live 60 s after their last refresh.  We sweep every
 # SWEEP_INTERVAL rather than every TTL, so an entry is gone 60-70 s after its last
