@@ -1,4 +1,5 @@
-"""The datapath's soft state: where MACs live, which MACs are local, peers, recent floods.
+"""The datapath's soft state: where MACs live, which MACs are local, peers, recent floods,
+and `Tables`, which holds them with the vnets and the counters for the packet rules.
 
 Plain dicts keyed by bytes so the per-packet code can use them with one lookup.  Time
 is passed in by the caller (one clock read per batch of packets, not per packet), which
@@ -7,6 +8,9 @@ also makes expiry testable without sleeping.
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+from vnet.datapath.vnetd.vnets import Vnet
+from vnet.wire import stats
 
 # Reference 4.5 / 1.4: entries live 60 s after their last refresh.  We sweep every
 # SWEEP_INTERVAL rather than every TTL, so an entry is gone 60-70 s after its last
@@ -152,3 +156,26 @@ class FloodFilter:
 
     def sweep(self, now: float) -> None:
         self.seen = {k: t for k, t in self.seen.items() if now - t <= self.window}
+
+
+class Tables:
+    """Everything the packet rules look up, learn and count on this host, in one object
+    that transmit and receive share: the vnets by id, the VARP cache, the vif table,
+    the peers, the flood filter, and the counters and drops (indexed by the constants
+    of vnet.wire.stats).  The containers are never replaced, so a rule may keep a
+    reference to one."""
+
+    def __init__(self) -> None:
+        self.vnets: dict[bytes, Vnet] = {}
+        self.varp = VarpCache()
+        self.vifs = VifTable()
+        self.peers: dict[str, Peer] = {}
+        self.floods = FloodFilter()
+        self.counts = [0] * len(stats.COUNTERS)
+        self.drops = [0] * len(stats.DROPS)
+
+    def sweep(self, now: float) -> None:
+        """Expire what was not refreshed; the loop calls this every SWEEP_INTERVAL."""
+        self.varp.sweep(now)
+        self.vifs.sweep(now)
+        self.floods.sweep(now)

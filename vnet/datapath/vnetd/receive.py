@@ -1,0 +1,329 @@
+"""Receive: packets from the underlay, checked, learned from and written to a vnet's tap.
+
+The rules of doc/wire-format.md ("Receive rules") and doc/security.md ("Receive
+rules"), in the documented order, each drop counted under its reason.  Two entry
+points: `from_udp` (port 1798: the unicast socket, and with the arrival TTL the
+group's socket) and `from_raw` (IP protocol 97, unicast or the group).  They take a
+packet already read, so tests drive them with crafted bytes; the daemon's socket
+handlers call them.
+
+This is the per-packet path: slicing, dict lookups and struct codecs, no logging.
+"""
+from __future__ import annotations
+
+import os
+import socket
+
+from vnet.datapath.vnetd.loop import Clock
+from vnet.datapath.vnetd.offload import PLAIN_FRAME_MAX, ZERO_HDR, gso_header
+from vnet.datapath.vnetd.tables import Tables
+from vnet.datapath.vnetd.transmit import ZERO_ADDR, Transmit
+from vnet.datapath.vnetd.underlay import Sender, Underlay
+from vnet.datapath.vnetd.vnets import Vnet
+from vnet.model.addr import is_host_ipv4
+from vnet.wire import formats as wire
+from vnet.wire import seal
+from vnet.wire.stats import (
+    C_ANNOUNCES_RECEIVED,
+    C_ANNOUNCES_SENT,
+    C_ETHERIP_RECEIVED,
+    C_FORWARDS_RECEIVED,
+    C_UDP_RECEIVED,
+    C_VARP_REQUESTS,
+    D_BAD_FAMILY,
+    D_BAD_FORWARD,
+    D_BAD_MESSAGE_ID,
+    D_BAD_OPCODE,
+    D_BAD_SEAL,
+    D_BAD_SOURCE_MAC,
+    D_BAD_TAG,
+    D_BAD_VERSION,
+    D_DUPLICATE,
+    D_HOP_LIMIT,
+    D_NOT_A_PEER,
+    D_OTHER_GROUP,
+    D_OWN_PACKET,
+    D_REPLAY,
+    D_SECURITY_MISMATCH,
+    D_SEND_ERROR,
+    D_SHORT,
+    D_TAP_WRITE_ERROR,
+    D_UNKNOWN_KEY,
+    D_UNKNOWN_VNET,
+    D_UNPROTECTED,
+)
+
+#: Replay windows a secure vnet keeps (one per sending host).  Only a key holder can
+#: add one, so this bounds memory against a misbehaving member, not the public.
+MAX_SENDERS = 1024
+
+
+class Receive:
+    """The network -> tap rules.  `ip` is the Sender for raw IP packets with our own
+    header (a VFWD's re-send on the LAN); other sends go through `tx`."""
+
+    def __init__(self, here: Underlay, ip: Sender, tables: Tables, clock: Clock, tx: Transmit) -> None:
+        self.here = here
+        self.self_addrs = here.self_addrs
+        self.port = here.port
+        self.send_ip = ip.sendmsg
+        self.clock = clock
+        self.tx = tx
+        self.by_id = tables.vnets
+        self.cache = tables.varp
+        self.vifs = tables.vifs
+        self.peers = tables.peers
+        self.floods = tables.floods
+        self.counts = tables.counts
+        self.drops = tables.drops
+
+    # ---- from the sockets ------------------------------------------------------------
+
+    def from_udp(self, pkt: memoryview, src: str, group_ttl: int | None = None) -> None:
+        """UDP to port 1798.  Unicast to us (group_ttl None): frames for our MACs, VARP
+        replies, peers' VFWD packets.  Multicast to the group, which arrived with IP TTL
+        group_ttl: relayed to the peers (keeping its TTL budget), then handled."""
+        if src in self.self_addrs:
+            return
+        self.counts[C_UDP_RECEIVED] += 1
+        if len(pkt) < wire.VNET_MSG_HEADER_LEN:
+            self.drops[D_SHORT] += 1
+            return
+        if group_ttl is None:
+            self.dispatch(pkt, src, vfwd_ok=True)
+            return
+        if self.duplicate(src, pkt):
+            self.drops[D_DUPLICATE] += 1
+            return
+        if self.peers and not (pkt[0] == 0 and pkt[1] == wire.MSG_VFWD):
+            inner = wire.vfwd_inner_udp(socket.inet_aton(src), self.here.mcaddr_b, len(pkt), ttl=group_ttl)
+            self.tx.to_peers((wire.VFWD_HEADER, inner, pkt), src)
+        self.dispatch(pkt, src, vfwd_ok=False)
+
+    def from_raw(self, ip: memoryview, src: str) -> None:
+        """Raw EtherIP (protocol 97), IP header included: unicast to us, or multicast
+        to the group."""
+        if src in self.self_addrs or len(ip) < wire.IPV4_HEADER_LEN:
+            return
+        self.counts[C_ETHERIP_RECEIVED] += 1
+        pkt = ip[(ip[0] & 0x0F) * 4:]
+        if ip[16] & 0xF0 == 0xE0:
+            here = self.here
+            if ip[16:20] != here.mcaddr_b:
+                self.drops[D_OTHER_GROUP] += 1
+                return
+            if self.duplicate(src, pkt):
+                self.drops[D_DUPLICATE] += 1
+                return
+            if self.peers:  # keeping its TTL budget, as UDP relays do
+                hdr = wire.ipv4_header(socket.inet_aton(src), here.mcaddr_b, wire.IPPROTO_ETHERIP,
+                                       len(pkt), ttl=ip[8], df=True, checksum=False)
+                self.tx.to_peers((wire.VFWD_HEADER, hdr, pkt), src)
+        self.raw(pkt, src)
+
+    def duplicate(self, src: str, payload) -> bool:
+        """The flood filter (loop protection): only a relayed copy can be a duplicate."""
+        if self.here.relayed(src):
+            return not self.floods.first_time(src, payload, self.clock.now)
+        self.floods.record(src, payload, self.clock.now)
+        return False
+
+    # ---- by message ------------------------------------------------------------------
+
+    def dispatch(self, pkt: memoryview, src: str, vfwd_ok: bool) -> None:
+        """A UDP payload, by its message id; VFWD only by unicast, never nested."""
+        msg = pkt[0] << 8 | pkt[1]
+        if msg == wire.MSG_VUDP:
+            self.etherip(pkt[wire.VNET_MSG_HEADER_LEN:], src)
+        elif msg == seal.MSG_SEALED:
+            self.sealed(pkt, raw=False)
+        elif msg == wire.MSG_VARP:
+            self.varp(pkt, src)
+        elif msg == wire.MSG_VFWD and vfwd_ok:
+            self.vfwd(pkt, src)
+        else:
+            self.drops[D_BAD_MESSAGE_ID] += 1
+
+    def raw(self, pkt: memoryview, src: str) -> None:
+        """An IP protocol 97 payload: a sealed message (00 04) or plain EtherIP."""
+        if len(pkt) > 1 and pkt[0] == 0 and pkt[1] == seal.MSG_SEALED:
+            self.sealed(pkt, raw=True)
+        else:
+            self.etherip(pkt, src)
+
+    def etherip(self, pkt: memoryview, src: str) -> None:
+        """Plain EtherIP: a raw payload, or a VUDP packet after its 4-byte header."""
+        if len(pkt) < wire.ETHERIP_HEADER_LEN + wire.ETH_HEADER_LEN:
+            self.drops[D_SHORT] += 1
+            return
+        if not wire.etherip_version_ok(pkt[0], pkt[1]):
+            self.drops[D_BAD_VERSION] += 1
+            return
+        v = self.plain_vnet(pkt[2:18])
+        if v is not None:
+            self.deliver(v, pkt[wire.ETHERIP_HEADER_LEN:], src)
+
+    def plain_vnet(self, vid) -> Vnet | None:
+        """The vnet an unsealed frame or VARP message names, or None with the drop
+        counted: unknown, or secure and so taking sealed messages only."""
+        v = self.by_id.get(bytes(vid))
+        if v is None:
+            self.drops[D_UNKNOWN_VNET] += 1
+        elif v.level:
+            self.drops[D_UNPROTECTED] += 1
+            return None
+        return v
+
+    def sealed(self, pkt: memoryview, raw: bool) -> None:
+        """A sealed message (doc/security.md): checked in the documented order, and
+        nothing is learned, answered or delivered unless every check passes."""
+        if len(pkt) < seal.OVERHEAD:
+            self.drops[D_SHORT] += 1
+            return
+        _id, mtype, level, vid, key_id, sender, seq = seal.HEADER.unpack_from(pkt)
+        v = self.by_id.get(vid)
+        if v is None:
+            self.drops[D_UNKNOWN_VNET] += 1
+            return
+        if level != v.level or not level:  # a (security none) vnet takes no sealed message
+            self.drops[D_SECURITY_MISMATCH] += 1
+            return
+        cipher = v.ciphers.get(key_id)
+        if cipher is None:
+            self.drops[D_UNKNOWN_KEY] += 1
+            return
+        window = v.windows.get(sender)
+        if window is not None and not window.fresh(seq):
+            self.drops[D_REPLAY] += 1
+            return
+        try:
+            body = seal.unseal(cipher, level, pkt)
+        except seal.InvalidTag:
+            self.drops[D_BAD_TAG] += 1
+            return
+        if mtype == seal.TYPE_FRAME:
+            ok = len(body) >= wire.ETH_HEADER_LEN
+        else:
+            ok = (mtype == seal.TYPE_VARP and not raw and len(body) >= wire.VARP_LEN
+                  and body[4:20] == vid)
+        if not ok:
+            self.drops[D_BAD_SEAL] += 1
+            return
+        if window is None:
+            if len(v.windows) >= MAX_SENDERS:
+                self.drops[D_REPLAY] += 1  # no room to remember it: refuse, never forget one
+                return
+            window = v.windows[sender] = seal.ReplayWindow()
+        window.record(seq)
+        src = socket.inet_ntoa(sender)
+        if mtype == seal.TYPE_FRAME:
+            self.deliver(v, body, src)
+        else:
+            self.varp_message(v, memoryview(body), src)
+
+    def deliver(self, v: Vnet, frame, src: str) -> None:
+        """Learn where the frame's source lives and write the frame to the vnet's tap."""
+        smac = bytes(frame[6:12])
+        if smac[0] & 1:
+            self.drops[D_BAD_SOURCE_MAC] += 1
+            return
+        self.cache.learn(v.vid, smac, src, self.clock.now)
+        try:
+            hdr = ZERO_HDR if len(frame) <= PLAIN_FRAME_MAX else gso_header(frame, v.mtu)
+            os.writev(v.fd, (hdr, frame))
+        except OSError:
+            self.drops[D_TAP_WRITE_ERROR] += 1
+            return
+        v.rx_packets += 1
+        v.rx_bytes += len(frame)
+
+    def varp(self, pkt: memoryview, src: str) -> None:
+        """A plain VARP message."""
+        if len(pkt) < wire.VARP_LEN:
+            self.drops[D_SHORT] += 1
+            return
+        v = self.plain_vnet(pkt[4:20])
+        if v is not None:
+            self.varp_message(v, pkt, src)
+
+    def varp_message(self, v: Vnet, pkt, src: str) -> None:
+        """A VARP message for vnet v that passed its checks (plain, or unsealed): answer
+        a request for a local vif; learn an announce's address, but never one of ours
+        or one no host can have."""
+        op, vid, vmac, family, addr16 = wire.unpack_varp(pkt)
+        if op == wire.VARP_REQUEST:
+            self.counts[C_VARP_REQUESTS] += 1
+            if self.vifs.has(vid, vmac):
+                try:
+                    self.tx.send_udp(self.tx.varp_parts(v, vmac), (), 0, (src, self.port))
+                    self.counts[C_ANNOUNCES_SENT] += 1
+                except OSError:
+                    self.drops[D_SEND_ERROR] += 1
+        elif op == wire.VARP_ANNOUNCE:
+            if family != wire.AF_INET_VARP:
+                self.drops[D_BAD_FAMILY] += 1
+                return
+            addr = socket.inet_ntoa(addr16[:4])
+            if addr in self.self_addrs or not is_host_ipv4(addr):
+                return
+            self.counts[C_ANNOUNCES_RECEIVED] += 1
+            self.vifs.remove(vid, vmac)  # it lives elsewhere now
+            self.cache.learn(vid, vmac, addr, self.clock.now)
+        else:
+            self.drops[D_BAD_OPCODE] += 1
+
+    def vfwd(self, pkt: memoryview, src: str) -> None:
+        """A multicast packet relayed by a peer (reference section 5): handled here as
+        if multicast by its origin, then re-sent on our LAN with one hop less."""
+        peer = self.peers.get(src)
+        if peer is None:
+            self.drops[D_NOT_A_PEER] += 1
+            return
+        peer.rx_packets += 1
+        inner = pkt[wire.VNET_MSG_HEADER_LEN:]
+        if len(inner) < wire.IPV4_HEADER_LEN or inner[0] >> 4 != 4:
+            self.drops[D_BAD_FORWARD] += 1
+            return
+        ihl = (inner[0] & 0x0F) * 4
+        total = inner[2] << 8 | inner[3]
+        proto, ttl = inner[9], inner[8]
+        if ihl < wire.IPV4_HEADER_LEN or total < ihl or total > len(inner) or inner[16] & 0xF0 != 0xE0:
+            self.drops[D_BAD_FORWARD] += 1
+            return
+        origin_b = bytes(inner[12:16])
+        if origin_b == ZERO_ADDR:
+            origin_b = socket.inet_aton(src)
+        origin = socket.inet_ntoa(origin_b)
+        if origin in self.self_addrs:
+            self.drops[D_OWN_PACKET] += 1
+            return
+        body = inner[ihl:total]
+        if proto == wire.IPPROTO_UDP:
+            if len(body) < wire.UDP_HEADER_LEN + wire.VNET_MSG_HEADER_LEN:
+                self.drops[D_BAD_FORWARD] += 1
+                return
+            payload = body[wire.UDP_HEADER_LEN:]
+        elif proto == wire.IPPROTO_ETHERIP and len(body) >= 2:
+            payload = body
+        else:
+            self.drops[D_BAD_FORWARD] += 1
+            return
+        if not self.floods.first_time(origin, payload, self.clock.now):
+            self.drops[D_DUPLICATE] += 1
+            return
+        self.counts[C_FORWARDS_RECEIVED] += 1
+        if proto == wire.IPPROTO_UDP:
+            self.dispatch(payload, origin, vfwd_ok=False)
+        else:
+            self.raw(payload, origin)
+        if ttl <= 1:  # delivered here, but its hop budget is spent: no re-send
+            self.drops[D_HOP_LIMIT] += 1
+            return
+        # Re-send on our LAN as if the origin had multicast it here (spoofed source).
+        here = self.here
+        hdr = wire.ipv4_header(origin_b, here.mcaddr_b, proto, len(body), ttl=ttl - 1,
+                               df=proto == wire.IPPROTO_ETHERIP)
+        try:
+            self.send_ip((hdr, body), (), 0, (here.mcaddr, 0))
+        except OSError:
+            self.drops[D_SEND_ERROR] += 1

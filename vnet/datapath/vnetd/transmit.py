@@ -1,0 +1,153 @@
+"""Transmit: frames read from a vnet's tap, onto the underlay.
+
+Per frame: learn the source MAC as local (announcing it when it is new here, so a VM
+that moved is found at once), seal it once on a secure vnet, then send it to the
+host the VARP cache names, or flood it: one copy to the group and one VFWD copy to
+each peer (doc/wire-format.md).  The same sending helpers serve receive, which seals
+VARP replies and relays the group's packets to the peers.
+
+This is the per-packet path: prebuilt headers, bound methods and locals, no logging.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from vnet.datapath.vnetd.loop import Clock
+from vnet.datapath.vnetd.offload import PLAIN_FRAME_MAX, VNET_HDR_LEN, finish_checksum
+from vnet.datapath.vnetd.tables import Tables
+from vnet.datapath.vnetd.underlay import Sender, Underlay
+from vnet.datapath.vnetd.vnets import Vnet
+from vnet.wire import formats as wire
+from vnet.wire import seal
+from vnet.wire.stats import (
+    C_ANNOUNCES_SENT,
+    C_FLOODS,
+    C_UNKNOWN_UNICAST_FLOODS,
+    D_SEND_ERROR,
+    D_TAP_RUNT,
+)
+
+ZERO_ADDR = b"\0\0\0\0"
+
+
+class Transmit:
+    """The tap -> network rules, and the sends every rule makes.
+
+    `udp` and `etherip` are the Senders for UDP port `here.port` and raw protocol 97.
+    `seq` is this host's one sealing counter (doc/security.md), for every secure vnet."""
+
+    def __init__(self, here: Underlay, udp: Sender, etherip: Sender, tables: Tables, clock: Clock,
+                 seq: int | None = None) -> None:
+        self.here = here
+        self.address = here.address
+        self.address_b = here.address_b
+        self.port = here.port
+        self.send_udp = udp.sendmsg
+        self.send_etherip = etherip.sendmsg
+        self.clock = clock
+        self.cache = tables.varp
+        self.vifs = tables.vifs
+        self.peers = tables.peers
+        self.counts = tables.counts
+        self.drops = tables.drops
+        self.seq = seal.new_sequence() if seq is None else seq
+
+    def from_tap(self, v: Vnet, frames: Iterable[bytes]) -> None:
+        """A batch of frames read from v's tap, each behind its virtio-net header."""
+        vid = v.vid
+        vifs = self.vifs.entries
+        cache = self.cache.entries
+        drops = self.drops
+        now = self.clock.now
+        for frame in frames:
+            # A super-frame keeps its partial checksum (the receiver re-segments it);
+            # a plain frame must leave here complete.
+            if frame[0] & 1 and len(frame) <= PLAIN_FRAME_MAX + VNET_HDR_LEN:
+                frame = finish_checksum(frame)
+            else:
+                frame = memoryview(frame)[VNET_HDR_LEN:]
+            if len(frame) < wire.ETH_HEADER_LEN:
+                drops[D_TAP_RUNT] += 1
+                continue
+            v.tx_packets += 1
+            v.tx_bytes += len(frame)
+            src = bytes(frame[6:12])
+            if not src[0] & 1:
+                key = (vid, src)
+                if key not in vifs:
+                    self.announce(v, src)
+                vifs[key] = now
+            # Sealed once, whatever number of copies go out (doc/security.md).
+            parts = self.seal(v, seal.TYPE_FRAME, frame) if v.level else (v.prefix, frame)
+            if frame[0] & 1:
+                self.flood(v, parts)
+                continue
+            entry = cache.get((vid, bytes(frame[0:6])))
+            if entry is None:
+                self.counts[C_UNKNOWN_UNICAST_FLOODS] += 1
+                self.flood(v, parts)
+                continue
+            try:
+                if v.udp:
+                    self.send_udp(parts, (), 0, (entry.addr, self.port))
+                else:
+                    self.send_etherip(parts, (), 0, (entry.addr, 0))
+            except OSError:
+                drops[D_SEND_ERROR] += 1
+
+    def seal(self, v: Vnet, msg_type: int, body) -> tuple:
+        """Body sealed with the vnet's send key, numbered by this host's one counter."""
+        self.seq += 1
+        return seal.seal(v.send_cipher, v.level, msg_type, v.vid, v.send_id, self.address_b,
+                         self.seq, body)
+
+    def flood(self, v: Vnet, parts: tuple) -> None:
+        """One copy to the group, one VFWD copy to each peer (reference 4.6)."""
+        self.counts[C_FLOODS] += 1
+        n = sum(map(len, parts))
+        if v.udp:
+            self.multicast_udp(parts, n)
+            return
+        here = self.here
+        try:
+            self.send_etherip(parts, (), 0, (here.mcaddr, 0))
+        except OSError:
+            self.drops[D_SEND_ERROR] += 1
+        if self.peers:
+            hdr = wire.ipv4_header(ZERO_ADDR, here.mcaddr_b, wire.IPPROTO_ETHERIP, n,
+                                   df=True, checksum=False)
+            self.to_peers((wire.VFWD_HEADER, hdr) + parts, None)
+
+    def multicast_udp(self, parts: tuple, length: int) -> None:
+        """A UDP payload of `length` bytes to the group, and as VFWD to each peer."""
+        here = self.here
+        try:
+            self.send_udp(parts, (), 0, (here.mcaddr, self.port))
+        except OSError:
+            self.drops[D_SEND_ERROR] += 1
+        if self.peers:
+            inner = wire.vfwd_inner_udp(ZERO_ADDR, here.mcaddr_b, length)
+            self.to_peers((wire.VFWD_HEADER, inner) + parts, None)
+
+    def to_peers(self, parts: tuple, origin: str | None) -> None:
+        """A VFWD packet to every peer but the one it came from."""
+        for peer in self.peers.values():
+            if peer.addr == origin:
+                continue
+            try:
+                self.send_udp(parts, (), 0, (peer.addr, peer.port))
+                peer.tx_packets += 1
+            except OSError:
+                self.drops[D_SEND_ERROR] += 1
+
+    def varp_parts(self, v: Vnet, mac: bytes) -> tuple:
+        """An announce that `mac` of vnet v lives here, sealed on a secure vnet."""
+        msg = wire.pack_varp(wire.VARP_ANNOUNCE, v.vid, mac, self.address)
+        return self.seal(v, seal.TYPE_VARP, msg) if v.level else (msg,)
+
+    def announce(self, v: Vnet, mac: bytes) -> None:
+        """A MAC seen here for the first time: claim it, so a moved VM is found at once."""
+        self.cache.forget(v.vid, mac)
+        self.counts[C_ANNOUNCES_SENT] += 1
+        parts = self.varp_parts(v, mac)
+        self.multicast_udp(parts, sum(map(len, parts)))

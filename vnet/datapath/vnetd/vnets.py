@@ -1,0 +1,43 @@
+"""A vnet on this host, as the packet rules see it.
+
+One object per vnet holds everything a packet of that vnet needs (its tap, the header
+put in front of its frames, its keys and replay windows, its counters), so the
+per-packet code reaches it with one dict lookup by the 16-byte vnet id.  It does not
+open the tap itself: the daemon does, and a test hands it a pipe instead.
+"""
+from __future__ import annotations
+
+from vnet.model import keys
+from vnet.model.config import VnetConfig
+from vnet.wire import formats as wire
+from vnet.wire import seal
+
+
+class Vnet:
+    """A vnet on this host: its config, tap, header prefix, keys and counters.
+
+    `level` is 0 for (security none); a secure vnet also has its ciphers by key id,
+    the send key's id and cipher, and a replay window per sender (doc/security.md)."""
+
+    __slots__ = ("cfg", "vid", "fd", "prefix", "udp", "bridge_created", "mtu", "level",
+                 "ciphers", "send_id", "send_cipher", "windows",
+                 "rx_packets", "tx_packets", "rx_bytes", "tx_bytes")
+
+    def __init__(self, cfg: VnetConfig, fd: int, bridge_created: bool, held: list[keys.Key]) -> None:
+        self.cfg = cfg
+        self.mtu = cfg.mtu
+        self.vid = cfg.id.packed
+        self.fd = fd
+        self.udp = cfg.encapsulation == "udp"
+        self.prefix = wire.vudp_prefix(self.vid) if self.udp else wire.etherip_prefix(self.vid)
+        self.bridge_created = bridge_created
+        self.level = seal.LEVELS[cfg.security]
+        self.windows: dict[bytes, seal.ReplayWindow] = {}
+        self.set_keys(held)
+        self.rx_packets = self.tx_packets = self.rx_bytes = self.tx_bytes = 0
+
+    def set_keys(self, held: list[keys.Key]) -> None:
+        """Take a new key set in one step; the first key is the one we send with."""
+        self.ciphers = {k.id: seal.aead(k.secret) for k in held}
+        self.send_id = held[0].id if held else 0
+        self.send_cipher = self.ciphers.get(self.send_id)
