@@ -31,6 +31,7 @@ from lab.netns import enter_ns, ns_exists
 from vnet.cli.vn import vn as vn_command
 from vnet.cli.xm import xm as xm_command
 from vnet.control.controller import vnetd_answers
+from vnet.control.protocol import VnetdClient
 from vnet.control.restore import restore
 from vnet.datapath.kmod import client as kmod
 from vnet.model.state import StateStore
@@ -171,7 +172,7 @@ class VnetHost:
         return self.host.name
 
     def start(self, *extra: str, timeout: float = 60.0) -> None:
-        """Start the datapath: vnetd (waiting until its control socket answers), or the
+        """Start the datapath: vnetd (waiting until it answers a request), or the
         module's underlay address and the persisted state of this host."""
         self.state_dir.mkdir(parents=True, exist_ok=True)
         if self.datapath == "kmod":
@@ -192,6 +193,9 @@ class VnetHost:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"vnetd on {self.name} exited: {self.log.read_text()}")
             if sock.exists() and vnetd_answers(sock):
+                # It listens before it restores the state but answers only after: a
+                # reply means the persisted vnets are back.
+                VnetdClient(sock, timeout=max(1.0, deadline - time.monotonic())).vnets()
                 return
             time.sleep(0.05)
         raise TimeoutError(f"vnetd on {self.name} did not start: {self.log.read_text()}")
