@@ -13,9 +13,12 @@ cd "$(dirname "$0")"
 # QEMU guest booting Debian's stock kernel (tests/kernel/guest.py), since the host
 # kernel may not load modules: qemu-system-x86, busybox-static, cpio and kmod build
 # and run that guest.  man-db (with groff) renders the manual pages in doc/man, which the
-# tests check for warnings.
+# tests check for warnings.  tests/netns/test_install.py installs the wheel into fresh
+# virtual environments: Debian's own python3 has no venv/ensurepip without python3-venv.
 APT_PACKAGES=(iputils-ping iperf3 iproute2
               qemu-system-x86 linux-headers-amd64 make busybox-static cpio kmod man-db)
+PYTHON=${PYTHON:-python3}
+"$PYTHON" -c "import ensurepip, venv" 2>/dev/null || APT_PACKAGES+=(python3-venv)
 
 if [ "$(id -u)" -ne 0 ]; then
     echo "setup.sh: must run as root (vnet creates namespaces, bridges and tap devices)" >&2
@@ -32,9 +35,8 @@ if [ ${#missing[@]} -gt 0 ]; then
     apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
-PYTHON=${PYTHON:-python3}
 "$PYTHON" -m pip install -q --disable-pip-version-check -e ".[test]" 2>&1 | grep -vi "running pip as the 'root' user" || true
-"$PYTHON" -c "import vnet, sxp, pyroute2, construct, click" || { echo "setup.sh: install failed" >&2; exit 1; }
+"$PYTHON" -c "import vnet, sxp, pyroute2, construct, click, cryptography" || { echo "setup.sh: install failed" >&2; exit 1; }
 
 case "${1:-install}" in
     demo)    exec "$PYTHON" -m lab.demo ;;

@@ -2,11 +2,18 @@
 
 A manual page that is written by hand drifts from `--help` as soon as an option
 changes.  So each page's synopsis, options and commands are rendered here from the
-click command objects, with the very texts `--help` prints, and only the prose
-around them is hand-written (tools/mantext.py, which includes sections of doc/*.md;
+click command objects, with the texts `--help` prints, and only the prose around
+them is hand-written (tools/mantext.py, which includes sections of doc/*.md;
 vnet.sxp(5) is doc/config.md).  The pages are committed under doc/man/ so that they
-can be read and installed without running anything; tests/test_manpages.py
+can be read and installed without running anything; tests/unit/test_manpages.py
 regenerates them and fails if the committed ones differ.
+
+The pages are rendered from what the commands declare (names, metavars, types,
+defaults, help texts), not from click's help formatter: that changes between click
+releases (8.4.2 bracketed COMMAND, 8.5 renamed the help option and gave arguments
+help records), and a page must not go stale because a fresh install got a newer
+click.  The pages are the same under click 8.0 to 8.5; the tests check that each
+option's names and metavar still read as `--help` prints them.
 
     python -m tools.manpage --output doc/man     # after changing a command or its docs
     python -m tools.manpage --output doc/man --check
@@ -150,25 +157,101 @@ def _help_paragraphs(cmd: click.Command) -> str:
     return "\n".join(out)
 
 
+def _is_help(param: click.Parameter, ctx: click.Context) -> bool:
+    """Whether `param` is the help option click adds (known by its names: its
+    parameter name differs between click releases)."""
+    return isinstance(param, click.Option) and set(param.opts) <= set(ctx.help_option_names)
+
+
+def _metavar(param: click.Parameter) -> str:
+    """What names a parameter's value: its own metavar, else its choices or its
+    type's name; an optional argument in brackets, `...` after one that repeats."""
+    if param.metavar is not None:
+        return param.metavar
+    argument = isinstance(param, click.Argument)
+    if isinstance(param.type, click.Choice):
+        choices = "|".join(str(c) for c in param.type.choices)
+        text = f"{{{choices}}}" if argument and param.required else f"[{choices}]"
+    else:
+        text = param.name.upper() if argument else param.type.name.upper()
+    if argument and not param.required:
+        text = f"[{text}]"
+    return text + ("..." if param.nargs != 1 else "")
+
+
+def _names(option: click.Option) -> str:
+    """An option's names (`-l, --long`, `--offload / --no-offload`) and metavar, short
+    names first."""
+    def joined(opts: list[str]) -> str:
+        return ", ".join(sorted(opts, key=lambda o: len(o) - len(o.lstrip(o[:1]))))
+    names = " / ".join(joined(opts) for opts in (option.opts, option.secondary_opts) if opts)
+    return names if option.is_flag or option.count else f"{names} {_metavar(option)}"
+
+
+def _range(kind: click.ParamType) -> str | None:
+    """A number range's bounds (`1<=x<=255`, `x>=1`), or None for another type."""
+    if not isinstance(kind, (click.IntRange, click.FloatRange)) or kind.min is kind.max is None:
+        return None
+    if kind.min is None:
+        return f"x{'<' if kind.max_open else '<='}{kind.max}"
+    if kind.max is None:
+        return f"x{'>' if kind.min_open else '>='}{kind.min}"
+    return f"{kind.min}{'<' if kind.min_open else '<='}x{'<' if kind.max_open else '<='}{kind.max}"
+
+
+def _default(option: click.Option, ctx: click.Context) -> str | None:
+    """The default an option shows in its help (show_default), or None."""
+    show = option.show_default if option.show_default is not None else ctx.show_default
+    if not show:
+        return None
+    if isinstance(show, str):
+        return f"({show})"
+    value = option.default
+    if callable(value):
+        return "(dynamic)"
+    if option.is_flag and option.secondary_opts:
+        name = (option.opts if value else option.secondary_opts)[0]
+        return name.lstrip(name[:1])
+    if value is None or (option.is_flag and not value):
+        return None
+    return ", ".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
+
+
+def _help(option: click.Option, ctx: click.Context) -> str:
+    """An option's help with what `--help` adds in brackets: default, range, required."""
+    extra = [f"default: {default}"] if (default := _default(option, ctx)) else []
+    extra += [bounds] if (bounds := _range(option.type)) else []
+    extra += ["required"] if option.required else []
+    text = option.help or ""
+    if extra:
+        text = f"{text}  [{'; '.join(extra)}]" if text else f"[{'; '.join(extra)}]"
+    return text
+
+
 def _options(cmd: click.Command, ctx: click.Context, with_help: bool = True) -> Iterator[str]:
     for param in cmd.get_params(ctx):
-        record = param.get_help_record(ctx)
-        if record is None or (not with_help and param.name == "help"):
-            continue
-        names, help_text = record
-        yield f".TP\n{_opts(names)}\n{protect_lines(escape(help_text))}"
+        if isinstance(param, click.Option) and not param.hidden and (with_help or not _is_help(param, ctx)):
+            yield f".TP\n{_opts(_names(param))}\n{protect_lines(escape(_help(param, ctx)))}"
+
+
+def _usage_pieces(cmd: click.Command) -> str:
+    """What follows the command's name in its usage line: `[OPTIONS]`, its arguments,
+    and for a group the command (in brackets if the group runs without one)."""
+    pieces = [cmd.options_metavar or ""]
+    pieces += [_metavar(p) for p in cmd.params if isinstance(p, click.Argument)]
+    if isinstance(cmd, click.Group):
+        pieces.append("[COMMAND] [ARGS]..." if cmd.invoke_without_command else "COMMAND [ARGS]...")
+    return " ".join(p for p in pieces if p)
 
 
 def _synopsis(prog: str, cmd: click.Command, ctx: click.Context) -> str:
-    own = [p for p in cmd.get_params(ctx) if isinstance(p, click.Option) and p.name != "help"]
+    own = [p for p in cmd.get_params(ctx) if isinstance(p, click.Option) and not _is_help(p, ctx)]
     if not isinstance(cmd, click.Group) or len(cmd.commands) > 4:
-        return f".B {escape(prog)}\n{_usage(' '.join(cmd.collect_usage_pieces(ctx)))}"
+        return f".B {escape(prog)}\n{_usage(_usage_pieces(cmd))}"
     lines = []
     for name in cmd.list_commands(ctx):
-        sub = cmd.commands[name]
-        pieces = " ".join(sub.collect_usage_pieces(click.Context(sub, info_name=name, parent=ctx)))
         lead = f"{_usage('[OPTIONS]')} " if own else ""
-        lines.append(f".B {escape(prog)}\n{lead}\\fB{escape(name)}\\fR {_usage(pieces)}")
+        lines.append(f".B {escape(prog)}\n{lead}\\fB{escape(name)}\\fR {_usage(_usage_pieces(cmd.commands[name]))}")
     return "\n.br\n".join(lines)
 
 
@@ -177,12 +260,10 @@ def _commands(cmd: click.Group, ctx: click.Context) -> str:
     out = [".SH COMMANDS", ".PP", f"Each command also takes {helps}, which prints its help."]
     for name in cmd.list_commands(ctx):
         sub = cmd.commands[name]
-        sub_ctx = click.Context(sub, info_name=name, parent=ctx)
-        pieces = " ".join(sub.collect_usage_pieces(sub_ctx))
         out.append(f".SS {escape(name)}")
-        out.append(f".PP\n\\fB{escape(ctx.info_name or '')} {escape(name)}\\fR {_usage(pieces)}")
+        out.append(f".PP\n\\fB{escape(ctx.info_name or '')} {escape(name)}\\fR {_usage(_usage_pieces(sub))}")
         out.append(_help_paragraphs(sub))
-        out.extend(_options(sub, sub_ctx, with_help=False))
+        out.extend(_options(sub, click.Context(sub, info_name=name, parent=ctx), with_help=False))
     return "\n".join(out)
 
 

@@ -1,7 +1,7 @@
-"""The hand-written parts of vnet's manual pages, as Markdown (see vnet/mdroff.py).
+"""The hand-written parts of vnet's manual pages, as Markdown (see tools/mdroff.py).
 
 What a page says about options and commands is generated from the click commands
-(vnet/manpage.py), so it is exactly what `--help` says.  What is written here is what
+(tools/manpage.py), so it is exactly what `--help` says.  What is written here is what
 `--help` has no room for: the description, environment, files, examples and
 cross-references.  `@include FILE#Title` stands for a section of doc/FILE and
 `@include FILE` for the whole file, so text kept in doc/ is written only once.

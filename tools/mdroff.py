@@ -1,7 +1,7 @@
 """Markdown to roff (man macros), for the subset vnet's documentation is written in.
 
 The manual pages take their prose from the Markdown under doc/ (config.md is
-vnet.sxp(5)) and from vnet/mantext.py, so a fact is written once and the pages
+vnet.sxp(5)) and from tools/mantext.py, so a fact is written once and the pages
 cannot drift from the documents.  Only what those files use is understood:
 
 * `#`, `##`, `###` headings, paragraphs, `**bold**`, `` `code` `` (any number of

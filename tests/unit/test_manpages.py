@@ -1,6 +1,6 @@
 """The manual pages under doc/man: current with the commands, clean to render, complete.
 
-The pages are generated (vnet/manpage.py); these tests keep the committed copies from
+The pages are generated (tools/manpage.py); these tests keep the committed copies from
 drifting from `--help`: regenerate with `python -m tools.manpage --output doc/man`.
 """
 from __future__ import annotations
