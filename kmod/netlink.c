@@ -1,71 +1,15 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * Control: the "vnet" generic netlink family (see uapi/vnet.h).  Each
- * command acts on the namespace of the calling socket.  Errors carry an
- * extended-ack message so `vn` can say what went wrong.
+ * Control: the "vnet" generic netlink family, specified in vnet.yaml (the
+ * policies, the ops table and the uAPI header are generated from it by
+ * `python -m tools.genl`).  Each command acts on the namespace of the
+ * calling socket.  Errors carry an extended-ack message so `vn` can say what
+ * went wrong.
  */
 #include <net/genetlink.h>
 #include <net/rtnetlink.h>
 
 #include "vnet.h"
-
-static const char * const vnet_counter_names[VNET_C_MAX] = {
-	[VNET_C_FLOODS]			= "floods",
-	[VNET_C_UNKNOWN_UNICAST_FLOODS]	= "unknown-unicast-floods",
-	[VNET_C_ANNOUNCES_SENT]		= "announces-sent",
-	[VNET_C_ANNOUNCES_RECEIVED]	= "announces-received",
-	[VNET_C_VARP_REQUESTS]		= "varp-requests",
-	[VNET_C_FORWARDS_RECEIVED]	= "forwards-received",
-	[VNET_C_UDP_RECEIVED]		= "udp-received",
-	[VNET_C_ETHERIP_RECEIVED]	= "etherip-received",
-};
-
-static const char * const vnet_drop_names[VNET_D_MAX] = {
-	[VNET_D_SHORT]		= "short",
-	[VNET_D_BAD_MESSAGE_ID]	= "bad-message-id",
-	[VNET_D_BAD_VERSION]	= "bad-version",
-	[VNET_D_UNKNOWN_VNET]	= "unknown-vnet",
-	[VNET_D_BAD_SOURCE_MAC]	= "bad-source-mac",
-	[VNET_D_NOT_A_PEER]	= "not-a-peer",
-	[VNET_D_BAD_FORWARD]	= "bad-forward",
-	[VNET_D_OWN_PACKET]	= "own-packet",
-	[VNET_D_DUPLICATE]	= "duplicate",
-	[VNET_D_HOP_LIMIT]	= "hop-limit",
-	[VNET_D_OTHER_GROUP]	= "other-group",
-	[VNET_D_SEND_ERROR]	= "send-error",
-	[VNET_D_NO_ROUTE]	= "no-route",
-	[VNET_D_BAD_FAMILY]	= "bad-family",
-	[VNET_D_BAD_OPCODE]	= "bad-opcode",
-	[VNET_D_NO_MEMORY]	= "no-memory",
-	[VNET_D_OVERSIZE]	= "oversize",
-	[VNET_D_UNPROTECTED]	= "unprotected",
-	[VNET_D_SECURITY_MISMATCH] = "security-mismatch",
-	[VNET_D_UNKNOWN_KEY]	= "unknown-key",
-	[VNET_D_REPLAY]		= "replay",
-	[VNET_D_BAD_TAG]	= "bad-tag",
-	[VNET_D_BAD_SEAL]	= "bad-seal",
-	[VNET_D_RECV_ERROR]	= "recv-error",
-	[VNET_D_TAP_READ_ERROR]	= "tap-read-error",
-	[VNET_D_TAP_WRITE_ERROR] = "tap-write-error",
-	[VNET_D_TAP_RUNT]	= "tap-runt",
-};
-
-static const struct nla_policy vnet_key_policy[VNET_A_MAX + 1] = {
-	[VNET_A_KEY_ID]		= { .type = NLA_U8 },
-	[VNET_A_KEY_SECRET]	= NLA_POLICY_EXACT_LEN(VNET_KEY_LEN),
-};
-
-static const struct nla_policy vnet_policy[VNET_A_MAX + 1] = {
-	[VNET_A_ID]		= NLA_POLICY_EXACT_LEN(VNET_ID_LEN),
-	[VNET_A_IFNAME]		= { .type = NLA_NUL_STRING, .len = IFNAMSIZ - 1 },
-	[VNET_A_ENCAP]		= NLA_POLICY_MAX(NLA_U8, VNET_ENCAP_ETHERIP),
-	[VNET_A_SECURITY]	= NLA_POLICY_MAX(NLA_U8, VNET_SECURITY_CONF),
-	[VNET_A_MAC]		= NLA_POLICY_ETH_ADDR,
-	[VNET_A_ADDR]		= { .type = NLA_BE32 },
-	[VNET_A_PORT]		= NLA_POLICY_MIN(NLA_U16, 1),
-	[VNET_A_MCADDR]		= { .type = NLA_BE32 },
-	[VNET_A_KEYS]		= NLA_POLICY_NESTED_ARRAY(vnet_key_policy),
-};
 
 static struct genl_family vnet_family;
 
@@ -98,13 +42,14 @@ static void vnet_maybe_close(struct vnet_net *vn)
 
 /*
  * The key set of a KEYS attribute: one or two KEY nests with distinct ids,
- * the send key first.  The secrets are wiped from the request as they are
- * read.  Returns the key set or an ERR_PTR.
+ * the send key first (the policy admits nothing but KEY nests in KEYS).  The
+ * secrets are wiped from the request as they are read.  Returns the key set
+ * or an ERR_PTR.
  */
 static struct vnet_keyset *vnet_parse_keys(struct genl_info *info)
 {
 	u8 secrets[VNET_MAX_KEYS][VNET_KEY_LEN];
-	struct nlattr *tb[VNET_A_MAX + 1];
+	struct nlattr *tb[ARRAY_SIZE(vnet_key_nl_policy)];
 	struct vnet_keyset *ks = NULL;
 	u8 ids[VNET_MAX_KEYS];
 	unsigned int n = 0, i;
@@ -112,19 +57,13 @@ static struct vnet_keyset *vnet_parse_keys(struct genl_info *info)
 	int rem, err = 0;
 
 	nla_for_each_nested(key, info->attrs[VNET_A_KEYS], rem) {
-		if (nla_type(key) != VNET_A_KEY) {
-			NL_SET_ERR_MSG_ATTR(info->extack, key,
-					    "KEYS holds only KEY attributes");
-			err = -EINVAL;
-			break;
-		}
 		if (n == VNET_MAX_KEYS) {
 			NL_SET_ERR_MSG(info->extack, "a vnet holds one or two keys");
 			err = -EINVAL;
 			break;
 		}
-		err = nla_parse_nested(tb, VNET_A_MAX, key, vnet_key_policy,
-				       info->extack);
+		err = nla_parse_nested(tb, ARRAY_SIZE(tb) - 1, key,
+				       vnet_key_nl_policy, info->extack);
 		if (err)
 			break;
 		if (!tb[VNET_A_KEY_ID] || !tb[VNET_A_KEY_SECRET]) {
@@ -156,7 +95,7 @@ static struct vnet_keyset *vnet_parse_keys(struct genl_info *info)
 	return err ? ERR_PTR(err) : ks;
 }
 
-static int vnet_nl_vnet_add(struct sk_buff *skb, struct genl_info *info)
+int vnet_nl_vnet_add_doit(struct sk_buff *skb, struct genl_info *info)
 {
 	static const u8 reserved[VNET_ID_LEN - 1];
 	struct vnet_net *vn = vnet_info_net(info);
@@ -210,7 +149,7 @@ static int vnet_nl_vnet_add(struct sk_buff *skb, struct genl_info *info)
 }
 
 /* Replaces the keys of a secure vnet; packets in flight finish first. */
-static int vnet_nl_keys_set(struct sk_buff *skb, struct genl_info *info)
+int vnet_nl_keys_set_doit(struct sk_buff *skb, struct genl_info *info)
 {
 	struct vnet_net *vn = vnet_info_net(info);
 	struct vnet_keyset *keys;
@@ -240,7 +179,7 @@ static int vnet_nl_keys_set(struct sk_buff *skb, struct genl_info *info)
 	return err;
 }
 
-static int vnet_nl_vnet_del(struct sk_buff *skb, struct genl_info *info)
+int vnet_nl_vnet_del_doit(struct sk_buff *skb, struct genl_info *info)
 {
 	struct vnet_net *vn = vnet_info_net(info);
 	struct vnet_dev *vd;
@@ -263,7 +202,7 @@ static int vnet_nl_vnet_del(struct sk_buff *skb, struct genl_info *info)
 	return err;
 }
 
-static int vnet_nl_vif(struct sk_buff *skb, struct genl_info *info)
+static int vnet_nl_vif(struct genl_info *info, bool add)
 {
 	struct vnet_net *vn = vnet_info_net(info);
 	const u8 *id, *mac;
@@ -278,7 +217,7 @@ static int vnet_nl_vif(struct sk_buff *skb, struct genl_info *info)
 	if (!vnet_find(vn, id)) {
 		NL_SET_ERR_MSG(info->extack, "vnet does not exist");
 		err = -ENOENT;
-	} else if (info->genlhdr->cmd == VNET_CMD_VIF_ADD) {
+	} else if (add) {
 		err = vnet_table_update(&vn->vifs, id, mac, 0);
 		if (err > 0)
 			err = 0;
@@ -290,7 +229,17 @@ static int vnet_nl_vif(struct sk_buff *skb, struct genl_info *info)
 	return err;
 }
 
-static int vnet_nl_peer_add(struct sk_buff *skb, struct genl_info *info)
+int vnet_nl_vif_add_doit(struct sk_buff *skb, struct genl_info *info)
+{
+	return vnet_nl_vif(info, true);
+}
+
+int vnet_nl_vif_del_doit(struct sk_buff *skb, struct genl_info *info)
+{
+	return vnet_nl_vif(info, false);
+}
+
+int vnet_nl_peer_add_doit(struct sk_buff *skb, struct genl_info *info)
 {
 	struct vnet_net *vn = vnet_info_net(info);
 	u16 port = VNET_PORT;
@@ -318,7 +267,7 @@ static int vnet_nl_peer_add(struct sk_buff *skb, struct genl_info *info)
 	return err;
 }
 
-static int vnet_nl_peer_del(struct sk_buff *skb, struct genl_info *info)
+int vnet_nl_peer_del_doit(struct sk_buff *skb, struct genl_info *info)
 {
 	struct vnet_net *vn = vnet_info_net(info);
 	int err;
@@ -335,13 +284,13 @@ static int vnet_nl_peer_del(struct sk_buff *skb, struct genl_info *info)
 	return err;
 }
 
-static int vnet_nl_varp_flush(struct sk_buff *skb, struct genl_info *info)
+int vnet_nl_varp_flush_doit(struct sk_buff *skb, struct genl_info *info)
 {
 	vnet_table_flush(&vnet_info_net(info)->varp, NULL);
 	return 0;
 }
 
-static int vnet_nl_set(struct sk_buff *skb, struct genl_info *info)
+int vnet_nl_set_doit(struct sk_buff *skb, struct genl_info *info)
 {
 	struct vnet_net *vn = vnet_info_net(info);
 	int err = 0;
@@ -381,7 +330,7 @@ static int vnet_put_stats(struct sk_buff *msg, int attr,
 	return 0;
 }
 
-static int vnet_nl_get(struct sk_buff *skb, struct genl_info *info)
+int vnet_nl_get_doit(struct sk_buff *skb, struct genl_info *info)
 {
 	struct vnet_net *vn = vnet_info_net(info);
 	struct vnet_stats sum = {};
@@ -394,9 +343,9 @@ static int vnet_nl_get(struct sk_buff *skb, struct genl_info *info)
 	for_each_possible_cpu(cpu) {
 		const struct vnet_stats *s = per_cpu_ptr(vn->stats, cpu);
 
-		for (i = 0; i < VNET_C_MAX; i++)
+		for (i = 0; i < VNET_C_COUNT; i++)
 			sum.counter[i] += READ_ONCE(s->counter[i]);
-		for (i = 0; i < VNET_D_MAX; i++)
+		for (i = 0; i < VNET_D_COUNT; i++)
 			sum.drop[i] += READ_ONCE(s->drop[i]);
 	}
 	msg = genlmsg_new(NLMSG_GOODSIZE, GFP_KERNEL);
@@ -424,8 +373,8 @@ static int vnet_nl_get(struct sk_buff *skb, struct genl_info *info)
 		rcu_read_unlock();
 	}
 	if (vnet_put_stats(msg, VNET_A_COUNTERS, vnet_counter_names,
-			   VNET_C_MAX, sum.counter) ||
-	    vnet_put_stats(msg, VNET_A_DROPS, vnet_drop_names, VNET_D_MAX,
+			   VNET_C_COUNT, sum.counter) ||
+	    vnet_put_stats(msg, VNET_A_DROPS, vnet_drop_names, VNET_D_COUNT,
 			   sum.drop))
 		goto nospace;
 	genlmsg_end(msg, hdr);
@@ -505,7 +454,7 @@ static int vnet_fill_vnet(struct sk_buff *skb, struct netlink_callback *cb,
 }
 
 /* Dumps resume at (bucket, index within bucket) kept in cb->args. */
-static int vnet_nl_vnet_dump(struct sk_buff *skb, struct netlink_callback *cb)
+int vnet_nl_vnet_get_dumpit(struct sk_buff *skb, struct netlink_callback *cb)
 {
 	struct vnet_net *vn = vnet_pernet(sock_net(skb->sk));
 	unsigned int b, i;
@@ -572,19 +521,19 @@ out:
 	return skb->len;
 }
 
-static int vnet_nl_vif_dump(struct sk_buff *skb, struct netlink_callback *cb)
+int vnet_nl_vif_get_dumpit(struct sk_buff *skb, struct netlink_callback *cb)
 {
 	return vnet_dump_table(skb, cb, &vnet_pernet(sock_net(skb->sk))->vifs,
 			       VNET_CMD_VIF_GET);
 }
 
-static int vnet_nl_varp_dump(struct sk_buff *skb, struct netlink_callback *cb)
+int vnet_nl_varp_get_dumpit(struct sk_buff *skb, struct netlink_callback *cb)
 {
 	return vnet_dump_table(skb, cb, &vnet_pernet(sock_net(skb->sk))->varp,
 			       VNET_CMD_VARP_GET);
 }
 
-static int vnet_nl_peer_dump(struct sk_buff *skb, struct netlink_callback *cb)
+int vnet_nl_peer_get_dumpit(struct sk_buff *skb, struct netlink_callback *cb)
 {
 	struct vnet_net *vn = vnet_pernet(sock_net(skb->sk));
 	struct vnet_peer *p;
@@ -614,75 +563,15 @@ static int vnet_nl_peer_dump(struct sk_buff *skb, struct netlink_callback *cb)
 	return skb->len;
 }
 
-static const struct genl_small_ops vnet_ops[] = {
-	{
-		.cmd = VNET_CMD_VNET_ADD,
-		.doit = vnet_nl_vnet_add,
-		.flags = GENL_UNS_ADMIN_PERM,
-	}, {
-		.cmd = VNET_CMD_VNET_DEL,
-		.doit = vnet_nl_vnet_del,
-		.flags = GENL_UNS_ADMIN_PERM,
-	}, {
-		.cmd = VNET_CMD_VNET_GET,
-		.dumpit = vnet_nl_vnet_dump,
-		.flags = GENL_UNS_ADMIN_PERM,
-	}, {
-		.cmd = VNET_CMD_VIF_ADD,
-		.doit = vnet_nl_vif,
-		.flags = GENL_UNS_ADMIN_PERM,
-	}, {
-		.cmd = VNET_CMD_VIF_DEL,
-		.doit = vnet_nl_vif,
-		.flags = GENL_UNS_ADMIN_PERM,
-	}, {
-		.cmd = VNET_CMD_VIF_GET,
-		.dumpit = vnet_nl_vif_dump,
-		.flags = GENL_UNS_ADMIN_PERM,
-	}, {
-		.cmd = VNET_CMD_PEER_ADD,
-		.doit = vnet_nl_peer_add,
-		.flags = GENL_UNS_ADMIN_PERM,
-	}, {
-		.cmd = VNET_CMD_PEER_DEL,
-		.doit = vnet_nl_peer_del,
-		.flags = GENL_UNS_ADMIN_PERM,
-	}, {
-		.cmd = VNET_CMD_PEER_GET,
-		.dumpit = vnet_nl_peer_dump,
-		.flags = GENL_UNS_ADMIN_PERM,
-	}, {
-		.cmd = VNET_CMD_VARP_GET,
-		.dumpit = vnet_nl_varp_dump,
-		.flags = GENL_UNS_ADMIN_PERM,
-	}, {
-		.cmd = VNET_CMD_VARP_FLUSH,
-		.doit = vnet_nl_varp_flush,
-		.flags = GENL_UNS_ADMIN_PERM,
-	}, {
-		.cmd = VNET_CMD_SET,
-		.doit = vnet_nl_set,
-		.flags = GENL_UNS_ADMIN_PERM,
-	}, {
-		.cmd = VNET_CMD_GET,
-		.doit = vnet_nl_get,
-		.flags = GENL_UNS_ADMIN_PERM,
-	}, {
-		.cmd = VNET_CMD_KEYS_SET,
-		.doit = vnet_nl_keys_set,
-		.flags = GENL_UNS_ADMIN_PERM,
-	},
-};
-
 static struct genl_family vnet_family __ro_after_init = {
 	.name		= VNET_GENL_NAME,
 	.version	= VNET_GENL_VERSION,
 	.maxattr	= VNET_A_MAX,
-	.policy		= vnet_policy,
+	.policy		= vnet_nl_policy,
 	.netnsok	= true,
 	.module		= THIS_MODULE,
-	.small_ops	= vnet_ops,
-	.n_small_ops	= ARRAY_SIZE(vnet_ops),
+	.small_ops	= vnet_nl_ops,
+	.n_small_ops	= ARRAY_SIZE(vnet_nl_ops),
 };
 
 int __init vnet_genl_init(void)

@@ -23,7 +23,7 @@
 #include <net/net_namespace.h>
 #include <net/netns/generic.h>
 
-#include "uapi/vnet_genl.h"
+#include "netlink_gen.h"
 
 #define VNET_IPPROTO_ETHERIP	97
 
@@ -109,52 +109,9 @@ struct varp_msg {
 	u8 addr[16];
 } __packed;
 
-enum vnet_counter {
-	VNET_C_FLOODS,
-	VNET_C_UNKNOWN_UNICAST_FLOODS,
-	VNET_C_ANNOUNCES_SENT,
-	VNET_C_ANNOUNCES_RECEIVED,
-	VNET_C_VARP_REQUESTS,
-	VNET_C_FORWARDS_RECEIVED,
-	VNET_C_UDP_RECEIVED,
-	VNET_C_ETHERIP_RECEIVED,
-	VNET_C_MAX
-};
-
-enum vnet_drop {
-	VNET_D_SHORT,
-	VNET_D_BAD_MESSAGE_ID,
-	VNET_D_BAD_VERSION,
-	VNET_D_UNKNOWN_VNET,
-	VNET_D_BAD_SOURCE_MAC,
-	VNET_D_NOT_A_PEER,
-	VNET_D_BAD_FORWARD,
-	VNET_D_OWN_PACKET,
-	VNET_D_DUPLICATE,
-	VNET_D_HOP_LIMIT,
-	VNET_D_OTHER_GROUP,
-	VNET_D_SEND_ERROR,
-	VNET_D_NO_ROUTE,
-	VNET_D_BAD_FAMILY,
-	VNET_D_BAD_OPCODE,
-	VNET_D_NO_MEMORY,
-	VNET_D_OVERSIZE,
-	VNET_D_UNPROTECTED,
-	VNET_D_SECURITY_MISMATCH,
-	VNET_D_UNKNOWN_KEY,
-	VNET_D_REPLAY,
-	VNET_D_BAD_TAG,
-	VNET_D_BAD_SEAL,
-	VNET_D_RECV_ERROR,	/* vnetd only: a socket read failed */
-	VNET_D_TAP_READ_ERROR,	/* vnetd only: a tap read failed */
-	VNET_D_TAP_WRITE_ERROR,	/* vnetd only: a tap write failed */
-	VNET_D_TAP_RUNT,	/* vnetd only: a tap gave less than a header */
-	VNET_D_MAX
-};
-
 struct vnet_stats {
-	u64 counter[VNET_C_MAX];
-	u64 drop[VNET_D_MAX];
+	u64 counter[VNET_C_COUNT];
+	u64 drop[VNET_D_COUNT];
 };
 
 /* (vnet, MAC) -> care-of address and last refresh: the VARP cache and vifs. */

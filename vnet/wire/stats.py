@@ -1,65 +1,96 @@
+# Generated from kmod/vnet.yaml by python -m tools.genl; do not edit.
 """The counters and drop reasons a datapath reports in `vn stats`: one registry for both.
 
 The names are what users read and scripts match, so vnetd and the kernel module must
-use the same strings for the same event.  Both take them from here: vnetd counts into
-lists indexed by the constants below, and the module's `enum vnet_counter`,
-`enum vnet_drop` and their name tables are the same lists in the same order
-(tests/unit/test_stats.py compares them).  A reason only one datapath can meet (a tap
-read error in vnetd, an allocation failure in the module) is still listed once.
+use the same strings for the same event.  Both take them from the `counter` and `drop`
+enums of kmod/vnet.yaml: vnetd counts into lists indexed by the constants below, the
+module into arrays indexed by `enum vnet_counter` and `enum vnet_drop`, whose name
+tables (kmod/netlink_gen.c) hold these strings in this order (tests/unit/test_stats.py
+compares them).  A reason only one datapath can meet (a tap read error in vnetd, an
+allocation failure in the module) is still listed once.
 """
 from __future__ import annotations
 
-#: Counters of normal work, in the module's `enum vnet_counter` order.
+#: Counters of normal work, per namespace, in the module's `enum vnet_counter` order.
 COUNTERS: tuple[str, ...] = (
-    "floods",
-    "unknown-unicast-floods",
-    "announces-sent",
-    "announces-received",
-    "varp-requests",
-    "forwards-received",
-    "udp-received",
-    "etherip-received",
+    "floods",  # frames sent to the group (broadcast, multicast, unknown unicast)
+    "unknown-unicast-floods",  # unicast frames flooded because the destination MAC was not cached
+    "announces-sent",  # VARP announces sent (replies and gratuitous)
+    "announces-received",  # VARP announces applied to the cache
+    "varp-requests",  # VARP requests received
+    "forwards-received",  # VFWD packets that passed every check
+    "udp-received",  # UDP packets accepted from another host
+    "etherip-received",  # raw protocol-97 packets accepted from another host
 )
 
-#: Why a packet was dropped, in the module's `enum vnet_drop` order.
+#: Why a packet was dropped, per namespace (doc/wire-format.md and doc/security.md give the checks
+#: in order), in the module's `enum vnet_drop` order.
 DROPS: tuple[str, ...] = (
-    "short",
-    "bad-message-id",
-    "bad-version",
-    "unknown-vnet",
-    "bad-source-mac",
-    "not-a-peer",
-    "bad-forward",
-    "own-packet",
-    "duplicate",
-    "hop-limit",
-    "other-group",
-    "send-error",
-    "no-route",
-    "bad-family",
-    "bad-opcode",
-    "no-memory",
-    "oversize",
-    "unprotected",
-    "security-mismatch",
-    "unknown-key",
-    "replay",
-    "bad-tag",
-    "bad-seal",
-    "recv-error",
-    "tap-read-error",
-    "tap-write-error",
-    "tap-runt",
+    "short",  # shorter than its headers
+    "bad-message-id",  # an unknown vnet message id, or VFWD where it is not accepted
+    "bad-version",  # an EtherIP version word that is not accepted
+    "unknown-vnet",  # names a vnet this host does not have
+    "bad-source-mac",  # a frame with a multicast source MAC
+    "not-a-peer",  # VFWD from a host that is not a peer
+    "bad-forward",  # a malformed VFWD
+    "own-packet",  # a packet of ours come back
+    "duplicate",  # a multicast packet seen again (loop protection)
+    "hop-limit",  # a VFWD delivered here but not re-sent (inner TTL 1 or less)
+    "other-group",  # a VFWD re-sent to a group other than ours
+    "send-error",  # sending failed
+    "no-route",  # no route to the destination
+    "bad-family",  # a VARP announce of an address family other than IPv4
+    "bad-opcode",  # a VARP message that is neither request nor announce
+    "no-memory",  # an allocation failed
+    "oversize",  # larger than the vnet's MTU allows
+    "unprotected",  # a plain packet for a secure vnet
+    "security-mismatch",  # a sealed message whose level is not its vnet's
+    "unknown-key",  # a sealed message under a key id the vnet does not hold
+    "replay",  # a sealed message too old or seen before
+    "bad-tag",  # a sealed message whose tag does not verify
+    "bad-seal",  # a sealed message whose body is malformed
+    "recv-error",  # vnetd only: a socket read failed
+    "tap-read-error",  # vnetd only: a tap read failed
+    "tap-write-error",  # vnetd only: a tap write failed
+    "tap-runt",  # vnetd only: a tap gave less than a header
 )
 
-(C_FLOODS, C_UNKNOWN_UNICAST_FLOODS, C_ANNOUNCES_SENT, C_ANNOUNCES_RECEIVED, C_VARP_REQUESTS,
- C_FORWARDS_RECEIVED, C_UDP_RECEIVED, C_ETHERIP_RECEIVED) = range(len(COUNTERS))
+C_FLOODS = 0
+C_UNKNOWN_UNICAST_FLOODS = 1
+C_ANNOUNCES_SENT = 2
+C_ANNOUNCES_RECEIVED = 3
+C_VARP_REQUESTS = 4
+C_FORWARDS_RECEIVED = 5
+C_UDP_RECEIVED = 6
+C_ETHERIP_RECEIVED = 7
 
-(D_SHORT, D_BAD_MESSAGE_ID, D_BAD_VERSION, D_UNKNOWN_VNET, D_BAD_SOURCE_MAC, D_NOT_A_PEER,
- D_BAD_FORWARD, D_OWN_PACKET, D_DUPLICATE, D_HOP_LIMIT, D_OTHER_GROUP, D_SEND_ERROR, D_NO_ROUTE,
- D_BAD_FAMILY, D_BAD_OPCODE, D_NO_MEMORY, D_OVERSIZE, D_UNPROTECTED, D_SECURITY_MISMATCH,
- D_UNKNOWN_KEY, D_REPLAY, D_BAD_TAG, D_BAD_SEAL, D_RECV_ERROR, D_TAP_READ_ERROR, D_TAP_WRITE_ERROR,
- D_TAP_RUNT) = range(len(DROPS))
+D_SHORT = 0
+D_BAD_MESSAGE_ID = 1
+D_BAD_VERSION = 2
+D_UNKNOWN_VNET = 3
+D_BAD_SOURCE_MAC = 4
+D_NOT_A_PEER = 5
+D_BAD_FORWARD = 6
+D_OWN_PACKET = 7
+D_DUPLICATE = 8
+D_HOP_LIMIT = 9
+D_OTHER_GROUP = 10
+D_SEND_ERROR = 11
+D_NO_ROUTE = 12
+D_BAD_FAMILY = 13
+D_BAD_OPCODE = 14
+D_NO_MEMORY = 15
+D_OVERSIZE = 16
+D_UNPROTECTED = 17
+D_SECURITY_MISMATCH = 18
+D_UNKNOWN_KEY = 19
+D_REPLAY = 20
+D_BAD_TAG = 21
+D_BAD_SEAL = 22
+D_RECV_ERROR = 23
+D_TAP_READ_ERROR = 24
+D_TAP_WRITE_ERROR = 25
+D_TAP_RUNT = 26
 
 
 def named(names: tuple[str, ...], counts: list[int]) -> dict[str, int]:

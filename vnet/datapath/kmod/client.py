@@ -1,4 +1,4 @@
-"""The kernel module's datapath: the generic netlink family "vnet" (kmod/uapi/vnet_genl.h).
+"""The kernel module's datapath: the generic netlink family "vnet" (kmod/vnet.yaml).
 
 `KmodClient` implements `Datapath` with the module's commands and gives the same
 records and, where the errno means the same thing, the same error texts as vnetd, so
@@ -6,6 +6,9 @@ records and, where the errno means the same thing, the same error texts as vnetd
 bridges: like vnetd, the client creates the bridge and enslaves the device itself.
 Every command acts on the network namespace of the netlink socket, so a client
 opened inside a namespace drives that namespace's vnets.
+
+The family's constants and message class are generated from the spec into family.py
+(`python -m tools.genl`); this module is the hand-written part.
 
 Loading and unloading the module (`insmod`, `rmmod`) use finit_module and
 delete_module directly, so `vn` needs no kmod tools.
@@ -18,19 +21,31 @@ import socket
 from collections.abc import Mapping
 
 from pyroute2 import IPRoute
-from pyroute2.netlink import (
-    NLA_F_NESTED,
-    NLM_F_ACK,
-    NLM_F_DUMP,
-    NLM_F_REQUEST,
-    genlmsg,
-    nla,
-)
+from pyroute2.netlink import NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST, nla
 from pyroute2.netlink.exceptions import NetlinkError
 from pyroute2.netlink.generic import AsyncGenericNetlinkSocket, GenericNetlinkSocket
 
 from vnet.control import records
 from vnet.control.datapath import Datapath, Record
+from vnet.datapath.kmod.family import (
+    VNET_CMD_GET,
+    VNET_CMD_KEYS_SET,
+    VNET_CMD_PEER_ADD,
+    VNET_CMD_PEER_DEL,
+    VNET_CMD_PEER_GET,
+    VNET_CMD_SET,
+    VNET_CMD_VARP_FLUSH,
+    VNET_CMD_VARP_GET,
+    VNET_CMD_VIF_ADD,
+    VNET_CMD_VIF_DEL,
+    VNET_CMD_VIF_GET,
+    VNET_CMD_VNET_ADD,
+    VNET_CMD_VNET_DEL,
+    VNET_CMD_VNET_GET,
+    VNET_GENL_NAME,
+    VNET_GENL_VERSION,
+    vnetmsg,
+)
 from vnet.errors import DatapathError
 from vnet.host import netdev
 from vnet.model import keys
@@ -38,14 +53,7 @@ from vnet.model.addr import format_mac, parse_ipv4
 from vnet.model.config import ENCAPSULATIONS, SECURITY_LEVELS, VnetConfig
 from vnet.model.vnetid import VnetId
 
-VNET_GENL_NAME = "vnet"
-VNET_GENL_VERSION = 1
 MODULE_NAME = "vnet"
-
-# enum vnet_cmd
-(VNET_CMD_UNSPEC, VNET_CMD_VNET_ADD, VNET_CMD_VNET_DEL, VNET_CMD_VNET_GET, VNET_CMD_VIF_ADD,
- VNET_CMD_VIF_DEL, VNET_CMD_VIF_GET, VNET_CMD_PEER_ADD, VNET_CMD_PEER_DEL, VNET_CMD_PEER_GET,
- VNET_CMD_VARP_GET, VNET_CMD_VARP_FLUSH, VNET_CMD_SET, VNET_CMD_GET, VNET_CMD_KEYS_SET) = range(15)
 
 #: enum vnet_encap and enum vnet_security list their values in the order of these
 #: tuples, so a value's index is its number on the wire.
@@ -54,77 +62,6 @@ SECURITY_VALUES = SECURITY_LEVELS
 
 NOT_LOADED = ("the vnet kernel module is not loaded; load it with 'vn insmod', "
               "or start the user-space datapath with 'vnetd'")
-
-
-class vnetmsg(genlmsg):
-    """A message of family "vnet": every attribute of enum vnet_attr, in its order.
-
-    No `prefix`: with one, pyroute2's msg.get("header") would find VNET_A_HEADER
-    instead of the netlink header, and its receive loop breaks on a vnet dump."""
-
-    nla_map = (
-        ("VNET_A_UNSPEC", "none"),
-        ("VNET_A_ID", "cdata"),  # 16 bytes, the id in network order
-        ("VNET_A_IFNAME", "asciiz"),
-        ("VNET_A_IFINDEX", "uint32"),
-        ("VNET_A_ENCAP", "uint8"),
-        ("VNET_A_SECURITY", "uint8"),
-        ("VNET_A_HEADER", "uint32"),
-        ("VNET_A_MTU", "uint32"),
-        ("VNET_A_MAC", "cdata"),  # 6 bytes
-        ("VNET_A_ADDR", "ip4addr"),  # be32 <-> dotted quad
-        ("VNET_A_PORT", "uint16"),
-        ("VNET_A_AGE_MS", "uint64"),
-        ("VNET_A_RX_PACKETS", "uint64"),
-        ("VNET_A_TX_PACKETS", "uint64"),
-        ("VNET_A_RX_BYTES", "uint64"),
-        ("VNET_A_TX_BYTES", "uint64"),
-        ("VNET_A_RX_DROPPED", "uint64"),
-        ("VNET_A_TX_DROPPED", "uint64"),
-        ("VNET_A_MCADDR", "ip4addr"),
-        ("VNET_A_TTL", "uint32"),
-        ("VNET_A_SWEEPS", "uint64"),
-        ("VNET_A_COUNTERS", "stats"),
-        ("VNET_A_DROPS", "stats"),
-        ("VNET_A_STAT", "stat"),
-        ("VNET_A_STAT_NAME", "asciiz"),
-        ("VNET_A_STAT_VALUE", "uint64"),
-        ("VNET_A_PAD", "none"),
-        ("VNET_A_KEYS", "keys"),
-        ("VNET_A_KEY", "key"),
-        ("VNET_A_KEY_ID", "uint8"),
-        ("VNET_A_KEY_SECRET", "cdata"),  # 32 bytes; sent, never received
-    )
-
-    class stat(nla):
-        """VNET_A_STAT: one named counter."""
-
-        nla_flags = NLA_F_NESTED
-        nla_map = ((24, "VNET_A_STAT_NAME", "asciiz"), (25, "VNET_A_STAT_VALUE", "uint64"))
-
-    class stats(nla):
-        """VNET_A_COUNTERS / VNET_A_DROPS: a nest of VNET_A_STAT nests."""
-
-        nla_flags = NLA_F_NESTED
-        nla_map = ((23, "VNET_A_STAT", "stat"),)
-
-
-    class key(nla):
-        """VNET_A_KEY: a key id and, towards the module only, its secret."""
-
-        nla_flags = NLA_F_NESTED
-        nla_map = ((29, "VNET_A_KEY_ID", "uint8"), (30, "VNET_A_KEY_SECRET", "cdata"))
-
-    class keys(nla):
-        """VNET_A_KEYS: a nest of VNET_A_KEY nests, the send key first."""
-
-        nla_flags = NLA_F_NESTED
-        nla_map = ((28, "VNET_A_KEY", "key"),)
-
-
-# pyroute2 finds a nest's attribute classes on the nest's own class.
-vnetmsg.stats.stat = vnetmsg.stat
-vnetmsg.keys.key = vnetmsg.key
 
 
 def key_ids(nest: nla | None) -> list[int]:

@@ -1,0 +1,130 @@
+# Generated from kmod/vnet.yaml by python -m tools.genl; do not edit.
+"""The generic netlink family "vnet" for pyroute2: constants and the message class.
+
+kmod/vnet.yaml is the spec, and kmod/uapi/vnet_genl.h the C side of the same API; the
+client (client.py) imports what it needs from here.
+"""
+from __future__ import annotations
+
+from pyroute2.netlink import NLA_F_NESTED, genlmsg, nla
+
+VNET_GENL_NAME = "vnet"
+VNET_GENL_VERSION = 1
+
+#: Bytes of a vnet id (128 bits, network order).
+VNET_ID_LEN = 16
+
+#: The UDP port of vnet traffic, and the default port of a peer.
+VNET_PORT = 1798
+
+#: Bytes of a key secret (a ChaCha20-Poly1305 key).
+VNET_KEY_LEN = 32
+
+#: Keys of a secure vnet at most (the send key and one more on receive).
+VNET_MAX_KEYS = 2
+
+# enum vnet_encap - How a vnet carries its frames.
+VNET_ENCAP_UDP = 0  # EtherIP in UDP, port 1798
+VNET_ENCAP_ETHERIP = 1  # raw EtherIP, IP protocol 97
+
+# enum vnet_security - What a vnet's sealed messages protect (doc/security.md).
+VNET_SECURITY_NONE = 0  # plain packets, no keys
+VNET_SECURITY_AUTH = 1  # sealed, authenticated
+VNET_SECURITY_CONF = 2  # sealed, authenticated and encrypted
+
+# enum vnet_cmd
+VNET_CMD_UNSPEC = 0
+VNET_CMD_VNET_ADD = 1
+VNET_CMD_VNET_DEL = 2
+VNET_CMD_VNET_GET = 3
+VNET_CMD_VIF_ADD = 4
+VNET_CMD_VIF_DEL = 5
+VNET_CMD_VIF_GET = 6
+VNET_CMD_PEER_ADD = 7
+VNET_CMD_PEER_DEL = 8
+VNET_CMD_PEER_GET = 9
+VNET_CMD_VARP_GET = 10
+VNET_CMD_VARP_FLUSH = 11
+VNET_CMD_SET = 12
+VNET_CMD_GET = 13
+VNET_CMD_KEYS_SET = 14
+
+
+class vnetmsg(genlmsg):
+    """A message of family "vnet": every attribute of enum vnet_attr, in its order.
+
+    No `prefix`: with one, pyroute2's msg.get("header") would find VNET_A_HEADER
+    instead of the netlink header, and its receive loop breaks on a vnet dump."""
+
+    nla_map = (
+        ("VNET_A_UNSPEC", "none"),
+        ("VNET_A_ID", "cdata"),  # binary, 16 bytes, network order
+        ("VNET_A_IFNAME", "asciiz"),  # string, the device's name
+        ("VNET_A_IFINDEX", "uint32"),  # u32
+        ("VNET_A_ENCAP", "uint8"),  # u8, enum vnet_encap
+        ("VNET_A_SECURITY", "uint8"),  # u8, enum vnet_security
+        ("VNET_A_HEADER", "uint32"),  # u32, encapsulation header bytes
+        ("VNET_A_MTU", "uint32"),  # u32
+        ("VNET_A_MAC", "cdata"),  # binary, 6 bytes
+        ("VNET_A_ADDR", "ip4addr"),  # be32, IPv4 address
+        ("VNET_A_PORT", "uint16"),  # u16, host order
+        ("VNET_A_AGE_MS", "uint64"),  # u64, milliseconds since last refresh
+        ("VNET_A_RX_PACKETS", "uint64"),  # u64
+        ("VNET_A_TX_PACKETS", "uint64"),  # u64
+        ("VNET_A_RX_BYTES", "uint64"),  # u64
+        ("VNET_A_TX_BYTES", "uint64"),  # u64
+        ("VNET_A_RX_DROPPED", "uint64"),  # u64
+        ("VNET_A_TX_DROPPED", "uint64"),  # u64
+        ("VNET_A_MCADDR", "ip4addr"),  # be32, multicast group
+        ("VNET_A_TTL", "uint32"),  # u32, entry lifetime in seconds
+        ("VNET_A_SWEEPS", "uint64"),  # u64, table sweeps so far
+        ("VNET_A_COUNTERS", "stats"),  # nest of VNET_A_STAT, names of enum counter
+        ("VNET_A_DROPS", "stats"),  # nest of VNET_A_STAT, names of enum drop
+        ("VNET_A_STAT", "stat"),  # nest: VNET_A_STAT_NAME, VNET_A_STAT_VALUE
+        ("VNET_A_STAT_NAME", "asciiz"),  # string, e.g. "unknown-vnet"
+        ("VNET_A_STAT_VALUE", "uint64"),  # u64
+        ("VNET_A_PAD", "none"),
+        ("VNET_A_KEYS", "keys"),  # nest of VNET_A_KEY, send key first
+        ("VNET_A_KEY", "key"),  # nest: VNET_A_KEY_ID, VNET_A_KEY_SECRET
+        ("VNET_A_KEY_ID", "uint8"),  # u8
+        ("VNET_A_KEY_SECRET", "cdata"),  # binary, 32 bytes, never dumped
+    )
+
+    class stats(nla):
+        """VNET_A_COUNTERS / VNET_A_DROPS: the non-zero statistics, by name."""
+
+        nla_flags = NLA_F_NESTED
+        nla_map = (
+            (23, "VNET_A_STAT", "stat"),
+        )
+
+    class stat(nla):
+        """VNET_A_STAT: one named statistic."""
+
+        nla_flags = NLA_F_NESTED
+        nla_map = (
+            (24, "VNET_A_STAT_NAME", "asciiz"),
+            (25, "VNET_A_STAT_VALUE", "uint64"),
+        )
+
+    class keys(nla):
+        """VNET_A_KEYS: one or two VNET_A_KEY nests, the send key first."""
+
+        nla_flags = NLA_F_NESTED
+        nla_map = (
+            (28, "VNET_A_KEY", "key"),
+        )
+
+    class key(nla):
+        """VNET_A_KEY: a key id and, towards the module only, its secret."""
+
+        nla_flags = NLA_F_NESTED
+        nla_map = (
+            (29, "VNET_A_KEY_ID", "uint8"),
+            (30, "VNET_A_KEY_SECRET", "cdata"),
+        )
+
+
+# pyroute2 finds a nest's attribute classes on the nest's own class.
+vnetmsg.stats.stat = vnetmsg.stat
+vnetmsg.keys.key = vnetmsg.key
