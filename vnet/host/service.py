@@ -1,7 +1,7 @@
 """vnetd as a background service of `network-vnet`: started detached, found again by
 its control socket, stopped with SIGTERM.
 
-vnetd itself stays a foreground program, which is what systemd's Type=simple and the
+vnetd itself stays a foreground program, which is what systemd's Type=notify and the
 test lab want.  What a boot script needs on top lives here: a session of its own (so
 the script's exit or terminal does not take it down), a log file, a pidfile, and
 waiting until the control socket answers, because a VM manager started next must find
@@ -23,6 +23,7 @@ from pathlib import Path
 import vnet
 from vnet.control.protocol import VnetdClient
 from vnet.errors import DatapathError
+from vnet.host import notify
 
 #: The directory holding the `vnet` package this code runs from (a source tree or
 #: site-packages).
@@ -135,6 +136,7 @@ def start(args: list[str], sock: Path, pidfile: Path, log: Path, timeout: float)
     offset = log.stat().st_size if log.exists() else 0
     env = dict(os.environ)  # the vnetd started is the code of this network-vnet, installed or not
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(CODE_ROOT), env.get("PYTHONPATH")]))
+    env.pop(notify.ENV, None)  # its READY=1 is not ours to give: we are ready once it answers
     with open(log, "ab") as out:
         proc = subprocess.Popen([sys.executable, "-m", "vnet.datapath.vnetd", "--socket", str(sock), *args],
                                 stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,

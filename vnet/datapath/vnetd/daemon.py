@@ -42,6 +42,7 @@ from vnet.datapath.vnetd.vnets import Vnet
 from vnet.errors import DatapathError
 from vnet.host import netdev
 from vnet.host.netdev import pick_address
+from vnet.host.notify import notify
 from vnet.model import keys
 from vnet.model.addr import parse_ipv4
 from vnet.model.config import ConfigError, VnetConfig
@@ -313,9 +314,12 @@ def cli(state_dir, socket_opt, address, interface, mcaddr, ttl, no_restore, offl
         daemon.listen(resolve_socket(socket_opt, sdir))
         if state is not None:
             daemon.restore(state, sdir)
+        notify(READY=1, STATUS=f"{len(daemon.tables.vnets)} vnets, {len(daemon.tables.peers)} peers; "
+               f"serving on {daemon.server.path}")
         log.warning("serving on %s, underlay %s (%s), group %s", daemon.server.path, daemon.here.address,
                     daemon.here.device, daemon.here.mcaddr)
         daemon.run()
+        notify(STOPPING=1)
     except (DatapathError, StateError) as e:
         raise click.ClickException(str(e))
     finally:
