@@ -15,8 +15,11 @@ cd "$(dirname "$0")"
 # and run that guest.  man-db (with groff) renders the manual pages in doc/man, which the
 # tests check for warnings.  tests/netns/test_install.py installs the wheel into fresh
 # virtual environments: Debian's own python3 has no venv/ensurepip without python3-venv.
+# systemd (systemd-analyze) checks the units in systemd/, and systemd-container
+# (systemd-nspawn) runs them under a real systemd in the tests.
 APT_PACKAGES=(iputils-ping iperf3 iproute2
-              qemu-system-x86 linux-headers-amd64 make busybox-static cpio kmod man-db)
+              qemu-system-x86 linux-headers-amd64 make busybox-static cpio kmod man-db
+              systemd systemd-container)
 PYTHON=${PYTHON:-python3}
 "$PYTHON" -c "import ensurepip, venv" 2>/dev/null || APT_PACKAGES+=(python3-venv)
 
