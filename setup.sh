@@ -16,10 +16,11 @@ cd "$(dirname "$0")"
 # tests check for warnings.  tests/netns/test_install.py installs the wheel into fresh
 # virtual environments: Debian's own python3 has no venv/ensurepip without python3-venv.
 # systemd (systemd-analyze) checks the units in systemd/, and systemd-container
-# (systemd-nspawn) runs them under a real systemd in the tests.
+# (systemd-nspawn) runs them under a real systemd in the tests; dkms builds the module
+# the way kmod/dkms.conf says, in the tests.
 APT_PACKAGES=(iputils-ping iperf3 iproute2
               qemu-system-x86 linux-headers-amd64 make busybox-static cpio kmod man-db
-              systemd systemd-container)
+              systemd systemd-container dkms)
 PYTHON=${PYTHON:-python3}
 "$PYTHON" -c "import ensurepip, venv" 2>/dev/null || APT_PACKAGES+=(python3-venv)
 

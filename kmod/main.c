@@ -149,5 +149,6 @@ module_exit(vnet_exit);
 MODULE_LICENSE("GPL");
 MODULE_DESCRIPTION("vnet: private virtual Ethernet LANs across hosts (EtherIP in UDP)");
 MODULE_AUTHOR("The vnet authors");
+MODULE_VERSION(VNET_VERSION);
 MODULE_ALIAS_GENL_FAMILY(VNET_GENL_NAME);
 MODULE_ALIAS_RTNL_LINK("vnet");
