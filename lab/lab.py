@@ -286,9 +286,12 @@ class Lab:
         ns = self._ns_of(node)
         with guard.hold(escapable=False):
             kill_pids(pids_in_namespaces([ns]), grace=timeout, first=signal.SIGKILL)
-            remove_ns(ns)
+            # Its cables first: the kernel tears a namespace down later, in the
+            # background, so the far ends would linger on the switch for a while.
             for link in [x for x in self.links if x.joins(ns)]:
+                link.remove()
                 self._forget(link)
+            remove_ns(ns)
             with self._lock:
                 self.namespaces.remove(ns)
                 self.nodes.pop(node.name, None)
