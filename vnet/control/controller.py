@@ -24,7 +24,7 @@ from vnet.datapath.kmod import client as kmod
 from vnet.errors import DatapathError
 from vnet.host import netdev
 from vnet.model import keys
-from vnet.model.addr import parse_ipv4
+from vnet.model.addr import AddressError, parse_ipv4
 from vnet.model.config import VnetConfig
 from vnet.model.state import StateError, StateStore, resolve_state_dir
 from vnet.model.vnetid import VnetId
@@ -34,7 +34,7 @@ def resolve_host(name: str) -> str:
     """A peer given as a name or an address, as a dotted quad (the original resolved names too)."""
     try:
         return parse_ipv4(name)
-    except ValueError:
+    except AddressError:
         pass
     try:
         return socket.gethostbyname(name)

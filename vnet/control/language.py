@@ -11,9 +11,9 @@ from typing import Callable
 
 import sxp
 from vnet.control.datapath import Datapath, Record
-from vnet.errors import DatapathError
+from vnet.errors import DatapathError, VnetError
 from vnet.model.addr import parse_ipv4, parse_mac
-from vnet.model.config import ConfigError, VnetConfig
+from vnet.model.config import VnetConfig
 from vnet.model.vnetid import InvalidVnetId, VnetId
 from vnet.wire.formats import PORT
 
@@ -37,7 +37,7 @@ def _vnet_id(cmd: list, key: str) -> VnetId:
 def _value(cmd: list, key: str, parse: Callable[[str], object]):
     try:
         return parse(_field(cmd, key) or "")
-    except ValueError as e:
+    except VnetError as e:
         raise DatapathError("EINVAL", f"{cmd[0]}: {e}") from None
 
 
@@ -57,7 +57,7 @@ def _port(cmd: list) -> int:
 def _vnet_add(dp: Datapath, cmd: list) -> list[Record]:
     try:
         cfg = VnetConfig.from_sxp(["vnet"] + cmd[1:], source="vnet.add")
-    except (ConfigError, InvalidVnetId, ValueError) as e:
+    except VnetError as e:
         raise DatapathError("EINVAL", str(e)) from None
     dp.vnet_add(cfg)
     return []

@@ -39,14 +39,14 @@ from vnet.datapath.vnetd.tables import Peer, Tables
 from vnet.datapath.vnetd.transmit import Transmit
 from vnet.datapath.vnetd.underlay import Sockets, Underlay
 from vnet.datapath.vnetd.vnets import Vnet
-from vnet.errors import DatapathError
+from vnet.errors import DatapathError, VnetError
 from vnet.host import netdev
 from vnet.host.netdev import pick_address
 from vnet.host.notify import notify
 from vnet.model import keys
 from vnet.model.addr import parse_ipv4
 from vnet.model.config import ConfigError, VnetConfig
-from vnet.model.state import State, StateError, StateStore, resolve_state_dir
+from vnet.model.state import State, StateStore, resolve_state_dir
 from vnet.model.vnetid import VnetId
 from vnet.wire import formats as wire
 from vnet.wire import stats
@@ -306,7 +306,7 @@ def cli(state_dir, socket_opt, address, interface, mcaddr, ttl, no_restore, offl
         with IPRoute() as ipr:
             address = parse_ipv4(address) if address else pick_address(ipr, interface)
         daemon = Vnetd(address, mcaddr or wire.DEFAULT_GROUP, ttl=ttl, offload=offload)
-    except (DatapathError, StateError, ValueError) as e:
+    except VnetError as e:
         raise click.ClickException(str(e))
     signal.signal(signal.SIGTERM, daemon.stop)
     signal.signal(signal.SIGINT, daemon.stop)
@@ -320,7 +320,7 @@ def cli(state_dir, socket_opt, address, interface, mcaddr, ttl, no_restore, offl
                     daemon.here.device, daemon.here.mcaddr)
         daemon.run()
         notify(STOPPING=1)
-    except (DatapathError, StateError) as e:
+    except VnetError as e:
         raise click.ClickException(str(e))
     finally:
         daemon.shutdown()
