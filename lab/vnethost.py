@@ -30,13 +30,12 @@ from lab.lab import Host, Lab
 from lab.netns import enter_ns, ns_exists
 from vnet.cli.vn import vn as vn_command
 from vnet.cli.xm import xm as xm_command
-from vnet.control.controller import vnetd_answers
+from vnet.control.controller import DATAPATH_KINDS, vnetd_answers
 from vnet.control.protocol import VnetdClient
 from vnet.control.restore import restore
 from vnet.datapath.kmod import client as kmod
 from vnet.model.state import StateStore
 
-DATAPATHS = ("vnetd", "kmod")
 _LEN = 8  # bytes of the length prefix of a child's result
 
 
@@ -154,8 +153,8 @@ class VnetHost:
     underlay address)."""
 
     def __init__(self, lab: Lab, host: Host, state_dir: Path, datapath: str = "vnetd") -> None:
-        if datapath not in DATAPATHS:
-            raise ValueError(f"datapath {datapath!r}: expected one of {', '.join(DATAPATHS)}")
+        if datapath not in DATAPATH_KINDS:
+            raise ValueError(f"datapath {datapath!r}: expected one of {', '.join(DATAPATH_KINDS)}")
         self.lab = lab
         self.host = host
         self.state_dir = state_dir
