@@ -49,6 +49,8 @@ PYTHON_PREFIX = "/opt/vnet-python"
 #: What the units hide from the service (ProtectHome=).
 HIDDEN = ("/home", "/root", "/run/user")
 BOOT_TIMEOUT = 300.0
+#: systemd's own PATH for services, which finds the console scripts install() writes.
+CONTAINER_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 CAP_NET_ADMIN, CAP_NET_RAW = 12, 13
 
 
@@ -216,7 +218,11 @@ class Container:
         return 0
 
     def run(self, *argv: str, check: bool = True, timeout: float = 120.0) -> subprocess.CompletedProcess:
-        r = subprocess.run(["nsenter", f"--target={self.pid}", "--all", "--", *argv],
+        # The container's own environment: the host's PATH would find the host's
+        # console scripts (pyenv's, say), whose code may live where the container has
+        # its own /tmp.
+        r = subprocess.run(["nsenter", f"--target={self.pid}", "--all", "--", "env", "-i",
+                            f"PATH={CONTAINER_PATH}", "LANG=C.UTF-8", *argv],
                            capture_output=True, text=True, timeout=timeout, check=False)
         if check and r.returncode != 0:
             raise AssertionError(f"{' '.join(argv)} in the container failed ({r.returncode}):\n"
