@@ -43,7 +43,8 @@ _PING_STATS = re.compile(r"(\d+) packets transmitted, (\d+) (?:packets )?receive
 _PING_DUPS = re.compile(r"\+(\d+) duplicates")
 
 
-_REPLY = re.compile(r"icmp_seq=(\d+) .*?(\(DUP!\))?$", re.M)
+#: A reply; not an error report ("From 10.0.0.1 icmp_seq=1 Destination Host Unreachable").
+_REPLY = re.compile(r"^\d+ bytes from .*?icmp_seq=(\d+) .*?(\(DUP!\))?$", re.M)
 
 
 def parse_ping(output: str, count: int | None = None) -> PingResult:

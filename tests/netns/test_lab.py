@@ -89,6 +89,10 @@ def test_parse_ping_counts_the_requests_asked_for():
 def test_parse_ping_failures():
     r = parse_ping("3 packets transmitted, 0 received, +3 errors, 100% packet loss, time 2ms\n")
     assert (r.transmitted, r.received, r.duplicates, r.ok, r.loss) == (3, 0, 0, False, 100.0)
+    unreachable = ("From 10.0.0.1 icmp_seq=1 Destination Host Unreachable\n"
+                   "From 10.0.0.1 icmp_seq=2 Destination Host Unreachable\n"
+                   "2 packets transmitted, 0 received, +2 errors, 100% packet loss, time 1001ms\n")
+    assert parse_ping(unreachable, 2).received == 0  # an error report is no reply
     r = parse_ping("ping: connect: Network is unreachable\n")
     assert r == PingResult(0, 0, 0, "ping: connect: Network is unreachable\n")
     assert not r.ok
