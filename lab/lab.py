@@ -149,16 +149,18 @@ class Lab:
             return found.ns if found is not None else node
         return node.ns
 
-    def _cable(self, ns: str, ifname: str, far: Node, far_base: str, bridge: str,
+    def _cable(self, ns: str, ifname: str, far: Node, far_base: str, bridge: str | None,
                address: str, *, mtu: int | None = None, mac: str | None = None) -> tuple[Link, str]:
         """Cable a new ``ifname`` in ``ns`` (addressed ``address``, up) to a new port,
-        named after ``far_base``, of ``bridge`` in ``far``.  Returns the link and the
-        MAC ``ifname`` got; the caller's node takes the near end."""
+        named after ``far_base``, of ``bridge`` in ``far`` (None: a far end left down
+        and on no bridge).  Returns the link and the MAC ``ifname`` got; the caller's
+        node takes the near end."""
         link = Link.create(ns, ifname, far.ns, far_base, mtu=mtu, mac=mac)
         with self._lock:
             self.links.append(link)
             far.intfs[link.intf2.name] = link.intf2
-        link.intf2.configure(master=bridge)
+        if bridge is not None:
+            link.intf2.configure(master=bridge)
         return link, link.intf1.configure(address)
 
     def _forget(self, link: Link) -> None:
@@ -240,18 +242,23 @@ class Lab:
         return r
 
     def vm(self, name: str, host: Host, bridge: str, address: str, mac: str | None = None,
-           timeout: float = 10.0) -> VM:
-        """A guest namespace plugged into ``bridge`` inside ``host``.
+           timeout: float = 10.0, port: str | None = None, plugged: bool = True) -> VM:
+        """A guest namespace plugged into ``bridge`` inside ``host``, through a port
+        named ``port`` (default ``v<name>``, or a free name derived from it).
 
         The bridge belongs to someone else (normally vnetd, started just
-        before), hence the wait rather than creating it here.
+        before), hence the wait rather than creating it here.  With
+        ``plugged=False`` the port is left down and on no bridge, as a hypervisor
+        leaves a tap it made without a network script: plugging it into ``bridge``
+        is then the admin's step.
         """
         ip, _ = split_cidr(address)
         # The VM's interface takes its LAN's MTU (1412 on a secure raw EtherIP vnet),
         # as a hypervisor configured for the vnet would set it.
-        mtu = Interface.wait(host.ns, bridge, timeout, self.POLL_INTERVAL).mtu
+        mtu = Interface.wait(host.ns, bridge, timeout, self.POLL_INTERVAL).mtu if plugged else None
         ns = self._new_ns(name)
-        link, real_mac = self._cable(ns, "eth0", host, f"v{name}", bridge, address, mtu=mtu, mac=mac)
+        link, real_mac = self._cable(ns, "eth0", host, port or f"v{name}", bridge if plugged else None,
+                                     address, mtu=mtu, mac=mac)
         v = VM(name=name, ns=ns, ip=ip, address=address, mac=real_mac, host=host, link=link,
                bridge=bridge, intfs={"eth0": link.intf1})
         self.nodes[name] = v
