@@ -108,7 +108,7 @@ def _emit(ctx: click.Context, as_json: bool, recs: list[Record], view: Callable[
 
 
 json_option = click.option("--json", "as_json", is_flag=True,
-                           help="Print JSON (a stable shape, doc/schema/) instead of SXP records.")
+                           help="Print JSON, of one documented shape per listing, instead of SXP records.")
 
 
 def host_options(f):
