@@ -35,6 +35,7 @@ from vnet.control.protocol import VnetdClient
 from vnet.control.restore import restore
 from vnet.datapath.kmod import client as kmod
 from vnet.model.state import StateStore
+from vnet.model.vnetid import VnetId
 
 _LEN = 8  # bytes of the length prefix of a child's result
 
@@ -204,33 +205,41 @@ class VnetHost:
         self.proc.send_signal(sig)
         self.proc.wait(10)
 
-    def vn(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-        return self._run(vn_command, "vn", args, check)
+    def vn(self, *args: str, check: bool = True, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+        """Run `vn ARGS` on this host; `env` adds to its environment (VNET_FORMAT, ...)."""
+        return self._run(vn_command, "vn", args, check, env)
 
     def xm(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
         """Run vnet's `xm` (its vnet-* commands) on this host, as `vn` is run."""
         return self._run(xm_command, "xm", args, check)
 
     def _run(self, command: click.Command, prog: str, args: tuple[str, ...],
-             check: bool) -> subprocess.CompletedProcess:
+             check: bool, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
         argv = ["--state-dir", str(self.state_dir), *args]
         code, out, err = run_in_namespace(self.host.ns, _run_command, command, prog, argv,
-                                          env={"VNET_DATAPATH": self.datapath})
+                                          env={"VNET_DATAPATH": self.datapath, **(env or {})})
         r = subprocess.CompletedProcess([prog, *argv], code, out, err)
         if check and r.returncode != 0:
             raise RuntimeError(f"{prog} {' '.join(args)} on {self.name} failed ({r.returncode}): {r.stderr}")
         return r
 
-    def vn_json(self, *args: str) -> list[dict]:
+    def vn_json(self, *args: str) -> Any:
+        """The JSON of a listing: `vn ARGS --json` (its shapes: doc/schema/)."""
         return json.loads(self.vn(*args, "--json").stdout)
 
     def counters(self) -> dict[str, int]:
         """Counters and drops of `vn stats` merged, drops prefixed with 'drop:'."""
-        out: dict[str, int] = {}
-        for rec in self.vn_json("stats"):
-            prefix = "drop:" if rec["type"] == "drops" else ""
-            out.update({prefix + k: v for k, v in rec.items() if k != "type"})
-        return out
+        listed = self.vn_json("stats")
+        return {**listed["counters"], **{f"drop:{k}": v for k, v in listed["drops"].items()}}
+
+    def varp_table(self, vnet: str | None = None) -> dict[str, str]:
+        """The VARP cache as {MAC: care-of address}, of one vnet (an id) or of all."""
+        wanted = None if vnet is None else str(VnetId.parse(vnet))
+        return {e["vmac"]: e["addr"] for e in self.vn_json("varp")["entries"] if wanted in (None, e["vnet"])}
+
+    def vif_macs(self) -> set[str]:
+        """The MACs this host holds on any vnet (`vn vifs`)."""
+        return {e["vmac"] for e in self.vn_json("vifs")["entries"]}
 
     def wait_counters(self, before: dict[str, int], grown: dict[str, int],
                       timeout: float = 60.0) -> dict[str, int]:

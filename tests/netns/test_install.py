@@ -202,7 +202,7 @@ def test_clean_install_carries_a_secure_vnet(venv: Path, tmp_path: Path) -> None
         for h in hosts:
             vn_on(h, "vnet-create", "-s", "conf", "-k", str(key), "97")
             (listing,) = json.loads(vn_on(h, "vnets", "--json"))
-            assert (listing["security"], listing["keys"]) == ("conf", 1), listing
+            assert (listing["security"], listing["keys"]) == ("conf", [1]), listing
         # Frames sealed and opened by the installed cryptography, both ways.
         a = lab.vm("a", hosts[0], "vnet97", "10.97.0.1/24")
         b = lab.vm("b", hosts[1], "vnet97", "10.97.0.2/24")

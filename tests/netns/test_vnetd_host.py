@@ -56,8 +56,7 @@ def test_original_command_strings_work_over_the_socket(make_hosts):
                                  "print(request(Path(sys.argv[1]), [sxp.parse_one(c) for c in sys.argv[2:]]))",
                                  str(sock), *t8])
     assert lab_run.returncode == 0, lab_run.stderr
-    vifs = h.vn_json("vifs")
-    assert any(v.get("vmac") == "aa:00:00:11:00:12" for v in vifs)
+    assert "aa:00:00:11:00:12" in h.vif_macs()
     assert h.vn_json("peers")[0]["addr"] == "203.0.113.7"
     bad = h.lab.run(h.host, [sys.executable, "-c",
                              "import sys, sxp; from pathlib import Path; from vnet.control.protocol import request\n"
@@ -74,7 +73,7 @@ def test_one_datapath_per_namespace_and_startup_options(lab, make_hosts):
     h.kill(signal.SIGTERM)
     (h.state_dir / "vnetd.log").write_text("")
     h.start("-m", "224.10.0.9")  # the command line wins over the persisted group
-    assert [r for r in h.vn_json("varp") if r["type"] == "varp"][0]["mcast_addr"] == "224.10.0.9"
+    assert h.vn_json("varp")["mcast_addr"] == "224.10.0.9"
     h.kill(signal.SIGTERM)
     (h.state_dir / "state.sxp").write_text("(vnet-state (version 1)")
     r = lab.run(h.host, [sys.executable, "-m", "vnet.datapath.vnetd", "--state-dir", str(h.state_dir), "-a", h.ip],

@@ -42,8 +42,7 @@ def test_vnets_reach_across_hosts_and_stay_isolated(lab, make_hosts):
         assert lab.ping(intruder, dst.ip, count=2, timeout=3).received == 0
     assert lab.ping(vms[0], intruder.ip, count=2, timeout=3).received == 0
     # The remote VMs were learned at the right hosts.
-    entries = [e for e in hosts[0].vn_json("varp") if e["type"] == "ventry"]
-    on97 = {e["vmac"]: e["addr"] for e in entries if e["vnet"] == str(VnetId.parse("97"))}
+    on97 = hosts[0].varp_table("97")
     assert on97[vms[1].mac] == hosts[1].ip and on97[vms[2].mac] == hosts[2].ip
     assert intruder.mac not in on97 and other98.mac not in on97
 
@@ -154,10 +153,9 @@ def test_moved_vm_is_found_again_quickly(lab, make_hosts):
     lab.move_vm(vm, hosts[1].host, "vnet97")
     waited = lab.wait_ping(client, vm.ip, timeout=5)
     assert waited < 5
-    varp = {e["vmac"]: e["addr"] for e in hosts[2].vn_json("varp") if e["type"] == "ventry"}
+    varp = hosts[2].varp_table()
     assert varp[vm.mac] == hosts[1].ip
-    vifs0 = [v for v in hosts[0].vn_json("vifs") if v["type"] == "vif"]
-    assert vm.mac not in {v["vmac"] for v in vifs0}, "old host still claims the moved MAC"
+    assert vm.mac not in hosts[0].vif_macs(), "old host still claims the moved MAC"
 
 
 def test_vnetd_kill_and_restart_restores_without_touching_others(lab, make_hosts):
@@ -214,8 +212,8 @@ def test_malformed_packets_are_dropped_and_counted(lab, make_hosts):
     send_datagrams(lab, attacker, hosts[1].ip, [wire.pack_varp(wire.VARP_ANNOUNCE, vid, ghost, a)
                                                 for a in ("0.0.0.0", "127.0.0.1", "255.255.255.255")])
     hosts[1].wait_counters(before, {"udp-received": 3})
-    varp = [e for e in hosts[1].vn_json("varp") if e["type"] == "ventry"]
-    assert "aa:00:00:00:00:99" not in {e["vmac"] for e in varp}, varp
+    varp = hosts[1].varp_table()
+    assert "aa:00:00:00:00:99" not in varp, varp
     send_datagrams(lab, attacker, hosts[1].ip, [rnd.randbytes(rnd.randrange(0, 1400)) for _ in range(300)])
     r = lab.ping(a, b.ip, count=3)
     assert r.received == 3, r.output

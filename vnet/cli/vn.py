@@ -1,20 +1,25 @@
 """`vn`: the vnet command line, with the original's commands, options and record layouts.
 
 Listings print SXP records (reference 3.5) with the 39-character ids, each followed by
-a blank line, or a JSON array with --json.  Every error, including one from the
-datapath, goes to stderr as `vn: <message>` with exit status 1 (2 for usage errors).
+a blank line, as the original did; or one aligned line per record with `vn -br` (or
+$VNET_FORMAT=brief), or JSON of a documented shape with --json (vnet.cli.listing).
+Every error, including one from the datapath, goes to stderr as `vn: <message>` with
+exit status 1 (2 for usage errors).
 """
 from __future__ import annotations
 
 import json
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import click
 from pyroute2 import IPRoute
 
 import sxp
+from vnet.cli import listing
 from vnet.control import records
 from vnet.control.controller import DATAPATH_CHOICES, Controller
 from vnet.control.datapath import Record
@@ -71,16 +76,39 @@ def _controller(ctx: click.Context) -> Controller:
     return obj["controller"]
 
 
-def _emit(recs: list[Record], as_json: bool, width: int = 80) -> None:
-    if as_json:
-        click.echo(json.dumps([records.to_json(r) for r in recs], indent=2))
-        return
+def _output(ctx: click.Context, as_json: bool) -> str:
+    """How a listing prints: json (--json wins), else brief or sxp (vn -br/--sxp, else
+    $VNET_FORMAT, else sxp)."""
+    return "json" if as_json else listing.resolve_format(ctx.find_root().obj["format"])
+
+
+def _emit_sxp(recs: list[Record], width: int = 80) -> None:
     for rec in recs:
         click.echo(sxp.pretty(rec, width), nl=False)
         click.echo()
 
 
-json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of SXP records.")
+def _emit_view(ctx: click.Context, fmt: str, view: Any, brief: Callable[..., list[str]]) -> None:
+    """A listing's JSON view, or the brief lines made from it (`vn -s` adds counters)."""
+    if fmt == "json":
+        click.echo(json.dumps(view, indent=2))
+        return
+    for line in brief(view, ctx.find_root().obj["stats"]):
+        click.echo(line)
+
+
+def _emit(ctx: click.Context, as_json: bool, recs: list[Record], view: Callable[[list[Record]], Any],
+          brief: Callable[..., list[str]]) -> None:
+    """Print a listing's records as SXP, or their JSON view `view`, or its brief lines."""
+    fmt = _output(ctx, as_json)
+    if fmt == "sxp":
+        _emit_sxp(recs)
+    else:
+        _emit_view(ctx, fmt, view(recs), brief)
+
+
+json_option = click.option("--json", "as_json", is_flag=True,
+                           help="Print JSON, of one documented shape per listing, instead of SXP records.")
 
 
 def host_options(f):
@@ -108,10 +136,16 @@ def config_file(path: str) -> VnetConfig:
 @click.group(cls=VnGroup, invoke_without_command=True,
              context_settings={"help_option_names": ["-h", "--help"]})
 @host_options
+@click.option("-br", "--brief", "fmt", flag_value="brief",
+              help="Print listings one line per record in aligned columns, with short ids "
+                   "[default: env VNET_FORMAT, else SXP].")
+@click.option("--sxp", "fmt", flag_value="sxp", help="Print listings as SXP records, as the original did.")
+@click.option("-s", "--stats", is_flag=True, help="Add counters to brief listings.")
 @click.pass_context
-def vn(ctx: click.Context, state_dir: str | None, socket: str | None, datapath: str | None) -> None:
+def vn(ctx: click.Context, state_dir: str | None, socket: str | None, datapath: str | None,
+       fmt: str | None, stats: bool) -> None:
     """Manage vnets: private virtual Ethernet LANs across hosts."""
-    ctx.obj = {"state_dir": state_dir, "socket": socket, "datapath": datapath}
+    ctx.obj = {"state_dir": state_dir, "socket": socket, "datapath": datapath, "format": fmt, "stats": stats}
     if ctx.invoked_subcommand is None:
         click.echo(ctx.get_help())
 
@@ -167,7 +201,7 @@ def rmmod() -> None:
 @click.pass_context
 def varp(ctx: click.Context, as_json: bool) -> None:
     """Show the VARP settings and cache (where remote MACs live)."""
-    _emit(_controller(ctx).datapath.varp(), as_json)
+    _emit(ctx, as_json, _controller(ctx).datapath.varp(), listing.varp_table, listing.brief_varp)
 
 
 @vn.command("varp-flush")
@@ -222,23 +256,26 @@ def vnets(ctx: click.Context, all_: bool, long_: bool, as_json: bool, ids: tuple
     """List vnets (all, or those with the given ids, vnetif or bridge names)."""
     dp = _controller(ctx).datapath
     recs = [r for r in dp.vnets() if _matches(r, list(ids))]
-    out: list[Record] = []
-    with IPRoute() as ipr:
-        for r in recs:
-            out.append(r)
-            if long_:
-                dev = _device_record(ipr, str(sxp.child_value(r, "vnetif")))
-                if dev is not None:
-                    out.append(dev)
-    if all_:
-        wanted = {sxp.child_value(r, "id") for r in recs}
-        out += [v for v in dp.vifs() if v[0] != "vif" or sxp.child_value(v, "vnet") in wanted]
-        out += dp.varp()
-    if as_json:
-        _emit(out, True)
+    devices: dict[str, Record | None] = {}
+    if long_:
+        with IPRoute() as ipr:
+            devices = {str(sxp.child_value(r, "id")): _device_record(ipr, str(sxp.child_value(r, "vnetif")))
+                       for r in recs}
+    vifs = dp.vifs() if all_ else None
+    varp = dp.varp() if all_ else None
+    fmt = _output(ctx, as_json)
+    if fmt != "sxp":
+        view = listing.vnets(recs, devices if long_ else None, vifs, varp)
+        _emit_view(ctx, fmt, view, listing.brief_vnets)
         return
-    for rec in out:
-        _emit([rec], False, width=50 if rec[0] == "vnet" else 80)
+    for r in recs:
+        _emit_sxp([r], width=50)
+        dev = devices.get(str(sxp.child_value(r, "id")))
+        if dev is not None:
+            _emit_sxp([dev])
+    if vifs is not None and varp is not None:
+        wanted = {sxp.child_value(r, "id") for r in recs}
+        _emit_sxp([v for v in vifs if v[0] != "vif" or sxp.child_value(v, "vnet") in wanted] + varp)
 
 
 @vn.command("vnet-create")
@@ -276,37 +313,40 @@ def key_gen(key_id: int, force: bool, file: str) -> None:
     click.echo(f"wrote key {key.id} to {key.path}")
 
 
-def _print_keys(cfg: VnetConfig, held: list) -> None:
-    _emit([records.keys_record(cfg.id, cfg.security, held)], False)
+def _print_keys(ctx: click.Context, as_json: bool, cfg: VnetConfig, held: list) -> None:
+    _emit(ctx, as_json, [records.keys_record(cfg.id, cfg.security, held)], listing.key_set, listing.brief_keys)
 
 
 @vn.command("key-add")
 @click.option("--send", is_flag=True, help="Also send with the new key at once (can drop packets "
                                            "until every host holds it).")
+@json_option
 @click.argument("vnet")
 @click.argument("file")
 @click.pass_context
-def key_add(ctx: click.Context, send: bool, vnet: str, file: str) -> None:
+def key_add(ctx: click.Context, send: bool, as_json: bool, vnet: str, file: str) -> None:
     """Make a secure vnet also accept the key in FILE (the first step of a rotation)."""
-    _print_keys(*_controller(ctx).add_key(vnet, file, send))
+    _print_keys(ctx, as_json, *_controller(ctx).add_key(vnet, file, send))
 
 
 @vn.command("key-use")
+@json_option
 @click.argument("vnet")
 @click.argument("key_id", metavar="ID", type=click.IntRange(0, 255))
 @click.pass_context
-def key_use(ctx: click.Context, vnet: str, key_id: int) -> None:
+def key_use(ctx: click.Context, as_json: bool, vnet: str, key_id: int) -> None:
     """Send with the held key ID (once every host holds it)."""
-    _print_keys(*_controller(ctx).use_key(vnet, key_id))
+    _print_keys(ctx, as_json, *_controller(ctx).use_key(vnet, key_id))
 
 
 @vn.command("key-del")
+@json_option
 @click.argument("vnet")
 @click.argument("key_id", metavar="ID", type=click.IntRange(0, 255))
 @click.pass_context
-def key_del(ctx: click.Context, vnet: str, key_id: int) -> None:
+def key_del(ctx: click.Context, as_json: bool, vnet: str, key_id: int) -> None:
     """Stop accepting the held key ID (not the send key)."""
-    _print_keys(*_controller(ctx).delete_key(vnet, key_id))
+    _print_keys(ctx, as_json, *_controller(ctx).delete_key(vnet, key_id))
 
 
 @vn.command("vnet-delete")
@@ -327,8 +367,9 @@ def vnet_list(ctx: click.Context, long_: bool, as_json: bool, ids: tuple[str, ..
     """List the persisted vnets (ids, or configurations with -l or ids)."""
     ctrl = _controller(ctx)
     cfgs = [ctrl.find_vnet(i) for i in ids] if ids else ctrl.vnet_configs()
-    if as_json:
-        click.echo(json.dumps([records.to_json(c.to_sxp()) for c in cfgs], indent=2))
+    fmt = _output(ctx, as_json)
+    if fmt != "sxp":
+        _emit_view(ctx, fmt, listing.configs([c.to_sxp() for c in cfgs]), listing.brief_configs)
     elif long_ or ids:
         for c in cfgs:
             click.echo(sxp.pretty(c.to_sxp()))
@@ -342,7 +383,7 @@ def vnet_list(ctx: click.Context, long_: bool, as_json: bool, ids: tuple[str, ..
 @click.pass_context
 def vifs(ctx: click.Context, as_json: bool) -> None:
     """List the MACs this host holds on each vnet."""
-    _emit(_controller(ctx).datapath.vifs(), as_json)
+    _emit(ctx, as_json, _controller(ctx).datapath.vifs(), listing.vif_table, listing.brief_vifs)
 
 
 def _vif_mac(interface: bool, value: str) -> bytes:
@@ -380,7 +421,7 @@ def vif_delete(ctx: click.Context, interface: bool, vnet: str, vmac: str) -> Non
 @click.pass_context
 def peers(ctx: click.Context, as_json: bool) -> None:
     """List the peers multicast is forwarded to."""
-    _emit(_controller(ctx).datapath.peers(), as_json)
+    _emit(ctx, as_json, _controller(ctx).datapath.peers(), listing.peers, listing.brief_peers)
 
 
 @vn.command("peer-add")
@@ -406,12 +447,17 @@ def peer_delete(ctx: click.Context, addr: str) -> None:
 @vn.command()
 @click.option("-l", "--long", "long_", is_flag=True, help="Show each bridge's device details.")
 @json_option
-def bridges(long_: bool, as_json: bool) -> None:
+@click.pass_context
+def bridges(ctx: click.Context, long_: bool, as_json: bool) -> None:
     """List the bridges on this host and their ports."""
+    fmt = _output(ctx, as_json)
     with IPRoute() as ipr:
         found = netdev.bridges(ipr)
-        if as_json:
-            click.echo(json.dumps([{"bridge": b, "interfaces": p} for b, p in sorted(found.items())], indent=2))
+        if fmt != "sxp":
+            # Brief lines show each bridge's state, so they need its device too.
+            links = {b: netdev.link_summary(ipr, b) for b in found} if long_ or fmt == "brief" else None
+            _emit_view(ctx, fmt, listing.bridges(found, links),
+                       lambda view, counters: listing.brief_bridges(view, counters, long_))
             return
         for b, ports in sorted(found.items()):
             click.echo(f"{b} : {', '.join(ports)}" if ports else b)
@@ -426,7 +472,7 @@ def bridges(long_: bool, as_json: bool) -> None:
 @click.pass_context
 def stats(ctx: click.Context, as_json: bool) -> None:
     """Show datapath counters, including dropped packets by reason."""
-    _emit(_controller(ctx).datapath.stats(), as_json)
+    _emit(ctx, as_json, _controller(ctx).datapath.stats(), listing.stats, listing.brief_stats)
 
 
 def main() -> None:

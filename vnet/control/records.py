@@ -56,21 +56,3 @@ def peer_record(addr: str, port: int, tx: int, rx: int) -> Record:
 
 def counters_record(head: str, counters: dict[str, int]) -> Record:
     return [head] + [[k, str(v)] for k, v in sorted(counters.items())]
-
-
-def to_json(rec: Record) -> dict[str, Any]:
-    """A record as a JSON object: {"type": head, field: value, ...}; integers stay integers."""
-    out: dict[str, Any] = {"type": rec[0]}
-    for item in rec[1:]:
-        if isinstance(item, list) and item and isinstance(item[0], str):
-            vals = [_json_value(v) for v in item[1:]]
-            out[item[0]] = vals[0] if len(vals) == 1 else (vals or None)
-    return out
-
-
-def _json_value(v: Any) -> Any:
-    if isinstance(v, list):
-        return to_json(v) if v and isinstance(v[0], str) else v
-    if isinstance(v, str) and v.isdigit():
-        return int(v)
-    return v

@@ -33,9 +33,9 @@ def test_mixed_vnet_module_and_vnetd(lab, make_hosts):
     # TCP both ways: the module's super-frames to vnetd, vnetd's to the module.
     transfer(lab, a, b, "tcp", 2 << 20)
     transfer(lab, b, a, "tcp", 2 << 20)
-    varp = {e["vmac"]: e["addr"] for e in mod.vn_json("varp") if e["type"] == "ventry"}
+    varp = mod.varp_table()
     assert varp[b.mac] == daemon.ip
-    varp = {e["vmac"]: e["addr"] for e in daemon.vn_json("varp") if e["type"] == "ventry"}
+    varp = daemon.varp_table()
     assert varp[a.mac] == mod.ip
 
 

@@ -2,6 +2,11 @@
 datapath (the session fixture loads it; make_hosts builds module-backed hosts)."""
 from __future__ import annotations
 
+from netns.test_listings import (  # noqa: F401  (collected here, with the module)
+    test_brief_as_default_and_sxp_kept,
+    test_brief_listings_read_like_ip_br,
+    test_every_listing_matches_its_schema,
+)
 from netns.test_vnetd_net import (  # noqa: F401  (collected here, with the module)
     test_malformed_packets_are_dropped_and_counted,
     test_misconfigured_peers_do_not_loop,

@@ -46,16 +46,6 @@ def two_vms(lab, hosts):
     return a, b
 
 
-def key_ids(listed: dict) -> list[int]:
-    """The key ids of a `vn vnets --json` record, send key first."""
-    held = listed.get("keys")
-    if held is None:
-        return []
-    if isinstance(held, (int, str)):
-        held = str(held).split()
-    return [int(k) for k in held]
-
-
 def delta(before: dict, after: dict, name: str) -> int:
     return after.get(name, 0) - before.get(name, 0)
 
@@ -81,7 +71,7 @@ def test_secure_vnet_carries_ping_tcp_and_udp(lab, make_hosts, tmp_path, level):
     transfer(lab, b, a, "tcp", 1 << 20)
     transfer(lab, a, b, "udp", 100)
     listed = hosts[0].vn_json("vnets")[0]
-    assert listed["security"] == level and key_ids(listed) == [1], listed
+    assert listed["security"] == level and listed["keys"] == [1], listed
     assert int(listed["header"]) == 96
     assert listed["tx_bytes"] / listed["tx_packets"] > 1514, "no super-frames were sealed"
     drops = {k: v for k, v in hosts[1].counters().items() if k.startswith("drop:")}
@@ -218,7 +208,7 @@ def test_forged_packets_are_dropped_and_counted(lab, make_hosts, tmp_path):
         for reason, packets in bad.items():
             assert delta(before, after, "drop:" + reason) == len(packets), (reason, before, after)
     assert forged(sniff.frames) == 0, "a forged frame reached the VM"
-    varp = {e["vmac"]: e["addr"] for e in hosts[1].vn_json("varp") if e["type"] == "ventry"}
+    varp = hosts[1].varp_table()
     assert "aa:00:00:00:00:66" not in varp, varp
     # The same frame, sealed with the key, is delivered once, and its source MAC is
     # learned at the header's sender, not at the IP source (the attacker's address).
@@ -228,7 +218,7 @@ def test_forged_packets_are_dropped_and_counted(lab, make_hosts, tmp_path):
         hosts[1].wait_counters(after, {"drop:replay": 1})  # the copy: handled after the first
         sniff.wait_for(lambda fs: forged(fs) >= 1, "the sealed frame at the VM")
     assert forged(sniff.frames) == 1
-    varp = {e["vmac"]: e["addr"] for e in hosts[1].vn_json("varp") if e["type"] == "ventry"}
+    varp = hosts[1].varp_table()
     assert varp.get("aa:00:00:00:00:66") == "10.0.0.77", varp
     assert delta(after, hosts[1].counters(), "drop:replay") == 1
     r = lab.ping(a, b.ip, count=3)
@@ -253,7 +243,7 @@ def test_vfwd_through_peers_carries_sealed_messages(lab, make_hosts, tmp_path):
     assert right[0].counters().get("forwards-received", 0) > 0
     # The hosts behind the forwarder learned VM m1 at its own host, from the sealed
     # header's sender, though the packets came as VFWD from the peer.
-    varp = {e["vmac"]: e["addr"] for e in right[0].vn_json("varp") if e["type"] == "ventry"}
+    varp = right[0].varp_table()
     assert varp[vms[1].mac] == left[1].ip, varp
 
 
@@ -276,7 +266,7 @@ def test_rotation_under_traffic_loses_at_most_one_ping(lab, make_hosts, tmp_path
     r = parse_ping(out)
     assert r.transmitted > 50 and r.transmitted - r.received <= 1, out
     for h in hosts:
-        assert key_ids(h.vn_json("vnets")[0]) == [2]
+        assert h.vn_json("vnets")[0]["keys"] == [2]
     assert lab.ping(a, b.ip, count=2).received == 2
 
 
@@ -352,7 +342,7 @@ def test_mixed_conf_vnet_module_and_vnetd(lab, make_hosts, tmp_path):
     transfer(lab, a, b, "tcp", 2 << 20)  # the module's sealed super-frames to vnetd
     transfer(lab, b, a, "tcp", 2 << 20)  # and vnetd's to the module
     transfer(lab, a, b, "udp", 50)
-    varp = {e["vmac"]: e["addr"] for e in mod.vn_json("varp") if e["type"] == "ventry"}
+    varp = mod.varp_table()
     assert varp[b.mac] == daemon.ip
     for h in (mod, daemon):
         drops = h.counters()
@@ -377,6 +367,6 @@ def test_unload_and_load_restore_secure_vnets_with_their_keys(lab, make_hosts, t
         traffic.terminate()
         traffic.wait(10)
     listed = hosts[0].vn_json("vnets")[0]
-    assert listed["security"] == "conf" and key_ids(listed) == [1], listed
+    assert listed["security"] == "conf" and listed["keys"] == [1], listed
     r = lab.ping(b, a.ip, count=3)
     assert r.received == 3, r.output
