@@ -17,6 +17,7 @@ _ENVIRONMENT_VN = """\
 | `VNET_STATE_DIR` | the state directory when `--state-dir` is not given (default `/var/lib/vnet`) |
 | `VNET_SOCKET` | the vnetd control socket when `--socket` is not given (default `DIR/vnetd.sock`) |
 | `VNET_DATAPATH` | the datapath when `--datapath` is not given: `auto`, `kmod` or `vnetd` (default `auto`) |
+| `VNET_FORMAT` | the listings' form when neither `-br` nor `--sxp` is given: `sxp` or `brief` (default `sxp`) |
 """
 
 _FILES = """\
