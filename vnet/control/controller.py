@@ -194,7 +194,7 @@ class Controller:
             cfg = state.find_vnet(text)
             if cfg is None:
                 raise StateError(f"vnet not found: {text}")
-            others = [p for p in netdev.bridge_ports(ipr, cfg.bridge) if p != cfg.vnetif]
+            others = sorted(p for p in netdev.bridge_ports(ipr, cfg.bridge) if p != cfg.vnetif)
             if others and not force:
                 what = "it and its bridge" if delete_bridge else "it"
                 raise StateError(
