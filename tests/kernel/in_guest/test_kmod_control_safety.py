@@ -25,4 +25,9 @@ def test_unprivileged_module_commands_say_they_need_root(lab, make_hosts, host_d
              "root (or CAP_NET_ADMIN)")
     one_line(run_as(lab, h.host, NOBODY, [*vn, "peer-add", "10.0.0.9"]),
              f"vn: {host_dir}/lock: Permission denied: changing the vnet state needs root")
-    assert h.vn_json("peers") == []
+    h.vn("vnet-create", "97")
+    one_line(run_as(lab, h.host, NOBODY, ["vnet.host.hook", "stop", "--datapath", "kmod", "--state-dir",
+                                          str(host_dir)]),
+             "network-vnet: cannot list the vnet module's vnets: Operation not permitted: the vnet "
+             "module's commands need root (or CAP_NET_ADMIN)")
+    assert h.vn_json("peers") == [] and len(h.vn_json("vnets")) == 1
