@@ -249,11 +249,9 @@ int vnet_nl_peer_add_doit(struct sk_buff *skb, struct genl_info *info)
 	if (!vnet_need(info, VNET_A_ADDR, "missing peer address"))
 		return -EINVAL;
 	addr = nla_get_in_addr(info->attrs[VNET_A_ADDR]);
-	if (ipv4_is_multicast(addr) || ipv4_is_zeronet(addr) ||
-	    ipv4_is_lbcast(addr)) {
-		NL_SET_ERR_MSG(info->extack, "a peer must be a unicast address");
-		return -EINVAL;
-	}
+	err = vnet_peer_check(genl_info_net(info), addr, info->extack);
+	if (err)
+		return err;
 	if (info->attrs[VNET_A_PORT])
 		port = nla_get_u16(info->attrs[VNET_A_PORT]);
 	mutex_lock(&vn->lock);

@@ -5,8 +5,38 @@
  * The list is short and read under RCU on the multicast paths only.
  */
 #include <linux/slab.h>
+#include <net/route.h>
 
 #include "vnet.h"
+
+/*
+ * The peer rule, shared with vnetd and vn (vnet/model/peer.py, whose texts
+ * these are): a unicast IPv4 address that is neither loopback nor one of
+ * this namespace's own, as its local routing table says.
+ */
+int vnet_peer_check(struct net *net, __be32 addr,
+		    struct netlink_ext_ack *extack)
+{
+	if (ipv4_is_loopback(addr)) {
+		NL_SET_ERR_MSG(extack, "a peer must not be a loopback address");
+		return -EINVAL;
+	}
+	if (ipv4_is_multicast(addr) || ipv4_is_zeronet(addr) ||
+	    (addr & htonl(0xf0000000)) == htonl(0xf0000000)) {
+		NL_SET_ERR_MSG(extack, "a peer must be a unicast address");
+		return -EINVAL;
+	}
+	switch (inet_addr_type(net, addr)) {
+	case RTN_LOCAL:
+		NL_SET_ERR_MSG(extack,
+			       "a peer must not be an address of this host");
+		return -EINVAL;
+	case RTN_BROADCAST:
+		NL_SET_ERR_MSG(extack, "a peer must be a unicast address");
+		return -EINVAL;
+	}
+	return 0;
+}
 
 struct vnet_peer *vnet_peer_find(struct vnet_net *vn, __be32 addr)
 {

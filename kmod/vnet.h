@@ -322,6 +322,8 @@ void vnet_table_sweep(struct vnet_mac_table *t);
 void vnet_sweep_work(struct work_struct *work);
 
 /* peer.c */
+int vnet_peer_check(struct net *net, __be32 addr,
+		    struct netlink_ext_ack *extack);
 struct vnet_peer *vnet_peer_find(struct vnet_net *vn, __be32 addr);
 int vnet_peer_add(struct vnet_net *vn, __be32 addr, u16 port);
 int vnet_peer_del(struct vnet_net *vn, __be32 addr);

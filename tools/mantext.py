@@ -117,7 +117,8 @@ and to peers, and takes commands from **vn**(8) on a Unix socket in the state
 directory. At start it restores the vnets, peers and multicast group persisted there.
 
 vnetd runs in the foreground until SIGTERM or SIGINT and logs to stderr, prefixed
-`vnetd: `. It needs root. **network-vnet**(8) starts it in the background at boot.
+`vnetd: `. It needs root (or `CAP_NET_ADMIN` and `CAP_NET_RAW`), and says so in one
+line when it lacks them. **network-vnet**(8) starts it in the background at boot.
 """,
     "after": f"""\
 ## One datapath per network namespace
@@ -190,6 +191,9 @@ Differences from xend's commands:
 * `vnet-delete` keeps the bridge, as `vn vnet-delete` does, so that VMs attached to it
   stay attached and a later `vnet-create` joins them again. `-b` deletes the bridge too,
   as xend always did.
+* `vnet-delete` refuses, naming them, while interfaces other than the vnet's own device
+  are on its bridge: xend cut them off without a word. `-f` deletes anyway and says
+  which interfaces it cut off.
 * Vnets are persisted in the state directory, not in xenstore, and ids are printed in
   the 39-character form.
 * `vnet-list` with an id that does not exist reports it on stderr and exits with

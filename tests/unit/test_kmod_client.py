@@ -250,9 +250,16 @@ def test_no_datapath_names_both_ways_to_get_one(no_env, tmp_path, monkeypatch) -
     stale.close()
     with pytest.raises(DatapathError) as info:
         select_datapath(tmp_path, None)
+    msg = info.value.message  # the file is there, so it is named as stale, with the fix
+    assert msg.startswith(f"vnetd is not running ({tmp_path}/vnetd.sock is a stale control socket: "
+                          "the vnetd that made it is gone)")
+    assert "start vnetd with 'vnetd' (it replaces the stale socket)" in msg and "'vn insmod'" in msg
+    (tmp_path / "vnetd.sock").unlink()
+    with pytest.raises(DatapathError) as info:
+        select_datapath(tmp_path, None)
     msg = info.value.message
     assert msg.startswith(f"vnetd is not running (no control socket at {tmp_path}/vnetd.sock)")
-    assert "'vnetd'" in msg and "'vn insmod'" in msg
+    assert "'vnetd'" in msg and "'vn insmod'" in msg and "stale" not in msg
     # vnetd chosen explicitly: its client, which explains itself when used.
     assert isinstance(select_datapath(tmp_path, None, "vnetd"), VnetdClient)
 

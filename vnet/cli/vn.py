@@ -21,7 +21,7 @@ from pyroute2 import IPRoute
 import sxp
 from vnet.cli import listing
 from vnet.control import records
-from vnet.control.controller import DATAPATH_CHOICES, Controller
+from vnet.control.controller import DATAPATH_CHOICES, Controller, Deletion, PeerAddress
 from vnet.control.datapath import Record
 from vnet.control.protocol import resolve_socket
 from vnet.datapath.kmod import loader
@@ -287,9 +287,13 @@ def vnets(ctx: click.Context, all_: bool, long_: bool, as_json: bool, ids: tuple
 @click.option("-k", "--key-file", "key_files", multiple=True, metavar="FILE",
               help="Key file of an auth or conf vnet; give it twice to hold two keys, the send key "
                    "first [default: DIR/keys/<id>.key].")
+@click.option("--exist-ok", is_flag=True,
+              help="Succeed if the vnet exists with this config (and make sure it runs); still "
+                   "fail if it exists with another one.")
 @click.argument("vnet")
 @click.pass_context
-def vnet_create(ctx: click.Context, security, bridge, vnetif, encapsulation, key_files, vnet: str) -> None:
+def vnet_create(ctx: click.Context, security, bridge, vnetif, encapsulation, key_files, exist_ok: bool,
+                vnet: str) -> None:
     """Create a vnet from an id (short hex like 97, or the long form) or from FILE.sxp."""
     if vnet.endswith(".sxp") or os.path.sep in vnet:
         if any(x is not None for x in (security, bridge, vnetif, encapsulation)) or key_files:
@@ -299,7 +303,7 @@ def vnet_create(ctx: click.Context, security, bridge, vnetif, encapsulation, key
         cfg = VnetConfig.from_cli(vnet, bridge=bridge, vnetif=vnetif, security=security,
                                   encapsulation=encapsulation,
                                   key_files=tuple(os.path.abspath(k) for k in key_files))
-    _controller(ctx).create_vnet(cfg)
+    _controller(ctx).create_vnet(cfg, exist_ok)
 
 
 @vn.command("key-gen")
@@ -349,13 +353,28 @@ def key_del(ctx: click.Context, as_json: bool, vnet: str, key_id: int) -> None:
     _print_keys(ctx, as_json, *_controller(ctx).delete_key(vnet, key_id))
 
 
+force_option = click.option("-f", "--force", is_flag=True,
+                            help="Delete even if other interfaces (VMs, containers) are on the "
+                                 "vnet's bridge, and say which were cut off.")
+
+
+def report_deletion(deletion: Deletion) -> None:
+    """What a forced delete cut off (vn and xm say it alike)."""
+    report = deletion.report()
+    if report:
+        click.echo(report)
+
+
 @vn.command("vnet-delete")
 @click.option("-b", "--bridge", "delete_bridge", is_flag=True, help="Also delete the vnet's bridge.")
+@force_option
 @click.argument("vnet")
 @click.pass_context
-def vnet_delete(ctx: click.Context, delete_bridge: bool, vnet: str) -> None:
-    """Delete a vnet, given by id, vnetif or bridge name."""
-    _controller(ctx).delete_vnet(vnet, delete_bridge)
+def vnet_delete(ctx: click.Context, delete_bridge: bool, force: bool, vnet: str) -> None:
+    """Delete a vnet, given by id, vnetif or bridge name.
+
+    Refused while other interfaces are on its bridge, unless --force."""
+    report_deletion(_controller(ctx).delete_vnet(vnet, delete_bridge, force))
 
 
 @vn.command("vnet-list")
@@ -432,8 +451,14 @@ def peers(ctx: click.Context, as_json: bool) -> None:
 def peer_add(ctx: click.Context, port: int, addr: str) -> None:
     """Forward multicast to, and accept it from, the host ADDR (name or address).
 
-    Configure peers on one host per subnet."""
-    _controller(ctx).add_peer(addr, port)
+    Configure peers on one host per subnet.  A name is resolved once, to its first IPv4
+    address; the peer is that address."""
+    _say_resolved(_controller(ctx).add_peer(addr, port))
+
+
+def _say_resolved(peer: PeerAddress) -> None:
+    if peer.name:
+        click.echo(f"resolved {peer.name} to {peer.addr}")
 
 
 @vn.command("peer-delete")
@@ -441,7 +466,7 @@ def peer_add(ctx: click.Context, port: int, addr: str) -> None:
 @click.pass_context
 def peer_delete(ctx: click.Context, addr: str) -> None:
     """Stop forwarding to a peer."""
-    _controller(ctx).delete_peer(addr)
+    _say_resolved(_controller(ctx).delete_peer(addr))
 
 
 @vn.command()

@@ -12,6 +12,8 @@ Differences from xend, on purpose:
 * `vnet-delete` keeps the bridge, as `vn vnet-delete` does: VMs may still be attached to
   it, and a later `vnet-create` re-attaches the vnet device to it.  `-b` deletes it, as
   xend always did.
+* `vnet-delete` refuses while interfaces other than the vnet's own are on the bridge
+  (xend cut them off silently); `--force` deletes anyway and names them.
 * ids are printed in the 39-character form, as everywhere in vnet.
 """
 from __future__ import annotations
@@ -21,7 +23,7 @@ import sys
 import click
 
 import sxp
-from vnet.cli.vn import VnGroup, config_file, host_options
+from vnet.cli.vn import VnGroup, config_file, force_option, host_options, report_deletion
 from vnet.control.controller import Controller
 from vnet.model.state import StateError
 
@@ -65,13 +67,15 @@ def vnet_create(ctrl: Controller, path: str) -> None:
 @xm.command("vnet-delete")
 @click.option("-b", "--bridge", "delete_bridge", is_flag=True,
               help="Also delete the vnet's bridge (xend always did).")
+@force_option
 @click.argument("vnet", metavar="ID")
 @click.pass_obj
-def vnet_delete(ctrl: Controller, delete_bridge: bool, vnet: str) -> None:
+def vnet_delete(ctrl: Controller, delete_bridge: bool, force: bool, vnet: str) -> None:
     """Delete a vnet from the datapath and the state.
 
-    ID is a vnet id (97, or the long form), or the vnet's vnetif or bridge name."""
-    ctrl.delete_vnet(vnet, delete_bridge)
+    ID is a vnet id (97, or the long form), or the vnet's vnetif or bridge name.
+    Refused while other interfaces are on its bridge, unless --force."""
+    report_deletion(ctrl.delete_vnet(vnet, delete_bridge, force))
 
 
 @xm.command("vnet-list")

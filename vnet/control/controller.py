@@ -14,32 +14,72 @@ from __future__ import annotations
 
 import os
 import socket
+from dataclasses import dataclass
 from pathlib import Path
 
 from pyroute2 import IPRoute
 
+import sxp
 from vnet.control.datapath import Datapath
-from vnet.control.protocol import VnetdClient, resolve_socket
+from vnet.control.protocol import VnetdClient, not_running, resolve_socket
 from vnet.datapath.kmod import client as kmod
 from vnet.errors import DatapathError
 from vnet.host import netdev
 from vnet.model import keys
-from vnet.model.addr import AddressError, parse_ipv4
+from vnet.model.addr import IPV6_UNSUPPORTED, AddressError, parse_ipv4
 from vnet.model.config import VnetConfig
+from vnet.model.peer import check_peer
 from vnet.model.state import StateError, StateStore, resolve_state_dir
 from vnet.model.vnetid import VnetId
 
 
-def resolve_host(name: str) -> str:
-    """A peer given as a name or an address, as a dotted quad (the original resolved names too)."""
+@dataclass(frozen=True)
+class PeerAddress:
+    """A peer's address, and the name it was resolved from if it was given as one."""
+
+    addr: str
+    name: str | None = None
+
+    def __str__(self) -> str:
+        return f"{self.name} (resolved to {self.addr})" if self.name else self.addr
+
+
+def resolve_host(text: str) -> PeerAddress:
+    """A peer given as an address or a name, resolved once, to its first IPv4 address
+    (the original resolved names too).  An IPv6 address, or a name with only IPv6
+    addresses, is refused: the underlay is IPv4."""
     try:
-        return parse_ipv4(name)
+        return PeerAddress(parse_ipv4(text))
     except AddressError:
-        pass
+        if ":" in text:  # an IPv6 address: parse_ipv4 said so
+            raise
     try:
-        return socket.gethostbyname(name)
-    except OSError as e:
-        raise DatapathError("EINVAL", f"cannot resolve peer '{name}': {e}") from None
+        found = socket.getaddrinfo(text, None, type=socket.SOCK_DGRAM)
+    except (OSError, UnicodeError) as e:
+        raise DatapathError("EINVAL", f"cannot resolve peer '{text}': "
+                            f"{getattr(e, 'strerror', None) or e}") from None
+    ipv4 = [info[4][0] for info in found if info[0] == socket.AF_INET]
+    if not ipv4:
+        ipv6 = ", ".join(dict.fromkeys(str(info[4][0]) for info in found))
+        raise DatapathError("EINVAL", f"peer {text} resolves only to IPv6 ({ipv6}): {IPV6_UNSUPPORTED}")
+    return PeerAddress(ipv4[0], text)
+
+
+@dataclass(frozen=True)
+class Deletion:
+    """A deleted vnet, and the interfaces (VMs, containers) that deleting it cut off."""
+
+    cfg: VnetConfig
+    cut_off: list[str]
+    bridge_deleted: bool
+
+    def report(self) -> str | None:
+        """What --force cut off, for the user; None if nothing."""
+        if not self.cut_off:
+            return None
+        where = (f"bridge {self.cfg.bridge} is deleted: they are on no bridge now" if self.bridge_deleted
+                 else f"they stay on bridge {self.cfg.bridge}; creating the vnet again puts them back on it")
+        return f"cut off from vnet {self.cfg.id}: {', '.join(self.cut_off)} ({where})"
 
 
 class Controller:
@@ -59,9 +99,15 @@ class Controller:
             self._datapath = select_datapath(self.state_dir, self.socket_path, self.choice)
         return self._datapath
 
-    def create_vnet(self, cfg: VnetConfig) -> VnetConfig:
+    def create_vnet(self, cfg: VnetConfig, exist_ok: bool = False) -> VnetConfig:
         """Create and persist; a secure vnet without (key-file ...) gets the state
-        directory's key file for it, so its state record always names its keys."""
+        directory's key file for it, so its state record always names its keys.
+
+        With `exist_ok` (scripts that say what should exist), a persisted vnet with the
+        same config is success, and is added to the datapath if it does not run there;
+        one with another config is an error naming the fields that differ.  Key files
+        count only if given: rotating a vnet's keys does not make it another vnet."""
+        keys_given = bool(cfg.key_files)
         if cfg.security != "none" and not cfg.key_files:
             path = keys.default_path(self.state_dir, cfg.id)
             if not path.exists():
@@ -70,6 +116,15 @@ class Controller:
                                  f"'vn key-gen {path}'")
             cfg = cfg.with_keys((str(path),))
         with self.store.transaction() as state:
+            held = state.vnets.get(cfg.id)
+            if exist_ok and held is not None:
+                differ = held.differences(cfg, keys=keys_given)
+                if differ:
+                    raise StateError(f"vnet {cfg.id} exists with another config: {', '.join(differ)}; "
+                                     f"delete it first to create it anew")
+                if not any(sxp.child_value(r, "id") == str(cfg.id) for r in self.datapath.vnets()):
+                    self.datapath.vnet_add(held)
+                return held
             state.add_vnet(cfg)
             self.datapath.vnet_add(cfg)
         return cfg
@@ -130,11 +185,22 @@ class Controller:
             raise StateError(f"vnet not found: {text}")
         return cfg
 
-    def delete_vnet(self, text: str, delete_bridge: bool = False) -> VnetConfig:
-        with self.store.transaction() as state:
+    def delete_vnet(self, text: str, delete_bridge: bool = False, force: bool = False) -> Deletion:
+        """Delete from the datapath and the state, and the bridge too with
+        `delete_bridge`.  Interfaces on the bridge other than the vnet's own (VMs,
+        containers) would be cut off from the vnet: refused, before anything changes,
+        unless `force`."""
+        with self.store.transaction() as state, IPRoute() as ipr:
             cfg = state.find_vnet(text)
             if cfg is None:
                 raise StateError(f"vnet not found: {text}")
+            others = sorted(p for p in netdev.bridge_ports(ipr, cfg.bridge) if p != cfg.vnetif)
+            if others and not force:
+                what = "it and its bridge" if delete_bridge else "it"
+                raise StateError(
+                    f"vnet {cfg.id} has interfaces on bridge {cfg.bridge}: {', '.join(others)}; deleting "
+                    f"{what} would cut them off from the vnet. Detach them first "
+                    f"('ip link set dev IF nomaster'), or delete anyway with --force")
             try:
                 self.datapath.vnet_del(cfg.id)
             except DatapathError as e:
@@ -142,19 +208,24 @@ class Controller:
                     raise
             state.remove_vnet(cfg.id)
             if delete_bridge:
-                with IPRoute() as ipr:
-                    netdev.delete_link(ipr, cfg.bridge)
-        return cfg
+                netdev.delete_link(ipr, cfg.bridge)
+        return Deletion(cfg, others, delete_bridge)
 
-    def add_peer(self, host: str, port: int) -> str:
-        addr = resolve_host(host)
+    def add_peer(self, host: str, port: int) -> PeerAddress:
+        """Resolve, check by the peer rule (vnet.model.peer) before anything changes,
+        then add to the datapath and the state."""
+        peer = resolve_host(host)
+        with IPRoute() as ipr:
+            check_peer(peer.addr, netdev.local_routes(ipr), str(peer))
         with self.store.transaction() as state:
-            state.add_peer(addr, port)
-            self.datapath.peer_add(addr, port)
-        return addr
+            state.add_peer(peer.addr, port)
+            self.datapath.peer_add(peer.addr, port)
+        return peer
 
-    def delete_peer(self, host: str) -> str:
-        addr = resolve_host(host)
+    def delete_peer(self, host: str) -> PeerAddress:
+        """No peer rule here: a peer persisted before the rule must be removable."""
+        peer = resolve_host(host)
+        addr = peer.addr
         with self.store.transaction() as state:
             known = addr in state.peers
             try:
@@ -164,7 +235,7 @@ class Controller:
                     raise
             if known:
                 state.remove_peer(addr)
-        return addr
+        return peer
 
     def set_mcaddr(self, addr: str) -> None:
         addr = parse_ipv4(addr)
@@ -228,7 +299,8 @@ def select_datapath(state_dir: Path, socket_path: str | None, choice: str | None
         return VnetdClient(path)
     if choice == "kmod" or kmod.module_loaded():
         return kmod.KmodClient()
+    why, fix = not_running(path)
     raise DatapathError(
-        "ENOENT", f"vnetd is not running (no control socket at {path}) and the vnet kernel module "
-        "is not loaded; start vnetd with 'vnetd', or load the module with 'vn insmod' "
-        "(or select the host with --state-dir)")
+        "ENOENT", f"vnetd is not running ({why}) and the vnet kernel module is not loaded; start "
+        f"vnetd with 'vnetd'{fix}, or load the module with 'vn insmod' (or select the host with "
+        "--state-dir)")

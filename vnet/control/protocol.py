@@ -35,6 +35,16 @@ def resolve_socket(option: str | None, state_dir: Path) -> Path:
     return Path(state_dir) / SOCKET_NAME
 
 
+def not_running(path: Path) -> tuple[str, str]:
+    """Why no vnetd answers on `path`, and what starting one does about it: a socket
+    file that refuses connections was left by a vnetd that did not exit (kill -9, a
+    crash), and a new vnetd replaces it."""
+    if path.exists():
+        return (f"{path} is a stale control socket: the vnetd that made it is gone",
+                " (it replaces the stale socket)")
+    return f"no control socket at {path}", ""
+
+
 def ok_reply(records: list[Record]) -> sxp.Value:
     return ["ok"] + records
 
@@ -55,10 +65,10 @@ def request(path: Path, commands: list[sxp.Value], timeout: float = TIMEOUT) -> 
         try:
             s.connect(str(path))
         except (FileNotFoundError, ConnectionRefusedError):
+            why, fix = not_running(path)
             raise DatapathError(
-                "ENOENT",
-                f"vnetd is not running (no control socket at {path}); start it with "
-                "'vnetd', or select the host with --state-dir") from None
+                "ENOENT", f"vnetd is not running ({why}); start it with 'vnetd'{fix}, or select the "
+                "host with --state-dir") from None
         except PermissionError:
             raise DatapathError("EPERM", f"permission denied on {path}: vn must run as root") from None
         except OSError as e:

@@ -27,7 +27,7 @@ from vnet.control.protocol import VnetdClient, resolve_socket
 from vnet.datapath.kmod import client as kmod
 from vnet.datapath.kmod import loader
 from vnet.errors import DatapathError
-from vnet.host import bringup, netdev, service
+from vnet.host import bringup, netdev, privilege, service
 from vnet.model.state import State, StateStore, resolve_state_dir
 
 PROG = "network-vnet"
@@ -130,6 +130,8 @@ def start(state_dir: str | None, socket: str | None, datapath: str | None, pidfi
     host = HostSetup.from_options(state_dir, socket, datapath, pidfile)
     params_text = loader.module_params(" ".join(params))
     address = bringup.underlay_address(address, interface)
+    # Before anything: unprivileged, loading the module fails and so would vnetd.
+    privilege.require("start", privilege.CAP_NET_ADMIN)
     pid = service.running_pid(host.sock, host.pidfile)
     if pid is not None:
         if host.choice == "kmod":
@@ -242,7 +244,11 @@ def stop(state_dir: str | None, socket: str | None, datapath: str | None, pidfil
             raise SystemExit(1)
     else:
         if service.read_pidfile(host.pidfile) is not None:
-            host.pidfile.unlink(missing_ok=True)
+            try:
+                host.pidfile.unlink(missing_ok=True)
+            except PermissionError:
+                raise DatapathError("EPERM", f"cannot remove the stale pidfile {host.pidfile}: "
+                                    f"{service.STOP_NEEDS}") from None
             say(f"removed the stale pidfile {host.pidfile}")
         say("not running")
     if unload and host.choice != "vnetd" and kmod.module_loaded():

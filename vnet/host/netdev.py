@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import socket
 import struct
 
 from pyroute2 import IPRoute
@@ -182,6 +183,19 @@ def ipv4_addresses(ipr: IPRoute) -> list[tuple[str, str, int, int]]:
         if addr and not addr.startswith("127."):
             out.append((names.get(a["index"], "?"), addr, a["index"], a["prefixlen"]))
     return out
+
+
+#: Route types (rtnetlink's RTN_*) of the local table, by the names vnet.model.peer uses.
+_ROUTE_TYPES = {2: "local", 3: "broadcast"}
+_RT_TABLE_LOCAL = 255
+
+
+def local_routes(ipr: IPRoute) -> list[tuple[str, int, str]]:
+    """The IPv4 local routing table (`ip route show table local`): the addresses of this
+    namespace and their broadcast addresses, as (destination, prefix length, type)."""
+    return [(r.get_attr("RTA_DST"), r["dst_len"], _ROUTE_TYPES.get(r["type"], str(r["type"])))
+            for r in ipr.get_routes(family=socket.AF_INET, table=_RT_TABLE_LOCAL)
+            if r.get_attr("RTA_DST")]
 
 
 def default_route_interface(ipr: IPRoute) -> str | None:

@@ -33,6 +33,7 @@ LOG_NAME = "vnetd.log"
 #: Lines of vnetd's log quoted when it fails to start.
 LOG_TAIL = 12
 POLL = 0.05
+STOP_NEEDS = "permission denied; stop needs root"
 
 
 def socket_pid(path: Path) -> int | None:
@@ -114,6 +115,8 @@ def _end(pid: int, timeout: float) -> bool:
         os.kill(pid, signal.SIGTERM)
     except ProcessLookupError:
         return True
+    except PermissionError:
+        raise DatapathError("EPERM", f"cannot stop vnetd (pid {pid}): {STOP_NEEDS}") from None
     deadline = time.monotonic() + timeout
     while pid_alive(pid):
         if time.monotonic() > deadline:

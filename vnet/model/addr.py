@@ -6,6 +6,8 @@ says what was expected instead of the module's bare EINVAL.
 """
 from __future__ import annotations
 
+import ipaddress
+
 from vnet.errors import VnetError
 
 __all__ = [
@@ -15,12 +17,17 @@ __all__ = [
     "format_mac",
     "parse_ipv4",
     "is_multicast_ipv4",
+    "is_host_ipv4",
+    "IPV6_UNSUPPORTED",
     "ifname_check",
 ]
 
 class AddressError(VnetError, ValueError):
     """A MAC address, IPv4 address or interface name that cannot be used."""
 
+
+#: What an IPv6 address gets wherever vnet wants an underlay (IPv4) address.
+IPV6_UNSUPPORTED = "IPv6 underlays are not supported yet"
 
 IFNAMSIZ = 16
 """Linux's buffer size for interface names, including the trailing NUL."""
@@ -97,6 +104,8 @@ def parse_ipv4(text: str) -> str:
     stripped = text.strip()
     if not stripped:
         raise AddressError("invalid IPv4 address '': it is empty; expected dotted decimal like 192.0.2.1")
+    if _is_ipv6(stripped):
+        raise AddressError(f"{text} is an IPv6 address: {IPV6_UNSUPPORTED}")
     parts = stripped.split(".")
     if len(parts) > 4:
         raise AddressError(
@@ -106,6 +115,15 @@ def parse_ipv4(text: str) -> str:
     octets = [_ipv4_part(text, n, p) for n, p in enumerate(parts, 1)]
     octets += [0] * (4 - len(octets))
     return ".".join(str(o) for o in octets)
+
+
+def _is_ipv6(text: str) -> bool:
+    """True for an IPv6 address, with or without a zone (``fe80::1%eth0``)."""
+    try:
+        ipaddress.IPv6Address(text.split("%", 1)[0])
+    except ValueError:
+        return False
+    return True
 
 
 def is_multicast_ipv4(addr: str) -> bool:

@@ -316,6 +316,17 @@ class VnetConfig:
         """The same vnet holding other keys (rotation); validated like any config."""
         return dataclasses.replace(self, key_files=key_files)
 
+    def differences(self, other: VnetConfig, keys: bool = True) -> list[str]:
+        """How `other` differs from this config, field by field as `FIELD MINE (not
+        THEIRS)`; key files only if `keys` (a rotation changes them, the vnet stays)."""
+        mine, theirs = _fields(self), _fields(other)
+        return [f"{name} {mine.get(name, '-')} (not {theirs.get(name, '-')})" for name in FIELDS
+                if (keys or name != "key-file") and mine.get(name) != theirs.get(name)]
+
+
+def _fields(cfg: VnetConfig) -> dict[str, str]:
+    return {child[0]: " ".join(child[1:]) for child in cfg.to_sxp()[1:]}
+
 
 def _show(value: object) -> str:
     try:

@@ -284,6 +284,8 @@ class StateStore:
         try:
             self._ensure_dir()
             fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, _FILE_MODE)
+        except PermissionError as e:
+            raise StateError(f"{e.filename}: {e.strerror}: changing the vnet state needs root") from None
         except OSError as e:
             raise StateError(f"{e.filename}: {e.strerror}") from None
         try:

@@ -134,6 +134,8 @@ def netlink_error(exc: NetlinkError, what: str, known: Mapping[int, str] | None 
     `what` and the kernel's extended-ack text, or strerror if it sent none."""
     code = errno.errorcode.get(exc.code, "EIO")
     text = (known or {}).get(exc.code)
+    if text is None and exc.code == errno.EPERM and ext_ack(exc) is None:  # uns-admin-perm
+        text = f"{what}: {os.strerror(exc.code)}: the vnet module's commands need root (or CAP_NET_ADMIN)"
     if text is None:
         text = f"{what}: {ext_ack(exc) or os.strerror(exc.code)}"
     return DatapathError(code, text)

@@ -40,12 +40,13 @@ from vnet.datapath.vnetd.transmit import Transmit
 from vnet.datapath.vnetd.underlay import Sockets, Underlay
 from vnet.datapath.vnetd.vnets import Vnet
 from vnet.errors import DatapathError, VnetError
-from vnet.host import netdev
+from vnet.host import netdev, privilege
 from vnet.host.netdev import pick_address
 from vnet.host.notify import notify
 from vnet.model import keys
 from vnet.model.addr import parse_ipv4
 from vnet.model.config import ConfigError, VnetConfig
+from vnet.model.peer import check_peer
 from vnet.model.state import State, StateStore, resolve_state_dir
 from vnet.model.vnetid import VnetId
 from vnet.wire import formats as wire
@@ -211,6 +212,8 @@ class Vnetd(Datapath):
         return out
 
     def peer_add(self, addr: str, port: int) -> None:
+        # vn checked already; this is for peer.add on the socket and the state file.
+        check_peer(addr, netdev.local_routes(self.ipr))
         peer = self.tables.peers.get(addr)
         if peer is None:
             self.tables.peers[addr] = Peer(addr, port)
@@ -298,6 +301,8 @@ def cli(state_dir, socket_opt, address, interface, mcaddr, ttl, no_restore, offl
     sdir = resolve_state_dir(state_dir)
     store = StateStore(sdir)
     try:
+        # Taps, bridges and raw sockets: one line now rather than a traceback later.
+        privilege.require("vnetd", privilege.CAP_NET_ADMIN, privilege.CAP_NET_RAW)
         state = None if no_restore else store.load()
         if mcaddr is not None:  # the command line wins over the persisted group
             mcaddr = parse_ipv4(mcaddr)

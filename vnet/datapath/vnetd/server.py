@@ -38,7 +38,10 @@ class ControlServer:
     def listen(self, path: Path) -> None:
         """Serve on `path` (mode 0600), taking it over from a vnetd that died but
         refusing it while another one answers there."""
-        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise DatapathError.from_os_error(e, f"cannot make {path.parent}") from None
         if path.exists():
             probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             try:
@@ -50,9 +53,12 @@ class ControlServer:
             finally:
                 probe.close()
         old = os.umask(0o077)
+        ls = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
-            ls = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             ls.bind(str(path))
+        except OSError as e:
+            ls.close()
+            raise DatapathError.from_os_error(e, f"cannot listen on {path}") from None
         finally:
             os.umask(old)
         os.chmod(path, 0o600)

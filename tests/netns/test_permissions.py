@@ -1,0 +1,129 @@
+"""Who may do what: an ordinary user (really `nobody`) gets one line saying what is
+needed, never a traceback, and still reads what is world-readable; a control socket
+left by a killed vnetd is named as stale, with the fix."""
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import stat
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+from conftest import EXAMPLES, ROOT, needs_root
+
+from lab.lab import Lab
+from lab.nodes import Host
+from lab.vnethost import VnetHost
+from vnet.model.config import VnetConfig
+from vnet.model.state import StateStore
+from vnet.model.vnetid import VnetId
+
+pytestmark = [needs_root, pytest.mark.root]
+
+ID97 = str(VnetId.parse("97"))
+NOBODY = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"]
+#: Root, but without the capabilities vnetd needs (as in a container that lacks them).
+ROOT_WITHOUT_NET = ["setpriv", "--inh-caps=-all", "--bounding-set=-net_admin,-net_raw"]
+
+
+def _reveal(paths: list[Path]) -> str:
+    """Shell lines that, in a private mount namespace, let anyone reach `paths` (the
+    Python installation) whose ancestors only root may enter (/root of pyenv): each such
+    directory is covered by a tmpfs holding just the way to them, bound in again."""
+    lines, holds = ["mount -t tmpfs vnet-nobody /mnt"], {}  # the holds' home, gone with the namespace
+    for path in paths:
+        parts = path.resolve().parts
+        for i in range(1, len(parts) - 1):
+            above, below = Path(*parts[:i + 1]), parts[i + 1]
+            if os.stat(above).st_mode & stat.S_IXOTH:
+                continue
+            if above not in holds:
+                holds[above] = f"/mnt/{len(holds)}"
+                lines += [f"mkdir {holds[above]}", f"mount --bind {above} {holds[above]}",
+                          f"mount -t tmpfs -o mode=0755 vnet-nobody {above}"]
+            lines += [f"mkdir -p {above / below}", f"mount --bind {holds[above]}/{below} {above / below}"]
+    return "\n".join(dict.fromkeys(lines))
+
+
+def run_as(lab: Lab, host: Host, who: list[str], argv: list[str]) -> subprocess.CompletedProcess:
+    """`argv` (its first word a Python module run with this Python) as `who`, in `host`'s
+    namespace, on this source tree."""
+    python = Path(sys.executable)
+    script = _reveal([python.parent, Path(sys.prefix), Path(sys.base_prefix)]) + '\nexec "$@"\n'
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VNET_")}
+    env["PYTHONPATH"] = str(ROOT)
+    return lab.run(host, ["unshare", "--mount", "--propagation", "private", "sh", "-ec", script, "sh",
+                          *who, str(python), "-m", *argv], cwd=ROOT, env=env, timeout=120)
+
+
+@pytest.fixture
+def host_dir():
+    """A state directory as /var/lib/vnet is: root's, mode 0755 (pytest's tmp_path is 0700)."""
+    path = Path(tempfile.mkdtemp(prefix="vnet-perm-"))
+    path.chmod(0o755)
+    yield path
+    shutil.rmtree(path)
+
+
+def one_line(r: subprocess.CompletedProcess, text: str) -> None:
+    assert (r.returncode, r.stdout, r.stderr) == (1, "", text + "\n"), r
+
+
+def test_unprivileged_commands_say_they_need_root(lab, make_hosts, host_dir):
+    (h,) = make_hosts(1, start=False)
+    with StateStore(host_dir).transaction() as state:
+        state.add_vnet(VnetConfig.from_cli("97"))
+    state_file = (host_dir / "state.sxp").read_text()
+
+    def nobody(*argv: str) -> subprocess.CompletedProcess:
+        return run_as(lab, h.host, NOBODY, list(argv))
+
+    vn = ["vnet.cli.vn", "--state-dir", str(host_dir)]
+    locked = f"{host_dir}/lock: Permission denied: changing the vnet state needs root"
+    one_line(nobody("vnet.datapath.vnetd", "--state-dir", str(host_dir), "-a", h.ip),
+             "Error: vnetd needs root (or CAP_NET_ADMIN and CAP_NET_RAW)")
+    one_line(run_as(lab, h.host, ROOT_WITHOUT_NET, ["vnet.datapath.vnetd", "--state-dir", str(host_dir)]),
+             "Error: vnetd needs CAP_NET_ADMIN and CAP_NET_RAW, which this root process lacks "
+             "(CAP_NET_ADMIN, CAP_NET_RAW)")
+    one_line(nobody(*vn, "vnet-create", "98"), f"vn: {locked}")
+    one_line(nobody(*vn, "peer-add", "10.0.0.9"), f"vn: {locked}")
+    one_line(nobody(*vn, "vnet-delete", "97"), f"vn: {locked}")
+    one_line(nobody("vnet.cli.xm", "--state-dir", str(host_dir), "vnet-create", str(EXAMPLES / "vnet98.sxp")),
+             f"xm: {locked}")
+    one_line(nobody("vnet.host.hook", "start", "--state-dir", str(host_dir)),
+             "network-vnet: start needs root (or CAP_NET_ADMIN)")
+    r = nobody(*vn, "vnet-list")  # reading the world-readable state needs nothing
+    assert (r.returncode, r.stdout, r.stderr) == (0, f"{ID97}\n", ""), r
+    assert (host_dir / "state.sxp").read_text() == state_file
+    assert sorted(p.name for p in host_dir.iterdir()) == ["lock", "state.sxp"]  # nothing else made
+
+    # With root's vnetd serving the directory: its socket is root's alone.
+    VnetHost(lab, h.host, host_dir).start()
+    sock = host_dir / "vnetd.sock"
+    for args in (["vnets"], ["varp-flush"]):
+        one_line(nobody(*vn, *args), f"vn: permission denied on {sock}: vn must run as root")
+    one_line(nobody("vnet.host.hook", "stop", "--state-dir", str(host_dir)),
+             f"network-vnet: permission denied on {sock}: network-vnet must run as root")
+    assert [v["id"] for v in VnetHost(lab, h.host, host_dir).vn_json("vnets")] == [ID97]
+
+
+def test_a_stale_control_socket_is_named_stale(make_hosts):
+    (h,) = make_hosts(1, datapath="vnetd")
+    h.vn("vnet-create", "97")
+    h.kill(signal.SIGKILL)
+    sock = h.state_dir / "vnetd.sock"
+    assert sock.exists()
+    stale = f"{sock} is a stale control socket: the vnetd that made it is gone"
+    r = h.vn("vnets", check=False)
+    one_line(r, f"vn: vnetd is not running ({stale}); start it with 'vnetd' (it replaces the stale "
+                "socket), or select the host with --state-dir")
+    r = h.vn("--datapath", "auto", "vnets", check=False)
+    one_line(r, f"vn: vnetd is not running ({stale}) and the vnet kernel module is not loaded; start vnetd "
+                "with 'vnetd' (it replaces the stale socket), or load the module with 'vn insmod' (or "
+                "select the host with --state-dir)")
+    h.start()  # as the message says
+    assert [v["id"] for v in h.vn_json("vnets")] == [ID97]

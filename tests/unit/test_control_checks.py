@@ -1,0 +1,97 @@
+"""The peer rule (vnet.model.peer), IPv6 refusals, name resolution, config differences
+and the privilege check: the pieces the control commands are made of, without root."""
+from __future__ import annotations
+
+import pytest
+from pyroute2 import IPRoute
+
+from vnet.control.controller import PeerAddress, resolve_host
+from vnet.errors import DatapathError
+from vnet.host import netdev, privilege
+from vnet.model.addr import AddressError, parse_ipv4
+from vnet.model.config import VnetConfig
+from vnet.model.peer import LOOPBACK, NOT_UNICAST, OWN, check_peer, peer_problem
+
+#: The local table of a host with 192.0.2.7/24 (as `ip route show table local` has it).
+LOCAL = [("127.0.0.0", 8, "local"), ("127.0.0.1", 32, "local"), ("127.255.255.255", 32, "broadcast"),
+         ("192.0.2.7", 32, "local"), ("192.0.2.255", 32, "broadcast"), ("198.51.100.0", 24, "local")]
+
+
+@pytest.mark.parametrize("addr, problem", [
+    ("192.0.2.8", None),
+    ("203.0.113.9", None),
+    ("127.0.0.1", LOOPBACK),
+    ("127.9.9.9", LOOPBACK),
+    ("224.1.1.1", NOT_UNICAST),
+    ("239.255.255.255", NOT_UNICAST),
+    ("0.0.0.0", NOT_UNICAST),
+    ("0.1.2.3", NOT_UNICAST),
+    ("240.0.0.1", NOT_UNICAST),
+    ("255.255.255.255", NOT_UNICAST),
+    ("192.0.2.255", NOT_UNICAST),  # the subnet's broadcast address
+    ("192.0.2.7", OWN),
+    ("198.51.100.77", OWN),  # a local route covering a prefix (AnyIP): the kernel's longest match
+])
+def test_peer_rule(addr: str, problem: str | None) -> None:
+    assert peer_problem(addr, LOCAL) == problem
+
+
+def test_refusal_names_the_peer_as_given() -> None:
+    with pytest.raises(DatapathError) as info:
+        check_peer("127.0.0.1", LOCAL, "localhost (resolved to 127.0.0.1)")
+    assert (info.value.code, info.value.message) == (
+        "EINVAL", "cannot add peer localhost (resolved to 127.0.0.1): a peer must not be a loopback address")
+    with pytest.raises(DatapathError, match=r"^cannot add peer 192\.0\.2\.7: a peer must not be an address "
+                                            r"of this host$"):
+        check_peer("192.0.2.7", LOCAL)
+    check_peer("192.0.2.8", LOCAL)
+
+
+def test_this_namespaces_local_table_is_read() -> None:
+    with IPRoute() as ipr:
+        local = netdev.local_routes(ipr)
+        own = [a for _, a, _, _ in netdev.ipv4_addresses(ipr)]
+    assert ("127.0.0.1", 32, "local") in local
+    assert peer_problem("127.0.0.1", local) == LOOPBACK
+    for addr in own:
+        assert peer_problem(addr, local) == OWN
+
+
+@pytest.mark.parametrize("text", ["fe80::1", "fe80::1%eth0", "::1", "2001:db8::7", "::ffff:192.0.2.1"])
+def test_an_ipv6_address_is_refused_as_such(text: str) -> None:
+    with pytest.raises(AddressError) as info:
+        parse_ipv4(text)
+    assert info.value.message == f"{text} is an IPv6 address: IPv6 underlays are not supported yet"
+    with pytest.raises(AddressError, match="IPv6 underlays are not supported yet"):
+        resolve_host(text)  # not handed to the resolver, whose errno would say nothing
+
+
+def test_names_are_resolved_once_and_say_to_what() -> None:
+    assert resolve_host("10.1") == PeerAddress("10.1.0.0")
+    assert str(resolve_host("192.0.2.1")) == "192.0.2.1"
+    peer = resolve_host("localhost")
+    assert peer == PeerAddress("127.0.0.1", "localhost")
+    assert str(peer) == "localhost (resolved to 127.0.0.1)"
+    with pytest.raises(DatapathError, match=r"^cannot resolve peer 'no-such-host\.invalid': "):
+        resolve_host("no-such-host.invalid")
+
+
+def test_config_differences_name_each_field() -> None:
+    mine = VnetConfig.from_cli("97", bridge="br97", encapsulation="etherip")
+    asked = VnetConfig.from_cli("97")
+    assert mine.differences(asked) == ["bridge br97 (not vnet97)", "encapsulation etherip (not udp)"]
+    assert asked.differences(asked) == []
+    keyed = VnetConfig.from_cli("97", security="auth", key_files=("/k/1.key",))
+    rotated = keyed.with_keys(("/k/2.key", "/k/1.key"))
+    assert rotated.differences(keyed) == ["key-file /k/2.key /k/1.key (not /k/1.key)"]
+    assert rotated.differences(keyed, keys=False) == []
+
+
+def test_privilege_check_reads_the_effective_capabilities() -> None:
+    held = privilege.effective_capabilities()
+    assert held is not None
+    if held >> privilege.CAP_NET_ADMIN & 1:
+        privilege.require("x", privilege.CAP_NET_ADMIN)
+    else:
+        with pytest.raises(DatapathError, match=r"^x needs root \(or CAP_NET_ADMIN\)$"):
+            privilege.require("x", privilege.CAP_NET_ADMIN)
