@@ -228,11 +228,13 @@ int vnet_dev_create(struct vnet_net *vn, const u8 *id, const char *name,
 		free_netdev(dev);
 		return err;
 	}
+	/*
+	 * Left down, as new devices are: whoever enslaves it turns IPv6 off
+	 * on it first and then brings it up, so it never sends a link-local
+	 * address's DAD or MLD into the vnet.
+	 */
 	hlist_add_head_rcu(&vd->node, vnet_bucket(vn, id));
-	err = dev_open(dev, extack);
-	if (err)
-		unregister_netdevice(dev);
-	return err;
+	return 0;
 free_keys:
 	vnet_keyset_free(keys);
 	return err;

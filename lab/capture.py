@@ -20,15 +20,17 @@ from lab.lab import Lab, NodeRef
 #: A packet socket in the node's namespace; one hex line per frame, after "ready".
 #: On a switch, every frame enters the bridge once, on its sender's port: frames
 #: seen on the bridge device itself or as outgoing copies are left out, so each
-#: frame is reported once.
+#: frame is reported once.  With a device named after "sent", only the frames the
+#: node sends out of that device (which may not exist yet) are reported.
 SCRIPT = r"""
 import socket, sys
 s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(3))
-bridge = sys.argv[1]
+name, sent = sys.argv[1], sys.argv[2] == "sent"
 print("ready", flush=True)
 while True:
     f, (ifname, _proto, pkttype, _ha, _addr) = s.recvfrom(65535)
-    if ifname != bridge and pkttype != socket.PACKET_OUTGOING:
+    outgoing = pkttype == socket.PACKET_OUTGOING
+    if (ifname == name and outgoing) if sent else (ifname != name and not outgoing):
         sys.stdout.write(f.hex() + "\n")
         sys.stdout.flush()
 """
@@ -40,12 +42,14 @@ DEADLINE = 60.0
 
 class Capture:
     """Frames seen in a node's namespace (a switch: its bridge ports), from start
-    until `stop`.  A context manager; `frames` grows as frames are seen."""
+    until `stop`; with `sent`, the frames the node itself sends out of that device.
+    A context manager; `frames` grows as frames are seen."""
 
-    def __init__(self, lab: Lab, node: NodeRef, bridge: str = "sw0") -> None:
+    def __init__(self, lab: Lab, node: NodeRef, bridge: str = "sw0", sent: str | None = None) -> None:
         self.frames: list[bytes] = []
         self._lock = threading.Lock()
-        self._proc = lab.popen(node, [sys.executable, "-u", "-c", SCRIPT, bridge],
+        argv = [sent, "sent"] if sent is not None else [bridge, "ports"]
+        self._proc = lab.popen(node, [sys.executable, "-u", "-c", SCRIPT, *argv],
                                stdout=subprocess.PIPE, text=True)
         assert self._proc.stdout is not None
         first = self._proc.stdout.readline().strip()
@@ -119,3 +123,12 @@ def ipv4_payloads(frames: list[bytes], proto: int = 17,
             body = body[8:]
         out.append((socket.inet_ntoa(ip[12:16]), socket.inet_ntoa(ip[16:20]), body))
     return out
+
+
+def icmpv6_type(ip: bytes) -> int | None:
+    """The ICMPv6 type of an IPv6 packet (after a hop-by-hop header, as MLD has one);
+    None if it is not ICMPv6."""
+    nxt, at = ip[6], 40
+    if nxt == 0:
+        nxt, at = ip[40], 40 + (ip[41] + 1) * 8
+    return ip[at] if nxt == 58 else None

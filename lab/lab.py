@@ -119,9 +119,10 @@ class Lab:
     def _new_ns(self, name: str) -> str:
         """Create and register the namespace for node ``name``.
 
-        IPv6 is disabled (all/default) before any link exists so that no
-        interface ever sends router/neighbour solicitations or MLD reports:
-        packet captures in tests then show only the traffic under test.
+        IPv6 stays on, as on real machines: hosts and VMs send router and
+        neighbour solicitations and MLD reports, and tests must tell that
+        traffic from the traffic under test (and see that vnet keeps it
+        where it belongs).
         """
         self._check_open()
         if not name or "/" in name or any(c.isspace() for c in name):
@@ -138,8 +139,6 @@ class Lab:
             with self._lock:
                 self.namespaces.append(ns)
             create_ns(ns)
-        write_sysctls(ns, {"net.ipv6.conf.all.disable_ipv6": "1",
-                           "net.ipv6.conf.default.disable_ipv6": "1"})
         Interface("lo", ns).set_up()
         return ns
 
@@ -198,8 +197,13 @@ class Lab:
     # -- topology ----------------------------------------------------------
 
     def switch(self, name: str) -> Switch:
-        """A LAN segment: bridge ``sw0`` (``Interface.add_bridge``) in its own namespace."""
+        """A LAN segment: bridge ``sw0`` (``Interface.add_bridge``) in its own namespace.
+
+        A switch is not a host: IPv6 is off in its namespace before the bridge
+        exists, so it sends nothing of its own (a host's stack would)."""
         sw = Switch(name=name, ns=self._new_ns(name))
+        write_sysctls(sw.ns, {"net.ipv6.conf.all.disable_ipv6": "1",
+                              "net.ipv6.conf.default.disable_ipv6": "1"})
         sw.intfs[sw.bridge] = Interface.add_bridge(sw.ns, sw.bridge)
         self.nodes[name] = sw
         return sw

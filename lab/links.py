@@ -31,6 +31,8 @@ IFNAMSIZ = 15
 ANNOUNCE_GAPS = (0.05, 0.15, 0.25, 0.35, 0.45)
 #: The kernel's IFF_UP: the administrative state a device was set to.
 _IFF_UP = 0x1
+#: An IPv6 address whose duplicate address detection has not ended (linux/if_addr.h).
+_IFA_F_TENTATIVE = 0x40
 
 _suffixes = itertools.count(1)
 
@@ -133,9 +135,35 @@ class Interface:
 
     @property
     def addresses(self) -> list[str]:
-        """The device's addresses as CIDR strings, in the kernel's order."""
+        """The device's IPv4 addresses (the ones the lab and tests give) as CIDR
+        strings, in the kernel's order."""
+        return self._addresses(socket.AF_INET)
+
+    @property
+    def ipv6_addresses(self) -> list[str]:
+        """The device's IPv6 addresses as CIDR strings: the link-local one the kernel
+        gives every device (tentative until its DAD ends), and any other."""
+        return self._addresses(socket.AF_INET6)
+
+    def link_local(self, timeout: float = 60.0, poll: float = 0.05) -> str:
+        """The device's IPv6 link-local address once it can be used (its duplicate
+        address detection over), to reach the device as ``fe80::...%eth0``.
+        TimeoutError after ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        while True:
+            with rtnl(self.ns) as ipr:
+                for m in ipr.get_addr(family=socket.AF_INET6, index=self._index(ipr)):
+                    addr = m.get_attr("IFA_ADDRESS")
+                    flags = m.get_attr("IFA_FLAGS") or m["flags"]
+                    if addr.startswith("fe80:") and not flags & _IFA_F_TENTATIVE:
+                        return addr
+            if time.monotonic() >= deadline:
+                raise TimeoutError(f"no usable link-local address on {self} within {timeout}s")
+            time.sleep(poll)
+
+    def _addresses(self, family: int) -> list[str]:
         with rtnl(self.ns) as ipr:
-            msgs = ipr.get_addr(index=self._index(ipr))
+            msgs = ipr.get_addr(family=family, index=self._index(ipr))
         return [f"{m.get_attr('IFA_ADDRESS')}/{m['prefixlen']}" for m in msgs]
 
     # -- changes -----------------------------------------------------------

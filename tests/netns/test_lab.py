@@ -112,9 +112,13 @@ def test_two_hosts_on_a_switch():
         b = lab.host("b", sw, "10.77.1.2/24", mtu=1400)
         assert (a.ns, a.ip, a.ifname, a.name) == (f"{prefix}-a", "10.77.1.1", "eth0", "a")
         assert _master_of(sw.ns, "a") == "sw0"
-        # IPv6 must be off so captures only show the traffic under test.
+        # IPv6 is on in hosts, as on real machines (a link-local address on eth0), and
+        # off on the switch, which is no host.
         cp = lab.run(a, ["cat", "/proc/sys/net/ipv6/conf/eth0/disable_ipv6"], check=True)
-        assert cp.stdout.strip() == "1"
+        assert cp.stdout.strip() == "0"
+        assert [x.split("/")[0][:5] for x in a.eth0.ipv6_addresses] == ["fe80:"]
+        cp = lab.run(sw, ["cat", "/proc/sys/net/ipv6/conf/sw0/disable_ipv6"], check=True)
+        assert cp.stdout.strip() == "1" and sw.intf("sw0").ipv6_addresses == []
         r = lab.ping(a, b.ip)
         assert r.ok and r.transmitted == 3 and r.received == 3 and r.duplicates == 0, r.output
         assert lab.ping(b, a.ip, count=1).ok

@@ -3,6 +3,7 @@ namespaces with a veth on the vnet bridge as VMs.  Needs root; every test's lab 
 torn down by the `lab` fixture even when the test fails."""
 from __future__ import annotations
 
+import ipaddress
 import re
 import signal
 import socket
@@ -11,7 +12,7 @@ import time
 import pytest
 from conftest import EXAMPLES, needs_root
 
-from lab.capture import Capture, ipv4_payloads
+from lab.capture import Capture, icmpv6_type, ipv4_payloads
 from lab.traffic import send_datagrams
 from vnet.model.vnetid import VnetId
 from vnet.wire import formats as wire
@@ -65,13 +66,22 @@ def test_underlay_carries_only_encapsulated_frames(lab, make_hosts):
     create(hosts, str(EXAMPLES / "vnet97.sxp"))
     a = lab.vm("a", hosts[0].host, "vnet97", "10.97.0.1/24")
     b = lab.vm("b", hosts[1].host, "vnet97", "10.97.0.2/24")
+    b6 = f"{b.eth0.link_local()}%eth0"
     with Capture(lab, lab.nodes["sw"]) as cap:
         r = lab.ping(a, b.ip, count=5, interval=0.2)
         assert r.received == 5, r.output
-        # 5 requests and 5 replies, each once on the underlay, encapsulated.
-        frames = cap.wait_for(lambda fs: len(ipv4_payloads(fs)) >= 10, "10 frames to UDP port 1798")
+        r = lab.ping(a, b6, count=5, interval=0.2)
+        assert r.received == 5, r.output
+        # 5 requests and 5 replies of each, each once on the underlay, encapsulated.
+        frames = cap.wait_for(lambda fs: len(inner_frames(fs, ICMP_ECHO)) >= 10
+                              and len(inner_frames(fs, ICMPV6_ECHO)) >= 10, "the pings in UDP to port 1798")
     vm_macs = {bytes.fromhex(m.replace(":", "")) for m in (a.mac, b.mac)}
     vm_ips = {socket.inet_aton(ip) for ip in (a.ip, b.ip)}
+    vm_ipv6 = {ipaddress.IPv6Interface(x).ip.packed for vm in (a, b) for x in vm.eth0.ipv6_addresses}
+    # The hosts' own IPv6 on their NICs (neighbour and router discovery, MLD) is theirs.
+    host_macs = {bytes.fromhex(h.host.mac.replace(":", "")) for h in hosts}
+    host_ipv6 = {bytes(16)} | {ipaddress.IPv6Interface(x).ip.packed for h in hosts
+                               for x in h.host.eth0.ipv6_addresses}
     encapsulated = 0
     for f in frames:
         assert f[0:6] not in vm_macs and f[6:12] not in vm_macs, f.hex()
@@ -79,7 +89,12 @@ def test_underlay_carries_only_encapsulated_frames(lab, make_hosts):
         if ethertype == 0x0806:  # underlay ARP only
             assert f[28:32] not in vm_ips and f[38:42] not in vm_ips, f.hex()
             continue
-        assert ethertype == 0x0800, f"non-IPv4 frame on the underlay: {f.hex()}"
+        if ethertype == 0x86DD:
+            assert f[22:38] not in vm_ipv6 and f[38:54] not in vm_ipv6, f.hex()
+            assert f[6:12] in host_macs and f[22:38] in host_ipv6, f"IPv6 not from a host: {f.hex()}"
+            assert icmpv6_type(f[14:]) in HOST_ICMPV6, f"IPv6 of a host not its own control: {f.hex()}"
+            continue
+        assert ethertype == 0x0800, f"non-IP frame on the underlay: {f.hex()}"
         ip = f[14:]
         proto = ip[9]
         assert ip[12:16] not in vm_ips and ip[16:20] not in vm_ips, f.hex()
@@ -90,7 +105,22 @@ def test_underlay_carries_only_encapsulated_frames(lab, make_hosts):
             ihl = (ip[0] & 15) * 4
             assert ip[ihl:ihl + 4] == b"\x07\x06\x07\x06", f"UDP not on port 1798: {f.hex()}"
         encapsulated += 1
-    assert encapsulated >= 10  # 5 requests + 5 replies at least
+    assert encapsulated >= 20  # 5 requests + 5 replies at least, of IPv4 and of IPv6
+
+
+#: ICMPv6 a host sends on its own NIC: MLD (130-132, 143), router and neighbour
+#: discovery (133-136).
+HOST_ICMPV6 = {130, 131, 132, 133, 134, 135, 136, 143}
+ICMP_ECHO = (0x0800, lambda ip: ip[9] == 1 and ip[(ip[0] & 15) * 4] in (0, 8))
+ICMPV6_ECHO = (0x86DD, lambda ip: icmpv6_type(ip) in (128, 129))
+
+
+def inner_frames(frames: list[bytes], kind) -> list[bytes]:
+    """The frames of `kind` (ethertype, test of the packet) carried in UDP to port 1798."""
+    ethertype, test = kind
+    inner = [p[len(wire.VUDP_HEADER) + wire.ETHERIP_HEADER_LEN:] for _, _, p in ipv4_payloads(frames)
+             if p.startswith(wire.VUDP_HEADER)]
+    return [f for f in inner if int.from_bytes(f[12:14], "big") == ethertype and test(f[14:])]
 
 
 def test_peers_join_subnets_without_duplicates(lab, make_hosts):
@@ -137,6 +167,10 @@ def test_misconfigured_peers_do_not_loop(lab, make_hosts):
     for src, dst in [(vms[0], vms[3]), (vms[3], vms[1]), (vms[2], vms[0])]:
         r = lab.ping(src, dst.ip, count=3)
         assert r.received == 3 and r.duplicates == 0, r.output
+    # Traffic stops: the VMs are unplugged (with IPv6 on, they would go on soliciting
+    # routers and reporting multicast memberships for a while).
+    for vm in vms:
+        vm.link.set_up(False)
     before = [h.counters().get("floods", 0) + h.counters().get("forwards-received", 0) for h in hosts]
     time.sleep(2)
     after = [h.counters().get("floods", 0) + h.counters().get("forwards-received", 0) for h in hosts]

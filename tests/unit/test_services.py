@@ -109,7 +109,7 @@ def test_unit_sandboxes() -> None:
     assert net["SystemCallFilter"] == "@system-service @module"
     for service in (vnetd, net):
         assert (service["DevicePolicy"], service["DeviceAllow"]) == ("closed", "/dev/net/tun rw")
-        assert service["ReadWritePaths"] == "-/proc/sys/net/ipv6/conf"
+        assert service["ReadWritePaths"] == "-/proc/sys/net/ipv6/conf /proc/sys/net/ipv4/conf"
         assert service["RestrictAddressFamilies"].split() == ["AF_UNIX", "AF_INET", "AF_NETLINK"]
 
 

@@ -5,10 +5,17 @@ the original, with every link-local group address the kernel allows forwarded
 (group_fwd_mask 0xfff8: LLDP, 802.1X, MVRP, ...), so lab protocols cross the vnet.
 STP BPDUs already pass a bridge whose own STP is off; pause and LACP frames
 (01:80:c2:00:00:01-02) are the kernel's hard limit.
+
+The host is not on a vnet unless an admin puts it there (doc/attach.md): a vnet device
+is a port with IPv6 off, and a vnet bridge gets no address, no automatic IPv6 and no
+multicast snooping (whose all-snoopers membership reports would come from the host),
+and answers ARP only for addresses on the bridge itself.  Frames from a vnet reach the
+host's stack only through the bridge device, so that is where the host could answer.
 """
 from __future__ import annotations
 
 import fcntl
+import logging
 import os
 import socket
 import struct
@@ -19,6 +26,20 @@ from pyroute2.netlink.exceptions import NetlinkError
 from vnet.errors import DatapathError
 
 GROUP_FWD_MASK = 0xFFF8
+
+log = logging.getLogger("vnet")
+
+#: IPv6 on a vnet bridge, if an admin turns it on: only the addresses they add (no
+#: link-local address: IN6_ADDR_GEN_MODE_NONE), no SLAAC, no router advertisements
+#: taken from a VM (which could otherwise give the host routes into the vnet).
+BRIDGE_IPV6 = {"addr_gen_mode": "1", "accept_ra": "0", "autoconf": "0"}
+#: IPv4 on a vnet bridge: ARP answered only for the bridge's own addresses, not for
+#: every address of the host as the kernel's default (0) does on any interface.
+BRIDGE_IPV4 = {"arp_ignore": "1"}
+#: ifa_proto of the addresses the kernel makes itself (linux/if_addr.h): from a router
+#: advertisement (IFAPROT_KERNEL_RA) and link-local (IFAPROT_KERNEL_LL).  Since Linux
+#: 5.18; before, a link-local address counts as the kernel's.
+_KERNEL_MADE = (2, 3)
 
 _TUNSETIFF = 0x400454CA
 _TUNSETOFFLOAD = 0x400454D0
@@ -75,21 +96,73 @@ def link_kind(ipr: IPRoute, index: int) -> str | None:
 
 
 def ensure_bridge(ipr: IPRoute, name: str) -> bool:
-    """Make sure bridge `name` exists and is up; True if this call created it."""
+    """Make sure bridge `name` exists, keeps the host off its vnet, and is up; True if
+    this call created it.  A bridge that was there is taken over as if vnet had made it,
+    except for the addresses an admin gave it, which stay (with a warning)."""
     index = link_index(ipr, name)
     created = False
     if index is None:
         try:
             ipr.link("add", ifname=name, kind="bridge", br_stp_state=0, br_forward_delay=0,
-                     br_group_fwd_mask=GROUP_FWD_MASK)
+                     br_group_fwd_mask=GROUP_FWD_MASK, br_mcast_snooping=0)
         except NetlinkError as e:
             raise DatapathError("EIO", f"cannot create bridge {name}: {e.args[1]}") from None
         index = link_index(ipr, name)
         created = True
     elif link_kind(ipr, index) != "bridge":
         raise DatapathError("EEXIST", f"{name} exists and is not a bridge")
+    else:
+        try:
+            ipr.link("set", index=index, kind="bridge", br_mcast_snooping=0)
+        except NetlinkError as e:
+            raise DatapathError("EIO", f"cannot turn multicast snooping off on bridge {name}: "
+                                f"{e.args[1]}") from None
+    try:
+        kept = _isolate_bridge(ipr, name, index)
+    except DatapathError:
+        if created:
+            delete_link(ipr, name)
+        raise
+    if kept:
+        log.warning("bridge %s keeps the addresses it was given (%s): the host is on its vnet "
+                    "through them", name, ", ".join(kept))
     ipr.link("set", index=index, state="up")
     return created
+
+
+def _isolate_bridge(ipr: IPRoute, name: str, index: int) -> list[str]:
+    """Apply BRIDGE_IPV4 and BRIDGE_IPV6 to bridge `name`, remove the addresses the kernel
+    made on it and turn IPv6 off unless an admin gave it IPv6 addresses; returns the
+    addresses an admin gave it (IPv4 and IPv6), which stay."""
+    set_devconf("ipv4", name, BRIDGE_IPV4)
+    kept = [_cidr(a) for a in ipr.get_addr(family=socket.AF_INET, index=index)]
+    if not has_ipv6():
+        return kept
+    set_devconf("ipv6", name, BRIDGE_IPV6)
+    given, made = [], []
+    for a in ipr.get_addr(family=socket.AF_INET6, index=index):
+        (made if _kernel_made(a) else given).append(a)
+    if not given:
+        set_devconf("ipv6", name, {"disable_ipv6": "1"})  # removes the kernel's addresses too
+        return kept
+    for a in made:
+        try:
+            ipr.addr("del", index=index, address=a.get_attr("IFA_ADDRESS"), prefixlen=a["prefixlen"])
+        except NetlinkError as e:
+            raise DatapathError("EIO", f"cannot remove {a.get_attr('IFA_ADDRESS')} from bridge {name}: "
+                                f"{e.args[1]}") from None
+    return kept + [_cidr(a) for a in given]
+
+
+def _kernel_made(addr) -> bool:
+    proto = addr.get_attr("IFA_PROTO")
+    if proto is None:
+        return addr.get_attr("IFA_ADDRESS").lower().startswith("fe80:")
+    return proto in _KERNEL_MADE
+
+
+def _cidr(addr) -> str:
+    return f"{addr.get_attr('IFA_ADDRESS')}/{addr['prefixlen']}"
 
 
 def enslave(ipr: IPRoute, ifname: str, bridge: str, mtu: int | None = None) -> None:
@@ -207,14 +280,29 @@ def default_route_interface(ipr: IPRoute) -> str | None:
     return None
 
 
-def quiet_ipv6(ifname: str) -> None:
+def isolate_port(ifname: str) -> None:
     """Keep a vnet device from sending IPv6 of its own (link-local, MLD, ND) into the
-    vnet: it is a port, not a host.  /proc/sys of the caller's namespace, no netlink."""
-    try:
-        with open(f"/proc/sys/net/ipv6/conf/{ifname}/disable_ipv6", "w") as f:
-            f.write("1")
-    except OSError:
-        pass  # no IPv6 in this kernel: nothing to quiet
+    vnet: it is a port, not a host.  Called before the device is first up."""
+    if has_ipv6():
+        set_devconf("ipv6", ifname, {"disable_ipv6": "1"})
+
+
+def has_ipv6() -> bool:
+    """False on a kernel without IPv6 (or booted with ipv6.disable=1): nothing to turn off."""
+    return os.path.isdir("/proc/sys/net/ipv6/conf")
+
+
+def set_devconf(family: str, ifname: str, values: dict[str, str]) -> None:
+    """Write sysctls of one device (/proc/sys/net/FAMILY/conf/IFNAME/KEY) in the caller's
+    namespace: the kernel has no netlink for most of them.  A write that fails is an
+    error, never ignored: the host would be left on the vnet."""
+    for key, value in values.items():
+        path = f"/proc/sys/net/{family}/conf/{ifname}/{key}"
+        try:
+            with open(path, "w") as f:
+                f.write(value)
+        except OSError as e:
+            raise DatapathError.from_os_error(e, f"cannot set {path} to {value}") from None
 
 
 def pick_address(ipr: IPRoute, interface: str | None, option: str | None = "--address") -> str:

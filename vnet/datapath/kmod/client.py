@@ -239,7 +239,7 @@ class KmodClient(Datapath):
                 attrs.append(keys_attr(held))
             self._call(VNET_CMD_VNET_ADD, attrs, f"cannot create vnet {cfg.id}")
             try:
-                netdev.quiet_ipv6(cfg.vnetif)
+                netdev.isolate_port(cfg.vnetif)
                 netdev.ensure_bridge(ipr, cfg.bridge)
                 netdev.enslave(ipr, cfg.vnetif, cfg.bridge, mtu=cfg.mtu)
             except DatapathError:

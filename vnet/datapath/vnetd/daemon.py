@@ -138,7 +138,7 @@ class Vnetd(Datapath):
         offload = self.offload and cfg.encapsulation == "udp"
         fd = netdev.open_tap(cfg.vnetif, offload)
         try:
-            netdev.quiet_ipv6(cfg.vnetif)
+            netdev.isolate_port(cfg.vnetif)
             if offload:
                 netdev.limit_gso(self.ipr, cfg.vnetif)
             created = netdev.ensure_bridge(self.ipr, cfg.bridge)
