@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import compileall
 import os
+import shlex
 import sys
 import tempfile
 import threading
@@ -35,6 +36,10 @@ ROOT = guest.REPO_ROOT
 KMOD = Path(os.environ.get("VNET_KMOD_DIR") or ROOT / "kmod")
 #: Time budget for the guest's pytest run, boot not included.
 GUEST_TIMEOUT = float(os.environ.get("VNET_GUEST_TIMEOUT", "900"))
+#: What the guest's pytest runs: ``$VNET_GUEST_TESTS`` (pytest arguments, e.g.
+#: ``tests/kernel/in_guest/test_kmod.py -k superframe``) narrows it while working on
+#: one part of the module; CI runs them all.
+GUEST_TESTS = shlex.split(os.environ.get("VNET_GUEST_TESTS", "")) or ["tests/kernel/in_guest"]
 #: Slowest guest tests named in the terminal summary.
 SLOWEST = 8
 
@@ -82,7 +87,7 @@ class BackgroundGuest:
             with tempfile.TemporaryDirectory(prefix="vnet-guest-results-") as results:
                 self.run.result = guest.run_in_guest(
                     [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rA",
-                     "tests/kernel/in_guest", f"--junitxml={guest.GUEST_RESULTS}/junit.xml"],
+                     *GUEST_TESTS, f"--junitxml={guest.GUEST_RESULTS}/junit.xml"],
                     timeout=GUEST_TIMEOUT, extra_env={"VNET_KO": str(ko)},
                     results_dir=results, cancel=self.cancel)
                 junit = Path(results) / "junit.xml"
