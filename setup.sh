@@ -39,6 +39,16 @@ if [ ${#missing[@]} -gt 0 ]; then
     apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
+# A Python that pip must not install into (Debian's and Ubuntu's own, PEP 668) or that
+# has no pip gets a virtual environment of this clone's own, .venv, used from here on.
+externally_managed='import os, sys, sysconfig
+sys.exit(sys.prefix == sys.base_prefix
+         and os.path.exists(os.path.join(sysconfig.get_path("stdlib"), "EXTERNALLY-MANAGED")))'
+if ! "$PYTHON" -m pip --version >/dev/null 2>&1 || ! "$PYTHON" -c "$externally_managed"; then
+    [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
+    PYTHON=.venv/bin/python
+fi
+
 "$PYTHON" -m pip install -q --disable-pip-version-check -e ".[test]" 2>&1 | grep -vi "running pip as the 'root' user" || true
 "$PYTHON" -c "import vnet, sxp, pyroute2, construct, click, cryptography" || { echo "setup.sh: install failed" >&2; exit 1; }
 
@@ -46,6 +56,6 @@ case "${1:-install}" in
     demo)    exec "$PYTHON" -m lab.demo ;;
     test)    exec "$PYTHON" -m pytest -q -p no:cacheprovider tests ;;
     bench)   exec "$PYTHON" -m bench.bench_throughput ;;
-    install) echo "vnet installed: vn, vnetd, vnet-demo" ;;
+    install) echo "vnet installed: vn, vnetd, network-vnet, xm and vnet-demo in $(dirname "$("$PYTHON" -c 'import sys; print(sys.executable)')")" ;;
     *) echo "usage: setup.sh [install|demo|test|bench]" >&2; exit 2 ;;
 esac
