@@ -328,9 +328,19 @@ def test_insmod_checks_params_before_the_file(tmp_path: Path) -> None:
 def test_default_module_path(tmp_path: Path) -> None:
     tree, modules = tmp_path / "src", tmp_path / "lib" / "6.1.0-test"
     modules.mkdir(parents=True)
+    # Installed (no source tree around the package): no talk of a tree's kmod/vnet.ko.
     with pytest.raises(DatapathError) as info:
         loader.default_module_path(tree, modules)
-    assert "make -C kmod" in info.value.message and "--module" in info.value.message
+    assert info.value.message == (
+        f"no vnet module to load: none installed for this kernel ({modules}/modules.dep); install it "
+        "with 'make -C kmod dkms-install' in a vnet source tree, or give its path with --module")
+    (tree / "kmod").mkdir(parents=True)
+    (tree / "kmod" / "Kbuild").write_text("obj-m := vnet.o\n")
+    with pytest.raises(DatapathError) as info:
+        loader.default_module_path(tree, modules)
+    assert info.value.message == (
+        f"no vnet module to load: neither {tree}/kmod/vnet.ko nor one installed for this kernel "
+        f"({modules}/modules.dep); build it with 'make -C {tree}/kmod', or give its path with --module")
     (modules / "modules.dep").write_text(
         "kernel/net/bridge/bridge.ko: kernel/net/802/stp.ko\n"
         "extra/vnet.ko:\n"
@@ -339,7 +349,6 @@ def test_default_module_path(tmp_path: Path) -> None:
     assert loader.default_module_path(tree, modules) == modules / "updates/dkms/vnet.ko.xz"
     (modules / "modules.dep").write_text("extra/vnet.ko:\n")
     assert loader.default_module_path(tree, modules) == modules / "extra/vnet.ko"
-    (tree / "kmod").mkdir(parents=True)
     (tree / "kmod" / "vnet.ko").write_bytes(b"")
     assert loader.default_module_path(tree, modules) == tree / "kmod" / "vnet.ko"
 

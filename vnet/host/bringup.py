@@ -63,17 +63,18 @@ def set_up_module(store: StateStore, socket_path: Path, address: str | None, gro
             state.settings["address"] = address
         say(f"underlay address {address}")
     state = store.load()
-    if not (state.vnets or state.peers or state.settings.get("mcaddr")):
+    kept = None if address else state.settings.get("address")
+    if not (state.vnets or state.peers or state.settings.get("mcaddr") or kept):
         return
     if vnetd_answers(socket_path):
         say(f"vnetd serves {store.dir} here: its vnets and peers stay with vnetd")
         return
     failed = []
     with kmod.KmodClient() as dp:
-        kept = state.settings.get("address")
-        if kept and not address:
+        if kept:
             try:
                 dp.set_address(kept)
+                say(f"underlay address {kept} (kept in {store.dir})")
             except DatapathError as e:
                 failed.append(f"cannot restore underlay address {kept}: {e.message}")
         todo = missing(dp, state)

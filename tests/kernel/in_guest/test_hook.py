@@ -3,7 +3,14 @@ loaded module, stop takes them out without touching the state, and both are
 idempotent; another simulated host in the same kernel is not disturbed."""
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 from netns.test_network_vnet import IN_SERVICE, PERSISTED, hook
+
+from vnet.datapath.kmod import loader
+
+VNET_KO = Path(os.environ.get("VNET_KO") or loader.default_module_path())
 
 
 def test_network_vnet_start_stop_status_with_the_module(lab, make_hosts):
@@ -34,4 +41,21 @@ def test_network_vnet_start_stop_status_with_the_module(lab, make_hosts):
 
     r = hook(hosts[0], "start")
     assert "restored 1 of 1 vnets" in r.stdout, r.stdout
+    lab.wait_ping(a, b.ip, timeout=20)
+
+
+def test_network_vnet_start_keeps_the_underlay_address_without_vnets(lab, make_hosts):
+    """A host whose state holds only its underlay address (no vnets, peers or group yet)
+    gets it back when the module is loaded again."""
+    hosts = make_hosts(2, start=False)
+    for h in hosts:
+        hook(h, "start", "-a", h.ip)
+    loader.rmmod()
+    r = hook(hosts[0], "start", "-m", str(VNET_KO))
+    assert f"underlay address {hosts[0].ip} (kept in {hosts[0].state_dir})" in r.stdout, r.stdout
+    hosts[1].start()  # the other simulated host, in the same kernel
+    for h in hosts:
+        h.vn("vnet-create", "97")
+    a = lab.vm("a", hosts[0].host, "vnet97", "10.97.0.1/24")
+    b = lab.vm("b", hosts[1].host, "vnet97", "10.97.0.2/24")
     lab.wait_ping(a, b.ip, timeout=20)

@@ -69,18 +69,21 @@ def installed_module(modules: Path) -> Path | None:
 
 
 def default_module_path(tree: Path = SOURCE_TREE, modules: Path | None = None) -> Path:
-    """The module to load: kmod/vnet.ko built in this source tree, else the one
-    installed for the running kernel."""
+    """The module to load: kmod/vnet.ko built in this source tree (when vn runs from one),
+    else the one installed for the running kernel."""
+    source = (tree / "kmod" / "Kbuild").is_file()
     built = tree / "kmod" / f"{MODULE_NAME}.ko"
-    if built.is_file():
+    if source and built.is_file():
         return built
     modules = modules or Path("/lib/modules") / os.uname().release
     found = installed_module(modules)
     if found is not None:
         return found
-    raise DatapathError("ENOENT", f"no vnet module to load: neither {built} nor one installed for "
-                        f"this kernel ({modules}/modules.dep); build it with 'make -C kmod' in the vnet "
-                        "source tree, or give its path with --module")
+    where = f"neither {built} nor one" if source else "none"
+    build = (f"build it with 'make -C {built.parent}'" if source
+             else "install it with 'make -C kmod dkms-install' in a vnet source tree")
+    raise DatapathError("ENOENT", f"no vnet module to load: {where} installed for this kernel "
+                        f"({modules}/modules.dep); {build}, or give its path with --module")
 
 
 def insmod(path: Path | None = None, params: str = "") -> Path:
