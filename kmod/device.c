@@ -120,17 +120,9 @@ static void vnet_setup(struct net_device *dev)
 	dev->priv_flags &= ~IFF_TX_SKB_SHARING;
 	dev->features |= VNET_FEATURES;
 	dev->hw_features |= VNET_FEATURES;
-#ifdef NETIF_F_LLTX
-	dev->features |= NETIF_F_LLTX;
-#else
-	dev->lltx = true;
-#endif
+	vnet_set_lltx(dev);
 	/* Its tables and sockets belong to this namespace. */
-#ifdef NETIF_F_NETNS_LOCAL
-	dev->features |= NETIF_F_NETNS_LOCAL;
-#else
-	dev->netns_local = true;
-#endif
+	vnet_set_netns_immutable(dev);
 	dev->needed_headroom = VNET_HEADER_UDP;
 	dev->min_mtu = ETH_MIN_MTU;
 	netif_keep_dst(dev);

@@ -83,7 +83,7 @@ int vnet_socket_open(struct vnet_net *vn, struct netlink_ext_ack *extack)
 		NL_SET_ERR_MSG(extack, "cannot join the multicast group on the underlay device");
 		goto fail;
 	}
-	setup_udp_tunnel_sock(vn->net, sock, &cfg);
+	setup_udp_tunnel_sock(vn->net, sock->sk, &cfg);
 	rcu_assign_pointer(vn->sock, sock);
 	queue_delayed_work(system_power_efficient_wq, &vn->sweep,
 			   VNET_SWEEP_INTERVAL);
@@ -103,7 +103,7 @@ void vnet_socket_close(struct vnet_net *vn)
 		return;
 	RCU_INIT_POINTER(vn->sock, NULL);
 	/* Waits for a grace period, so no receive path still uses the tables. */
-	udp_tunnel_sock_release(sock);
+	udp_tunnel_sock_release(sock->sk);
 	cancel_delayed_work_sync(&vn->sweep);
 	vnet_table_flush(&vn->varp, NULL);
 	vnet_table_flush(&vn->vifs, NULL);
@@ -294,7 +294,7 @@ void vnet_udp_xmit(struct vnet_net *vn, struct sk_buff *skb, __be32 daddr,
 	if (plen)
 		memcpy(__skb_push(skb, plen), prefix, plen);
 	udp_tunnel_xmit_skb(rt, sock->sk, skb, saddr, daddr, 0, VNET_TTL, 0,
-			    htons(VNET_PORT), dport, false, true);
+			    htons(VNET_PORT), dport, false, true, 0);
 	return;
 drop:
 	kfree_skb(skb);
@@ -322,7 +322,7 @@ void vnet_ip_xmit(struct vnet_net *vn, struct sk_buff *skb, __be32 saddr,
 	if (plen)
 		memcpy(__skb_push(skb, plen), prefix, plen);
 	iptunnel_xmit(sock->sk, rt, skb, saddr ?: rsaddr, daddr, proto, 0, ttl,
-		      df ? htons(IP_DF) : 0, false);
+		      df ? htons(IP_DF) : 0, false, 0);
 	return;
 drop:
 	kfree_skb(skb);

@@ -23,6 +23,7 @@
 #include <net/net_namespace.h>
 #include <net/netns/generic.h>
 
+#include "compat.h"
 #include "netlink_gen.h"
 
 #define VNET_IPPROTO_ETHERIP	97
