@@ -92,6 +92,8 @@ static void vnet_dev_uninit(struct net_device *dev)
 	vnet_table_flush(&vd->vn->varp, vd->id);
 	vnet_table_flush(&vd->vn->vifs, vd->id);
 	gro_cells_destroy(&vd->gro_cells);
+	/* Whoever deleted it, port 1798 is freed if it was the last vnet. */
+	schedule_work(&vd->vn->idle);
 }
 
 /* After the last reference: receive paths may use the stats until then. */

@@ -109,6 +109,33 @@ void vnet_socket_close(struct vnet_net *vn)
 	vnet_table_flush(&vn->vifs, NULL);
 }
 
+/* Frees port 1798 once nothing needs it.  Caller holds vn->lock. */
+void vnet_maybe_close(struct vnet_net *vn)
+{
+	bool idle;
+
+	rtnl_lock();
+	idle = !vnet_any(vn) && list_empty(&vn->peers);
+	rtnl_unlock();
+	if (idle)
+		vnet_socket_close(vn);
+}
+
+/*
+ * Queued by every vnet device's ndo_uninit: one deleted behind the module's
+ * back (`ip link del vnif97`, or a batch of rtnl deletions) may have been the
+ * last user of the socket, and closing it takes vn->lock and a grace period,
+ * which the RTNL holder that deleted the device cannot wait for.
+ */
+void vnet_idle_work(struct work_struct *work)
+{
+	struct vnet_net *vn = container_of(work, struct vnet_net, idle);
+
+	mutex_lock(&vn->lock);
+	vnet_maybe_close(vn);
+	mutex_unlock(&vn->lock);
+}
+
 /* Caller holds vn->lock. */
 int vnet_set_group(struct vnet_net *vn, __be32 group,
 		   struct netlink_ext_ack *extack)
