@@ -248,9 +248,14 @@ class Controller:
         their device was deleted behind the datapath's back (`ip link del vnif97`), or
         the datapath started without restoring them.  The state keeps them, since it
         holds what should exist; `vn vnets` says so, and `vnet-create --exist-ok` or a
-        restart brings them back."""
+        restart brings them back.  A state file that cannot be read names none: the
+        listing is the datapath's, and the commands that use the state report it."""
         ids = {str(sxp.child_value(r, "id")) for r in running}
-        return [c for c in self.vnet_configs() if str(c.id) not in ids]
+        try:
+            configs = self.vnet_configs()
+        except StateError:
+            return []
+        return [c for c in configs if str(c.id) not in ids]
 
     def vnet_ids(self) -> list[VnetId]:
         return sorted(self.store.load().vnets)
