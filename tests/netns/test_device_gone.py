@@ -26,9 +26,12 @@ def test_a_deleted_device_stops_its_vnet(lab, make_hosts):
     a = lab.vm("a", hosts[0].host, "vnet97", "10.97.0.1/24")
     b = lab.vm("b", hosts[1].host, "vnet97", "10.97.0.2/24")
     lab.wait_ping(a, b.ip, timeout=20)
+    assert a.mac in hosts[0].vif_macs() and b.mac in hosts[0].varp_table()
     lab.run(hosts[0].host, ["ip", "link", "del", "vnif97"], check=True)
     lab.ping(b, a.ip, count=2)  # something for vnetd's tap to fail on
     wait_not_running(hosts[0])
+    # Its tables went with it, as with vn vnet-delete.
+    assert a.mac not in hosts[0].vif_macs() and b.mac not in hosts[0].varp_table()
     r = hosts[0].vn("vnets")
     assert r.stdout == ""
     assert f"vnet {VNET97} is kept in the state but does not run (no device vnif97)" in r.stderr, r.stderr
