@@ -17,10 +17,13 @@ cd "$(dirname "$0")"
 # virtual environments: Debian's own python3 has no venv/ensurepip without python3-venv.
 # systemd (systemd-analyze) checks the units in systemd/, and systemd-container
 # (systemd-nspawn) runs them under a real systemd in the tests; dkms builds the module
-# the way kmod/dkms.conf says, in the tests.
+# the way kmod/dkms.conf says, in the tests.  dwarves (pahole) makes the BTF of the
+# module built for bookworm-backports' 6.12 in tests/kernel/test_kbuild.py; the other
+# kernels it builds for (declared in lab/kbuild.py: Debian 13's 6.12, unstable's newest)
+# bring their own compiler and pahole in a root unpacked into the guest cache.
 APT_PACKAGES=(iputils-ping iperf3 iproute2
               qemu-system-x86 linux-headers-amd64 make busybox-static cpio kmod man-db
-              systemd systemd-container dkms)
+              systemd systemd-container dkms dwarves)
 PYTHON=${PYTHON:-python3}
 "$PYTHON" -c "import ensurepip, venv" 2>/dev/null || APT_PACKAGES+=(python3-venv)
 

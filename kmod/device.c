@@ -92,6 +92,8 @@ static void vnet_dev_uninit(struct net_device *dev)
 	vnet_table_flush(&vd->vn->varp, vd->id);
 	vnet_table_flush(&vd->vn->vifs, vd->id);
 	gro_cells_destroy(&vd->gro_cells);
+	/* Whoever deleted it, port 1798 is freed if it was the last vnet. */
+	schedule_work(&vd->vn->idle);
 }
 
 /* After the last reference: receive paths may use the stats until then. */
@@ -120,17 +122,9 @@ static void vnet_setup(struct net_device *dev)
 	dev->priv_flags &= ~IFF_TX_SKB_SHARING;
 	dev->features |= VNET_FEATURES;
 	dev->hw_features |= VNET_FEATURES;
-#ifdef NETIF_F_LLTX
-	dev->features |= NETIF_F_LLTX;
-#else
-	dev->lltx = true;
-#endif
+	vnet_set_lltx(dev);
 	/* Its tables and sockets belong to this namespace. */
-#ifdef NETIF_F_NETNS_LOCAL
-	dev->features |= NETIF_F_NETNS_LOCAL;
-#else
-	dev->netns_local = true;
-#endif
+	vnet_set_netns_immutable(dev);
 	dev->needed_headroom = VNET_HEADER_UDP;
 	dev->min_mtu = ETH_MIN_MTU;
 	netif_keep_dst(dev);

@@ -36,6 +36,7 @@ static int __net_init vnet_net_init(struct net *net)
 	for (i = 0; i < ARRAY_SIZE(vn->vnets); i++)
 		INIT_HLIST_HEAD(&vn->vnets[i]);
 	INIT_DELAYED_WORK(&vn->sweep, vnet_sweep_work);
+	INIT_WORK(&vn->idle, vnet_idle_work);
 	vn->group = vnet_default_group;
 	/* Above every number this host sealed before, unless the clock
 	 * went back further than the namespace lived.
@@ -74,6 +75,8 @@ static void __net_exit vnet_net_exit(struct net *net)
 	rtnl_lock();
 	vnet_dev_delete_all(vn);
 	rtnl_unlock();
+	/* Queued by the devices' ndo_uninit; the socket is closed below. */
+	cancel_work_sync(&vn->idle);
 	mutex_lock(&vn->lock);
 	vnet_socket_close(vn);
 	vnet_peer_flush(vn);

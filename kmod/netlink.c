@@ -28,18 +28,6 @@ static struct vnet_net *vnet_info_net(struct genl_info *info)
 	__ok;							\
 })
 
-/* Frees port 1798 once nothing needs it.  Caller holds vn->lock. */
-static void vnet_maybe_close(struct vnet_net *vn)
-{
-	bool idle;
-
-	rtnl_lock();
-	idle = !vnet_any(vn) && list_empty(&vn->peers);
-	rtnl_unlock();
-	if (idle)
-		vnet_socket_close(vn);
-}
-
 /*
  * The key set of a KEYS attribute: one or two KEY nests with distinct ids,
  * the send key first (the policy admits nothing but KEY nests in KEYS).  The

@@ -83,7 +83,7 @@ int vnet_socket_open(struct vnet_net *vn, struct netlink_ext_ack *extack)
 		NL_SET_ERR_MSG(extack, "cannot join the multicast group on the underlay device");
 		goto fail;
 	}
-	setup_udp_tunnel_sock(vn->net, sock, &cfg);
+	setup_udp_tunnel_sock(vn->net, sock->sk, &cfg);
 	rcu_assign_pointer(vn->sock, sock);
 	queue_delayed_work(system_power_efficient_wq, &vn->sweep,
 			   VNET_SWEEP_INTERVAL);
@@ -103,10 +103,37 @@ void vnet_socket_close(struct vnet_net *vn)
 		return;
 	RCU_INIT_POINTER(vn->sock, NULL);
 	/* Waits for a grace period, so no receive path still uses the tables. */
-	udp_tunnel_sock_release(sock);
+	udp_tunnel_sock_release(sock->sk);
 	cancel_delayed_work_sync(&vn->sweep);
 	vnet_table_flush(&vn->varp, NULL);
 	vnet_table_flush(&vn->vifs, NULL);
+}
+
+/* Frees port 1798 once nothing needs it.  Caller holds vn->lock. */
+void vnet_maybe_close(struct vnet_net *vn)
+{
+	bool idle;
+
+	rtnl_lock();
+	idle = !vnet_any(vn) && list_empty(&vn->peers);
+	rtnl_unlock();
+	if (idle)
+		vnet_socket_close(vn);
+}
+
+/*
+ * Queued by every vnet device's ndo_uninit: one deleted behind the module's
+ * back (`ip link del vnif97`, or a batch of rtnl deletions) may have been the
+ * last user of the socket, and closing it takes vn->lock and a grace period,
+ * which the RTNL holder that deleted the device cannot wait for.
+ */
+void vnet_idle_work(struct work_struct *work)
+{
+	struct vnet_net *vn = container_of(work, struct vnet_net, idle);
+
+	mutex_lock(&vn->lock);
+	vnet_maybe_close(vn);
+	mutex_unlock(&vn->lock);
 }
 
 /* Caller holds vn->lock. */
@@ -294,7 +321,7 @@ void vnet_udp_xmit(struct vnet_net *vn, struct sk_buff *skb, __be32 daddr,
 	if (plen)
 		memcpy(__skb_push(skb, plen), prefix, plen);
 	udp_tunnel_xmit_skb(rt, sock->sk, skb, saddr, daddr, 0, VNET_TTL, 0,
-			    htons(VNET_PORT), dport, false, true);
+			    htons(VNET_PORT), dport, false, true, 0);
 	return;
 drop:
 	kfree_skb(skb);
@@ -322,7 +349,7 @@ void vnet_ip_xmit(struct vnet_net *vn, struct sk_buff *skb, __be32 saddr,
 	if (plen)
 		memcpy(__skb_push(skb, plen), prefix, plen);
 	iptunnel_xmit(sock->sk, rt, skb, saddr ?: rsaddr, daddr, proto, 0, ttl,
-		      df ? htons(IP_DF) : 0, false);
+		      df ? htons(IP_DF) : 0, false, 0);
 	return;
 drop:
 	kfree_skb(skb);

@@ -23,6 +23,7 @@
 #include <net/net_namespace.h>
 #include <net/netns/generic.h>
 
+#include "compat.h"
 #include "netlink_gen.h"
 
 #define VNET_IPPROTO_ETHERIP	97
@@ -193,6 +194,7 @@ struct vnet_net {
 	struct vnet_flood_filter flood;
 	struct vnet_stats __percpu *stats;
 	struct delayed_work sweep;
+	struct work_struct idle;	/* closes the socket once unused */
 	atomic64_t seq;			/* of sealed packets, from the clock */
 	__be32 group;
 	__be32 addr;			/* underlay address, 0 until set */
@@ -268,6 +270,8 @@ void vnet_link_exit(void);
 /* socket.c */
 int vnet_socket_open(struct vnet_net *vn, struct netlink_ext_ack *extack);
 void vnet_socket_close(struct vnet_net *vn);
+void vnet_maybe_close(struct vnet_net *vn);
+void vnet_idle_work(struct work_struct *work);
 int vnet_set_group(struct vnet_net *vn, __be32 group,
 		   struct netlink_ext_ack *extack);
 int vnet_set_underlay(struct vnet_net *vn, __be32 addr,

@@ -76,8 +76,20 @@ def test_dkms_builds_the_module_with_the_project_version(tmp_path: Path, dkms) -
     assert f"vnet/{version}, {abi}, {platform.machine()}: built" in run("status").stdout
 
 
-@pytest.mark.parametrize("release", ["5.10.0-28-amd64", "6.0.12", "6.10.0-1-amd64", "6.12.117+deb12-amd64"])
+@pytest.mark.parametrize("release", ["5.10.0-28-amd64", "6.0.12", "6.10.0-1-amd64", "6.13.2-amd64",
+                                     "7.1.5+deb14-amd64", "7.20.1-amd64"])
 def test_dkms_skips_kernels_out_of_range(dkms, release: str) -> None:
     run, version = dkms
     r = run("build", f"vnet/{version}", "-k", release)
     assert r.returncode == EXCLUDED and "BUILD_EXCLUSIVE" in r.stderr, r.stdout + r.stderr
+
+
+def test_dkms_admits_the_guest_kernel() -> None:
+    """The one kernel the module is loaded and tested in; test_kbuild.py checks the
+    kernels it is only built for."""
+    try:
+        abi = guest.kernel_abi()
+    except guest.ToolsMissing as e:
+        pytest.skip(str(e))
+    regex = re.search(r'^BUILD_EXCLUSIVE_KERNEL="(.*)"$', (ROOT / "kmod" / "dkms.conf").read_text(), re.MULTILINE)
+    assert regex and re.search(regex[1], abi), f"BUILD_EXCLUSIVE_KERNEL in kmod/dkms.conf does not admit {abi}"

@@ -254,8 +254,15 @@ def _device_record(ipr: IPRoute, name: str) -> Record | None:
 @click.pass_context
 def vnets(ctx: click.Context, all_: bool, long_: bool, as_json: bool, ids: tuple[str, ...]) -> None:
     """List vnets (all, or those with the given ids, vnetif or bridge names)."""
-    dp = _controller(ctx).datapath
-    recs = [r for r in dp.vnets() if _matches(r, list(ids))]
+    ctrl = _controller(ctx)
+    dp = ctrl.datapath
+    running = dp.vnets()
+    recs = [r for r in running if _matches(r, list(ids))]
+    for cfg in ctrl.not_running(running):
+        if _matches(["vnet", ["id", str(cfg.id)], ["vnetif", cfg.vnetif], ["bridge", cfg.bridge]], list(ids)):
+            click.echo(f"vn: vnet {cfg.id} is kept in the state but does not run (no device {cfg.vnetif}); "
+                       f"'vn vnet-create --exist-ok {cfg.id}' runs it again, 'vn vnet-delete {cfg.id}' "
+                       "forgets it", err=True)
     devices: dict[str, Record | None] = {}
     if long_:
         with IPRoute() as ipr:

@@ -243,6 +243,20 @@ class Controller:
             self.datapath.set_mcaddr(addr)
             state.settings["mcaddr"] = addr
 
+    def not_running(self, running: list) -> list[VnetConfig]:
+        """The persisted vnets missing from `running` (the datapath's vnet records):
+        their device was deleted behind the datapath's back (`ip link del vnif97`), or
+        the datapath started without restoring them.  The state keeps them, since it
+        holds what should exist; `vn vnets` says so, and `vnet-create --exist-ok` or a
+        restart brings them back.  A state file that cannot be read names none: the
+        listing is the datapath's, and the commands that use the state report it."""
+        ids = {str(sxp.child_value(r, "id")) for r in running}
+        try:
+            configs = self.vnet_configs()
+        except StateError:
+            return []
+        return [c for c in configs if str(c.id) not in ids]
+
     def vnet_ids(self) -> list[VnetId]:
         return sorted(self.store.load().vnets)
 

@@ -2,6 +2,7 @@
 datapath (the session fixture loads it; make_hosts builds module-backed hosts)."""
 from __future__ import annotations
 
+from netns.test_device_gone import test_a_deleted_device_stops_its_vnet  # noqa: F401  (collected here)
 from netns.test_listings import (  # noqa: F401  (collected here, with the module)
     test_brief_as_default_and_sxp_kept,
     test_brief_listings_read_like_ip_br,
