@@ -23,6 +23,7 @@ from vnet.wire.stats import (
     C_ANNOUNCES_SENT,
     C_FLOODS,
     C_UNKNOWN_UNICAST_FLOODS,
+    D_OVERSIZE,
     D_SEND_ERROR,
     D_TAP_RUNT,
 )
@@ -130,7 +131,11 @@ class Transmit:
             self.to_peers((wire.VFWD_HEADER, inner) + parts, None)
 
     def to_peers(self, parts: tuple, origin: str | None) -> None:
-        """A VFWD packet to every peer but the one it came from."""
+        """A VFWD packet to every peer but the one it came from; to none, counted
+        `oversize`, if one datagram cannot carry it."""
+        if sum(map(len, parts)) > wire.VFWD_MAX_LEN:
+            self.drops[D_OVERSIZE] += 1
+            return
         for peer in self.peers.values():
             if peer.addr == origin:
                 continue
