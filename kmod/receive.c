@@ -7,6 +7,7 @@
  * as frames; plain frames and VARP naming a secure vnet are dropped.
  */
 #include <linux/if_ether.h>
+#include <linux/if_vlan.h>
 #include <linux/ipv6.h>
 #include <linux/tcp.h>
 #include <net/ip_tunnels.h>
@@ -24,6 +25,18 @@ static bool etherip_version_ok(const u8 *w)
 	 */
 	return (w[1] >> 4) == ETHERIP_VERSION ||
 	       ((w[0] >> 4) == ETHERIP_VERSION && w[1] == 0);
+}
+
+/*
+ * The longest plain frame: the MTU and an Ethernet header, and an 802.1Q tag
+ * if it has one, as the bridge forwards them (is_skb_forwardable()) and so
+ * our sender sends them.
+ */
+static unsigned int vnet_frame_max(const struct sk_buff *skb, unsigned int mtu)
+{
+	const struct ethhdr *eth = (const struct ethhdr *)skb->data;
+
+	return mtu + ETH_HLEN + (eth_type_vlan(eth->h_proto) ? VLAN_HLEN : 0);
 }
 
 /*
@@ -147,7 +160,7 @@ void vnet_frame_rcv(struct vnet_dev *vd, struct sk_buff *skb, __be32 src)
 	}
 	if (vnet_table_update(&vn->varp, vd->id, smac, src) < 0)
 		vnet_drop(vn, VNET_D_NO_MEMORY);
-	if (!skb_is_gso(skb) && skb->len > vd->dev->mtu + ETH_HLEN) {
+	if (!skb_is_gso(skb) && skb->len > vnet_frame_max(skb, vd->dev->mtu)) {
 		err = vnet_superframe(skb, vd->dev->mtu);
 		if (err) {
 			vnet_drop(vn, err == -ENOMEM ? VNET_D_NO_MEMORY :

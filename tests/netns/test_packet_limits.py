@@ -4,6 +4,7 @@ guest imports them: tests/kernel/in_guest/test_kmod_packets.py)."""
 from __future__ import annotations
 
 import socket
+import subprocess
 import sys
 
 import pytest
@@ -11,6 +12,7 @@ from conftest import EXAMPLES, needs_root
 
 from lab.capture import Capture
 from lab.ping import parse_ping
+from lab.traffic import send_udp
 from vnet.model.vnetid import VnetId
 from vnet.wire import formats as wire
 
@@ -46,9 +48,28 @@ def full_size_vlan_frames_cross_hosts(lab, make_hosts, datapath: str | None = No
                            "-M", "do", dst], timeout=20)
         r = parse_ping(cp.stdout + cp.stderr, 3)
         assert r.received == 3 and r.duplicates == 0, r.output
+    # Full-size UDP too, whose checksum the VM's stack leaves to offload.
+    sink = lab.popen(vms[1], [sys.executable, "-c", UDP_COUNT, "10.10.0.2", "3"], stdout=subprocess.PIPE, text=True)
+    assert sink.stdout.readline().strip() == "ready"
+    send_udp(lab, vms[0], "10.10.0.2", bytes(range(256)) * 5 + bytes(1472 - 1280), count=3)
+    assert sink.stdout.readline().split() == ["3", "1472"], "full-size UDP over the VLAN did not arrive"
+    sink.wait(10)
     after = [h.counters() for h in hosts]
     for b, a in zip(before, after):
         assert a.get("drop:oversize", 0) == b.get("drop:oversize", 0), (b, a)
+
+
+#: Counts the datagrams arriving at UDP port 7 of argv[1] until argv[2] have, and
+#: prints that count and the longest length.
+UDP_COUNT = r"""
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind((sys.argv[1], 7))
+s.settimeout(60)
+print("ready", flush=True)
+sizes = [len(s.recv(65535)) for _ in range(int(sys.argv[2]))]
+print(len(sizes), max(sizes), flush=True)
+"""
 
 
 #: A message padded with zeros to each size given, sent in order to the group from

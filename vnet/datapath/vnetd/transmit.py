@@ -62,8 +62,9 @@ class Transmit:
         now = self.clock.now
         for frame in frames:
             # A super-frame keeps its partial checksum (the receiver re-segments it);
-            # a plain frame must leave here complete.
-            if frame[0] & 1 and len(frame) <= PLAIN_FRAME_MAX + VNET_HDR_LEN:
+            # a plain frame must leave here complete, a full-size 802.1Q one (GSO
+            # type none, up to 1518 bytes) too.
+            if frame[0] & 1 and (len(frame) <= PLAIN_FRAME_MAX + VNET_HDR_LEN or not frame[1]):
                 frame = finish_checksum(frame)
             else:
                 frame = memoryview(frame)[VNET_HDR_LEN:]
