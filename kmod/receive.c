@@ -123,11 +123,15 @@ static void vnet_deliver_segments(struct vnet_dev *vd, struct sk_buff *skb)
 {
 	struct sk_buff *segs, *next;
 
-	skb->protocol = eth_hdr(skb)->h_proto;
+	/* The inner Ethernet header, at skb->data: the mac header may still be
+	 * the underlay's.
+	 */
+	skb->protocol = ((const struct ethhdr *)skb->data)->h_proto;
 	skb_set_network_header(skb, ETH_HLEN);
 	segs = skb_gso_segment(skb, NETIF_F_HW_CSUM);
 	if (IS_ERR_OR_NULL(segs)) {
-		vnet_drop(vd->vn, VNET_D_OVERSIZE);
+		vnet_drop(vd->vn, PTR_ERR(segs) == -ENOMEM ? VNET_D_NO_MEMORY :
+				  VNET_D_OVERSIZE);
 		kfree_skb(skb);
 		return;
 	}
