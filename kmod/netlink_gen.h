@@ -68,7 +68,7 @@ enum vnet_drop {
 	VNET_D_BAD_OPCODE,
 	/* an allocation failed */
 	VNET_D_NO_MEMORY,
-	/* larger than the vnet's MTU allows */
+	/* larger than the vnet's MTU allows, or too long to relay to a peer */
 	VNET_D_OVERSIZE,
 	/* a plain packet for a secure vnet */
 	VNET_D_UNPROTECTED,

@@ -7,6 +7,7 @@
  * as frames; plain frames and VARP naming a secure vnet are dropped.
  */
 #include <linux/if_ether.h>
+#include <linux/if_vlan.h>
 #include <linux/ipv6.h>
 #include <linux/tcp.h>
 #include <net/ip_tunnels.h>
@@ -27,53 +28,118 @@ static bool etherip_version_ok(const u8 *w)
 }
 
 /*
+ * The longest plain frame: the MTU and an Ethernet header, and an 802.1Q tag
+ * if it has one, as the bridge forwards them (is_skb_forwardable()) and so
+ * our sender sends them.
+ */
+static unsigned int vnet_frame_max(const struct sk_buff *skb, unsigned int mtu)
+{
+	const struct ethhdr *eth = (const struct ethhdr *)skb->data;
+
+	return mtu + ETH_HLEN + (eth_type_vlan(eth->h_proto) ? VLAN_HLEN : 0);
+}
+
+/*
  * vnetd sends a TCP super-frame (longer than the MTU, with a partial
  * checksum) as one datagram: mark it for segmentation again, with segments
- * sized for our MTU.  skb->data is at the Ethernet header.
+ * sized for our MTU.  skb->data is at the Ethernet header.  Returns 0, or
+ * -EINVAL when it is no TCP super-frame, -ENOMEM when it cannot be marked.
  */
-static bool vnet_superframe(struct sk_buff *skb, unsigned int mtu)
+static int vnet_superframe(struct sk_buff *skb, unsigned int mtu)
 {
 	const struct ethhdr *eth = (const struct ethhdr *)skb->data;
 	unsigned int l4, thl;
 	const struct tcphdr *th;
 	int gso_type;
 
-	if (skb_is_gso(skb))
-		return true;
 	if (eth->h_proto == htons(ETH_P_IP)) {
 		const struct iphdr *iph;
 
 		if (!pskb_may_pull(skb, ETH_HLEN + sizeof(*iph)))
-			return false;
+			return -EINVAL;
 		iph = (const struct iphdr *)(skb->data + ETH_HLEN);
 		if (iph->protocol != IPPROTO_TCP || iph->ihl < 5)
-			return false;
+			return -EINVAL;
 		l4 = ETH_HLEN + iph->ihl * 4;
 		gso_type = SKB_GSO_TCPV4;
 	} else if (eth->h_proto == htons(ETH_P_IPV6)) {
 		const struct ipv6hdr *ip6;
 
 		if (!pskb_may_pull(skb, ETH_HLEN + sizeof(*ip6)))
-			return false;
+			return -EINVAL;
 		ip6 = (const struct ipv6hdr *)(skb->data + ETH_HLEN);
 		if (ip6->nexthdr != IPPROTO_TCP)
-			return false;
+			return -EINVAL;
 		l4 = ETH_HLEN + sizeof(*ip6);
 		gso_type = SKB_GSO_TCPV6;
 	} else {
-		return false;
+		return -EINVAL;
 	}
 	if (!pskb_may_pull(skb, l4 + sizeof(*th)))
-		return false;
+		return -EINVAL;
 	th = (const struct tcphdr *)(skb->data + l4);
 	thl = th->doff * 4;
 	if (thl < sizeof(*th) || mtu <= l4 - ETH_HLEN + thl ||
 	    !skb_partial_csum_set(skb, l4, offsetof(struct tcphdr, check)))
-		return false;
+		return -EINVAL;
+	/* The shared info is the clones' too (a packet socket on the
+	 * underlay holds one): make it ours before writing to it.
+	 */
+	if (skb_unclone(skb, GFP_ATOMIC))
+		return -ENOMEM;
 	skb_shinfo(skb)->gso_size = mtu - (l4 - ETH_HLEN) - thl;
 	skb_shinfo(skb)->gso_type = gso_type | SKB_GSO_DODGY;
 	skb_shinfo(skb)->gso_segs = 0;
-	return true;
+	return 0;
+}
+
+/* Hands a frame (skb->data at its Ethernet header) to @vd's stack. */
+static void vnet_deliver(struct vnet_dev *vd, struct sk_buff *skb)
+{
+	unsigned int len;
+
+	skb->protocol = eth_type_trans(skb, vd->dev);
+	skb_postpull_rcsum(skb, eth_hdr(skb), ETH_HLEN);
+	skb_reset_network_header(skb);
+	len = skb->len;
+	/* A drop is counted by gro_cells (or netif_rx) itself. */
+	if (gro_cells_receive(&vd->gro_cells, skb) == NET_RX_SUCCESS)
+		dev_sw_netstats_rx_add(vd->dev, len);
+}
+
+/*
+ * A super-frame reassembled from IP fragments holds them on its frag_list,
+ * cut where the sender chose, not at gso_size boundaries as GRO leaves
+ * them; skb_segment() relies on GRO's layout when it shares such heads, and
+ * may meet its BUG_ON when the frame is segmented later (bridged to a port
+ * without NETIF_F_FRAGLIST, or forwarded).  So segment it here, by copying
+ * (no NETIF_F_SG: any layout will do).  Any later segmentation of such a
+ * frame would copy as much; linearising instead would need a 64 KiB
+ * allocation in softirq.  The checksums stay partial (NETIF_F_HW_CSUM), which
+ * the stack trusts, and GRO merges the segments again on the way up.
+ * Consumes @skb.
+ */
+static void vnet_deliver_segments(struct vnet_dev *vd, struct sk_buff *skb)
+{
+	struct sk_buff *segs, *next;
+
+	/* The inner Ethernet header, at skb->data: the mac header may still be
+	 * the underlay's.
+	 */
+	skb->protocol = ((const struct ethhdr *)skb->data)->h_proto;
+	skb_set_network_header(skb, ETH_HLEN);
+	segs = skb_gso_segment(skb, NETIF_F_HW_CSUM);
+	if (IS_ERR_OR_NULL(segs)) {
+		vnet_drop(vd->vn, PTR_ERR(segs) == -ENOMEM ? VNET_D_NO_MEMORY :
+				  VNET_D_OVERSIZE);
+		kfree_skb(skb);
+		return;
+	}
+	consume_skb(skb);
+	skb_list_walk_safe(segs, skb, next) {
+		skb_mark_not_on_list(skb);
+		vnet_deliver(vd, skb);
+	}
 }
 
 /*
@@ -85,7 +151,7 @@ void vnet_frame_rcv(struct vnet_dev *vd, struct sk_buff *skb, __be32 src)
 {
 	struct vnet_net *vn = vd->vn;
 	const u8 *smac;
-	unsigned int len;
+	int err;
 
 	if (!pskb_may_pull(skb, ETH_HLEN)) {
 		vnet_drop(vn, VNET_D_SHORT);
@@ -98,18 +164,19 @@ void vnet_frame_rcv(struct vnet_dev *vd, struct sk_buff *skb, __be32 src)
 	}
 	if (vnet_table_update(&vn->varp, vd->id, smac, src) < 0)
 		vnet_drop(vn, VNET_D_NO_MEMORY);
-	if (skb->len > vd->dev->mtu + ETH_HLEN &&
-	    !vnet_superframe(skb, vd->dev->mtu)) {
-		vnet_drop(vn, VNET_D_OVERSIZE);
-		goto drop;
+	if (!skb_is_gso(skb) && skb->len > vnet_frame_max(skb, vd->dev->mtu)) {
+		err = vnet_superframe(skb, vd->dev->mtu);
+		if (err) {
+			vnet_drop(vn, err == -ENOMEM ? VNET_D_NO_MEMORY :
+				  VNET_D_OVERSIZE);
+			goto drop;
+		}
+		if (skb_has_frag_list(skb)) {
+			vnet_deliver_segments(vd, skb);
+			return;
+		}
 	}
-	skb->protocol = eth_type_trans(skb, vd->dev);
-	skb_postpull_rcsum(skb, eth_hdr(skb), ETH_HLEN);
-	skb_reset_network_header(skb);
-	len = skb->len;
-	/* A drop is counted by gro_cells (or netif_rx) itself. */
-	if (gro_cells_receive(&vd->gro_cells, skb) == NET_RX_SUCCESS)
-		dev_sw_netstats_rx_add(vd->dev, len);
+	vnet_deliver(vd, skb);
 	return;
 drop:
 	kfree_skb(skb);

@@ -23,6 +23,8 @@
  * Sends one VFWD copy of @skb's data to each peer but @skip: the packet as
  * the group would see it, in an inner IPv4 (+ UDP) header whose source is
  * @origin, or 0.0.0.0 for our own packets (the peer fills in our address).
+ * A copy goes in one UDP datagram: one too long for it (a multicast near
+ * 64 KiB) would wrap its 16-bit lengths, and goes to no peer.
  * Called under RCU.
  */
 void vnet_to_peers(struct vnet_net *vn, const struct sk_buff *skb,
@@ -32,6 +34,10 @@ void vnet_to_peers(struct vnet_net *vn, const struct sk_buff *skb,
 	unsigned int hlen = VNET_MSG_HLEN + sizeof(struct iphdr) + ulen;
 	struct vnet_peer *p;
 
+	if (hlen + skb->len > VNET_VFWD_MAX) {
+		vnet_drop(vn, VNET_D_OVERSIZE);
+		return;
+	}
 	list_for_each_entry_rcu(p, &vn->peers, list) {
 		struct sk_buff *nskb;
 		struct iphdr *iph;

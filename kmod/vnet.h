@@ -40,6 +40,9 @@
 #define VNET_MSG_HLEN		4
 #define ETHERIP_HLEN		18
 #define VUDP_HLEN		(VNET_MSG_HLEN + ETHERIP_HLEN)
+/* The longest VFWD message: what one UDP datagram can carry. */
+#define VNET_VFWD_MAX		(U16_MAX - sizeof(struct iphdr) - \
+				 sizeof(struct udphdr))
 #define VARP_LEN		43
 #define VNET_TTL		64
 

@@ -113,6 +113,9 @@ VfwdPacket = Struct(
 _ETHERIP_WORD = b"\x00\x40"
 VUDP_HEADER = b"\x00\x02\x00\x00"
 VFWD_HEADER = b"\x00\x03\x00\x00"
+#: The longest VFWD message (header, inner packet): what one UDP datagram carries.  A
+#: longer one would wrap the 16-bit lengths of the outer packet; it is not sent.
+VFWD_MAX_LEN = 0xFFFF - IPV4_HEADER_LEN - UDP_HEADER_LEN
 _IPV4 = struct.Struct("!BBHHHBBH4s4s")
 _UDP = struct.Struct("!HHHH")
 _VARP = struct.Struct("!HH16s6sB16s")

@@ -42,7 +42,7 @@ DROPS: tuple[str, ...] = (
     "bad-family",  # a VARP announce of an address family other than IPv4
     "bad-opcode",  # a VARP message that is neither request nor announce
     "no-memory",  # an allocation failed
-    "oversize",  # larger than the vnet's MTU allows
+    "oversize",  # larger than the vnet's MTU allows, or too long to relay to a peer
     "unprotected",  # a plain packet for a secure vnet
     "security-mismatch",  # a sealed message whose level is not its vnet's
     "unknown-key",  # a sealed message under a key id the vnet does not hold

@@ -23,6 +23,7 @@ from vnet.wire.stats import (
     C_ANNOUNCES_SENT,
     C_FLOODS,
     C_UNKNOWN_UNICAST_FLOODS,
+    D_OVERSIZE,
     D_SEND_ERROR,
     D_TAP_RUNT,
 )
@@ -61,8 +62,9 @@ class Transmit:
         now = self.clock.now
         for frame in frames:
             # A super-frame keeps its partial checksum (the receiver re-segments it);
-            # a plain frame must leave here complete.
-            if frame[0] & 1 and len(frame) <= PLAIN_FRAME_MAX + VNET_HDR_LEN:
+            # a plain frame must leave here complete, a full-size 802.1Q one (GSO
+            # type none, up to 1518 bytes) too.
+            if frame[0] & 1 and (len(frame) <= PLAIN_FRAME_MAX + VNET_HDR_LEN or not frame[1]):
                 frame = finish_checksum(frame)
             else:
                 frame = memoryview(frame)[VNET_HDR_LEN:]
@@ -130,7 +132,11 @@ class Transmit:
             self.to_peers((wire.VFWD_HEADER, inner) + parts, None)
 
     def to_peers(self, parts: tuple, origin: str | None) -> None:
-        """A VFWD packet to every peer but the one it came from."""
+        """A VFWD packet to every peer but the one it came from; to none, counted
+        `oversize`, if one datagram cannot carry it."""
+        if sum(map(len, parts)) > wire.VFWD_MAX_LEN:
+            self.drops[D_OVERSIZE] += 1
+            return
         for peer in self.peers.values():
             if peer.addr == origin:
                 continue
