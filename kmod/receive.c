@@ -77,6 +77,25 @@ static bool vnet_superframe(struct sk_buff *skb, unsigned int mtu)
 }
 
 /*
+ * The sender rule (doc/security.md): a message that names as its sender (a
+ * sealed header's sender, a VFWD's origin, an announced address) this host or
+ * an address no host can have is refused, and counted.  Our own sealed flood
+ * sent back to us would verify, and put our own VMs at our own address.
+ */
+bool vnet_sender_ok(struct vnet_net *vn, __be32 addr)
+{
+	if (!vnet_unicast_addr(addr)) {
+		vnet_drop(vn, VNET_D_BAD_SENDER);
+		return false;
+	}
+	if (vnet_is_local(vn, addr)) {
+		vnet_drop(vn, VNET_D_OWN_PACKET);
+		return false;
+	}
+	return true;
+}
+
+/*
  * A frame for @vd, skb->data at its Ethernet header (the encapsulation is
  * pulled); @src is the host it came from, learned as the care-of address of
  * its source MAC.  Consumes @skb.
@@ -193,10 +212,8 @@ static void vnet_vfwd_rcv(struct vnet_net *vn, struct sk_buff *skb,
 		goto drop;
 	}
 	origin = iph->saddr ?: src;
-	if (vnet_is_local(vn, origin) || !vnet_unicast_addr(origin)) {
-		vnet_drop(vn, VNET_D_OWN_PACKET);
+	if (!vnet_sender_ok(vn, origin))
 		goto drop;
-	}
 	proto = iph->protocol;
 	ttl = iph->ttl;
 	if (pskb_trim_rcsum(skb, tot)) {

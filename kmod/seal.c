@@ -513,6 +513,9 @@ void vnet_sealed_rcv(struct vnet_net *vn, struct sk_buff *skb, bool udp)
 		vnet_drop(vn, VNET_D_UNKNOWN_KEY);
 		goto drop;
 	}
+	/* We keep no replay window for ourselves. */
+	if (!vnet_sender_ok(vn, h.sender))
+		goto drop;
 	seq = be64_to_cpu(h.seq);
 	if (!vnet_replay_check(t, h.sender, seq)) {
 		vnet_drop(vn, VNET_D_REPLAY);

@@ -287,6 +287,7 @@ void vnet_to_peers(struct vnet_net *vn, const struct sk_buff *skb,
 		   __be32 origin, u8 proto, u8 ttl, __be32 skip);
 
 /* receive.c */
+bool vnet_sender_ok(struct vnet_net *vn, __be32 addr);
 int vnet_udp_rcv(struct sock *sk, struct sk_buff *skb);
 int vnet_etherip_proto_rcv(struct sk_buff *skb);
 void vnet_frame_rcv(struct vnet_dev *vd, struct sk_buff *skb, __be32 src);
