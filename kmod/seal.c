@@ -6,8 +6,9 @@
  * A sealed message is a 38-byte header in the clear, the body (the frame or
  * VARP message: plaintext with auth, ciphertext with conf) and a 16-byte tag.
  * The nonce is the header's sender address and sequence number; every host
- * numbers what it seals with one counter per namespace, started from the
- * clock, so a nonce is never used twice under one key.
+ * numbers what it seals with one counter per namespace that starts at the
+ * clock and never goes back (vnet_seq_reseed), so a nonce is never used twice
+ * under one key.
  *
  * Sealing builds a new packet and encrypts into it from the frame's own
  * buffers, so a frame that TCP still holds (a clone) is never written.
@@ -118,6 +119,27 @@ static const struct vnet_key *vnet_key_find(const struct vnet_keyset *ks,
 		if (ks->key[i].id == id)
 			return &ks->key[i];
 	return NULL;
+}
+
+/* ---- the sealing counter ------------------------------------------------ */
+
+/*
+ * Moves the counter of a namespace the module starts (again) to send for up
+ * to the real-time clock, never down.  Whoever sealed for the namespace
+ * before (a vnetd while our socket was closed, this module before it) started
+ * at the clock when it started and counted one a packet, so it did not get
+ * past the clock now: the peers' replay windows take our numbers, and no
+ * nonce repeats.  vnetd starts its counter the same way (doc/security.md).
+ */
+void vnet_seq_reseed(struct vnet_net *vn)
+{
+	s64 now = ktime_get_real_ns();
+	s64 seq = atomic64_read(&vn->seq);
+
+	do {
+		if ((u64)seq >= (u64)now)
+			return;
+	} while (!atomic64_try_cmpxchg(&vn->seq, &seq, now));
 }
 
 /* ---- replay windows ------------------------------------------------------ */

@@ -304,6 +304,7 @@ struct vnet_keyset *vnet_keyset_new(const u8 *secrets, const u8 *ids,
 void vnet_keyset_free(struct vnet_keyset *ks);
 struct vnet_replay_table *vnet_replay_new(void);
 void vnet_replay_free(struct vnet_replay_table *t);
+void vnet_seq_reseed(struct vnet_net *vn);
 struct sk_buff *vnet_seal(struct vnet_dev *vd, struct sk_buff *skb, u8 type);
 void vnet_sealed_rcv(struct vnet_net *vn, struct sk_buff *skb, bool udp);
 int vnet_seal_init(void);

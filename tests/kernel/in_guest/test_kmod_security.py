@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+from netns.test_network_vnet import hook
 from netns.test_security import sealed, secure_vnet
 from pyroute2 import NetNS
 
@@ -347,6 +348,37 @@ def test_mixed_conf_vnet_module_and_vnetd(lab, make_hosts, tmp_path):
     for h in (mod, daemon):
         drops = h.counters()
         assert not any(drops.get(f"drop:{r}") for r in ("bad-tag", "bad-seal", "unknown-key")), drops
+
+
+def test_module_takes_over_from_vnetd_without_replays(lab, make_hosts, tmp_path):
+    """vnetd serves a host for a while, then the module again: the module's numbers
+    start above vnetd's (both start from the clock), so the peer takes them."""
+    hosts = make_hosts(2)
+    h0, h1 = hosts
+    key = make_key(tmp_path)
+    secure_vnet(hosts, key, "conf")
+    a, b = two_vms(lab, hosts)
+    assert lab.ping(a, b.ip, count=3).received == 3  # sealed by the module
+    hook(h0, "stop")  # the module lets go of h0's vnets; they stay persisted
+    hook(h0, "start", "--datapath", "vnetd")
+    try:
+        lab.wait_ping(a, b.ip, timeout=30)
+        r = lab.ping(a, b.ip, count=5)  # sealed by vnetd, numbered from its start
+        assert r.received == 5, r.output
+    finally:
+        hook(h0, "stop", "--datapath", "vnetd")
+    before = h1.counters()
+    r = hook(h0, "start", "--datapath", "kmod")
+    assert "restored 1 of 1 vnets" in r.stdout, r.stdout
+    answered = True
+    try:
+        lab.wait_ping(a, b.ip, timeout=30)
+    except TimeoutError:
+        answered = False
+    replays = delta(before, h1.counters(), "drop:replay")
+    assert replays == 0 and answered, f"the peer dropped {replays} of the module's packets as replay"
+    transfer(lab, a, b, "tcp", 1 << 20)
+    assert delta(before, h1.counters(), "drop:replay") == 0
 
 
 def test_unload_and_load_restore_secure_vnets_with_their_keys(lab, make_hosts, tmp_path):
