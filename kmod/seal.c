@@ -201,15 +201,22 @@ static struct vnet_replay *vnet_replay_find(struct vnet_replay_table *t,
  * The window holds the highest number accepted (top) and the ones up to
  * VNET_REPLAY_WINDOW - 1 below it, as bits of a ring indexed by the number.
  * Entering a new word of the ring clears it, so bits above top are clear.
+ *
+ * Only the holder of r->lock writes top and seen; the check before the tag
+ * reads them without it, so writers and that reader mark their accesses.  A
+ * lockless answer may be stale (or, where u64 is not one word, torn): "fresh"
+ * is confirmed under the lock when the number is recorded, and "seen" is
+ * asked again under the lock before a packet is dropped for it.
  */
 static bool vnet_replay_fresh(const struct vnet_replay *r, u64 seq)
 {
+	unsigned int bit = seq & (VNET_REPLAY_RING - 1);
 	u64 top = READ_ONCE(r->top);
 
 	if (seq > top)
 		return true;
 	return top - seq < VNET_REPLAY_WINDOW &&
-	       !test_bit(seq & (VNET_REPLAY_RING - 1), r->seen);
+	       !(READ_ONCE(r->seen[BIT_WORD(bit)]) & BIT_MASK(bit));
 }
 
 /* Before the tag is checked: is @seq from @sender neither too old nor seen? */
@@ -217,13 +224,22 @@ static bool vnet_replay_check(struct vnet_replay_table *t, __be32 sender,
 			      u64 seq)
 {
 	struct vnet_replay *r = vnet_replay_find(t, sender);
+	bool fresh;
 
-	return !r || vnet_replay_fresh(r, seq);
+	if (!r || vnet_replay_fresh(r, seq))
+		return true;
+	/* Replays are rare: never drop a packet on a stale read. */
+	spin_lock(&r->lock);
+	fresh = vnet_replay_fresh(r, seq);
+	spin_unlock(&r->lock);
+	return fresh;
 }
 
+/* Caller holds r->lock, or owns a window not yet published. */
 static void vnet_replay_set(struct vnet_replay *r, u64 seq)
 {
 	const unsigned int longs = VNET_REPLAY_RING / BITS_PER_LONG;
+	unsigned int bit = seq & (VNET_REPLAY_RING - 1);
 	u64 cur, next, i, n;
 
 	if (seq > r->top) {
@@ -231,10 +247,10 @@ static void vnet_replay_set(struct vnet_replay *r, u64 seq)
 		next = seq / BITS_PER_LONG;
 		n = min_t(u64, next - cur, longs);
 		for (i = 1; i <= n; i++)
-			r->seen[(cur + i) & (longs - 1)] = 0;
+			WRITE_ONCE(r->seen[(cur + i) & (longs - 1)], 0);
 		WRITE_ONCE(r->top, seq);
 	}
-	__set_bit(seq & (VNET_REPLAY_RING - 1), r->seen);
+	WRITE_ONCE(r->seen[BIT_WORD(bit)], r->seen[BIT_WORD(bit)] | BIT_MASK(bit));
 }
 
 /*
