@@ -312,6 +312,52 @@ def _netlink_errors(secret_hex: str) -> int:
     return 0
 
 
+def test_refused_requests_keep_no_secret(lab, make_hosts, tmp_path):
+    """An error ack carries a copy of the request: whatever the error, every secret in
+    it was wiped first (and so in the module's memory)."""
+    h = make_hosts(1)[0]
+    h.vn("vnet-create", "98")
+    in_ns(h, _refused_requests)
+
+
+def _refused_requests() -> int:
+    secrets = [bytes([i]) * 32 for i in (0x51, 0x52, 0x53)]
+    held = [keys.Key(i + 1, s) for i, s in enumerate(secrets)]
+    vid1, vid98, vid99 = (VnetId.parse(v).packed for v in ("1", "98", "99"))
+    add, keys_set = kmod.VNET_CMD_VNET_ADD, kmod.VNET_CMD_KEYS_SET
+    requests = [  # each refused: before the keys are read, while reading them, after
+        (add, [["VNET_A_ID", vid1], ["VNET_A_IFNAME", "vnif1"], ["VNET_A_SECURITY", 2],
+               kmod.keys_attr(held[:2])]),
+        (add, [["VNET_A_ID", vid99], ["VNET_A_IFNAME", "vnif99"], kmod.keys_attr(held[:1])]),
+        (add, [["VNET_A_ID", vid99], ["VNET_A_IFNAME", "vnif99"], ["VNET_A_SECURITY", 2],
+               kmod.keys_attr(held)]),
+        (keys_set, [["VNET_A_ID", vid98], kmod.keys_attr(held[:2])]),
+        (keys_set, [["VNET_A_ID", vid99], kmod.keys_attr(held[:2])]),
+    ]
+    family = kmod.VnetSocket()
+    raw = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, 16)  # NETLINK_GENERIC
+    try:
+        raw.bind((0, 0))
+        for seq, (cmd, attrs) in enumerate(requests, 1):
+            msg = kmod.vnetmsg()
+            msg["cmd"], msg["version"], msg["attrs"] = cmd, kmod.VNET_GENL_VERSION, attrs
+            msg["header"]["type"] = family.prid
+            msg["header"]["flags"] = 1 | 4  # NLM_F_REQUEST | NLM_F_ACK
+            msg["header"]["sequence_number"] = seq
+            msg.encode()
+            assert any(s in msg.data for s in secrets)
+            raw.send(msg.data)
+            ack = raw.recv(65536)
+            error = int.from_bytes(ack[16:20], "little", signed=True)
+            assert int.from_bytes(ack[4:6], "little") == 2 and error < 0, (seq, ack[:20].hex())
+            assert len(ack) >= 20 + len(msg.data), f"request {seq}: the ack holds no copy of it"
+            assert not any(s in ack for s in secrets), f"request {seq}: a secret came back in its ack"
+    finally:
+        raw.close()
+        family.close()
+    return 0
+
+
 def test_secrets_stay_out_of_listings_and_the_kernel_log(lab, make_hosts, tmp_path):
     hosts = make_hosts(2)
     key = make_key(tmp_path)
