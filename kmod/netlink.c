@@ -29,10 +29,30 @@ static struct vnet_net *vnet_info_net(struct genl_info *info)
 })
 
 /*
+ * Wipes every key secret of the request, whatever became of it: the request
+ * is freed as it is, and an error ack may carry a copy of it.  Called by the
+ * commands that take keys on all their paths.
+ */
+static void vnet_wipe_secrets(struct genl_info *info)
+{
+	struct nlattr *key, *attr;
+	int rem, krem;
+
+	if (!info->attrs[VNET_A_KEYS])
+		return;
+	nla_for_each_nested(key, info->attrs[VNET_A_KEYS], rem) {
+		nla_for_each_nested(attr, key, krem) {
+			if (nla_type(attr) == VNET_A_KEY_SECRET)
+				memzero_explicit(nla_data(attr), nla_len(attr));
+		}
+	}
+}
+
+/*
  * The key set of a KEYS attribute: one or two KEY nests with distinct ids,
- * the send key first (the policy admits nothing but KEY nests in KEYS).  The
- * secrets are wiped from the request as they are read.  Returns the key set
- * or an ERR_PTR.
+ * the send key first (the policy admits nothing but KEY nests in KEYS).  Our
+ * copies of the secrets are wiped here, the request's by the caller.  Returns
+ * the key set or an ERR_PTR.
  */
 static struct vnet_keyset *vnet_parse_keys(struct genl_info *info)
 {
@@ -62,7 +82,6 @@ static struct vnet_keyset *vnet_parse_keys(struct genl_info *info)
 		}
 		ids[n] = nla_get_u8(tb[VNET_A_KEY_ID]);
 		memcpy(secrets[n], nla_data(tb[VNET_A_KEY_SECRET]), VNET_KEY_LEN);
-		memzero_explicit(nla_data(tb[VNET_A_KEY_SECRET]), VNET_KEY_LEN);
 		for (i = 0; i < n; i++)
 			if (ids[i] == ids[n])
 				err = -EINVAL;
@@ -83,7 +102,7 @@ static struct vnet_keyset *vnet_parse_keys(struct genl_info *info)
 	return err ? ERR_PTR(err) : ks;
 }
 
-int vnet_nl_vnet_add_doit(struct sk_buff *skb, struct genl_info *info)
+static int vnet_vnet_add(struct genl_info *info)
 {
 	static const u8 reserved[VNET_ID_LEN - 1];
 	struct vnet_net *vn = vnet_info_net(info);
@@ -136,8 +155,16 @@ int vnet_nl_vnet_add_doit(struct sk_buff *skb, struct genl_info *info)
 	return err;
 }
 
+int vnet_nl_vnet_add_doit(struct sk_buff *skb, struct genl_info *info)
+{
+	int err = vnet_vnet_add(info);
+
+	vnet_wipe_secrets(info);
+	return err;
+}
+
 /* Replaces the keys of a secure vnet; packets in flight finish first. */
-int vnet_nl_keys_set_doit(struct sk_buff *skb, struct genl_info *info)
+static int vnet_keys_set(struct genl_info *info)
 {
 	struct vnet_net *vn = vnet_info_net(info);
 	struct vnet_keyset *keys;
@@ -164,6 +191,14 @@ int vnet_nl_keys_set_doit(struct sk_buff *skb, struct genl_info *info)
 	}
 	rtnl_unlock();
 	vnet_keyset_free(keys);
+	return err;
+}
+
+int vnet_nl_keys_set_doit(struct sk_buff *skb, struct genl_info *info)
+{
+	int err = vnet_keys_set(info);
+
+	vnet_wipe_secrets(info);
 	return err;
 }
 

@@ -25,6 +25,7 @@ const char * const vnet_drop_names[VNET_D_COUNT] = {
 	[VNET_D_NOT_A_PEER]		= "not-a-peer",
 	[VNET_D_BAD_FORWARD]		= "bad-forward",
 	[VNET_D_OWN_PACKET]		= "own-packet",
+	[VNET_D_BAD_SENDER]		= "bad-sender",
 	[VNET_D_DUPLICATE]		= "duplicate",
 	[VNET_D_HOP_LIMIT]		= "hop-limit",
 	[VNET_D_OTHER_GROUP]		= "other-group",

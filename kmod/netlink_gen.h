@@ -50,8 +50,13 @@ enum vnet_drop {
 	VNET_D_NOT_A_PEER,
 	/* a malformed VFWD */
 	VNET_D_BAD_FORWARD,
-	/* a packet of ours come back */
+	/*
+	 * a packet of ours come back, or a message naming this host as its
+	 * sender
+	 */
 	VNET_D_OWN_PACKET,
+	/* a message naming as its sender an address no host can have */
+	VNET_D_BAD_SENDER,
 	/* a multicast packet seen again (loop protection) */
 	VNET_D_DUPLICATE,
 	/* a VFWD delivered here but not re-sent (inner TTL 1 or less) */

@@ -143,6 +143,25 @@ static void vnet_deliver_segments(struct vnet_dev *vd, struct sk_buff *skb)
 }
 
 /*
+ * The sender rule (doc/security.md): a message that names as its sender (a
+ * sealed header's sender, a VFWD's origin, an announced address) this host or
+ * an address no host can have is refused, and counted.  Our own sealed flood
+ * sent back to us would verify, and put our own VMs at our own address.
+ */
+bool vnet_sender_ok(struct vnet_net *vn, __be32 addr)
+{
+	if (!vnet_unicast_addr(addr)) {
+		vnet_drop(vn, VNET_D_BAD_SENDER);
+		return false;
+	}
+	if (vnet_is_local(vn, addr)) {
+		vnet_drop(vn, VNET_D_OWN_PACKET);
+		return false;
+	}
+	return true;
+}
+
+/*
  * A frame for @vd, skb->data at its Ethernet header (the encapsulation is
  * pulled); @src is the host it came from, learned as the care-of address of
  * its source MAC.  Consumes @skb.
@@ -260,10 +279,8 @@ static void vnet_vfwd_rcv(struct vnet_net *vn, struct sk_buff *skb,
 		goto drop;
 	}
 	origin = iph->saddr ?: src;
-	if (vnet_is_local(vn, origin) || !vnet_unicast_addr(origin)) {
-		vnet_drop(vn, VNET_D_OWN_PACKET);
+	if (!vnet_sender_ok(vn, origin))
 		goto drop;
-	}
 	proto = iph->protocol;
 	ttl = iph->ttl;
 	if (pskb_trim_rcsum(skb, tot)) {

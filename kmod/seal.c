@@ -6,8 +6,9 @@
  * A sealed message is a 38-byte header in the clear, the body (the frame or
  * VARP message: plaintext with auth, ciphertext with conf) and a 16-byte tag.
  * The nonce is the header's sender address and sequence number; every host
- * numbers what it seals with one counter per namespace, started from the
- * clock, so a nonce is never used twice under one key.
+ * numbers what it seals with one counter per namespace that starts at the
+ * clock and never goes back (vnet_seq_reseed), so a nonce is never used twice
+ * under one key.
  *
  * Sealing builds a new packet and encrypts into it from the frame's own
  * buffers, so a frame that TCP still holds (a clone) is never written.
@@ -120,6 +121,27 @@ static const struct vnet_key *vnet_key_find(const struct vnet_keyset *ks,
 	return NULL;
 }
 
+/* ---- the sealing counter ------------------------------------------------ */
+
+/*
+ * Moves the counter of a namespace the module starts (again) to send for up
+ * to the real-time clock, never down.  Whoever sealed for the namespace
+ * before (a vnetd while our socket was closed, this module before it) started
+ * at the clock when it started and counted one a packet, so it did not get
+ * past the clock now: the peers' replay windows take our numbers, and no
+ * nonce repeats.  vnetd starts its counter the same way (doc/security.md).
+ */
+void vnet_seq_reseed(struct vnet_net *vn)
+{
+	s64 now = ktime_get_real_ns();
+	s64 seq = atomic64_read(&vn->seq);
+
+	do {
+		if ((u64)seq >= (u64)now)
+			return;
+	} while (!atomic64_try_cmpxchg(&vn->seq, &seq, now));
+}
+
 /* ---- replay windows ------------------------------------------------------ */
 
 struct vnet_replay_table *vnet_replay_new(void)
@@ -179,15 +201,22 @@ static struct vnet_replay *vnet_replay_find(struct vnet_replay_table *t,
  * The window holds the highest number accepted (top) and the ones up to
  * VNET_REPLAY_WINDOW - 1 below it, as bits of a ring indexed by the number.
  * Entering a new word of the ring clears it, so bits above top are clear.
+ *
+ * Only the holder of r->lock writes top and seen; the check before the tag
+ * reads them without it, so writers and that reader mark their accesses.  A
+ * lockless answer may be stale (or, where u64 is not one word, torn): "fresh"
+ * is confirmed under the lock when the number is recorded, and "seen" is
+ * asked again under the lock before a packet is dropped for it.
  */
 static bool vnet_replay_fresh(const struct vnet_replay *r, u64 seq)
 {
+	unsigned int bit = seq & (VNET_REPLAY_RING - 1);
 	u64 top = READ_ONCE(r->top);
 
 	if (seq > top)
 		return true;
 	return top - seq < VNET_REPLAY_WINDOW &&
-	       !test_bit(seq & (VNET_REPLAY_RING - 1), r->seen);
+	       !(READ_ONCE(r->seen[BIT_WORD(bit)]) & BIT_MASK(bit));
 }
 
 /* Before the tag is checked: is @seq from @sender neither too old nor seen? */
@@ -195,13 +224,22 @@ static bool vnet_replay_check(struct vnet_replay_table *t, __be32 sender,
 			      u64 seq)
 {
 	struct vnet_replay *r = vnet_replay_find(t, sender);
+	bool fresh;
 
-	return !r || vnet_replay_fresh(r, seq);
+	if (!r || vnet_replay_fresh(r, seq))
+		return true;
+	/* Replays are rare: never drop a packet on a stale read. */
+	spin_lock(&r->lock);
+	fresh = vnet_replay_fresh(r, seq);
+	spin_unlock(&r->lock);
+	return fresh;
 }
 
+/* Caller holds r->lock, or owns a window not yet published. */
 static void vnet_replay_set(struct vnet_replay *r, u64 seq)
 {
 	const unsigned int longs = VNET_REPLAY_RING / BITS_PER_LONG;
+	unsigned int bit = seq & (VNET_REPLAY_RING - 1);
 	u64 cur, next, i, n;
 
 	if (seq > r->top) {
@@ -209,10 +247,10 @@ static void vnet_replay_set(struct vnet_replay *r, u64 seq)
 		next = seq / BITS_PER_LONG;
 		n = min_t(u64, next - cur, longs);
 		for (i = 1; i <= n; i++)
-			r->seen[(cur + i) & (longs - 1)] = 0;
+			WRITE_ONCE(r->seen[(cur + i) & (longs - 1)], 0);
 		WRITE_ONCE(r->top, seq);
 	}
-	__set_bit(seq & (VNET_REPLAY_RING - 1), r->seen);
+	WRITE_ONCE(r->seen[BIT_WORD(bit)], r->seen[BIT_WORD(bit)] | BIT_MASK(bit));
 }
 
 /*
@@ -513,6 +551,9 @@ void vnet_sealed_rcv(struct vnet_net *vn, struct sk_buff *skb, bool udp)
 		vnet_drop(vn, VNET_D_UNKNOWN_KEY);
 		goto drop;
 	}
+	/* We keep no replay window for ourselves. */
+	if (!vnet_sender_ok(vn, h.sender))
+		goto drop;
 	seq = be64_to_cpu(h.seq);
 	if (!vnet_replay_check(t, h.sender, seq)) {
 		vnet_drop(vn, VNET_D_REPLAY);

@@ -84,6 +84,8 @@ int vnet_socket_open(struct vnet_net *vn, struct netlink_ext_ack *extack)
 		goto fail;
 	}
 	setup_udp_tunnel_sock(vn->net, sock->sk, &cfg);
+	/* A vnetd may have sealed for this namespace while the port was free. */
+	vnet_seq_reseed(vn);
 	rcu_assign_pointer(vn->sock, sock);
 	queue_delayed_work(system_power_efficient_wq, &vn->sweep,
 			   VNET_SWEEP_INTERVAL);

@@ -93,8 +93,7 @@ void varp_handle(struct vnet_dev *vd, struct sk_buff *skb, __be32 sender)
 			break;
 		}
 		memcpy(&addr, m->addr, sizeof(addr));
-		/* Ours, or no host's address: ignored, as vnetd does. */
-		if (!vnet_unicast_addr(addr) || vnet_is_local(vn, addr))
+		if (!vnet_sender_ok(vn, addr))
 			break;
 		vnet_count(vn, VNET_C_ANNOUNCES_RECEIVED);
 		/* The MAC lives elsewhere now. */

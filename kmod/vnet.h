@@ -294,6 +294,7 @@ void vnet_to_peers(struct vnet_net *vn, const struct sk_buff *skb,
 		   __be32 origin, u8 proto, u8 ttl, __be32 skip);
 
 /* receive.c */
+bool vnet_sender_ok(struct vnet_net *vn, __be32 addr);
 int vnet_udp_rcv(struct sock *sk, struct sk_buff *skb);
 int vnet_etherip_proto_rcv(struct sk_buff *skb);
 void vnet_frame_rcv(struct vnet_dev *vd, struct sk_buff *skb, __be32 src);
@@ -310,6 +311,7 @@ struct vnet_keyset *vnet_keyset_new(const u8 *secrets, const u8 *ids,
 void vnet_keyset_free(struct vnet_keyset *ks);
 struct vnet_replay_table *vnet_replay_new(void);
 void vnet_replay_free(struct vnet_replay_table *t);
+void vnet_seq_reseed(struct vnet_net *vn);
 struct sk_buff *vnet_seal(struct vnet_dev *vd, struct sk_buff *skb, u8 type);
 void vnet_sealed_rcv(struct vnet_net *vn, struct sk_buff *skb, bool udp);
 int vnet_seal_init(void);

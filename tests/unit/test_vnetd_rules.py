@@ -220,6 +220,15 @@ def test_packets_from_our_own_addresses_are_ignored_silently(node):
     assert node.drops() == {} and node.counts() == {} and node.tapped(v) == []
 
 
+def test_packets_from_loopback_are_ignored_silently(node):
+    v = node.vnet()
+    for src in ("127.0.0.1", "127.0.0.2", "127.255.0.1", "0.1.2.3"):
+        node.rx.from_udp(vudp(v, frame()), src)
+        node.rx.from_raw(ip_packet(src, HERE, wire.IPPROTO_ETHERIP, wire.etherip_prefix(v.vid) + frame()), src)
+    assert node.drops() == {} and node.counts() == {} and node.tapped(v) == []
+    assert node.tables.varp.entries == {}
+
+
 def test_tap_write_error_is_counted_after_learning(node):
     v = node.vnet()
     node.taps[v.vid].close()
@@ -293,6 +302,28 @@ def test_sealed_varp_must_come_by_udp_and_name_its_own_vnet(node, secure):
     assert node.drops() == {"bad-seal": 3} and node.tables.varp.entries == {}
 
 
+@pytest.mark.parametrize("sender, reason", [
+    (HERE, "own-packet"), (OTHER_OF_OURS, "own-packet"), ("0.0.0.0", "bad-sender"),
+    ("127.0.0.1", "bad-sender"), ("224.10.0.1", "bad-sender"), ("255.255.255.255", "bad-sender"),
+])
+def test_sealed_message_naming_no_other_host_as_sender_is_refused(node, secure, sender, reason):
+    """Our own sealed flood sent back to us verifies: the sender rule stops it before the
+    replay window (we keep none for ourselves) and the tag."""
+    node.rx.from_udp(sealed(secure, frame(src=MAC_A), sender=sender), LAN)
+    node.rx.from_udp(sealed(secure, varp_msg(secure, wire.VARP_ANNOUNCE, MAC_A, addr=LAN2), sender=sender,
+                            seq=8, msg_type=seal.TYPE_VARP), LAN)
+    assert node.drops() == {reason: 2}
+    assert node.tapped(secure) == [] and node.tables.varp.entries == {} and secure.windows == {}
+
+
+def test_sealed_announce_naming_us_is_refused(node, secure):
+    node.rx.from_udp(sealed(secure, varp_msg(secure, wire.VARP_ANNOUNCE, MAC_A, addr=HERE),
+                            msg_type=seal.TYPE_VARP), LAN)
+    node.rx.from_udp(sealed(secure, varp_msg(secure, wire.VARP_ANNOUNCE, MAC_B, addr="127.0.0.1"),
+                            seq=8, msg_type=seal.TYPE_VARP), LAN)
+    assert node.drops() == {"own-packet": 1, "bad-sender": 1} and node.tables.varp.entries == {}
+
+
 def test_a_new_sender_beyond_the_bound_is_refused(node, secure, monkeypatch):
     monkeypatch.setattr(receive, "MAX_SENDERS", 1)
     node.rx.from_udp(sealed(secure, frame(), sender=LAN2), LAN)
@@ -337,11 +368,16 @@ def test_announce_is_learned_and_moves_a_local_mac_away(node):
     assert node.counts() == {"udp-received": 1, "announces-received": 1} and node.drops() == {}
 
 
-@pytest.mark.parametrize("addr", ["0.0.0.0", "127.0.0.1", "255.255.255.255", "224.10.0.1", HERE, OTHER_OF_OURS])
-def test_announce_naming_no_other_host_is_ignored(node, addr):
+@pytest.mark.parametrize("addr, reason", [
+    ("0.0.0.0", "bad-sender"), ("0.1.2.3", "bad-sender"), ("127.0.0.1", "bad-sender"),
+    ("255.255.255.255", "bad-sender"), ("224.10.0.1", "bad-sender"), ("239.255.0.1", "bad-sender"),
+    (HERE, "own-packet"), (OTHER_OF_OURS, "own-packet"),
+])
+def test_announce_naming_no_other_host_is_ignored(node, addr, reason):
     v = node.vnet()
     node.rx.from_udp(memoryview(varp_msg(v, wire.VARP_ANNOUNCE, MAC_B, addr=addr)), LAN)
-    assert node.tables.varp.entries == {} and node.drops() == {} and node.counts() == {"udp-received": 1}
+    assert node.tables.varp.entries == {} and node.counts() == {"udp-received": 1}
+    assert node.drops() == {reason: 1}  # the sender rule (doc/security.md)
 
 
 def test_varp_drops(node):
@@ -420,6 +456,11 @@ def test_vfwd_drops(node):
         (changed(9, 6), FAR, "bad-forward"),                                      # TCP
         (vfwd_raw(b"\x00"), FAR, "bad-forward"),                                  # EtherIP body too short
         (vfwd_udp(ok, origin=OTHER_OF_OURS), FAR, "own-packet"),
+        (vfwd_udp(ok, origin=HERE), FAR, "own-packet"),
+        (vfwd_udp(ok, origin="127.0.0.1"), FAR, "bad-sender"),
+        (vfwd_udp(ok, origin="224.10.0.1"), FAR, "bad-sender"),
+        (vfwd_udp(ok, origin="255.255.255.255"), FAR, "bad-sender"),
+        (vfwd_raw(wire.etherip_prefix(v.vid) + frame(), origin="127.0.0.1"), FAR, "bad-sender"),
     ]
     for pkt, src, reason in cases:
         node.tables.drops[:] = [0] * len(stats.DROPS)

@@ -33,7 +33,8 @@ DROPS: tuple[str, ...] = (
     "bad-source-mac",  # a frame with a multicast source MAC
     "not-a-peer",  # VFWD from a host that is not a peer
     "bad-forward",  # a malformed VFWD
-    "own-packet",  # a packet of ours come back
+    "own-packet",  # a packet of ours come back, or a message naming this host as its sender
+    "bad-sender",  # a message naming as its sender an address no host can have
     "duplicate",  # a multicast packet seen again (loop protection)
     "hop-limit",  # a VFWD delivered here but not re-sent (inner TTL 1 or less)
     "other-group",  # a VFWD re-sent to a group other than ours
@@ -72,25 +73,26 @@ D_BAD_SOURCE_MAC = 4
 D_NOT_A_PEER = 5
 D_BAD_FORWARD = 6
 D_OWN_PACKET = 7
-D_DUPLICATE = 8
-D_HOP_LIMIT = 9
-D_OTHER_GROUP = 10
-D_SEND_ERROR = 11
-D_NO_ROUTE = 12
-D_BAD_FAMILY = 13
-D_BAD_OPCODE = 14
-D_NO_MEMORY = 15
-D_OVERSIZE = 16
-D_UNPROTECTED = 17
-D_SECURITY_MISMATCH = 18
-D_UNKNOWN_KEY = 19
-D_REPLAY = 20
-D_BAD_TAG = 21
-D_BAD_SEAL = 22
-D_RECV_ERROR = 23
-D_TAP_READ_ERROR = 24
-D_TAP_WRITE_ERROR = 25
-D_TAP_RUNT = 26
+D_BAD_SENDER = 8
+D_DUPLICATE = 9
+D_HOP_LIMIT = 10
+D_OTHER_GROUP = 11
+D_SEND_ERROR = 12
+D_NO_ROUTE = 13
+D_BAD_FAMILY = 14
+D_BAD_OPCODE = 15
+D_NO_MEMORY = 16
+D_OVERSIZE = 17
+D_UNPROTECTED = 18
+D_SECURITY_MISMATCH = 19
+D_UNKNOWN_KEY = 20
+D_REPLAY = 21
+D_BAD_TAG = 22
+D_BAD_SEAL = 23
+D_RECV_ERROR = 24
+D_TAP_READ_ERROR = 25
+D_TAP_WRITE_ERROR = 26
+D_TAP_RUNT = 27
 
 
 def named(names: tuple[str, ...], counts: list[int]) -> dict[str, int]:

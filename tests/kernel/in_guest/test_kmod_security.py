@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+from netns.test_network_vnet import hook
 from netns.test_security import sealed, secure_vnet
 from pyroute2 import NetNS
 
@@ -311,6 +312,52 @@ def _netlink_errors(secret_hex: str) -> int:
     return 0
 
 
+def test_refused_requests_keep_no_secret(lab, make_hosts, tmp_path):
+    """An error ack carries a copy of the request: whatever the error, every secret in
+    it was wiped first (and so in the module's memory)."""
+    h = make_hosts(1)[0]
+    h.vn("vnet-create", "98")
+    in_ns(h, _refused_requests)
+
+
+def _refused_requests() -> int:
+    secrets = [bytes([i]) * 32 for i in (0x51, 0x52, 0x53)]
+    held = [keys.Key(i + 1, s) for i, s in enumerate(secrets)]
+    vid1, vid98, vid99 = (VnetId.parse(v).packed for v in ("1", "98", "99"))
+    add, keys_set = kmod.VNET_CMD_VNET_ADD, kmod.VNET_CMD_KEYS_SET
+    requests = [  # each refused: before the keys are read, while reading them, after
+        (add, [["VNET_A_ID", vid1], ["VNET_A_IFNAME", "vnif1"], ["VNET_A_SECURITY", 2],
+               kmod.keys_attr(held[:2])]),
+        (add, [["VNET_A_ID", vid99], ["VNET_A_IFNAME", "vnif99"], kmod.keys_attr(held[:1])]),
+        (add, [["VNET_A_ID", vid99], ["VNET_A_IFNAME", "vnif99"], ["VNET_A_SECURITY", 2],
+               kmod.keys_attr(held)]),
+        (keys_set, [["VNET_A_ID", vid98], kmod.keys_attr(held[:2])]),
+        (keys_set, [["VNET_A_ID", vid99], kmod.keys_attr(held[:2])]),
+    ]
+    family = kmod.VnetSocket()
+    raw = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, 16)  # NETLINK_GENERIC
+    try:
+        raw.bind((0, 0))
+        for seq, (cmd, attrs) in enumerate(requests, 1):
+            msg = kmod.vnetmsg()
+            msg["cmd"], msg["version"], msg["attrs"] = cmd, kmod.VNET_GENL_VERSION, attrs
+            msg["header"]["type"] = family.prid
+            msg["header"]["flags"] = 1 | 4  # NLM_F_REQUEST | NLM_F_ACK
+            msg["header"]["sequence_number"] = seq
+            msg.encode()
+            assert any(s in msg.data for s in secrets)
+            raw.send(msg.data)
+            ack = raw.recv(65536)
+            error = int.from_bytes(ack[16:20], "little", signed=True)
+            assert int.from_bytes(ack[4:6], "little") == 2 and error < 0, (seq, ack[:20].hex())
+            assert len(ack) >= 20 + len(msg.data), f"request {seq}: the ack holds no copy of it"
+            assert not any(s in ack for s in secrets), f"request {seq}: a secret came back in its ack"
+    finally:
+        raw.close()
+        family.close()
+    return 0
+
+
 def test_secrets_stay_out_of_listings_and_the_kernel_log(lab, make_hosts, tmp_path):
     hosts = make_hosts(2)
     key = make_key(tmp_path)
@@ -347,6 +394,37 @@ def test_mixed_conf_vnet_module_and_vnetd(lab, make_hosts, tmp_path):
     for h in (mod, daemon):
         drops = h.counters()
         assert not any(drops.get(f"drop:{r}") for r in ("bad-tag", "bad-seal", "unknown-key")), drops
+
+
+def test_module_takes_over_from_vnetd_without_replays(lab, make_hosts, tmp_path):
+    """vnetd serves a host for a while, then the module again: the module's numbers
+    start above vnetd's (both start from the clock), so the peer takes them."""
+    hosts = make_hosts(2)
+    h0, h1 = hosts
+    key = make_key(tmp_path)
+    secure_vnet(hosts, key, "conf")
+    a, b = two_vms(lab, hosts)
+    assert lab.ping(a, b.ip, count=3).received == 3  # sealed by the module
+    hook(h0, "stop")  # the module lets go of h0's vnets; they stay persisted
+    hook(h0, "start", "--datapath", "vnetd")
+    try:
+        lab.wait_ping(a, b.ip, timeout=30)
+        r = lab.ping(a, b.ip, count=5)  # sealed by vnetd, numbered from its start
+        assert r.received == 5, r.output
+    finally:
+        hook(h0, "stop", "--datapath", "vnetd")
+    before = h1.counters()
+    r = hook(h0, "start", "--datapath", "kmod")
+    assert "restored 1 of 1 vnets" in r.stdout, r.stdout
+    answered = True
+    try:
+        lab.wait_ping(a, b.ip, timeout=30)
+    except TimeoutError:
+        answered = False
+    replays = delta(before, h1.counters(), "drop:replay")
+    assert replays == 0 and answered, f"the peer dropped {replays} of the module's packets as replay"
+    transfer(lab, a, b, "tcp", 1 << 20)
+    assert delta(before, h1.counters(), "drop:replay") == 0
 
 
 def test_unload_and_load_restore_secure_vnets_with_their_keys(lab, make_hosts, tmp_path):

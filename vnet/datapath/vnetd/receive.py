@@ -20,7 +20,6 @@ from vnet.datapath.vnetd.tables import Tables
 from vnet.datapath.vnetd.transmit import ZERO_ADDR, Transmit
 from vnet.datapath.vnetd.underlay import Sender, Underlay
 from vnet.datapath.vnetd.vnets import Vnet
-from vnet.model.addr import is_host_ipv4
 from vnet.wire import formats as wire
 from vnet.wire import seal
 from vnet.wire.stats import (
@@ -34,6 +33,7 @@ from vnet.wire.stats import (
     D_BAD_FORWARD,
     D_BAD_MESSAGE_ID,
     D_BAD_OPCODE,
+    D_BAD_SENDER,
     D_BAD_SEAL,
     D_BAD_SOURCE_MAC,
     D_BAD_TAG,
@@ -57,6 +57,15 @@ from vnet.wire.stats import (
 #: add one, so this bounds memory against a misbehaving member, not the public.
 MAX_SENDERS = 1024
 
+#: The sender rule (doc/security.md), per packet one index and one set lookup: first
+#: bytes of the addresses no host can have (0/8, loopback, multicast), and the
+#: broadcast address.  Our own addresses are the other refused senders.
+NO_HOST_FIRST = bytes(1 if b in (0, 127) or 224 <= b < 240 else 0 for b in range(256))
+BROADCAST = b"\xff\xff\xff\xff"
+#: IP sources no other host can send from (besides our own addresses): ignored
+#: silently, as the module does.  Only a local process can send from loopback.
+QUIET_PREFIXES = ("127.", "0.")
+
 
 class Receive:
     """The network -> tap rules.  `ip` is the Sender for raw IP packets with our own
@@ -65,6 +74,7 @@ class Receive:
     def __init__(self, here: Underlay, ip: Sender, tables: Tables, clock: Clock, tx: Transmit) -> None:
         self.here = here
         self.self_addrs = here.self_addrs
+        self.own = frozenset(socket.inet_aton(a) for a in here.self_addrs)
         self.port = here.port
         self.send_ip = ip.sendmsg
         self.clock = clock
@@ -83,7 +93,7 @@ class Receive:
         """UDP to port 1798.  Unicast to us (group_ttl None): frames for our MACs, VARP
         replies, peers' VFWD packets.  Multicast to the group, which arrived with IP TTL
         group_ttl: relayed to the peers (keeping its TTL budget), then handled."""
-        if src in self.self_addrs:
+        if src in self.self_addrs or src.startswith(QUIET_PREFIXES):
             return
         self.counts[C_UDP_RECEIVED] += 1
         if len(pkt) < wire.VNET_MSG_HEADER_LEN:
@@ -103,7 +113,7 @@ class Receive:
     def from_raw(self, ip: memoryview, src: str) -> None:
         """Raw EtherIP (protocol 97), IP header included: unicast to us, or multicast
         to the group."""
-        if src in self.self_addrs or len(ip) < wire.IPV4_HEADER_LEN:
+        if src in self.self_addrs or src.startswith(QUIET_PREFIXES) or len(ip) < wire.IPV4_HEADER_LEN:
             return
         self.counts[C_ETHERIP_RECEIVED] += 1
         pkt = ip[(ip[0] & 0x0F) * 4:]
@@ -192,6 +202,8 @@ class Receive:
         if cipher is None:
             self.drops[D_UNKNOWN_KEY] += 1
             return
+        if self.refused_sender(sender):  # we keep no window for ourselves
+            return
         window = v.windows.get(sender)
         if window is not None and not window.fresh(seq):
             self.drops[D_REPLAY] += 1
@@ -221,6 +233,19 @@ class Receive:
         else:
             self.varp_message(v, memoryview(body), src)
 
+    def refused_sender(self, addr: bytes) -> bool:
+        """The sender rule (doc/security.md): a message that names as its sender (sealed
+        header, VFWD origin, announced address) this host itself or an address no host
+        can have is counted and refused.  Our own sealed floods sent back to us would
+        verify, and would put our own VMs at our own address."""
+        if NO_HOST_FIRST[addr[0]] or addr == BROADCAST:
+            self.drops[D_BAD_SENDER] += 1
+            return True
+        if addr in self.own:
+            self.drops[D_OWN_PACKET] += 1
+            return True
+        return False
+
     def deliver(self, v: Vnet, frame, src: str) -> None:
         """Learn where the frame's source lives and write the frame to the vnet's tap."""
         smac = bytes(frame[6:12])
@@ -248,8 +273,8 @@ class Receive:
 
     def varp_message(self, v: Vnet, pkt, src: str) -> None:
         """A VARP message for vnet v that passed its checks (plain, or unsealed): answer
-        a request for a local vif; learn an announce's address, but never one of ours
-        or one no host can have."""
+        a request for a local vif; learn an announce's address, unless the sender rule
+        refuses it."""
         op, vid, vmac, family, addr16 = wire.unpack_varp(pkt)
         if op == wire.VARP_REQUEST:
             self.counts[C_VARP_REQUESTS] += 1
@@ -263,9 +288,10 @@ class Receive:
             if family != wire.AF_INET_VARP:
                 self.drops[D_BAD_FAMILY] += 1
                 return
-            addr = socket.inet_ntoa(addr16[:4])
-            if addr in self.self_addrs or not is_host_ipv4(addr):
+            addr_b = addr16[:4]
+            if self.refused_sender(addr_b):
                 return
+            addr = socket.inet_ntoa(addr_b)
             self.counts[C_ANNOUNCES_RECEIVED] += 1
             self.vifs.remove(vid, vmac)  # it lives elsewhere now
             self.cache.learn(vid, vmac, addr, self.clock.now)
@@ -293,10 +319,9 @@ class Receive:
         origin_b = bytes(inner[12:16])
         if origin_b == ZERO_ADDR:
             origin_b = socket.inet_aton(src)
-        origin = socket.inet_ntoa(origin_b)
-        if origin in self.self_addrs:
-            self.drops[D_OWN_PACKET] += 1
+        if self.refused_sender(origin_b):
             return
+        origin = socket.inet_ntoa(origin_b)
         body = inner[ihl:total]
         if proto == wire.IPPROTO_UDP:
             if len(body) < wire.UDP_HEADER_LEN + wire.VNET_MSG_HEADER_LEN:
