@@ -328,6 +328,23 @@ static int vnet_put_stats(struct sk_buff *msg, int attr,
 	return 0;
 }
 
+/* The sizes and longest chains of the namespace's two tables. */
+static int vnet_put_tables(struct sk_buff *msg, struct vnet_net *vn)
+{
+	u32 varp, varp_chain, vifs, vifs_chain;
+
+	rcu_read_lock();
+	vnet_table_stats(&vn->varp, &varp, &varp_chain);
+	vnet_table_stats(&vn->vifs, &vifs, &vifs_chain);
+	rcu_read_unlock();
+	if (nla_put_u32(msg, VNET_A_VARP_ENTRIES, varp) ||
+	    nla_put_u32(msg, VNET_A_VIF_ENTRIES, vifs) ||
+	    nla_put_u32(msg, VNET_A_VARP_LONGEST_CHAIN, varp_chain) ||
+	    nla_put_u32(msg, VNET_A_VIF_LONGEST_CHAIN, vifs_chain))
+		return -EMSGSIZE;
+	return 0;
+}
+
 int vnet_nl_get_doit(struct sk_buff *skb, struct genl_info *info)
 {
 	struct vnet_net *vn = vnet_info_net(info);
@@ -373,7 +390,8 @@ int vnet_nl_get_doit(struct sk_buff *skb, struct genl_info *info)
 	if (vnet_put_stats(msg, VNET_A_COUNTERS, vnet_counter_names,
 			   VNET_C_COUNT, sum.counter) ||
 	    vnet_put_stats(msg, VNET_A_DROPS, vnet_drop_names, VNET_D_COUNT,
-			   sum.drop))
+			   sum.drop) ||
+	    vnet_put_tables(msg, vn))
 		goto nospace;
 	genlmsg_end(msg, hdr);
 	return genlmsg_reply(msg, info);

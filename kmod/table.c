@@ -185,6 +185,26 @@ static void vnet_table_prune(struct vnet_mac_table *t, const u8 *vnet,
 	spin_unlock_bh(&t->lock);
 }
 
+/*
+ * How full the table is, and its longest chain: what each lookup may have
+ * to walk.  Called under RCU.
+ */
+void vnet_table_stats(struct vnet_mac_table *t, u32 *entries, u32 *longest)
+{
+	struct vnet_mac_entry *e;
+	unsigned int i;
+	u32 n;
+
+	*entries = READ_ONCE(t->count);
+	*longest = 0;
+	for (i = 0; i < 1U << VNET_TABLE_BITS; i++) {
+		n = 0;
+		hlist_for_each_entry_rcu(e, &t->buckets[i], node)
+			n++;
+		*longest = max(*longest, n);
+	}
+}
+
 void vnet_table_flush(struct vnet_mac_table *t, const u8 *vnet)
 {
 	vnet_table_prune(t, vnet, false);

@@ -318,6 +318,7 @@ int vnet_table_update(struct vnet_mac_table *t, const u8 *vnet,
 bool vnet_table_remove(struct vnet_mac_table *t, const u8 *vnet,
 		       const u8 *mac);
 void vnet_table_flush(struct vnet_mac_table *t, const u8 *vnet);
+void vnet_table_stats(struct vnet_mac_table *t, u32 *entries, u32 *longest);
 void vnet_table_sweep(struct vnet_mac_table *t);
 void vnet_sweep_work(struct work_struct *work);
 

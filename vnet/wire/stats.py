@@ -49,6 +49,7 @@ DROPS: tuple[str, ...] = (
     "replay",  # a sealed message too old or seen before
     "bad-tag",  # a sealed message whose tag does not verify
     "bad-seal",  # a sealed message whose body is malformed
+    "table-full",  # module only: a MAC not learned, its vnet's share of a table full
     "recv-error",  # vnetd only: a socket read failed
     "tap-read-error",  # vnetd only: a tap read failed
     "tap-write-error",  # vnetd only: a tap write failed
@@ -87,10 +88,11 @@ D_UNKNOWN_KEY = 19
 D_REPLAY = 20
 D_BAD_TAG = 21
 D_BAD_SEAL = 22
-D_RECV_ERROR = 23
-D_TAP_READ_ERROR = 24
-D_TAP_WRITE_ERROR = 25
-D_TAP_RUNT = 26
+D_TABLE_FULL = 23
+D_RECV_ERROR = 24
+D_TAP_READ_ERROR = 25
+D_TAP_WRITE_ERROR = 26
+D_TAP_RUNT = 27
 
 
 def named(names: tuple[str, ...], counts: list[int]) -> dict[str, int]:

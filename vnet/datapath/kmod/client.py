@@ -184,6 +184,21 @@ class KmodClient(Datapath):
             raise DatapathError("EPROTO", "the vnet module sent no reply to VNET_CMD_GET")
         return replies[0]
 
+    def table_stats(self) -> dict[str, dict]:
+        """The VARP cache's and the vif table's sizes and longest hash chains, and each
+        vnet's share: {"varp": {"entries": N, "longest_chain": M}, "vifs": {...},
+        "vnets": {"0000:...:0097": {"varp": N, "vifs": M}, ...}}.  What a flood of MACs
+        did to the lookup every received frame makes, and to each vnet's room."""
+        s = self.settings()
+        out: dict[str, dict] = {
+            name: {"entries": s.get_attr(f"VNET_A_{attr}_ENTRIES") or 0,
+                   "longest_chain": s.get_attr(f"VNET_A_{attr}_LONGEST_CHAIN") or 0}
+            for name, attr in (("varp", "VARP"), ("vifs", "VIF"))}
+        out["vnets"] = {str(VnetId.from_bytes(m.get_attr("VNET_A_ID"))):
+                        {"varp": m.get_attr("VNET_A_VARP_ENTRIES"), "vifs": m.get_attr("VNET_A_VIF_ENTRIES")}
+                        for m in self._running()}
+        return out
+
     def _running(self) -> list[vnetmsg]:
         return self._call(VNET_CMD_VNET_GET, [], "cannot list the vnet module's vnets", dump=True)
 
