@@ -6,6 +6,7 @@
  * calling socket.  Errors carry an extended-ack message so `vn` can say what
  * went wrong.
  */
+#include <linux/stringify.h>
 #include <net/genetlink.h>
 #include <net/rtnetlink.h>
 
@@ -202,9 +203,14 @@ int vnet_nl_vnet_del_doit(struct sk_buff *skb, struct genl_info *info)
 	return err;
 }
 
+#define VNET_VIFS_FULL "the vif table is full: at most " \
+	__stringify(VNET_MAX_VNET_MACS) " MACs a vnet, " \
+	__stringify(VNET_MAX_TABLE_MACS) " of the plain vnets together"
+
 static int vnet_nl_vif(struct genl_info *info, bool add)
 {
 	struct vnet_net *vn = vnet_info_net(info);
+	struct vnet_dev *vd;
 	const u8 *id, *mac;
 	int err = 0;
 
@@ -214,13 +220,19 @@ static int vnet_nl_vif(struct genl_info *info, bool add)
 	id = nla_data(info->attrs[VNET_A_ID]);
 	mac = nla_data(info->attrs[VNET_A_MAC]);
 	rcu_read_lock();
-	if (!vnet_find(vn, id)) {
+	vd = vnet_find(vn, id);
+	if (!vd) {
 		NL_SET_ERR_MSG(info->extack, "vnet does not exist");
 		err = -ENOENT;
 	} else if (add) {
-		err = vnet_table_update(&vn->vifs, id, mac, 0);
+		err = vnet_table_update(&vn->vifs, vd, mac, 0,
+					GFP_ATOMIC | __GFP_ACCOUNT);
 		if (err > 0)
 			err = 0;
+		else if (err == -ENOSPC)
+			NL_SET_ERR_MSG(info->extack, VNET_VIFS_FULL);
+		else if (err == -ENODEV)	/* being deleted */
+			err = -ENOENT;
 	} else if (!vnet_table_remove(&vn->vifs, id, mac)) {
 		NL_SET_ERR_MSG(info->extack, "no such vif on this vnet");
 		err = -ENOENT;
@@ -257,7 +269,7 @@ int vnet_nl_peer_add_doit(struct sk_buff *skb, struct genl_info *info)
 	mutex_lock(&vn->lock);
 	err = vnet_socket_open(vn, info->extack);
 	if (!err) {
-		err = vnet_peer_add(vn, addr, port);
+		err = vnet_peer_add(vn, addr, port, info->extack);
 		if (err)
 			vnet_maybe_close(vn);
 	}
@@ -461,7 +473,11 @@ static int vnet_fill_vnet(struct sk_buff *skb, struct netlink_callback *cb,
 	    nla_put_u64_64bit(skb, VNET_A_RX_BYTES, st.rx_bytes, VNET_A_PAD) ||
 	    nla_put_u64_64bit(skb, VNET_A_TX_BYTES, st.tx_bytes, VNET_A_PAD) ||
 	    nla_put_u64_64bit(skb, VNET_A_RX_DROPPED, st.rx_dropped, VNET_A_PAD) ||
-	    nla_put_u64_64bit(skb, VNET_A_TX_DROPPED, st.tx_dropped, VNET_A_PAD)) {
+	    nla_put_u64_64bit(skb, VNET_A_TX_DROPPED, st.tx_dropped, VNET_A_PAD) ||
+	    nla_put_u32(skb, VNET_A_VARP_ENTRIES,
+			READ_ONCE(vd->macs[VNET_TABLE_VARP])) ||
+	    nla_put_u32(skb, VNET_A_VIF_ENTRIES,
+			READ_ONCE(vd->macs[VNET_TABLE_VIFS]))) {
 		genlmsg_cancel(skb, hdr);
 		return -EMSGSIZE;
 	}

@@ -97,8 +97,13 @@ class VnetSocket(GenericNetlinkSocket):
 
     async_class = _AsyncVnetSocket
 
-    def __init__(self, family: str = VNET_GENL_NAME) -> None:
-        super().__init__(ext_ack=True)
+    def __init__(self, family: str = VNET_GENL_NAME, netns: str | None = None) -> None:
+        # netns: a named network namespace to bind in (never created: flags=0) rather
+        # than the caller's, for tools that watch several simulated hosts at once.
+        if netns is None:
+            super().__init__(ext_ack=True)
+        else:
+            super().__init__(ext_ack=True, netns=netns, flags=0)
         try:
             self.bind(family, vnetmsg)
         except NetlinkError as e:
