@@ -5,6 +5,12 @@
  * `python -m tools.genl`).  Each command acts on the namespace of the
  * calling socket.  Errors carry an extended-ack message so `vn` can say what
  * went wrong.
+ *
+ * The family runs its handlers in parallel (no genl_mutex: a user namespace
+ * root in one namespace cannot hold up every other's control), so each
+ * handler takes what it needs itself: vn->lock for the socket, the peers and
+ * the settings, RTNL for devices and keys, the tables' spinlocks for the
+ * tables; dumps walk RCU lists and resume by position.
  */
 #include <linux/stringify.h>
 #include <net/genetlink.h>
@@ -601,6 +607,7 @@ static struct genl_family vnet_family __ro_after_init = {
 	.maxattr	= VNET_A_MAX,
 	.policy		= vnet_nl_policy,
 	.netnsok	= true,
+	.parallel_ops	= true,
 	.module		= THIS_MODULE,
 	.small_ops	= vnet_nl_ops,
 	.n_small_ops	= ARRAY_SIZE(vnet_nl_ops),
