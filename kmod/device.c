@@ -69,7 +69,9 @@ static int vnet_dev_init(struct net_device *dev)
 	struct vnet_dev *vd = netdev_priv(dev);
 	int err;
 
-	dev->tstats = netdev_alloc_pcpu_stats(struct pcpu_sw_netstats);
+	/* Charged, like the device itself, to whoever created it. */
+	dev->tstats = __netdev_alloc_pcpu_stats(struct pcpu_sw_netstats,
+						GFP_KERNEL_ACCOUNT);
 	if (!dev->tstats)
 		return -ENOMEM;
 	err = gro_cells_init(&vd->gro_cells, dev);

@@ -16,7 +16,7 @@
 int vnet_flood_init(struct vnet_flood_filter *f)
 {
 	f->slots = kvcalloc(1U << VNET_FLOOD_BITS, sizeof(*f->slots),
-			    GFP_KERNEL);
+			    GFP_KERNEL_ACCOUNT);
 	if (!f->slots)
 		return -ENOMEM;
 	spin_lock_init(&f->lock);

@@ -42,13 +42,13 @@ static int __net_init vnet_net_init(struct net *net)
 	 * went back further than the namespace lived.
 	 */
 	atomic64_set(&vn->seq, ktime_get_real_ns());
-	vn->stats = alloc_percpu(struct vnet_stats);
+	vn->stats = alloc_percpu_gfp(struct vnet_stats, GFP_KERNEL_ACCOUNT);
 	if (!vn->stats)
 		return -ENOMEM;
-	err = vnet_table_init(&vn->varp, true);
+	err = vnet_table_init(&vn->varp, VNET_TABLE_VARP);
 	if (err)
 		goto free_stats;
-	err = vnet_table_init(&vn->vifs, false);
+	err = vnet_table_init(&vn->vifs, VNET_TABLE_VIFS);
 	if (err)
 		goto free_varp;
 	err = vnet_flood_init(&vn->flood);

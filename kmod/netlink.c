@@ -5,7 +5,14 @@
  * `python -m tools.genl`).  Each command acts on the namespace of the
  * calling socket.  Errors carry an extended-ack message so `vn` can say what
  * went wrong.
+ *
+ * The family runs its handlers in parallel (no genl_mutex: a user namespace
+ * root in one namespace cannot hold up every other's control), so each
+ * handler takes what it needs itself: vn->lock for the socket, the peers and
+ * the settings, RTNL for devices and keys, the tables' spinlocks for the
+ * tables; dumps walk RCU lists and resume by position.
  */
+#include <linux/stringify.h>
 #include <net/genetlink.h>
 #include <net/rtnetlink.h>
 
@@ -225,9 +232,14 @@ int vnet_nl_vnet_del_doit(struct sk_buff *skb, struct genl_info *info)
 	return err;
 }
 
+#define VNET_VIFS_FULL "the vif table is full: at most " \
+	__stringify(VNET_MAX_VNET_MACS) " MACs a vnet, " \
+	__stringify(VNET_MAX_TABLE_MACS) " of the plain vnets together"
+
 static int vnet_nl_vif(struct genl_info *info, bool add)
 {
 	struct vnet_net *vn = vnet_info_net(info);
+	struct vnet_dev *vd;
 	const u8 *id, *mac;
 	int err = 0;
 
@@ -237,13 +249,19 @@ static int vnet_nl_vif(struct genl_info *info, bool add)
 	id = nla_data(info->attrs[VNET_A_ID]);
 	mac = nla_data(info->attrs[VNET_A_MAC]);
 	rcu_read_lock();
-	if (!vnet_find(vn, id)) {
+	vd = vnet_find(vn, id);
+	if (!vd) {
 		NL_SET_ERR_MSG(info->extack, "vnet does not exist");
 		err = -ENOENT;
 	} else if (add) {
-		err = vnet_table_update(&vn->vifs, id, mac, 0);
+		err = vnet_table_update(&vn->vifs, vd, mac, 0,
+					GFP_ATOMIC | __GFP_ACCOUNT);
 		if (err > 0)
 			err = 0;
+		else if (err == -ENOSPC)
+			NL_SET_ERR_MSG(info->extack, VNET_VIFS_FULL);
+		else if (err == -ENODEV)	/* being deleted */
+			err = -ENOENT;
 	} else if (!vnet_table_remove(&vn->vifs, id, mac)) {
 		NL_SET_ERR_MSG(info->extack, "no such vif on this vnet");
 		err = -ENOENT;
@@ -280,7 +298,7 @@ int vnet_nl_peer_add_doit(struct sk_buff *skb, struct genl_info *info)
 	mutex_lock(&vn->lock);
 	err = vnet_socket_open(vn, info->extack);
 	if (!err) {
-		err = vnet_peer_add(vn, addr, port);
+		err = vnet_peer_add(vn, addr, port, info->extack);
 		if (err)
 			vnet_maybe_close(vn);
 	}
@@ -351,6 +369,23 @@ static int vnet_put_stats(struct sk_buff *msg, int attr,
 	return 0;
 }
 
+/* The sizes and longest chains of the namespace's two tables. */
+static int vnet_put_tables(struct sk_buff *msg, struct vnet_net *vn)
+{
+	u32 varp, varp_chain, vifs, vifs_chain;
+
+	rcu_read_lock();
+	vnet_table_stats(&vn->varp, &varp, &varp_chain);
+	vnet_table_stats(&vn->vifs, &vifs, &vifs_chain);
+	rcu_read_unlock();
+	if (nla_put_u32(msg, VNET_A_VARP_ENTRIES, varp) ||
+	    nla_put_u32(msg, VNET_A_VIF_ENTRIES, vifs) ||
+	    nla_put_u32(msg, VNET_A_VARP_LONGEST_CHAIN, varp_chain) ||
+	    nla_put_u32(msg, VNET_A_VIF_LONGEST_CHAIN, vifs_chain))
+		return -EMSGSIZE;
+	return 0;
+}
+
 int vnet_nl_get_doit(struct sk_buff *skb, struct genl_info *info)
 {
 	struct vnet_net *vn = vnet_info_net(info);
@@ -396,7 +431,8 @@ int vnet_nl_get_doit(struct sk_buff *skb, struct genl_info *info)
 	if (vnet_put_stats(msg, VNET_A_COUNTERS, vnet_counter_names,
 			   VNET_C_COUNT, sum.counter) ||
 	    vnet_put_stats(msg, VNET_A_DROPS, vnet_drop_names, VNET_D_COUNT,
-			   sum.drop))
+			   sum.drop) ||
+	    vnet_put_tables(msg, vn))
 		goto nospace;
 	genlmsg_end(msg, hdr);
 	return genlmsg_reply(msg, info);
@@ -466,7 +502,11 @@ static int vnet_fill_vnet(struct sk_buff *skb, struct netlink_callback *cb,
 	    nla_put_u64_64bit(skb, VNET_A_RX_BYTES, st.rx_bytes, VNET_A_PAD) ||
 	    nla_put_u64_64bit(skb, VNET_A_TX_BYTES, st.tx_bytes, VNET_A_PAD) ||
 	    nla_put_u64_64bit(skb, VNET_A_RX_DROPPED, st.rx_dropped, VNET_A_PAD) ||
-	    nla_put_u64_64bit(skb, VNET_A_TX_DROPPED, st.tx_dropped, VNET_A_PAD)) {
+	    nla_put_u64_64bit(skb, VNET_A_TX_DROPPED, st.tx_dropped, VNET_A_PAD) ||
+	    nla_put_u32(skb, VNET_A_VARP_ENTRIES,
+			READ_ONCE(vd->macs[VNET_TABLE_VARP])) ||
+	    nla_put_u32(skb, VNET_A_VIF_ENTRIES,
+			READ_ONCE(vd->macs[VNET_TABLE_VIFS]))) {
 		genlmsg_cancel(skb, hdr);
 		return -EMSGSIZE;
 	}
@@ -590,6 +630,7 @@ static struct genl_family vnet_family __ro_after_init = {
 	.maxattr	= VNET_A_MAX,
 	.policy		= vnet_nl_policy,
 	.netnsok	= true,
+	.parallel_ops	= true,
 	.module		= THIS_MODULE,
 	.small_ops	= vnet_nl_ops,
 	.n_small_ops	= ARRAY_SIZE(vnet_nl_ops),

@@ -41,6 +41,7 @@ const char * const vnet_drop_names[VNET_D_COUNT] = {
 	[VNET_D_REPLAY]			= "replay",
 	[VNET_D_BAD_TAG]		= "bad-tag",
 	[VNET_D_BAD_SEAL]		= "bad-seal",
+	[VNET_D_TABLE_FULL]		= "table-full",
 	[VNET_D_RECV_ERROR]		= "recv-error",
 	[VNET_D_TAP_READ_ERROR]		= "tap-read-error",
 	[VNET_D_TAP_WRITE_ERROR]	= "tap-write-error",

@@ -87,6 +87,8 @@ enum vnet_drop {
 	VNET_D_BAD_TAG,
 	/* a sealed message whose body is malformed */
 	VNET_D_BAD_SEAL,
+	/* module only: a MAC not learned, its vnet's share of a table full */
+	VNET_D_TABLE_FULL,
 	/* vnetd only: a socket read failed */
 	VNET_D_RECV_ERROR,
 	/* vnetd only: a tap read failed */

@@ -2,9 +2,13 @@
 /*
  * Peers: hosts that multicast is forwarded to and accepted from, so a vnet
  * spans subnets whose routers do not route multicast (reference section 5).
- * The list is short and read under RCU on the multicast paths only.
+ * The list is read under RCU on the multicast paths only, and kept short:
+ * every broadcast frame is copied to each peer, and root in a user namespace
+ * may add them, so a namespace has at most VNET_MAX_PEERS, charged to the
+ * memory cgroup of whoever added them.
  */
 #include <linux/slab.h>
+#include <linux/stringify.h>
 #include <net/route.h>
 
 #include "vnet.h"
@@ -50,8 +54,12 @@ struct vnet_peer *vnet_peer_find(struct vnet_net *vn, __be32 addr)
 	return NULL;
 }
 
-/* Adds a peer, or changes the port of a known one.  Caller holds vn->lock. */
-int vnet_peer_add(struct vnet_net *vn, __be32 addr, u16 port)
+/*
+ * Adds a peer, or changes the port of a known one.  Returns -ENOSPC when the
+ * namespace has VNET_MAX_PEERS already.  Caller holds vn->lock.
+ */
+int vnet_peer_add(struct vnet_net *vn, __be32 addr, u16 port,
+		  struct netlink_ext_ack *extack)
 {
 	struct vnet_peer *p = vnet_peer_find(vn, addr);
 
@@ -59,12 +67,18 @@ int vnet_peer_add(struct vnet_net *vn, __be32 addr, u16 port)
 		WRITE_ONCE(p->port, port);
 		return 0;
 	}
-	p = kzalloc(sizeof(*p), GFP_KERNEL);
+	if (vn->npeers >= VNET_MAX_PEERS) {
+		/* vnet/model/peer.py's TOO_MANY, as vnetd says it */
+		NL_SET_ERR_MSG(extack, "a host has at most " __stringify(VNET_MAX_PEERS) " peers");
+		return -ENOSPC;
+	}
+	p = kzalloc(sizeof(*p), GFP_KERNEL_ACCOUNT);
 	if (!p)
 		return -ENOMEM;
 	p->addr = addr;
 	p->port = port;
 	list_add_tail_rcu(&p->list, &vn->peers);
+	vn->npeers++;
 	return 0;
 }
 
@@ -76,6 +90,7 @@ int vnet_peer_del(struct vnet_net *vn, __be32 addr)
 		return -ENOENT;
 	list_del_rcu(&p->list);
 	kfree_rcu(p, rcu);
+	vn->npeers--;
 	return 0;
 }
 
@@ -87,4 +102,5 @@ void vnet_peer_flush(struct vnet_net *vn)
 		list_del_rcu(&p->list);
 		kfree_rcu(p, rcu);
 	}
+	vn->npeers = 0;
 }

@@ -181,8 +181,7 @@ void vnet_frame_rcv(struct vnet_dev *vd, struct sk_buff *skb, __be32 src)
 		vnet_drop(vn, VNET_D_BAD_SOURCE_MAC);
 		goto drop;
 	}
-	if (vnet_table_update(&vn->varp, vd->id, smac, src) < 0)
-		vnet_drop(vn, VNET_D_NO_MEMORY);
+	vnet_learn(&vn->varp, vd, smac, src);
 	if (!skb_is_gso(skb) && skb->len > vnet_frame_max(skb, vd->dev->mtu)) {
 		err = vnet_superframe(skb, vd->dev->mtu);
 		if (err) {

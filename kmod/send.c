@@ -209,14 +209,14 @@ static void vnet_unicast(struct vnet_dev *vd, struct sk_buff *skb,
 			vnet_segment(vd, skb, e, vnet_unicast);
 		else
 			vnet_send_sealed(vd, skb, VNET_SEAL_FRAME, e->addr,
-					 &e->dst_cache);
+					 vnet_entry_cache(e));
 	} else if (vd->encap == VNET_ENCAP_UDP) {
 		vnet_udp_xmit(vn, skb, e->addr, htons(VNET_PORT), vd->prefix,
-			      vd->prefix_len, &e->dst_cache, true);
+			      vd->prefix_len, vnet_entry_cache(e), true);
 	} else {
 		vnet_ip_xmit(vn, skb, 0, e->addr, VNET_IPPROTO_ETHERIP,
 			     VNET_TTL, true, vd->prefix, vd->prefix_len,
-			     &e->dst_cache);
+			     vnet_entry_cache(e));
 	}
 }
 
@@ -247,7 +247,7 @@ netdev_tx_t vnet_xmit(struct sk_buff *skb, struct net_device *dev)
 	rcu_read_lock();
 	eth = (const struct ethhdr *)skb->data;
 	if (likely(!is_multicast_ether_addr(eth->h_source)) &&
-	    vnet_table_update(&vn->vifs, vd->id, eth->h_source, 0) == 1)
+	    vnet_learn(&vn->vifs, vd, eth->h_source, 0) == 1)
 		varp_local_mac(vd, eth->h_source);
 	if (is_multicast_ether_addr(eth->h_dest)) {
 		vnet_flood(vd, skb);

@@ -98,8 +98,7 @@ void varp_handle(struct vnet_dev *vd, struct sk_buff *skb, __be32 sender)
 		vnet_count(vn, VNET_C_ANNOUNCES_RECEIVED);
 		/* The MAC lives elsewhere now. */
 		vnet_table_remove(&vn->vifs, m->vnet, m->vmac);
-		if (vnet_table_update(&vn->varp, m->vnet, m->vmac, addr) < 0)
-			vnet_drop(vn, VNET_D_NO_MEMORY);
+		vnet_learn(&vn->varp, vd, m->vmac, addr);
 		break;
 	default:
 		vnet_drop(vn, VNET_D_BAD_OPCODE);

@@ -79,7 +79,13 @@
 #define VNET_ENTRY_TTL		(60 * HZ)
 #define VNET_SWEEP_INTERVAL	(10 * HZ)
 #define VNET_TABLE_BITS		10
-#define VNET_TABLE_MAX		65536
+/*
+ * Each vnet holds at most VNET_MAX_VNET_MACS entries of a table, the plain
+ * vnets together VNET_MAX_TABLE_MACS (uapi/vnet_genl.h); VARP entries share
+ * the route caches of at most VNET_REMOTE_MAX care-of addresses.
+ */
+#define VNET_REMOTE_BITS	8
+#define VNET_REMOTE_MAX		1024
 /* A relayed multicast seen again within this window is a duplicate. */
 #define VNET_FLOOD_WINDOW	(HZ / 2)
 #define VNET_FLOOD_BITS		10
@@ -118,23 +124,42 @@ struct vnet_stats {
 	u64 drop[VNET_D_COUNT];
 };
 
+enum vnet_table_kind {
+	VNET_TABLE_VARP,
+	VNET_TABLE_VIFS,
+	VNET_TABLE_KINDS
+};
+
+/* A care-of address and the route to it, shared by the VARP entries there. */
+struct vnet_remote {
+	struct hlist_node node;
+	struct rcu_head rcu;
+	__be32 addr;
+	unsigned int users;		/* entries; under the table's lock */
+	struct dst_cache dst_cache;
+};
+
 /* (vnet, MAC) -> care-of address and last refresh: the VARP cache and vifs. */
 struct vnet_mac_entry {
 	struct hlist_node node;
 	struct rcu_head rcu;
+	struct vnet_dev *vd;		/* whose count it is in; under the lock */
+	struct vnet_remote *remote;	/* VARP entries; NULL: no route cache */
 	u8 vnet[VNET_ID_LEN];
 	u8 mac[ETH_ALEN];
 	__be32 addr;			/* never changes: a move replaces the entry */
 	unsigned long updated;
-	struct dst_cache dst_cache;	/* route to addr, VARP entries only */
 };
 
 struct vnet_mac_table {
 	struct hlist_head *buckets;
-	spinlock_t lock;	/* writers; readers use RCU */
+	struct hlist_head *remotes;	/* VARP cache only */
+	siphash_key_t key;		/* of both hashes: chains stay short */
+	spinlock_t lock;		/* writers; readers use RCU */
 	unsigned int count;
+	unsigned int nremotes;
 	u64 sweeps;
-	bool routes;		/* entries cache the route to their address */
+	u8 kind;			/* enum vnet_table_kind */
 };
 
 struct vnet_flood_slot {
@@ -192,6 +217,7 @@ struct vnet_net {
 	struct socket __rcu *sock;	/* set while vnets or peers exist */
 	struct hlist_head vnets[16];	/* vnet_dev by id; writers hold RTNL */
 	struct list_head peers;		/* writers hold lock */
+	unsigned int npeers;		/* under lock */
 	struct vnet_mac_table varp;
 	struct vnet_mac_table vifs;
 	struct vnet_flood_filter flood;
@@ -218,6 +244,8 @@ struct vnet_dev {
 	u8 security;			/* enum vnet_security */
 	u8 prefix[VUDP_HLEN];		/* what goes before each frame */
 	u8 prefix_len;
+	/* Entries in each table (enum vnet_table_kind), under its lock. */
+	unsigned int macs[VNET_TABLE_KINDS];
 };
 
 extern unsigned int vnet_net_id;
@@ -236,6 +264,12 @@ static inline void vnet_count(struct vnet_net *vn, enum vnet_counter c)
 static inline void vnet_drop(struct vnet_net *vn, enum vnet_drop d)
 {
 	this_cpu_inc(vn->stats->drop[d]);
+}
+
+/* The route cache of a VARP entry's host, if it has one. */
+static inline struct dst_cache *vnet_entry_cache(struct vnet_mac_entry *e)
+{
+	return e->remote ? &e->remote->dst_cache : NULL;
 }
 
 static inline bool vnet_onlink(struct vnet_net *vn, __be32 addr)
@@ -318,15 +352,18 @@ int vnet_seal_init(void);
 void vnet_seal_exit(void);
 
 /* table.c */
-int vnet_table_init(struct vnet_mac_table *t, bool routes);
+int vnet_table_init(struct vnet_mac_table *t, enum vnet_table_kind kind);
 void vnet_table_free(struct vnet_mac_table *t);
 struct vnet_mac_entry *vnet_table_lookup(struct vnet_mac_table *t,
 					 const u8 *vnet, const u8 *mac);
-int vnet_table_update(struct vnet_mac_table *t, const u8 *vnet,
-		      const u8 *mac, __be32 addr);
+int vnet_table_update(struct vnet_mac_table *t, struct vnet_dev *vd,
+		      const u8 *mac, __be32 addr, gfp_t gfp);
+int vnet_learn(struct vnet_mac_table *t, struct vnet_dev *vd, const u8 *mac,
+	       __be32 addr);
 bool vnet_table_remove(struct vnet_mac_table *t, const u8 *vnet,
 		       const u8 *mac);
 void vnet_table_flush(struct vnet_mac_table *t, const u8 *vnet);
+void vnet_table_stats(struct vnet_mac_table *t, u32 *entries, u32 *longest);
 void vnet_table_sweep(struct vnet_mac_table *t);
 void vnet_sweep_work(struct work_struct *work);
 
@@ -334,7 +371,8 @@ void vnet_sweep_work(struct work_struct *work);
 int vnet_peer_check(struct net *net, __be32 addr,
 		    struct netlink_ext_ack *extack);
 struct vnet_peer *vnet_peer_find(struct vnet_net *vn, __be32 addr);
-int vnet_peer_add(struct vnet_net *vn, __be32 addr, u16 port);
+int vnet_peer_add(struct vnet_net *vn, __be32 addr, u16 port,
+		  struct netlink_ext_ack *extack);
 int vnet_peer_del(struct vnet_net *vn, __be32 addr);
 void vnet_peer_flush(struct vnet_net *vn);
 

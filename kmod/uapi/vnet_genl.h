@@ -21,7 +21,8 @@
  * VNET_CMD_VNET_DEL    ID
  * VNET_CMD_VNET_GET    dump; each reply: ID, IFNAME, IFINDEX, ENCAP, SECURITY,
  *                      HEADER, KEYS, MTU, RX_PACKETS, TX_PACKETS, RX_BYTES,
- *                      TX_BYTES, RX_DROPPED, TX_DROPPED
+ *                      TX_BYTES, RX_DROPPED, TX_DROPPED, VARP_ENTRIES,
+ *                      VIF_ENTRIES
  * VNET_CMD_VIF_ADD     ID, MAC
  * VNET_CMD_VIF_DEL     ID, MAC
  * VNET_CMD_VIF_GET     dump; each reply: ID, MAC, AGE_MS
@@ -32,7 +33,8 @@
  * VNET_CMD_VARP_FLUSH  no attributes
  * VNET_CMD_SET         MCADDR, ADDR
  * VNET_CMD_GET         reply: MCADDR, PORT, TTL, SWEEPS, ADDR, IFINDEX,
- *                      IFNAME, COUNTERS, DROPS
+ *                      IFNAME, COUNTERS, DROPS, VARP_ENTRIES, VIF_ENTRIES,
+ *                      VARP_LONGEST_CHAIN, VIF_LONGEST_CHAIN
  * VNET_CMD_KEYS_SET    ID, KEYS
  */
 #ifndef _UAPI_VNET_GENL_H
@@ -52,6 +54,24 @@
 
 /* Keys of a secure vnet at most (the send key and one more on receive). */
 #define VNET_MAX_KEYS		2
+
+/*
+ * Peers of a host (a network namespace) at most, in the module and in vnetd:
+ * every broadcast frame is copied to each peer.
+ */
+#define VNET_MAX_PEERS		256
+
+/*
+ * MACs one vnet may hold in the VARP cache, and in the vif table, of a
+ * namespace; past it that vnet learns no new MAC (drop reason table-full).
+ */
+#define VNET_MAX_VNET_MACS	4096
+
+/*
+ * MACs of all plain vnets together in the VARP cache, and in the vif table, of
+ * a namespace; secure vnets are held to max-vnet-macs only.
+ */
+#define VNET_MAX_TABLE_MACS	65536
 
 /* How a vnet carries its frames. */
 enum vnet_encap {
@@ -89,36 +109,73 @@ enum vnet_cmd {
 
 enum vnet_attr {
 	VNET_A_UNSPEC,
-	VNET_A_ID,		/* binary, 16 bytes, network order */
-	VNET_A_IFNAME,		/* string, the device's name */
-	VNET_A_IFINDEX,		/* u32 */
-	VNET_A_ENCAP,		/* u8, enum vnet_encap */
-	VNET_A_SECURITY,	/* u8, enum vnet_security */
-	VNET_A_HEADER,		/* u32, encapsulation header bytes */
-	VNET_A_MTU,		/* u32 */
-	VNET_A_MAC,		/* binary, 6 bytes */
-	VNET_A_ADDR,		/* be32, IPv4 address */
-	VNET_A_PORT,		/* u16, host order */
-	VNET_A_AGE_MS,		/* u64, milliseconds since last refresh */
-	VNET_A_RX_PACKETS,	/* u64 */
-	VNET_A_TX_PACKETS,	/* u64 */
-	VNET_A_RX_BYTES,	/* u64 */
-	VNET_A_TX_BYTES,	/* u64 */
-	VNET_A_RX_DROPPED,	/* u64 */
-	VNET_A_TX_DROPPED,	/* u64 */
-	VNET_A_MCADDR,		/* be32, multicast group */
-	VNET_A_TTL,		/* u32, entry lifetime in seconds */
-	VNET_A_SWEEPS,		/* u64, table sweeps so far */
-	VNET_A_COUNTERS,	/* nest of VNET_A_STAT, names of enum counter */
-	VNET_A_DROPS,		/* nest of VNET_A_STAT, names of enum drop */
-	VNET_A_STAT,		/* nest: VNET_A_STAT_NAME, VNET_A_STAT_VALUE */
-	VNET_A_STAT_NAME,	/* string, e.g. "unknown-vnet" */
-	VNET_A_STAT_VALUE,	/* u64 */
+	/* binary, 16 bytes, network order */
+	VNET_A_ID,
+	/* string, the device's name */
+	VNET_A_IFNAME,
+	/* u32 */
+	VNET_A_IFINDEX,
+	/* u8, enum vnet_encap */
+	VNET_A_ENCAP,
+	/* u8, enum vnet_security */
+	VNET_A_SECURITY,
+	/* u32, encapsulation header bytes */
+	VNET_A_HEADER,
+	/* u32 */
+	VNET_A_MTU,
+	/* binary, 6 bytes */
+	VNET_A_MAC,
+	/* be32, IPv4 address */
+	VNET_A_ADDR,
+	/* u16, host order */
+	VNET_A_PORT,
+	/* u64, milliseconds since last refresh */
+	VNET_A_AGE_MS,
+	/* u64 */
+	VNET_A_RX_PACKETS,
+	/* u64 */
+	VNET_A_TX_PACKETS,
+	/* u64 */
+	VNET_A_RX_BYTES,
+	/* u64 */
+	VNET_A_TX_BYTES,
+	/* u64 */
+	VNET_A_RX_DROPPED,
+	/* u64 */
+	VNET_A_TX_DROPPED,
+	/* be32, multicast group */
+	VNET_A_MCADDR,
+	/* u32, entry lifetime in seconds */
+	VNET_A_TTL,
+	/* u64, table sweeps so far */
+	VNET_A_SWEEPS,
+	/* nest of VNET_A_STAT, names of enum counter */
+	VNET_A_COUNTERS,
+	/* nest of VNET_A_STAT, names of enum drop */
+	VNET_A_DROPS,
+	/* nest: VNET_A_STAT_NAME, VNET_A_STAT_VALUE */
+	VNET_A_STAT,
+	/* string, e.g. "unknown-vnet" */
+	VNET_A_STAT_NAME,
+	/* u64 */
+	VNET_A_STAT_VALUE,
 	VNET_A_PAD,
-	VNET_A_KEYS,		/* nest of VNET_A_KEY, send key first */
-	VNET_A_KEY,		/* nest: VNET_A_KEY_ID, VNET_A_KEY_SECRET */
-	VNET_A_KEY_ID,		/* u8 */
-	VNET_A_KEY_SECRET,	/* binary, 32 bytes, never dumped */
+	/* nest of VNET_A_KEY, send key first */
+	VNET_A_KEYS,
+	/* nest: VNET_A_KEY_ID, VNET_A_KEY_SECRET */
+	VNET_A_KEY,
+	/* u8 */
+	VNET_A_KEY_ID,
+	/* binary, 32 bytes, never dumped */
+	VNET_A_KEY_SECRET,
+	/* u32, entries in the VARP cache (of the namespace, or of one vnet) */
+	VNET_A_VARP_ENTRIES,
+	/* u32, entries in the vif table (of the namespace, or of one vnet) */
+	VNET_A_VIF_ENTRIES,
+	/* u32, entries in the VARP cache's longest hash bucket */
+	VNET_A_VARP_LONGEST_CHAIN,
+	/* u32, entries in the vif table's longest hash bucket */
+	VNET_A_VIF_LONGEST_CHAIN,
 	__VNET_A_MAX
 };
 

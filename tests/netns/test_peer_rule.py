@@ -16,6 +16,8 @@ from lab.vnethost import VnetHost, _run_command, run_in_namespace
 from vnet.cli.vn import vn as vn_command
 from vnet.control.controller import Controller
 from vnet.control.restore import restore
+from vnet.errors import DatapathError
+from vnet.model.peer import MAX_PEERS, TOO_MANY
 from vnet.model.state import State, StateStore
 
 pytestmark = [needs_root, pytest.mark.root]
@@ -56,6 +58,38 @@ def test_the_datapath_refuses_the_same_for_requests_from_elsewhere(make_hosts):
     assert a.vn_json("peers") == []
     assert call_datapath(a, "peer_add", "10.0.0.9", 1798) == (0, "")
     assert [p["addr"] for p in a.vn_json("peers")] == ["10.0.0.9"]
+
+
+def _add_peers(state_dir: str, count: int) -> int:
+    """`count` peers straight into the datapath, as a script on the control socket or
+    netlink would; prints how many went in, and each refusal on stderr."""
+    dp = Controller(state_dir).datapath
+    added = 0
+    for i in range(count):
+        addr = f"10.200.{i // 250}.{i % 250 + 1}"
+        try:
+            dp.peer_add(addr, 1798)
+            added += 1
+        except DatapathError as e:
+            print(f"{e.code} {e.message}", file=sys.stderr)
+    dp.peer_add("10.200.0.1", 1799)  # a known peer's new port is no new peer
+    print(added)
+    return 0
+
+
+def test_a_host_has_at_most_max_peers(make_hosts):
+    """Every broadcast is copied to each peer: the datapath stops at MAX_PEERS and says
+    so, and vn says the same."""
+    (a,) = make_hosts(1)
+    code, out, err = run_in_namespace(a.host.ns, _add_peers, str(a.state_dir), MAX_PEERS + 2,
+                                      env={"VNET_DATAPATH": a.datapath}, timeout=600)
+    assert (code, out) == (0, f"{MAX_PEERS}\n"), err
+    assert err.splitlines() == [f"ENOSPC cannot add peer 10.200.1.{i}: {TOO_MANY}" for i in (7, 8)]
+    listed = {p["addr"]: p["port"] for p in a.vn_json("peers")}
+    assert len(listed) == MAX_PEERS and listed["10.200.0.1"] == 1799
+    r = a.vn("peer-add", "10.0.0.99", check=False)
+    assert (r.returncode, r.stdout, r.stderr) == (1, "", f"vn: cannot add peer 10.0.0.99: {TOO_MANY}\n")
+    assert "10.0.0.99" not in {p["addr"] for p in a.vn_json("peers")}
 
 
 def _restore(state_dir: str, peers: dict[str, int]) -> int:

@@ -6,11 +6,20 @@ import pytest
 from pyroute2 import IPRoute
 
 from vnet.control.controller import PeerAddress, resolve_host
+from vnet.datapath.kmod.family import VNET_MAX_PEERS
 from vnet.errors import DatapathError
 from vnet.host import netdev, privilege
 from vnet.model.addr import AddressError, parse_ipv4
 from vnet.model.config import VnetConfig
-from vnet.model.peer import LOOPBACK, NOT_UNICAST, OWN, check_peer, peer_problem
+from vnet.model.peer import (
+    LOOPBACK,
+    MAX_PEERS,
+    NOT_UNICAST,
+    OWN,
+    check_peer,
+    check_peer_room,
+    peer_problem,
+)
 
 #: The local table of a host with 192.0.2.7/24 (as `ip route show table local` has it).
 LOCAL = [("127.0.0.0", 8, "local"), ("127.0.0.1", 32, "local"), ("127.255.255.255", 32, "broadcast"),
@@ -34,6 +43,17 @@ LOCAL = [("127.0.0.0", 8, "local"), ("127.0.0.1", 32, "local"), ("127.255.255.25
 ])
 def test_peer_rule(addr: str, problem: str | None) -> None:
     assert peer_problem(addr, LOCAL) == problem
+
+
+def test_the_cap_on_peers_is_the_modules_and_a_known_peer_passes_it() -> None:
+    assert MAX_PEERS == VNET_MAX_PEERS
+    full = {f"10.1.{i // 250}.{i % 250 + 1}" for i in range(MAX_PEERS)}
+    with pytest.raises(DatapathError) as err:
+        check_peer_room("10.9.9.9", full, "peer-z (resolved to 10.9.9.9)")
+    assert (err.value.code, err.value.message) == (
+        "ENOSPC", f"cannot add peer peer-z (resolved to 10.9.9.9): a host has at most {MAX_PEERS} peers")
+    check_peer_room("10.1.0.1", full)  # a change of port
+    check_peer_room("10.9.9.9", set(list(full)[1:]))
 
 
 def test_refusal_names_the_peer_as_given() -> None:

@@ -28,7 +28,7 @@ from vnet.host import netdev
 from vnet.model import keys
 from vnet.model.addr import IPV6_UNSUPPORTED, AddressError, parse_ipv4
 from vnet.model.config import VnetConfig
-from vnet.model.peer import check_peer
+from vnet.model.peer import check_peer, check_peer_room
 from vnet.model.state import StateError, StateStore, resolve_state_dir
 from vnet.model.vnetid import VnetId
 
@@ -212,12 +212,13 @@ class Controller:
         return Deletion(cfg, others, delete_bridge)
 
     def add_peer(self, host: str, port: int) -> PeerAddress:
-        """Resolve, check by the peer rule (vnet.model.peer) before anything changes,
-        then add to the datapath and the state."""
+        """Resolve, check by the peer rule (vnet.model.peer) and the cap on peers
+        before anything changes, then add to the datapath and the state."""
         peer = resolve_host(host)
         with IPRoute() as ipr:
             check_peer(peer.addr, netdev.local_routes(ipr), str(peer))
         with self.store.transaction() as state:
+            check_peer_room(peer.addr, state.peers, str(peer))
             state.add_peer(peer.addr, port)
             self.datapath.peer_add(peer.addr, port)
         return peer

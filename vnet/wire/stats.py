@@ -50,6 +50,7 @@ DROPS: tuple[str, ...] = (
     "replay",  # a sealed message too old or seen before
     "bad-tag",  # a sealed message whose tag does not verify
     "bad-seal",  # a sealed message whose body is malformed
+    "table-full",  # module only: a MAC not learned, its vnet's share of a table full
     "recv-error",  # vnetd only: a socket read failed
     "tap-read-error",  # vnetd only: a tap read failed
     "tap-write-error",  # vnetd only: a tap write failed
@@ -89,10 +90,11 @@ D_UNKNOWN_KEY = 20
 D_REPLAY = 21
 D_BAD_TAG = 22
 D_BAD_SEAL = 23
-D_RECV_ERROR = 24
-D_TAP_READ_ERROR = 25
-D_TAP_WRITE_ERROR = 26
-D_TAP_RUNT = 27
+D_TABLE_FULL = 24
+D_RECV_ERROR = 25
+D_TAP_READ_ERROR = 26
+D_TAP_WRITE_ERROR = 27
+D_TAP_RUNT = 28
 
 
 def named(names: tuple[str, ...], counts: list[int]) -> dict[str, int]:

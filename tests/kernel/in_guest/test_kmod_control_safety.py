@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from netns.test_peer_rule import (  # noqa: F401  (collected here, with the module)
     test_a_bad_persisted_peer_is_reported_not_restored,
+    test_a_host_has_at_most_max_peers,
     test_a_name_is_resolved_once_and_vn_says_to_what,
     test_the_datapath_refuses_the_same_for_requests_from_elsewhere,
     test_vn_refuses_bad_peers_before_anything_changes,

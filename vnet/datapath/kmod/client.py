@@ -97,8 +97,13 @@ class VnetSocket(GenericNetlinkSocket):
 
     async_class = _AsyncVnetSocket
 
-    def __init__(self, family: str = VNET_GENL_NAME) -> None:
-        super().__init__(ext_ack=True)
+    def __init__(self, family: str = VNET_GENL_NAME, netns: str | None = None) -> None:
+        # netns: a named network namespace to bind in (never created: flags=0) rather
+        # than the caller's, for tools that watch several simulated hosts at once.
+        if netns is None:
+            super().__init__(ext_ack=True)
+        else:
+            super().__init__(ext_ack=True, netns=netns, flags=0)
         try:
             self.bind(family, vnetmsg)
         except NetlinkError as e:
@@ -183,6 +188,21 @@ class KmodClient(Datapath):
         if not replies:
             raise DatapathError("EPROTO", "the vnet module sent no reply to VNET_CMD_GET")
         return replies[0]
+
+    def table_stats(self) -> dict[str, dict]:
+        """The VARP cache's and the vif table's sizes and longest hash chains, and each
+        vnet's share: {"varp": {"entries": N, "longest_chain": M}, "vifs": {...},
+        "vnets": {"0000:...:0097": {"varp": N, "vifs": M}, ...}}.  What a flood of MACs
+        did to the lookup every received frame makes, and to each vnet's room."""
+        s = self.settings()
+        out: dict[str, dict] = {
+            name: {"entries": s.get_attr(f"VNET_A_{attr}_ENTRIES") or 0,
+                   "longest_chain": s.get_attr(f"VNET_A_{attr}_LONGEST_CHAIN") or 0}
+            for name, attr in (("varp", "VARP"), ("vifs", "VIF"))}
+        out["vnets"] = {str(VnetId.from_bytes(m.get_attr("VNET_A_ID"))):
+                        {"varp": m.get_attr("VNET_A_VARP_ENTRIES"), "vifs": m.get_attr("VNET_A_VIF_ENTRIES")}
+                        for m in self._running()}
+        return out
 
     def _running(self) -> list[vnetmsg]:
         return self._call(VNET_CMD_VNET_GET, [], "cannot list the vnet module's vnets", dump=True)

@@ -23,6 +23,18 @@ VNET_KEY_LEN = 32
 #: Keys of a secure vnet at most (the send key and one more on receive).
 VNET_MAX_KEYS = 2
 
+#: Peers of a host (a network namespace) at most, in the module and in vnetd: every broadcast frame
+#: is copied to each peer.
+VNET_MAX_PEERS = 256
+
+#: MACs one vnet may hold in the VARP cache, and in the vif table, of a namespace; past it that
+#: vnet learns no new MAC (drop reason table-full).
+VNET_MAX_VNET_MACS = 4096
+
+#: MACs of all plain vnets together in the VARP cache, and in the vif table, of a namespace; secure
+#: vnets are held to max-vnet-macs only.
+VNET_MAX_TABLE_MACS = 65536
+
 # enum vnet_encap - How a vnet carries its frames.
 VNET_ENCAP_UDP = 0  # EtherIP in UDP, port 1798
 VNET_ENCAP_ETHERIP = 1  # raw EtherIP, IP protocol 97
@@ -88,6 +100,10 @@ class vnetmsg(genlmsg):
         ("VNET_A_KEY", "key"),  # nest: VNET_A_KEY_ID, VNET_A_KEY_SECRET
         ("VNET_A_KEY_ID", "uint8"),  # u8
         ("VNET_A_KEY_SECRET", "cdata"),  # binary, 32 bytes, never dumped
+        ("VNET_A_VARP_ENTRIES", "uint32"),  # u32, entries in the VARP cache (of the namespace, or of one vnet)
+        ("VNET_A_VIF_ENTRIES", "uint32"),  # u32, entries in the vif table (of the namespace, or of one vnet)
+        ("VNET_A_VARP_LONGEST_CHAIN", "uint32"),  # u32, entries in the VARP cache's longest hash bucket
+        ("VNET_A_VIF_LONGEST_CHAIN", "uint32"),  # u32, entries in the vif table's longest hash bucket
     )
 
     class stats(nla):

@@ -47,7 +47,7 @@ from vnet.host.notify import notify
 from vnet.model import keys
 from vnet.model.addr import parse_ipv4
 from vnet.model.config import ConfigError, VnetConfig
-from vnet.model.peer import check_peer
+from vnet.model.peer import check_peer, check_peer_room
 from vnet.model.state import State, StateStore, resolve_state_dir
 from vnet.model.vnetid import VnetId
 from vnet.wire import formats as wire
@@ -232,6 +232,7 @@ class Vnetd(Datapath):
     def peer_add(self, addr: str, port: int) -> None:
         # vn checked already; this is for peer.add on the socket and the state file.
         check_peer(addr, netdev.local_routes(self.ipr))
+        check_peer_room(addr, self.tables.peers)
         peer = self.tables.peers.get(addr)
         if peer is None:
             self.tables.peers[addr] = Peer(addr, port)
