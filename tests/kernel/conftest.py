@@ -5,11 +5,14 @@ on the host they are not collected at all: ``test_guest.py`` boots the guest
 and runs them there, where lab/guest.py sets ``VNET_IN_GUEST=1``.  Inside the
 guest the roles swap: ``test_guest.py`` must not try to boot a guest of its own.
 
-The guest run is most of the suite's time, and under emulation it keeps about one
-core busy.  So when ``test_guest.py`` is selected, the module is built and the
-guest booted in a background thread as soon as collection ends; the host tests run
-meanwhile, ``test_guest.py`` runs last and its ``guest_run`` fixture waits for the
-result.  The guest is killed if the session ends first (Ctrl-C, -x).
+The guest run is most of the suite's time, and under emulation one guest keeps
+about one core busy (its tests wait on one Python process at a time).  So when
+``test_guest.py`` is selected, the module is built and ``$VNET_GUEST_SHARDS``
+guests (default 2, one per core of the project's machines) are booted in background
+threads as soon as collection ends, each running every n-th guest test
+(in_guest/conftest.py); the host tests run meanwhile, ``test_guest.py`` runs last
+and its ``guest_run`` fixture waits for the results.  The guests are killed if the
+session ends first (Ctrl-C, -x).
 """
 from __future__ import annotations
 
@@ -40,6 +43,8 @@ GUEST_TIMEOUT = float(os.environ.get("VNET_GUEST_TIMEOUT", "900"))
 #: ``tests/kernel/in_guest/test_kmod.py -k superframe``) narrows it while working on
 #: one part of the module; CI runs them all.
 GUEST_TESTS = shlex.split(os.environ.get("VNET_GUEST_TESTS", "")) or ["tests/kernel/in_guest"]
+#: How many guests share the guest tests, booted at once; each boot costs seconds.
+GUEST_SHARDS = max(1, int(os.environ.get("VNET_GUEST_SHARDS", "2")))
 #: Slowest guest tests named in the terminal summary.
 SLOWEST = 8
 
@@ -48,11 +53,11 @@ SLOWEST = 8
 class GuestRun:
     """What one guest session produced, for test_guest.py to judge."""
 
-    result: guest.GuestResult | None = None
+    results: list[guest.GuestResult] = field(default_factory=list)  # one per guest
     problem: str = ""  # the module could not be built or the guest not started
     failed: list[str] = field(default_factory=list)  # "file::test (kind): message"
     durations: list[tuple[float, str]] = field(default_factory=list)  # slowest first
-    junit_found: bool = False
+    junit_missing: list[int] = field(default_factory=list)  # guests that sent no junit.xml
 
 
 def _read_junit(path: Path, run: GuestRun) -> None:
@@ -65,7 +70,6 @@ def _read_junit(path: Path, run: GuestRun) -> None:
                 msg = (child.get("message") or "").splitlines()
                 run.failed.append(f"{name} ({child.tag}): {msg[0] if msg else ''}")
     run.durations.sort(reverse=True)
-    run.junit_found = True
 
 
 class BackgroundGuest:
@@ -75,6 +79,8 @@ class BackgroundGuest:
         self.run = GuestRun()
         self.cancel = threading.Event()
         self.thread = threading.Thread(target=self._work, name="vnet-guest", daemon=True)
+        self._results: list[guest.GuestResult | None] = [None] * GUEST_SHARDS
+        self._lock = threading.Lock()
 
     def _work(self) -> None:
         try:
@@ -84,19 +90,44 @@ class BackgroundGuest:
             # then never compiles the project under emulation.
             for top in ("vnet", "sxp", "lab", "tests"):
                 compileall.compile_dir(str(ROOT / top), quiet=2)
-            with tempfile.TemporaryDirectory(prefix="vnet-guest-results-") as results:
-                self.run.result = guest.run_in_guest(
-                    [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rA",
-                     *GUEST_TESTS, f"--junitxml={guest.GUEST_RESULTS}/junit.xml"],
-                    timeout=GUEST_TIMEOUT, extra_env={"VNET_KO": str(ko)},
-                    results_dir=results, cancel=self.cancel)
-                junit = Path(results) / "junit.xml"
-                if junit.exists():
-                    _read_junit(junit, self.run)
+            shards = [threading.Thread(target=self._shard, args=(i, ko), name=f"vnet-guest-{i}")
+                      for i in range(GUEST_SHARDS)]
+            for t in shards:
+                t.start()
+            for t in shards:
+                t.join()
+            self.run.results = [r for r in self._results if r is not None]
+            self.run.durations.sort(reverse=True)
+            if len(self.run.results) < GUEST_SHARDS and not self.run.problem:
+                self.run.problem = "a guest run ended without a result"
         except guest.GuestError as exc:
             self.run.problem = str(exc)
         except Exception as exc:  # reported by the fixture, not lost on the thread
             self.run.problem = f"the guest run failed: {exc!r}"
+
+    def _shard(self, index: int, ko: Path) -> None:
+        """Guest `index`: its share of the tests, in a QEMU of its own."""
+        try:
+            with tempfile.TemporaryDirectory(prefix="vnet-guest-results-") as results:
+                res = guest.run_in_guest(
+                    [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rA",
+                     *GUEST_TESTS, f"--junitxml={guest.GUEST_RESULTS}/junit.xml"],
+                    timeout=GUEST_TIMEOUT,
+                    extra_env={"VNET_KO": str(ko), "VNET_GUEST_SHARD": f"{index}/{GUEST_SHARDS}"},
+                    results_dir=results, cancel=self.cancel)
+                junit = Path(results) / "junit.xml"
+                with self._lock:
+                    self._results[index] = res
+                    if junit.exists():
+                        _read_junit(junit, self.run)
+                    else:
+                        self.run.junit_missing.append(index)
+        except guest.GuestError as exc:
+            with self._lock:
+                self.run.problem = self.run.problem or str(exc)
+        except Exception as exc:  # reported by the fixture, not lost on the thread
+            with self._lock:
+                self.run.problem = self.run.problem or f"guest {index} failed: {exc!r}"
 
     def wait(self) -> GuestRun:
         self.thread.join()
@@ -135,12 +166,13 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 
 def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
     bg = config.stash.get(_background, None)
-    if bg is None or bg.thread.is_alive() or bg.run.result is None:
+    if bg is None or bg.thread.is_alive() or not bg.run.results:
         return
-    res = bg.run.result
     terminalreporter.write_sep("-", "kernel-module guest")
-    terminalreporter.write_line(f"{res.seconds:.0f} s in QEMU (boot to command {res.boot_seconds} s), "
-                                f"{len(bg.run.durations)} guest tests, exit status {res.returncode}")
+    for i, res in enumerate(bg.run.results):
+        terminalreporter.write_line(f"guest {i}: {res.seconds:.0f} s in QEMU (boot to command "
+                                    f"{res.boot_seconds} s), exit status {res.returncode}")
+    terminalreporter.write_line(f"{len(bg.run.durations)} guest tests; the slowest:")
     for seconds, name in bg.run.durations[:SLOWEST]:
         terminalreporter.write_line(f"  {seconds:6.1f} s  {name}")
 
