@@ -50,6 +50,7 @@ from bench.bench_throughput import (
     progress,
     run_iperf,
 )
+from bench import guest_run
 from lab import guest
 from lab.lab import VM, Lab
 from lab.vnethost import VnetHost
@@ -296,19 +297,10 @@ def on_host(args: argparse.Namespace) -> int:
         argv += ["--kmod-vm-mtu", str(args.kmod_vm_mtu)]
     progress(f"booting the guest ({' '.join(guest._accel())}, -smp 2); "
              f"about {args.repeat * len(SCENARIOS) * 2 * args.seconds:g} s of iperf3 plus set-up")
-    with tempfile.TemporaryDirectory(prefix="vnet-bench-kmod-") as tmp:
-        res = guest.run_in_guest(argv, timeout=timeout, extra_env={"VNET_KO": str(ko)},
-                                 results_dir=tmp, smp=2, cwd=ROOT)
-        out = Path(tmp) / RESULTS_FILE
-        results = json.loads(out.read_text()) if out.exists() else None
-    sys.stderr.write(res.output if res.output.endswith("\n") or not res.output else res.output + "\n")
+    res, results, problems = guest_run.run(argv, RESULTS_FILE, timeout, ROOT, {"VNET_KO": str(ko)})
     progress(f"guest: {res.seconds:.0f} s in QEMU (command started {res.boot_seconds} s after boot), "
              f"exit status {res.returncode}")
-    problems = guest.kernel_problems(res.kernel_log)
-    if problems:
-        progress("guest kernel log reports problems:\n" + "\n".join(problems))
     if results is None:
-        progress("no results came back from the guest; kernel log tail:\n" + guest._tail(res.kernel_log))
         return 1
     failed = [n for n in SCENARIOS if "median" not in results.get(n, {})]
     if failed:

@@ -36,6 +36,7 @@ import time
 from pathlib import Path
 
 from bench.bench_throughput import progress
+from bench import guest_run
 from lab import guest
 from lab.collide import Flooder, colliding_macs, frame
 from lab.lab import Lab
@@ -172,15 +173,8 @@ def on_host(args: argparse.Namespace) -> int:
             return 2
         argv = [sys.executable, "-m", "bench.bench_table", "--in-guest", "--macs", str(args.macs),
                 "--frames", str(args.frames), "--ko-before", str(ko_before), "--ko-after", str(ko_after)]
-        res = guest.run_in_guest(argv, timeout=3600, results_dir=tmp, smp=2, cwd=ROOT)
-        out = Path(tmp) / RESULTS_FILE
-        results = json.loads(out.read_text()) if out.exists() else None
-    sys.stderr.write(res.output if res.output.endswith("\n") or not res.output else res.output + "\n")
-    problems = guest.kernel_problems(res.kernel_log)
-    if problems:
-        progress("guest kernel log reports problems:\n" + "\n".join(problems))
+        res, results, problems = guest_run.run(argv, RESULTS_FILE, 3600, ROOT)
     if results is None:
-        progress("no results came back from the guest; kernel log tail:\n" + guest._tail(res.kernel_log))
         return 1
     print(format_table(results))
     if args.json:
