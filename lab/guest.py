@@ -466,8 +466,10 @@ say "running command"
 echo "$(cut -d' ' -f1 /proc/uptime)" > $R/boot-seconds
 setsid chroot /host /bin/sh $GUEST_RESULTS/run.sh < /dev/null > $R/output.log 2>&1 &
 pid=$!
+# On timeout, SIGINT first: pytest then stops as on Ctrl-C and still writes its
+# summary and junit.xml (which tests ran, how long each took); SIGKILL 20 s later.
 ( sleep "$TIMEOUT"; echo timeout > $R/timed-out; echo w > /proc/sysrq-trigger;
-  kill -KILL -- -$pid ) &
+  kill -INT -- -$pid; sleep 20; kill -KILL -- -$pid ) &
 watchdog=$!
 wait $pid
 rc=$?
