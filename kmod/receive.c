@@ -253,6 +253,7 @@ static void vnet_vfwd_rcv(struct vnet_net *vn, struct sk_buff *skb,
 	unsigned int ihl, tot, plen;
 	__be32 origin;
 	u8 proto, ttl;
+	bool bare;
 
 	peer = vnet_peer_find(vn, src);
 	if (!peer) {
@@ -266,12 +267,29 @@ static void vnet_vfwd_rcv(struct vnet_net *vn, struct sk_buff *skb,
 		goto drop;
 	}
 	iph = (const struct iphdr *)skb->data;
-	if (skb->len < sizeof(*iph) || iph->version != 4) {
+	if (skb->len < sizeof(*iph)) {
 		vnet_drop(vn, VNET_D_BAD_FORWARD);
 		goto drop;
 	}
-	ihl = iph->ihl * 4;
-	tot = ntohs(iph->tot_len);
+	bare = !skb->data[0] && !iph->tot_len;
+	if (bare) {
+		/*
+		 * The original forwarder's relay: only protocol, source and
+		 * destination are filled in.  The lengths come from the
+		 * datagram, as the original receiver takes them; it has no
+		 * hop budget, so it is re-sent here with TTL 1.
+		 */
+		ihl = sizeof(*iph);
+		tot = skb->len;
+		ttl = VNET_BARE_RELAY_TTL;
+	} else if (iph->version != 4) {
+		vnet_drop(vn, VNET_D_BAD_FORWARD);
+		goto drop;
+	} else {
+		ihl = iph->ihl * 4;
+		tot = ntohs(iph->tot_len);
+		ttl = iph->ttl;
+	}
 	if (ihl < sizeof(*iph) || tot < ihl || tot > skb->len ||
 	    !ipv4_is_multicast(iph->daddr)) {
 		vnet_drop(vn, VNET_D_BAD_FORWARD);
@@ -281,7 +299,6 @@ static void vnet_vfwd_rcv(struct vnet_net *vn, struct sk_buff *skb,
 	if (!vnet_sender_ok(vn, origin))
 		goto drop;
 	proto = iph->protocol;
-	ttl = iph->ttl;
 	if (pskb_trim_rcsum(skb, tot)) {
 		vnet_drop(vn, VNET_D_NO_MEMORY);
 		goto drop;
@@ -318,6 +335,13 @@ static void vnet_vfwd_rcv(struct vnet_net *vn, struct sk_buff *skb,
 		vnet_dispatch_msg(vn, skb, origin, false);
 	else
 		vnet_etherip_rcv(vn, skb, origin, true);
+	if (resend && bare && proto == IPPROTO_UDP) {
+		/* Its UDP length is 0: give the real one. */
+		struct udphdr *uh = (struct udphdr *)resend->data;
+
+		uh->len = htons(resend->len);
+		uh->check = 0;
+	}
 	if (resend) {
 		/* A new packet of ours, not the received one. */
 		resend->dev = NULL;

@@ -45,6 +45,11 @@
 				 sizeof(struct udphdr))
 #define VARP_LEN		43
 #define VNET_TTL		64
+/*
+ * The hop budget of a VFWD relay from the original forwarder, whose inner
+ * header has no TTL: one re-send on our LAN with TTL 1.
+ */
+#define VNET_BARE_RELAY_TTL	2
 
 /* Reference 1.2: header_n, shown by listings and reserved as headroom. */
 #define VNET_HEADER_UDP		64

@@ -434,6 +434,54 @@ def test_vfwd_at_its_hop_limit_is_delivered_but_not_resent(node):
     assert len(node.tapped(v)) == 1 and node.ip.sent == [] and node.drops() == {"hop-limit": 1}
 
 
+def bare_relay(payload: bytes, origin: str = FAR2, dst: str = GROUP, proto: int = wire.IPPROTO_UDP) -> memoryview:
+    """A VFWD as the original forwarder relays: the inner IP header has only protocol,
+    source and destination; for UDP an inner UDP header of length 0."""
+    inner = bytes(9) + bytes([proto]) + bytes(2) + aton(origin) + aton(dst)
+    udp = b"\x07\x06\x07\x06" + bytes(4) if proto == wire.IPPROTO_UDP else b""
+    return memoryview(wire.VFWD_HEADER + inner + udp + payload)
+
+
+def test_original_relay_is_delivered_and_resent_once_with_ttl_1(node):
+    v = node.vnet()
+    peer = node.peer(FAR)
+    payload = bytes(vudp(v, frame()))
+    node.rx.from_udp(bare_relay(payload), FAR)
+    assert len(node.tapped(v)) == 1 and node.where(v, MAC_B) == FAR2
+    assert peer.rx_packets == 1 and node.counts() == {"udp-received": 1, "forwards-received": 1}
+    ((resent, to),) = node.ip.sent
+    assert to == (GROUP, 0) and node.drops() == {}
+    assert resent == (wire.ipv4_header(aton(FAR2), aton(GROUP), wire.IPPROTO_UDP, 8 + len(payload), ttl=1)
+                      + wire.udp_header(len(payload)) + payload)
+
+
+def test_original_relay_keeps_every_check(node):
+    v = node.vnet(encapsulation="etherip")
+    node.peer(FAR)
+    ok = bytes(vudp(v, frame()))
+    cases = [
+        (bare_relay(ok), LAN, "not-a-peer"),
+        (bare_relay(ok, dst=LAN2), FAR, "bad-forward"),
+        (bare_relay(b"\x00\x02\x00"), FAR, "bad-forward"),                     # UDP body too short
+        (bare_relay(ok, proto=6), FAR, "bad-forward"),
+        (bare_relay(ok, origin=HERE), FAR, "own-packet"),
+        (bare_relay(ok, origin="127.0.0.1"), FAR, "bad-sender"),
+        (bare_relay(ok, origin="224.10.0.1"), FAR, "bad-sender"),
+    ]
+    for pkt, src, reason in cases:
+        node.tables.drops[:] = [0] * len(stats.DROPS)
+        node.rx.from_udp(pkt, src)
+        assert node.drops() == {reason: 1}, reason
+    assert node.tapped(v) == [] and node.ip.sent == []
+    raw = bare_relay(wire.etherip_prefix(v.vid) + frame(), proto=wire.IPPROTO_ETHERIP)
+    node.tables.drops[:] = [0] * len(stats.DROPS)
+    node.rx.from_udp(raw, FAR)
+    node.rx.from_udp(raw, FAR)                       # a second copy within the window
+    assert node.drops() == {"duplicate": 1} and len(node.tapped(v)) == 1
+    ((resent, _),) = node.ip.sent
+    assert resent[8] == 1 and resent[9] == wire.IPPROTO_ETHERIP and resent[6] & 0x40
+
+
 def test_vfwd_drops(node):
     v = node.vnet()
     node.peer(FAR)

@@ -8,6 +8,9 @@ from netns.test_listings import (  # noqa: F401  (collected here, with the modul
     test_brief_listings_read_like_ip_br,
     test_every_listing_matches_its_schema,
 )
+from netns.test_original_hosts import (  # noqa: F401  (collected here, with the module)
+    test_original_forwarders_relays_reach_our_vms,
+)
 from netns.test_vnetd_net import (  # noqa: F401  (collected here, with the module)
     test_malformed_packets_are_dropped_and_counted,
     test_misconfigured_peers_do_not_loop,

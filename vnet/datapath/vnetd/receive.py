@@ -65,6 +65,9 @@ BROADCAST = b"\xff\xff\xff\xff"
 #: IP sources no other host can send from (besides our own addresses): ignored
 #: silently, as the module does.  Only a local process can send from loopback.
 QUIET_PREFIXES = ("127.", "0.")
+#: The hop budget of a VFWD relay from the original forwarder, whose inner header has
+#: no TTL: one re-send on our LAN with TTL 1, which no router forwards.
+BARE_RELAY_TTL = 2
 
 
 class Receive:
@@ -307,12 +310,23 @@ class Receive:
             return
         peer.rx_packets += 1
         inner = pkt[wire.VNET_MSG_HEADER_LEN:]
-        if len(inner) < wire.IPV4_HEADER_LEN or inner[0] >> 4 != 4:
+        if len(inner) < wire.IPV4_HEADER_LEN:
             self.drops[D_BAD_FORWARD] += 1
             return
-        ihl = (inner[0] & 0x0F) * 4
-        total = inner[2] << 8 | inner[3]
-        proto, ttl = inner[9], inner[8]
+        if inner[0] == 0 and inner[2] == 0 and inner[3] == 0:
+            # The original forwarder's relay: only protocol, source and destination
+            # are filled in.  The lengths come from the datagram, as the original
+            # receiver takes them; it carries no hop budget, so it is re-sent on our
+            # LAN with TTL 1 (wire-format.md, "VFWD handling").
+            ihl, total, ttl, bare = wire.IPV4_HEADER_LEN, len(inner), BARE_RELAY_TTL, True
+        elif inner[0] >> 4 != 4:
+            self.drops[D_BAD_FORWARD] += 1
+            return
+        else:
+            ihl = (inner[0] & 0x0F) * 4
+            total = inner[2] << 8 | inner[3]
+            ttl, bare = inner[8], False
+        proto = inner[9]
         if ihl < wire.IPV4_HEADER_LEN or total < ihl or total > len(inner) or inner[16] & 0xF0 != 0xE0:
             self.drops[D_BAD_FORWARD] += 1
             return
@@ -348,7 +362,11 @@ class Receive:
         here = self.here
         hdr = wire.ipv4_header(origin_b, here.mcaddr_b, proto, len(body), ttl=ttl - 1,
                                df=proto == wire.IPPROTO_ETHERIP)
+        if bare and proto == wire.IPPROTO_UDP:  # its UDP length is 0: give the real one
+            parts = (hdr, wire.udp_header(len(payload), body[0] << 8 | body[1], body[2] << 8 | body[3]), payload)
+        else:
+            parts = (hdr, body)
         try:
-            self.send_ip((hdr, body), (), 0, (here.mcaddr, 0))
+            self.send_ip(parts, (), 0, (here.mcaddr, 0))
         except OSError:
             self.drops[D_SEND_ERROR] += 1
