@@ -14,7 +14,7 @@ import pytest
 from conftest import EXAMPLES, needs_root
 
 from lab.capture import Capture
-from lab.traffic import send_datagrams
+from lab.traffic import send_datagrams, transfer
 from vnet.model.vnetid import VnetId
 from vnet.wire import formats as wire
 
@@ -123,3 +123,87 @@ def test_original_forwarders_relays_reach_our_vms(lab, make_hosts):
         at_b.wait_for(lambda fs: any(f[6:12] == GHOST and f[12:14] == b"\x08\x06" for f in fs),
                       "the relayed ARP request at VM b")
     assert lab.ping(a, b.ip, count=2).received == 2
+
+
+#: The original receiver reads a datagram into a 1700-byte buffer.
+ORIGINAL_DATAGRAM_MAX = 1700
+
+
+def udp_length_prefixes(low: int) -> list[tuple[int, int]]:
+    """(value, mask) pairs of 16-bit numbers that together match exactly low..65535."""
+    out, n = [], low
+    while n <= 0xFFFF:
+        size = n & -n if n else 0x10000
+        while n + size - 1 > 0xFFFF:
+            size >>= 1
+        out.append((n, ~(size - 1) & 0xFFFF))
+        n += size
+    return out
+
+
+def classify_long_datagrams(lab, sw, port: str, drop: bool) -> None:
+    """On the switch port towards a host: an HTB class for the datagrams to UDP 1798
+    longer than the original can read (UDP length > 1708, read from the packet or from
+    a first IP fragment, which carries the datagram's length), counted in class 1:2.
+    With `drop` its queue holds nothing: such datagrams never arrive, as they never
+    reach an original vnetd whole.  (This kernel has no tc drop action.)"""
+    def tc(*args: str) -> None:
+        lab.run(sw, ["tc", *args], check=True)
+
+    tc("qdisc", "add", "dev", port, "root", "handle", "1:", "htb", "default", "1")
+    for minor in ("1", "2"):
+        tc("class", "add", "dev", port, "parent", "1:", "classid", f"1:{minor}", "htb", "rate", "100gbit")
+    if drop:
+        tc("qdisc", "add", "dev", port, "parent", "1:2", "handle", "20:", "pfifo", "limit", "0")
+    for value, mask in udp_length_prefixes(ORIGINAL_DATAGRAM_MAX + wire.UDP_HEADER_LEN + 1):
+        tc("filter", "add", "dev", port, "parent", "1:", "protocol", "ip", "u32",
+           "match", "u8", "17", "0xff", "at", "9", "match", "u16", "0", "0x1fff", "at", "6",
+           "match", "u16", str(wire.PORT), "0xffff", "at", "22",
+           "match", "u16", str(value), hex(mask), "at", "24", "classid", "1:2")
+
+
+def long_datagrams(lab, sw, port: str) -> int:
+    """Packets class 1:2 of `port` has seen (sent or dropped)."""
+    out = lab.run(sw, ["tc", "-s", "class", "show", "dev", port, "classid", "1:2"], check=True).stdout
+    sent = int(out.split("Sent ")[1].split()[2])
+    dropped = int(out.split("dropped ")[1].split(",")[0])
+    return sent + dropped
+
+
+def switch_port(lab, sw, host) -> str:
+    """The switch's port cabled to `host`."""
+    (name,) = [n for n in lab.nodes[sw.name].intfs if n.startswith(host.name)]
+    return name
+
+
+def test_an_original_receiver_gets_plain_frames_and_our_hosts_super_frames(lab, make_hosts):
+    """Host 3 behaves like the original receiver: it never sends super-frames nor says
+    it takes them (vnetd --no-offload), and no datagram longer than 1700 bytes reaches
+    it.  A 10 MB TCP transfer from a VM behind default-configured host 1 arrives
+    intact; between hosts 1 and 2 super-frames are still used."""
+    sw = lab.switch("sw")
+    h1, h2 = make_hosts(2, switch=sw)
+    (orig,) = make_hosts(1, switch=sw, first=3, start=False, datapath="vnetd")
+    orig.start("--no-offload")
+    to_orig, to_h2 = switch_port(lab, sw, orig.host), switch_port(lab, sw, h2.host)
+    classify_long_datagrams(lab, sw, to_orig, drop=True)
+    classify_long_datagrams(lab, sw, to_h2, drop=False)
+    for h in (h1, h2, orig):
+        h.vn("vnet-create", str(EXAMPLES / "vnet97.sxp"))
+    a = lab.vm("a", h1.host, "vnet97", "10.97.0.1/24")
+    b = lab.vm("b", h2.host, "vnet97", "10.97.0.2/24")
+    c = lab.vm("c", orig.host, "vnet97", "10.97.0.3/24")
+    lab.wait_ping(a, b.ip, timeout=20)
+    lab.wait_ping(a, c.ip, timeout=20)
+    lab.wait_ping(b, c.ip, timeout=20)
+    # The filter works: of two datagrams, only the one the original could read arrives.
+    before = orig.counters()
+    send_datagrams(lab, h2.host, orig.ip, [bytes(ORIGINAL_DATAGRAM_MAX + 1), bytes(ORIGINAL_DATAGRAM_MAX)])
+    orig.wait_counters(before, {"udp-received": 1})
+    assert long_datagrams(lab, sw, to_orig) == 1
+    transfer(lab, a, c, "tcp", 10_000_000)
+    transfer(lab, b, c, "tcp", 10_000_000)
+    assert long_datagrams(lab, sw, to_orig) == 1, "a super-frame was sent to the original host"
+    transfer(lab, a, b, "tcp", 10_000_000)
+    assert long_datagrams(lab, sw, to_h2) > 0, "no super-frame between our hosts"
+    assert h1.varp_table("97").get(c.mac) == orig.ip

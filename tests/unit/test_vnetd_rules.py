@@ -341,7 +341,7 @@ def test_request_is_answered_only_for_a_local_vif(node):
     assert node.udp.sent == []
     node.tables.vifs.touch(v.vid, MAC_A, T0)
     node.rx.from_udp(memoryview(varp_msg(v, wire.VARP_REQUEST, MAC_A, addr="0.0.0.0")), LAN)
-    assert node.udp.sent == [(wire.pack_varp(wire.VARP_ANNOUNCE, v.vid, MAC_A, HERE), (LAN, PORT))]
+    assert node.udp.sent == [(wire.pack_varp(wire.VARP_ANNOUNCE, v.vid, MAC_A, HERE) + wire.VARP_EXT_SUPER, (LAN, PORT))]
     assert node.counts() == {"udp-received": 2, "varp-requests": 2, "announces-sent": 1}
 
 
@@ -354,7 +354,7 @@ def test_secure_request_gets_a_sealed_answer_sent_to_the_sealer(node, secure):
     _id, mtype, _lvl, _vid, key_id, sender, seq = seal.HEADER.unpack_from(reply)
     assert (mtype, key_id, sender, seq) == (seal.TYPE_VARP, 1, aton(HERE), SEQ0 + 1)
     body = seal.unseal(seal.aead(KEY1), seal.AUTH, memoryview(reply))
-    assert bytes(body) == wire.pack_varp(wire.VARP_ANNOUNCE, secure.vid, MAC_A, HERE)
+    assert bytes(body) == wire.pack_varp(wire.VARP_ANNOUNCE, secure.vid, MAC_A, HERE) + wire.VARP_EXT_SUPER
 
 
 def test_announce_is_learned_and_moves_a_local_mac_away(node):
@@ -650,7 +650,7 @@ def test_a_new_local_mac_is_announced_once(node):
     node.peer(FAR)
     node.clock.now = T0 + 1
     from_tap(node, v, frame(dst=BCAST, src=MAC_A), frame(dst=BCAST, src=MAC_A))
-    announce = wire.pack_varp(wire.VARP_ANNOUNCE, v.vid, MAC_A, HERE)
+    announce = wire.pack_varp(wire.VARP_ANNOUNCE, v.vid, MAC_A, HERE) + wire.VARP_EXT_SUPER
     assert node.udp.to((GROUP, PORT)).count(announce) == 1
     assert [d for d in node.udp.to((FAR, PORT)) if d.endswith(announce)] != []
     assert node.tables.vifs.entries == {(v.vid, MAC_A): T0 + 1} and node.where(v, MAC_A) is None

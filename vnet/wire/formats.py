@@ -142,6 +142,19 @@ def pack_varp(opcode: int, vnet: bytes, vmac: bytes, addr: str) -> bytes:
     return _VARP.pack(MSG_VARP, opcode, vnet, vmac, AF_INET_VARP, socket.inet_aton(addr))
 
 
+#: The extension our hosts put after the 43 bytes of every VARP announce they send
+#: (doc/wire-format.md, "Super-frames"): "vf", then a 16-bit feature word whose bit 0
+#: says "this host accepts super-frames".  The original reads 43 bytes and ignores
+#: the rest.
+VARP_EXT_SUPER = b"vf\x00\x01"
+VARP_EXT_LEN = len(VARP_EXT_SUPER)
+
+
+def varp_accepts_super(data) -> bool:
+    """Whether a VARP message of at least 43 bytes carries VARP_EXT_SUPER."""
+    return len(data) >= VARP_LEN + VARP_EXT_LEN and data[VARP_LEN:VARP_LEN + VARP_EXT_LEN] == VARP_EXT_SUPER
+
+
 def unpack_varp(data) -> tuple[int, bytes, bytes, int, bytes]:
     """(opcode, vnet, vmac, family, addr16) of a VARP message of at least 43 bytes."""
     _id, opcode, vnet, vmac, family, addr = _VARP.unpack_from(data, 0)

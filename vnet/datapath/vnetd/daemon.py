@@ -74,7 +74,8 @@ class Vnetd(Datapath):
         self.clock = Clock()
         self.loop = Loop(self.tables.sweep)
         self.sockets = Sockets(self.here)
-        self.tx = Transmit(self.here, self.sockets.udp, self.sockets.etherip, self.tables, self.clock)
+        self.tx = Transmit(self.here, self.sockets.udp, self.sockets.etherip, self.tables, self.clock,
+                           offload=offload)
         self.rx = Receive(self.here, self.sockets.ip, self.tables, self.clock, self.tx)
         self.server = ControlServer(self.loop, self)
         # One receive buffer for every socket: a packet is handled before the next read.

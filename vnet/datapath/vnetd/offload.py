@@ -4,8 +4,9 @@ On the wire every frame of at most PLAIN_FRAME_MAX bytes is an ordinary Ethernet
 frame with complete checksums, as any vnet host expects.  Longer frames are TCP
 super-frames (several segments with a partial checksum, as TCP segmentation offload
 leaves them); the receiver marks them for segmentation again when it writes them to
-its own tap, choosing the segment size from its MTU.  So only hosts running this
-code exchange frames longer than the MTU, and the check is the frame length alone.
+its own tap, choosing the segment size from its MTU.  Only hosts known to accept them
+get super-frames (doc/wire-format.md); every other destination gets the segments
+`segment` cuts, as ordinary frames.
 """
 from __future__ import annotations
 
@@ -14,6 +15,9 @@ import struct
 VNET_HDR_LEN = 10
 ZERO_HDR = bytes(VNET_HDR_LEN)
 PLAIN_FRAME_MAX = 1514
+#: The original receiver reads a datagram into a 1700-byte buffer: a frame in a longer
+#: VUDP packet (22 bytes of prefix) can only come from a host that takes super-frames.
+ORIGINAL_FRAME_MAX = 1700 - 22
 
 _NEEDS_CSUM = 1
 _GSO_TCPV4, _GSO_TCPV6 = 1, 4
@@ -61,3 +65,54 @@ def gso_header(frame, mtu: int) -> bytes:
         return ZERO_HDR
     thl = (frame[l4 + 12] >> 4) * 4
     return _HDR.pack(_NEEDS_CSUM, gso_type, l4 + thl, mtu - (l4 - 14) - thl, l4, 16)
+
+
+def _fold(data) -> int:
+    """Ones' complement sum of big-endian 16-bit words (odd length padded), folded."""
+    if len(data) & 1:
+        data = bytes(data) + b"\0"
+    return int.from_bytes(data, "big") % 0xFFFF
+
+
+def segment(data) -> list[bytearray] | None:
+    """The TCP segments of a super-frame read from a tap (virtio header included), as
+    ordinary frames with complete checksums, cut at the header's gso_size; None if it
+    is not a TCP super-frame.  The slow path: only for hosts that cannot take the
+    super-frame itself."""
+    _flags, gso_type, _hl, mss, l4, _off = _HDR.unpack_from(data, 0)
+    frame = memoryview(data)[VNET_HDR_LEN:]
+    v4 = gso_type == _GSO_TCPV4
+    ethertype = 0x0800 if v4 else 0x86DD
+    if (gso_type not in (_GSO_TCPV4, _GSO_TCPV6) or not mss or len(frame) < l4 + 20
+            or frame[12] << 8 | frame[13] != ethertype):
+        return None
+    hl = l4 + (frame[l4 + 12] >> 4) * 4
+    head = bytes(frame[:hl])
+    body = frame[hl:]
+    seq = int.from_bytes(head[l4 + 4:l4 + 8], "big")
+    ident = int.from_bytes(head[18:20], "big") if v4 else 0
+    pseudo = _fold(head[26:34] if v4 else head[22:54]) + 6
+    out = []
+    last = (len(body) - 1) // mss
+    for i in range(last + 1):
+        chunk = body[i * mss:(i + 1) * mss]
+        seg = bytearray(head)
+        seg += chunk
+        tcp_len = len(seg) - l4
+        if v4:
+            seg[16:18] = (len(seg) - 14).to_bytes(2, "big")
+            seg[18:20] = ((ident + i) & 0xFFFF).to_bytes(2, "big")
+            seg[24:26] = b"\0\0"
+            seg[24:26] = (~_fold(seg[14:l4]) & 0xFFFF).to_bytes(2, "big")
+        else:
+            seg[18:20] = (len(seg) - 54).to_bytes(2, "big")
+        seg[l4 + 4:l4 + 8] = ((seq + i * mss) & 0xFFFFFFFF).to_bytes(4, "big")
+        if i < last:
+            seg[l4 + 13] &= ~0x09 & 0xFF  # FIN and PSH only on the last segment
+        if i:
+            seg[l4 + 13] &= ~0x80 & 0xFF  # CWR only on the first
+        seg[l4 + 16:l4 + 18] = b"\0\0"
+        total = (pseudo + tcp_len + _fold(seg[l4:])) % 0xFFFF
+        seg[l4 + 16:l4 + 18] = (~total & 0xFFFF).to_bytes(2, "big")
+        out.append(seg)
+    return out

@@ -15,7 +15,7 @@ import os
 import socket
 
 from vnet.datapath.vnetd.loop import Clock
-from vnet.datapath.vnetd.offload import PLAIN_FRAME_MAX, ZERO_HDR, gso_header
+from vnet.datapath.vnetd.offload import ORIGINAL_FRAME_MAX, PLAIN_FRAME_MAX, ZERO_HDR, gso_header
 from vnet.datapath.vnetd.tables import Tables
 from vnet.datapath.vnetd.transmit import ZERO_ADDR, Transmit
 from vnet.datapath.vnetd.underlay import Sender, Underlay
@@ -87,6 +87,7 @@ class Receive:
         self.vifs = tables.vifs
         self.peers = tables.peers
         self.floods = tables.floods
+        self.supers = tables.supers
         self.counts = tables.counts
         self.drops = tables.drops
 
@@ -256,6 +257,8 @@ class Receive:
             self.drops[D_BAD_SOURCE_MAC] += 1
             return
         self.cache.learn(v.vid, smac, src, self.clock.now)
+        if len(frame) > ORIGINAL_FRAME_MAX:  # only a host that takes super-frames sends one
+            self.supers.add(src)
         try:
             hdr = ZERO_HDR if len(frame) <= PLAIN_FRAME_MAX else gso_header(frame, v.mtu)
             os.writev(v.fd, (hdr, frame))
@@ -296,6 +299,10 @@ class Receive:
                 return
             addr = socket.inet_ntoa(addr_b)
             self.counts[C_ANNOUNCES_RECEIVED] += 1
+            if wire.varp_accepts_super(pkt):
+                self.supers.add(addr)
+            else:
+                self.supers.discard(addr)
             self.vifs.remove(vid, vmac)  # it lives elsewhere now
             self.cache.learn(vid, vmac, addr, self.clock.now)
         else:

@@ -158,6 +158,26 @@ class FloodFilter:
         self.seen = {k: t for k, t in self.seen.items() if now - t <= self.window}
 
 
+class SuperHosts:
+    """The hosts known to accept super-frames (doc/wire-format.md, "Super-frames"),
+    learned on the wire: a super-frame received from a host, or an announce with the
+    super-frame extension, adds it; an announce without the extension removes it.
+    Entries do not expire (a host that takes them keeps taking them); at most MAX,
+    beyond which hosts simply get plain frames."""
+
+    MAX = 4096
+
+    def __init__(self) -> None:
+        self.addrs: set[str] = set()
+
+    def add(self, addr: str) -> None:
+        if len(self.addrs) < self.MAX:
+            self.addrs.add(addr)
+
+    def discard(self, addr: str) -> None:
+        self.addrs.discard(addr)
+
+
 class Tables:
     """Everything the packet rules look up, learn and count on this host, in one object
     that transmit and receive share: the vnets by id, the VARP cache, the vif table,
@@ -171,6 +191,7 @@ class Tables:
         self.vifs = VifTable()
         self.peers: dict[str, Peer] = {}
         self.floods = FloodFilter()
+        self.supers = SuperHosts()
         self.counts = [0] * len(stats.COUNTERS)
         self.drops = [0] * len(stats.DROPS)
 

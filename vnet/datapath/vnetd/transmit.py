@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from vnet.datapath.vnetd.loop import Clock
-from vnet.datapath.vnetd.offload import PLAIN_FRAME_MAX, VNET_HDR_LEN, finish_checksum
+from vnet.datapath.vnetd.offload import PLAIN_FRAME_MAX, VNET_HDR_LEN, finish_checksum, segment
 from vnet.datapath.vnetd.tables import Tables
 from vnet.datapath.vnetd.underlay import Sender, Underlay
 from vnet.datapath.vnetd.vnets import Vnet
@@ -38,7 +38,7 @@ class Transmit:
     `seq` is this host's one sealing counter (doc/security.md), for every secure vnet."""
 
     def __init__(self, here: Underlay, udp: Sender, etherip: Sender, tables: Tables, clock: Clock,
-                 seq: int | None = None) -> None:
+                 seq: int | None = None, offload: bool = True) -> None:
         self.here = here
         self.address = here.address
         self.address_b = here.address_b
@@ -52,6 +52,10 @@ class Transmit:
         self.counts = tables.counts
         self.drops = tables.drops
         self.seq = seal.new_sequence() if seq is None else seq
+        self.supers = tables.supers.addrs
+        # What our announces say after their 43 bytes: that super-frames are welcome
+        # here, unless this host runs without them (vnetd --no-offload).
+        self.varp_ext = wire.VARP_EXT_SUPER if offload else b""
 
     def from_tap(self, v: Vnet, frames: Iterable[bytes]) -> None:
         """A batch of frames read from v's tap, each behind its virtio-net header."""
@@ -64,6 +68,7 @@ class Transmit:
             # A super-frame keeps its partial checksum (the receiver re-segments it);
             # a plain frame must leave here complete, a full-size 802.1Q one (GSO
             # type none, up to 1518 bytes) too.
+            raw = frame
             if frame[0] & 1 and (len(frame) <= PLAIN_FRAME_MAX + VNET_HDR_LEN or not frame[1]):
                 frame = finish_checksum(frame)
             else:
@@ -79,12 +84,23 @@ class Transmit:
                 if key not in vifs:
                     self.announce(v, src)
                 vifs[key] = now
+            entry = None if frame[0] & 1 else cache.get((vid, bytes(frame[0:6])))
+            if (len(frame) > PLAIN_FRAME_MAX and raw[1] and not v.level
+                    and (entry is None or entry.addr not in self.supers)):
+                # A super-frame for a host not known to take one, or for the group:
+                # its segments, as ordinary frames (doc/wire-format.md).
+                segs = segment(raw)
+                if segs is not None:
+                    if entry is None:
+                        self.flood_segments(v, segs, not frame[0] & 1)
+                    else:
+                        self.unicast_segments(v, segs, entry.addr)
+                    continue
             # Sealed once, whatever number of copies go out (doc/security.md).
             parts = self.seal(v, seal.TYPE_FRAME, frame) if v.level else (v.prefix, frame)
             if frame[0] & 1:
                 self.flood(v, parts)
                 continue
-            entry = cache.get((vid, bytes(frame[0:6])))
             if entry is None:
                 self.counts[C_UNKNOWN_UNICAST_FLOODS] += 1
                 self.flood(v, parts)
@@ -96,6 +112,22 @@ class Transmit:
                     self.send_etherip(parts, (), 0, (entry.addr, 0))
             except OSError:
                 drops[D_SEND_ERROR] += 1
+
+    def flood_segments(self, v: Vnet, segs: list, unknown: bool) -> None:
+        """The segments of a super-frame for the group: each one a flood."""
+        if unknown:
+            self.counts[C_UNKNOWN_UNICAST_FLOODS] += len(segs)
+        for seg in segs:
+            self.flood(v, (v.prefix, seg))
+
+    def unicast_segments(self, v: Vnet, segs: list, addr: str) -> None:
+        """The segments of a super-frame for a host that takes ordinary frames only."""
+        dst = (addr, self.port)
+        try:
+            for seg in segs:
+                self.send_udp((v.prefix, seg), (), 0, dst)
+        except OSError:
+            self.drops[D_SEND_ERROR] += 1
 
     def seal(self, v: Vnet, msg_type: int, body) -> tuple:
         """Body sealed with the vnet's send key, numbered by this host's one counter."""
@@ -148,7 +180,7 @@ class Transmit:
 
     def varp_parts(self, v: Vnet, mac: bytes) -> tuple:
         """An announce that `mac` of vnet v lives here, sealed on a secure vnet."""
-        msg = wire.pack_varp(wire.VARP_ANNOUNCE, v.vid, mac, self.address)
+        msg = wire.pack_varp(wire.VARP_ANNOUNCE, v.vid, mac, self.address) + self.varp_ext
         return self.seal(v, seal.TYPE_VARP, msg) if v.level else (msg,)
 
     def announce(self, v: Vnet, mac: bytes) -> None:
