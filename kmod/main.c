@@ -51,6 +51,7 @@ static int __net_init vnet_net_init(struct net *net)
 	err = vnet_table_init(&vn->vifs, VNET_TABLE_VIFS);
 	if (err)
 		goto free_varp;
+	vnet_super_init(&vn->supers);
 	err = vnet_flood_init(&vn->flood);
 	if (err)
 		goto free_vifs;
@@ -82,6 +83,7 @@ static void __net_exit vnet_net_exit(struct net *net)
 	vnet_peer_flush(vn);
 	mutex_unlock(&vn->lock);
 	vnet_flood_free(&vn->flood);
+	vnet_super_flush(&vn->supers);
 	vnet_table_free(&vn->vifs);
 	vnet_table_free(&vn->varp);
 	free_percpu(vn->stats);

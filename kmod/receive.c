@@ -182,6 +182,9 @@ void vnet_frame_rcv(struct vnet_dev *vd, struct sk_buff *skb, __be32 src)
 		goto drop;
 	}
 	vnet_learn(&vn->varp, vd, smac, src);
+	/* Only a host that takes super-frames sends one. */
+	if (skb->len > VNET_ORIGINAL_FRAME_MAX)
+		vnet_set_super(&vn->supers, src, true);
 	if (!skb_is_gso(skb) && skb->len > vnet_frame_max(skb, vd->dev->mtu)) {
 		err = vnet_superframe(skb, vd->dev->mtu);
 		if (err) {

@@ -211,8 +211,13 @@ static void vnet_unicast(struct vnet_dev *vd, struct sk_buff *skb,
 			vnet_send_sealed(vd, skb, VNET_SEAL_FRAME, e->addr,
 					 vnet_entry_cache(e));
 	} else if (vd->encap == VNET_ENCAP_UDP) {
-		vnet_udp_xmit(vn, skb, e->addr, htons(VNET_PORT), vd->prefix,
-			      vd->prefix_len, vnet_entry_cache(e), true);
+		/* A super-frame only to a host known to take one. */
+		if (skb_is_gso(skb) && !vnet_takes_super(&vn->supers, e->addr))
+			vnet_segment(vd, skb, e, vnet_unicast);
+		else
+			vnet_udp_xmit(vn, skb, e->addr, htons(VNET_PORT),
+				      vd->prefix, vd->prefix_len,
+				      vnet_entry_cache(e), true);
 	} else {
 		vnet_ip_xmit(vn, skb, 0, e->addr, VNET_IPPROTO_ETHERIP,
 			     VNET_TTL, true, vd->prefix, vd->prefix_len,

@@ -109,6 +109,7 @@ void vnet_socket_close(struct vnet_net *vn)
 	cancel_delayed_work_sync(&vn->sweep);
 	vnet_table_flush(&vn->varp, NULL);
 	vnet_table_flush(&vn->vifs, NULL);
+	vnet_super_flush(&vn->supers);
 }
 
 /* Frees port 1798 once nothing needs it.  Caller holds vn->lock. */

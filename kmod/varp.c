@@ -11,8 +11,8 @@
 static struct sk_buff *varp_build(u16 op, const u8 *vnet, const u8 *mac,
 				  __be32 addr)
 {
-	struct sk_buff *skb = alloc_skb(VNET_CTRL_HEADROOM + VARP_LEN,
-					GFP_ATOMIC);
+	struct sk_buff *skb = alloc_skb(VNET_CTRL_HEADROOM + VARP_LEN +
+					VARP_EXT_LEN, GFP_ATOMIC);
 	struct varp_msg *m;
 
 	if (!skb)
@@ -25,6 +25,8 @@ static struct sk_buff *varp_build(u16 op, const u8 *vnet, const u8 *mac,
 	ether_addr_copy(m->vmac, mac);
 	m->family = VARP_AF_INET;
 	memcpy(m->addr, &addr, sizeof(addr));
+	/* This host takes super-frames. */
+	skb_put_data(skb, VARP_EXT_SUPER, VARP_EXT_LEN);
 	return skb;
 }
 
@@ -63,11 +65,16 @@ void varp_local_mac(struct vnet_dev *vd, const u8 *mac)
  */
 void varp_handle(struct vnet_dev *vd, struct sk_buff *skb, __be32 sender)
 {
-	const struct varp_msg *m = (const struct varp_msg *)skb->data;
 	struct vnet_net *vn = vd->vn;
+	const struct varp_msg *m;
 	struct sk_buff *reply;
+	bool super;
 	__be32 addr;
 
+	super = skb->len >= VARP_LEN + VARP_EXT_LEN &&
+		pskb_may_pull(skb, VARP_LEN + VARP_EXT_LEN) &&
+		!memcmp(skb->data + VARP_LEN, VARP_EXT_SUPER, VARP_EXT_LEN);
+	m = (const struct varp_msg *)skb->data;
 	switch (ntohs(m->opcode)) {
 	case VARP_OP_REQUEST:
 		vnet_count(vn, VNET_C_VARP_REQUESTS);
@@ -96,6 +103,7 @@ void varp_handle(struct vnet_dev *vd, struct sk_buff *skb, __be32 sender)
 		if (!vnet_sender_ok(vn, addr))
 			break;
 		vnet_count(vn, VNET_C_ANNOUNCES_RECEIVED);
+		vnet_set_super(&vn->supers, addr, super);
 		/* The MAC lives elsewhere now. */
 		vnet_table_remove(&vn->vifs, m->vnet, m->vmac);
 		vnet_learn(&vn->varp, vd, m->vmac, addr);

@@ -44,6 +44,18 @@
 #define VNET_VFWD_MAX		(U16_MAX - sizeof(struct iphdr) - \
 				 sizeof(struct udphdr))
 #define VARP_LEN		43
+/*
+ * After the 43 bytes of every announce we send: "vf", then a 16-bit feature
+ * word whose bit 0 says "this host accepts super-frames" (doc/wire-format.md).
+ * The original reads 43 bytes and ignores the rest.
+ */
+#define VARP_EXT_LEN		4
+#define VARP_EXT_SUPER		"vf\0\1"
+/*
+ * The original reads a datagram into 1700 bytes: a frame in a longer VUDP
+ * packet can only come from a host that takes super-frames.
+ */
+#define VNET_ORIGINAL_FRAME_MAX	(1700 - VUDP_HLEN)
 #define VNET_TTL		64
 /*
  * The hop budget of a VFWD relay from the original forwarder, whose inner
@@ -178,6 +190,16 @@ struct vnet_flood_filter {
 	struct vnet_flood_slot *slots;
 };
 
+/* The hosts that take super-frames, keyed by address (super.c). */
+#define VNET_SUPER_BITS		8
+#define VNET_SUPER_MAX		4096
+struct vnet_super_set {
+	spinlock_t lock;		/* inserts and removals */
+	siphash_key_t key;
+	unsigned int count;		/* under lock */
+	struct hlist_head buckets[BIT(VNET_SUPER_BITS)];
+};
+
 struct vnet_peer {
 	struct list_head list;
 	struct rcu_head rcu;
@@ -225,6 +247,7 @@ struct vnet_net {
 	unsigned int npeers;		/* under lock */
 	struct vnet_mac_table varp;
 	struct vnet_mac_table vifs;
+	struct vnet_super_set supers;	/* hosts that take super-frames */
 	struct vnet_flood_filter flood;
 	struct vnet_stats __percpu *stats;
 	struct delayed_work sweep;
@@ -386,6 +409,12 @@ int vnet_flood_init(struct vnet_flood_filter *f);
 void vnet_flood_free(struct vnet_flood_filter *f);
 bool vnet_flood_seen(struct vnet_flood_filter *f, __be32 origin,
 		     const void *data, unsigned int len, bool relayed);
+
+/* super.c */
+void vnet_super_init(struct vnet_super_set *s);
+void vnet_super_flush(struct vnet_super_set *s);
+bool vnet_takes_super(struct vnet_super_set *s, __be32 addr);
+void vnet_set_super(struct vnet_super_set *s, __be32 addr, bool on);
 
 /* netlink.c */
 int vnet_genl_init(void);

@@ -9,6 +9,7 @@ from netns.test_listings import (  # noqa: F401  (collected here, with the modul
     test_every_listing_matches_its_schema,
 )
 from netns.test_original_hosts import (  # noqa: F401  (collected here, with the module)
+    test_an_original_receiver_gets_plain_frames_and_our_hosts_super_frames,
     test_original_forwarders_relays_reach_our_vms,
 )
 from netns.test_vnetd_net import (  # noqa: F401  (collected here, with the module)

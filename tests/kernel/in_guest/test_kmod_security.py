@@ -139,7 +139,8 @@ def test_underlay_sees_sealed_messages_only(lab, make_hosts, tmp_path, level):
             # The datagram to b, or b's ICMP error quoting it back to a.
             assert body[0:6] in {bytes.fromhex(v.mac.replace(":", "")) for v in (a, b)}
         elif mtype == 1:
-            assert len(body) == 43 and body[4:20] == VID.packed
+            assert len(body) == wire.VARP_LEN + wire.VARP_EXT_LEN and body[4:20] == VID.packed  # announce + extension
+            assert body[wire.VARP_LEN:] == wire.VARP_EXT_SUPER
     assert found >= 3
     # A byte changed anywhere is refused by the reference too.
     p = bytearray(msgs[0][2])

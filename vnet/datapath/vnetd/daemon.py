@@ -310,8 +310,9 @@ class Vnetd(Datapath):
               help="TTL of multicast packets.")
 @click.option("--no-restore", is_flag=True, help="Do not restore vnets and peers from the state directory.")
 @click.option("--offload/--no-offload", default=True, show_default=True,
-              help="Move TCP super-frames (longer than 1514 bytes) between vnet hosts in one "
-                   "datagram; turn off when a peer cannot take frames longer than the MTU.")
+              help="Move TCP super-frames (longer than 1514 bytes) in one datagram to the vnet "
+                   "hosts known to take them (learned on the wire; others get ordinary frames); "
+                   "off: send and ask for ordinary frames only.")
 @click.option("-V", "--verbose", is_flag=True, help="Log control operations.")
 @click.version_option(__version__, "-v", "--version", prog_name="vnetd")
 def cli(state_dir, socket_opt, address, interface, mcaddr, ttl, no_restore, offload, verbose) -> None:
