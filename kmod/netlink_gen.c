@@ -46,6 +46,7 @@ const char * const vnet_drop_names[VNET_D_COUNT] = {
 	[VNET_D_TAP_READ_ERROR]		= "tap-read-error",
 	[VNET_D_TAP_WRITE_ERROR]	= "tap-write-error",
 	[VNET_D_TAP_RUNT]		= "tap-runt",
+	[VNET_D_PAUSE_FRAME]		= "pause-frame",
 };
 
 const struct nla_policy vnet_key_nl_policy[VNET_A_KEY_SECRET + 1] = {

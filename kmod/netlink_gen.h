@@ -97,6 +97,8 @@ enum vnet_drop {
 	VNET_D_TAP_WRITE_ERROR,
 	/* vnetd only: a tap gave less than a header */
 	VNET_D_TAP_RUNT,
+	/* an 802.3x pause frame from a port (a switch does not forward them) */
+	VNET_D_PAUSE_FRAME,
 	VNET_D_COUNT,
 	VNET_D_MAX = (VNET_D_COUNT - 1)
 };

@@ -21,18 +21,33 @@ from lab.lab import Lab, NodeRef
 #: On a switch, every frame enters the bridge once, on its sender's port: frames
 #: seen on the bridge device itself or as outgoing copies are left out, so each
 #: frame is reported once.  With a device named after "sent", only the frames the
-#: node sends out of that device (which may not exist yet) are reported.
+#: node sends out of that device (which may not exist yet) are reported; after
+#: "received", only those it receives on it.  The kernel takes a VLAN tag off a
+#: received frame before a packet socket sees it; it is put back (from
+#: PACKET_AUXDATA), so each frame is reported as it was on the wire.
 SCRIPT = r"""
-import socket, sys
+import socket, struct, sys
 s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(3))
-name, sent = sys.argv[1], sys.argv[2] == "sent"
+s.setsockopt(263, 8, 1)  # SOL_PACKET, PACKET_AUXDATA
+name, mode = sys.argv[1], sys.argv[2]
 print("ready", flush=True)
 while True:
-    f, (ifname, _proto, pkttype, _ha, _addr) = s.recvfrom(65535)
+    f, anc, _flags, (ifname, _proto, pkttype, _ha, _addr) = s.recvmsg(65535, socket.CMSG_SPACE(20))
     outgoing = pkttype == socket.PACKET_OUTGOING
-    if (ifname == name and outgoing) if sent else (ifname != name and not outgoing):
-        sys.stdout.write(f.hex() + "\n")
-        sys.stdout.flush()
+    if mode == "sent":
+        take = ifname == name and outgoing
+    elif mode == "received":
+        take = ifname == name and not outgoing
+    else:
+        take = ifname != name and not outgoing
+    if not take:
+        continue
+    for level, kind, data in anc:
+        status, _l, _s, _m, _n, tci, tpid = struct.unpack("IIIHHHH", data[:20])
+        if level == 263 and kind == 8 and status & 0x10:  # TP_STATUS_VLAN_VALID
+            f = f[:12] + struct.pack("!HH", tpid if status & 0x40 else 0x8100, tci) + f[12:]
+    sys.stdout.write(f.hex() + "\n")
+    sys.stdout.flush()
 """
 
 #: How long a test may wait for the frames it expects.  Generous: it is only reached
@@ -42,13 +57,16 @@ DEADLINE = 60.0
 
 class Capture:
     """Frames seen in a node's namespace (a switch: its bridge ports), from start
-    until `stop`; with `sent`, the frames the node itself sends out of that device.
+    until `stop`; with `sent`, the frames the node itself sends out of that device;
+    with `received`, the frames it receives on that device.
     A context manager; `frames` grows as frames are seen."""
 
-    def __init__(self, lab: Lab, node: NodeRef, bridge: str = "sw0", sent: str | None = None) -> None:
+    def __init__(self, lab: Lab, node: NodeRef, bridge: str = "sw0", sent: str | None = None,
+                 received: str | None = None) -> None:
         self.frames: list[bytes] = []
         self._lock = threading.Lock()
-        argv = [sent, "sent"] if sent is not None else [bridge, "ports"]
+        argv = ([sent, "sent"] if sent is not None else [received, "received"] if received is not None
+                else [bridge, "ports"])
         self._proc = lab.popen(node, [sys.executable, "-u", "-c", SCRIPT, *argv],
                                stdout=subprocess.PIPE, text=True)
         assert self._proc.stdout is not None

@@ -268,7 +268,7 @@ class Lab:
         self.nodes[name] = v
         return v
 
-    def move_vm(self, vm: VM, host: Host, bridge: str, timeout: float = 10.0,
+    def move_vm(self, vm: VM, host: Host, bridge: str | None, timeout: float = 10.0,
                 announce: bool = True) -> None:
         """Re-cable ``vm`` to ``bridge`` on ``host`` (simulated live migration).
 
@@ -277,14 +277,17 @@ class Lab:
         lost.  The new bridge is awaited before the old cable is pulled, so a
         failure there leaves the VM where it was.  Like QEMU after a migration,
         the VM then announces its MAC (RARP, several rounds) unless told not to.
+        With `bridge` None the far end is left down and on no bridge, as `vm`
+        leaves it with plugged=False: a container restarted, its veth made anew.
         """
         self._check_open()
-        Interface.wait(host.ns, bridge, timeout, self.POLL_INTERVAL)
+        if bridge is not None:
+            Interface.wait(host.ns, bridge, timeout, self.POLL_INTERVAL)
         self.remove_link(vm.link)
         vm.link, _ = self._cable(vm.ns, vm.ifname, host, f"v{vm.name}", bridge, vm.address,
                                  mac=vm.mac)
         vm.intfs[vm.ifname] = vm.link.intf1
-        vm.host, vm.bridge = host, bridge
+        vm.host, vm.bridge = host, bridge or ""
         if announce:
             vm.eth0.announce(vm.mac)
 

@@ -290,3 +290,52 @@ def test_key_file_relative_to_config_file(tmp_path):
     p = tmp_path / "vnet97.sxp"
     p.write_text("(vnet (id 97) (security conf) (key-file keys/97.key))\n")
     assert VnetConfig.from_file(p).key_files == (str(tmp_path / "keys" / "97.key"),)
+
+
+# --- ports, MTU and (bridge none) (doc/ports.md) ----------------------------------------
+
+
+def test_ports_mtu_and_no_bridge_round_trip():
+    c = cfg("(vnet (id 97) (bridge none) (mtu 9000) (port r1-eth1) (port r2-eth1))")
+    assert (c.bridge, c.mtu, c.ports, c.fragments) == (None, 9000, ("r1-eth1", "r2-eth1"), True)
+    assert c.to_sxp()[2] == ["bridge", "none"] and ["mtu", "9000"] in c.to_sxp()
+    assert [x for x in c.to_sxp() if x[0] == "port"] == [["port", "r1-eth1"], ["port", "r2-eth1"]]
+    assert VnetConfig.from_sxp(c.to_sxp()) == c
+    assert VnetConfig.from_cli("97", bridge="none", mtu=9000, ports=("r1-eth1", "r2-eth1")) == c
+    assert c.with_ports(("x",)).ports == ("x",)
+
+
+def test_default_mtu_is_a_field_and_not_written():
+    for text, mtu in (("(vnet (id 97))", 1500), ("(vnet (id 97) (encapsulation etherip))", 1448),
+                      ("(vnet (id 97) (encapsulation etherip) (security auth) (key-file /k))", 1412)):
+        c = cfg(text)
+        assert c.mtu == mtu and not c.fragments and not any(x[0] == "mtu" for x in c.to_sxp())
+    c = cfg("(vnet (id 97) (mtu 1500))")
+    assert c == cfg("(vnet (id 97))")
+    assert cfg("(vnet (id 97) (encapsulation etherip) (mtu 1500))").fragments
+    assert not cfg("(vnet (id 97) (mtu 1280))").fragments
+
+
+def test_mtu_and_port_errors():
+    for value in ("67", "65001", "0", "-5"):
+        assert f"field 'mtu': {value} is out of range; a vnet's MTU is 68 to 65000" in \
+            error(f"(vnet (id 97) (mtu {value}))")
+    assert "field 'mtu': 'big' is not a number" in error("(vnet (id 97) (mtu big))")
+    assert "given twice" in error("(vnet (id 97) (mtu 9000) (mtu 1500))")
+    assert "field 'port' names r1 twice" in error("(vnet (id 97) (port r1) (port r1))")
+    assert "vnif97 is the vnet's vnetif" in error("(vnet (id 97) (port vnif97))")
+    assert "vnet97 is the vnet's bridge" in error("(vnet (id 97) (port vnet97))")
+    assert "contains '/'" in error("(vnet (id 97) (port a/b))")
+    assert "has no value" in error("(vnet (id 97) (port))")
+    with pytest.raises(ConfigError, match="68 to 65000"):
+        VnetConfig.from_cli("97", mtu=70000)
+    with pytest.raises(ConfigError, match="68 to 65000"):
+        VnetConfig(VnetId.parse("97"), "vnet97", "vnif97", mtu=True)
+
+
+def test_differences_count_mtu_and_ports_only_when_asked():
+    plain, big = cfg("(vnet (id 97))"), cfg("(vnet (id 97) (mtu 9000))")
+    assert plain.differences(big) == ["mtu 1500 (not 9000)"]
+    ported = cfg("(vnet (id 97) (port r1))")
+    assert plain.differences(ported) == ["port - (not r1)"]
+    assert plain.differences(ported, ports=False) == []

@@ -70,6 +70,16 @@ def config_records() -> list:
                                 key_files=("/etc/vnet/keys/96.key",)).to_sxp()]
 
 
+def ported_config_records() -> list:
+    return [VnetConfig.from_cli("98", bridge="none", mtu=9000, ports=("veth-a", "veth-b")).to_sxp(),
+            VnetConfig.from_cli("99", ports=("veth-c",)).to_sxp()]
+
+
+def port_records() -> list:
+    return [records.port_record(V97, "veth-a", "attached", 7, 10, 20, 1000, 2000),
+            records.port_record(V97, "veth-b", "waiting", 0, 0, 0, 0, 0)]
+
+
 def all_views() -> dict[str, list]:
     """Every listing's JSON, in each of its shapes (vnets plain, -l and -a)."""
     vnets = vnet_records()
@@ -77,7 +87,7 @@ def all_views() -> dict[str, list]:
     return {
         "vnets": [listing.vnets(vnets), listing.vnets(vnets, devices),
                   listing.vnets(vnets, devices, vif_records(), varp_records()), listing.vnets([])],
-        "vnet-list": [listing.configs(config_records())],
+        "vnet-list": [listing.configs(config_records()), listing.configs(ported_config_records())],
         "vifs": [listing.vif_table(vif_records()), listing.vif_table(vif_records()[:1])],
         "varp": [listing.varp_table(varp_records())],
         "peers": [listing.peers(peer_records()), listing.peers([])],
@@ -86,6 +96,7 @@ def all_views() -> dict[str, list]:
         "stats": [listing.stats(stats_records()), listing.stats([records.counters_record("counters", {}),
                                                                  records.counters_record("drops", {})])],
         "keys": [listing.key_set(key_records())],
+        "ports": [listing.ports(port_records()), listing.ports([])],
     }
 
 
@@ -243,3 +254,21 @@ def test_format_option_wins_over_the_environment(monkeypatch: pytest.MonkeyPatch
     monkeypatch.setenv(listing.FORMAT_ENV, "json")
     with pytest.raises(VnetError, match="VNET_FORMAT=json: expected one of sxp, brief"):
         listing.resolve_format(None)
+
+
+def test_vnet_list_views_give_mtu_and_ports() -> None:
+    """mtu is always there (a record leaves out a default one), ports always a list."""
+    views = listing.configs(config_records() + ported_config_records())
+    assert [(v["mtu"], v["ports"], v["bridge"]) for v in views] == [
+        (1500, [], "vnet97"), (1412, [], "vnet96"), (9000, ["veth-a", "veth-b"], "none"),
+        (1500, ["veth-c"], "vnet99")]
+
+
+def test_brief_ports() -> None:
+    views = listing.ports(port_records())
+    assert views[0] == {"vnet": str(V97), "ifname": "veth-a", "state": "attached", "ifindex": 7,
+                        "rx_packets": 10, "tx_packets": 20, "rx_bytes": 1000, "tx_bytes": 2000}
+    assert listing.brief_ports(views, False) == ["97  veth-a  attached", "97  veth-b  waiting"]
+    assert listing.brief_ports(views, True)[0].split() == [
+        "97", "veth-a", "attached", "rx_packets", "10", "tx_packets", "20", "rx_bytes", "1000",
+        "tx_bytes", "2000"]

@@ -204,3 +204,27 @@ def test_saved_file_ends_with_single_newline(tmp_path):
         st.add_vnet(vcfg("97"))
     text = store.path.read_text()
     assert text.startswith("#") and text.endswith(")\n") and not text.endswith("\n\n")
+
+
+def test_ports_are_names_no_other_vnet_uses():
+    """A port is refused where another vnet has that name as a port, bridge or vnetif."""
+    s = State()
+    s.add_vnet(VnetConfig.from_cli("97", ports=("r1",)))
+    s.add_vnet(VnetConfig.from_cli("98", bridge="none"))
+    with pytest.raises(StateError, match=r"port r1 is already used by vnet .*0097 \(as a port\)"):
+        s.add_port(VnetId.parse("98"), "r1")
+    with pytest.raises(StateError, match=r"port vnet97 is already used by vnet .*0097 \(as its bridge\)"):
+        s.add_port(VnetId.parse("98"), "vnet97")
+    with pytest.raises(StateError, match="port r1 is already in vnet"):
+        s.add_port(VnetId.parse("97"), "r1")
+    with pytest.raises(StateError, match="it is vnet .* vnetif"):
+        s.add_port(VnetId.parse("98"), "vnif98")
+    with pytest.raises(StateError, match=r"port r1 is already used by vnet .*0097 \(as a port\)"):
+        s.add_vnet(VnetConfig.from_cli("99", ports=("r1",)))
+    assert s.add_port(VnetId.parse("98"), "r2").ports == ("r2",)
+    assert s.vnets[VnetId.parse("98")].ports == ()  # not stored by add_port
+    with pytest.raises(StateError, match=r"has no port r9 \(its ports: r1\)"):
+        s.remove_port(VnetId.parse("97"), "r9")
+    assert s.remove_port(VnetId.parse("97"), "r1").ports == ()
+    s.add_vnet(VnetConfig.from_cli("9a", bridge="none"))  # two vnets without a bridge
+    assert State.from_sxp(s.to_sxp()) == s

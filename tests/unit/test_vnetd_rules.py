@@ -15,6 +15,8 @@ import struct
 import pytest
 
 from vnet.datapath.vnetd import receive
+from vnet.datapath.vnetd.attach import Attachment
+from vnet.datapath.vnetd.ports import with_tag
 from vnet.datapath.vnetd.loop import BATCH, Clock, drain
 from vnet.datapath.vnetd.offload import PLAIN_FRAME_MAX, ZERO_HDR, gso_header
 from vnet.datapath.vnetd.receive import Receive
@@ -735,3 +737,101 @@ def test_tables_sweep_expires_what_was_not_refreshed():
     t.vifs.touch(b"v", MAC_A, T0 + 30)
     t.sweep(T0 + 61)
     assert t.varp.entries == {} and list(t.vifs.entries) == [(b"v", MAC_A)]
+
+
+# --- ports: local switching between attachments (doc/ports.md) ------------------------
+
+MAC_P = bytes.fromhex("aa0000000003")   # a VM behind a port
+
+
+def with_port(node: Node, v: Vnet):
+    """Give v a port: an attachment whose far end the test reads, as it reads the tap."""
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+    theirs.setblocking(False)
+    node.closing += (ours, theirs)
+    p = Attachment("p1", ours.fileno())
+    v.ports["p1"] = p
+    v.set_attachments()
+    return p, theirs
+
+
+def out_of(sock: socket.socket) -> list[bytes]:
+    got = []
+    while True:
+        try:
+            got.append(sock.recv(70000))
+        except BlockingIOError:
+            return got
+
+
+def test_ports_switch_locally(node):
+    v = node.vnet()
+    p, far = with_port(node, v)
+    assert v.switching and v.attachments == [v.tap, p]
+    # The VM behind the tap speaks first: its MAC is local, on the tap.
+    node.tx.from_tap(v, [ZERO_HDR + frame(BCAST, MAC_A)])
+    assert out_of(far) == [ZERO_HDR + frame(BCAST, MAC_A)] and node.tapped(v) == []
+    sent = len(node.udp.sent)
+    # From the port to the tap's VM: to the tap only, nothing to the network.
+    node.tx.from_tap(v, [ZERO_HDR + frame(MAC_A, MAC_P)], p)
+    assert node.tapped(v) == [ZERO_HDR + frame(MAC_A, MAC_P)] and out_of(far) == []
+    assert len(node.udp.sent) == sent + 1  # the announce of MAC_P, no frame
+    assert (p.rx_packets, v.tap.tx_packets) == (1, 1)
+    # From the network: to the port's VM on the port only, a broadcast to both.
+    node.rx.from_udp(vudp(v, frame(MAC_P, MAC_B)), LAN)
+    assert out_of(far) == [ZERO_HDR + frame(MAC_P, MAC_B)] and node.tapped(v) == []
+    node.rx.from_udp(vudp(v, frame(BCAST, MAC_B)), LAN)
+    assert out_of(far) == [ZERO_HDR + frame(BCAST, MAC_B)] == node.tapped(v)
+    # From the port to a MAC on another host: there only.
+    node.tx.from_tap(v, [ZERO_HDR + frame(MAC_B, MAC_P)], p)
+    assert node.udp.to((LAN, PORT))[-1] == wire.vudp_prefix(v.vid) + frame(MAC_B, MAC_P)
+    assert node.tapped(v) == [] and out_of(far) == []
+    # A MAC heard from the network is not local any more.
+    node.rx.from_udp(vudp(v, frame(BCAST, MAC_A)), LAN)
+    assert MAC_A not in v.macs
+
+
+def test_pause_frames_from_a_port_are_dropped(node):
+    v = node.vnet()
+    p, far = with_port(node, v)
+    pause = bytes.fromhex("0180c2000001") + MAC_P + b"\x88\x08\x00\x01\xff\xff" + bytes(42)
+    lacp = bytes.fromhex("0180c2000002") + MAC_P + b"\x88\x09\x01\x01" + bytes(44)
+    node.tx.from_tap(v, [ZERO_HDR + pause, ZERO_HDR + lacp], p)
+    assert node.drops() == {"pause-frame": 1}
+    assert node.tapped(v) == [ZERO_HDR + lacp]
+    assert [d for d in node.udp.to((GROUP, PORT)) if d.endswith(lacp)]
+    assert not [d for d, _ in node.udp.sent if pause in d]
+
+
+def test_one_attachment_needs_no_switching(node):
+    v = node.vnet()
+    p, _far = with_port(node, v)
+    node.tx.from_tap(v, [ZERO_HDR + frame(BCAST, MAC_P)], p)
+    assert MAC_P in v.macs
+    del v.ports["p1"]
+    v.set_attachments()
+    assert not v.switching and v.attachments == [v.tap] and not v.macs
+
+
+def test_vlan_tag_put_back():
+    hdr = struct.pack("<BBHHHH", 1, 1, 54, 1448, 34, 16)  # NEEDS_CSUM, TCPv4
+    body = MAC_A + MAC_B + b"\x08\x00" + bytes(60)
+    tagged = with_tag(memoryview(hdr + body), 10, 0x88A8)
+    assert tagged[10:] == MAC_A + MAC_B + b"\x88\xa8\x00\x0a\x08\x00" + bytes(60)
+    assert struct.unpack_from("<BBHHHH", tagged) == (1, 1, 58, 1448, 38, 16)
+
+
+def test_jumbo_raw_etherip_goes_without_df(node):
+    """A raw EtherIP vnet with an MTU above its default sends through the DF-clear socket."""
+    frag = Recorder()
+    node.tx = Transmit(node.here, node.udp, node.etherip, node.tables, node.clock, seq=SEQ0, etherip_frag=frag)
+    cfg = VnetConfig.from_cli("97", encapsulation="etherip", mtu=9000)
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+    node.closing += (ours, theirs)
+    v = Vnet(cfg, ours.fileno(), False, [])
+    assert v.fragments and v.plain_max == 9014
+    node.tables.vnets[v.vid] = v
+    node.tables.varp.learn(v.vid, MAC_B, LAN, T0)
+    big = frame(MAC_B, MAC_A, size=9014)
+    node.tx.from_tap(v, [ZERO_HDR + big])
+    assert frag.to((LAN, 0)) == [wire.etherip_prefix(v.vid) + big] and node.etherip.to((LAN, 0)) == []

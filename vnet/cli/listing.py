@@ -23,6 +23,7 @@ from typing import Any
 import sxp
 from vnet.control.datapath import Record
 from vnet.errors import VnetError
+from vnet.model.config import default_mtu
 from vnet.model.vnetid import VnetId
 
 Json = dict[str, Any]
@@ -131,9 +132,22 @@ def peers(recs: list[Record]) -> list[Json]:
     return [_object(r, ints=("port", "tx_packets", "rx_packets")) for r in recs]
 
 
+def ports(recs: list[Record]) -> list[Json]:
+    """`vn ports`: each port of each vnet, its state and counters."""
+    return [_object(r, ints=("ifindex", *COUNTERS)) for r in recs]
+
+
 def configs(recs: list[Record]) -> list[Json]:
-    """`vn vnet-list`: persisted configurations; `key_files` is empty for (security none)."""
-    return [_object(r, lists=("key-file",)) for r in recs]
+    """`vn vnet-list`: persisted configurations; `key_files` is empty for (security none),
+    `ports` for a vnet without ports; `mtu` is always there (the records leave out a
+    default one)."""
+    out = []
+    for r in recs:
+        view = _object(r, ints=("mtu",), lists=("key-file",), skip=("port",))
+        view["ports"] = [item[1] for item in r[1:] if isinstance(item, list) and item[0] == "port"]
+        view.setdefault("mtu", default_mtu(view["encapsulation"], view["security"]))
+        out.append(view)
+    return out
 
 
 def key_set(recs: list[Record]) -> Json:
@@ -262,6 +276,12 @@ def brief_bridges(views: list[Json], counters: bool, long: bool = False) -> list
             row += _counters(dev, LINK_COUNTERS) if dev else []
         rows.append(row + [",".join(b["interfaces"])])
     return table(rows)
+
+
+def brief_ports(views: list[Json], counters: bool) -> list[str]:
+    """VNET IFNAME STATE, with -s the port's counters."""
+    return table([[short_id(p["vnet"]), p["ifname"], p["state"]]
+                  + (_counters(p, COUNTERS) if counters else []) for p in views])
 
 
 def brief_stats(view: Json, counters: bool = False) -> list[str]:

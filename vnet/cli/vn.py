@@ -287,29 +287,40 @@ def vnets(ctx: click.Context, all_: bool, long_: bool, as_json: bool, ids: tuple
 
 @vn.command("vnet-create")
 @click.option("-s", "--security", type=click.Choice(["none", "auth", "conf"]), help="Security level [default: none].")
-@click.option("-b", "--bridge", help="Bridge to create and attach the vnet device to [default: vnet<id>].")
+@click.option("-b", "--bridge", help="Bridge to create and attach the vnet device to, or none for a "
+                                     "vnet with ports only [default: vnet<id>].")
 @click.option("-v", "--vnetif", help="Name of the vnet device [default: vnif<id>].")
 @click.option("-e", "--encapsulation", type=click.Choice(["udp", "etherip"]),
               help="EtherIP in UDP port 1798, or raw EtherIP (IP protocol 97) [default: udp].")
 @click.option("-k", "--key-file", "key_files", multiple=True, metavar="FILE",
               help="Key file of an auth or conf vnet; give it twice to hold two keys, the send key "
                    "first [default: DIR/keys/<id>.key].")
+@click.option("--mtu", type=int, metavar="N",
+              help="MTU of the vnet: of its device, its bridge and its ports, 68 to 65000; above "
+                   "the default the outer packets are fragmented [default: 1500 udp, 1448 etherip, "
+                   "less when secure].")
+@click.option("-p", "--port", "ports", multiple=True, metavar="IFNAME",
+              help="Attach interface IFNAME to the vnet directly, as a port (repeatable; it may "
+                   "appear later).")
 @click.option("--exist-ok", is_flag=True,
               help="Succeed if the vnet exists with this config (and make sure it runs); still "
                    "fail if it exists with another one.")
 @click.argument("vnet")
 @click.pass_context
-def vnet_create(ctx: click.Context, security, bridge, vnetif, encapsulation, key_files, exist_ok: bool,
-                vnet: str) -> None:
-    """Create a vnet from an id (short hex like 97, or the long form) or from FILE.sxp."""
+def vnet_create(ctx: click.Context, security, bridge, vnetif, encapsulation, key_files, mtu, ports,
+                exist_ok: bool, vnet: str) -> None:
+    """Create a vnet from an id (short hex like 97, or the long form) or from FILE.sxp.
+
+    With -b none the vnet has no bridge: only its device and its ports."""
     if vnet.endswith(".sxp") or os.path.sep in vnet:
-        if any(x is not None for x in (security, bridge, vnetif, encapsulation)) or key_files:
-            raise click.UsageError("options -s/-b/-v/-e/-k apply to an id, not to a config file")
+        if any(x is not None for x in (security, bridge, vnetif, encapsulation, mtu)) or key_files or ports:
+            raise click.UsageError("options -s/-b/-v/-e/-k/--mtu/--port apply to an id, not to a config file")
         cfg = config_file(vnet)
     else:
         cfg = VnetConfig.from_cli(vnet, bridge=bridge, vnetif=vnetif, security=security,
                                   encapsulation=encapsulation,
-                                  key_files=tuple(os.path.abspath(k) for k in key_files))
+                                  key_files=tuple(os.path.abspath(k) for k in key_files),
+                                  mtu=mtu, ports=ports)
     _controller(ctx).create_vnet(cfg, exist_ok)
 
 
@@ -402,6 +413,40 @@ def vnet_list(ctx: click.Context, long_: bool, as_json: bool, ids: tuple[str, ..
     else:
         for c in cfgs:
             click.echo(str(c.id))
+
+
+@vn.command()
+@json_option
+@click.argument("vnet", required=False)
+@click.pass_context
+def ports(ctx: click.Context, as_json: bool, vnet: str | None) -> None:
+    """List the ports of every vnet (or of VNET): attached, or waiting for their interface."""
+    ctrl = _controller(ctx)
+    recs = ctrl.datapath.ports()
+    if vnet is not None:
+        wanted = str(ctrl.find_vnet(vnet).id)
+        recs = [r for r in recs if sxp.child_value(r, "vnet") == wanted]
+    _emit(ctx, as_json, recs, listing.ports, listing.brief_ports)
+
+
+@vn.command("port-add")
+@click.argument("vnet")
+@click.argument("ifname")
+@click.pass_context
+def port_add(ctx: click.Context, vnet: str, ifname: str) -> None:
+    """Attach interface IFNAME to VNET as a port: every frame it receives crosses the vnet
+    unchanged (pause frames aside).  It may not exist yet; it is attached whenever an
+    interface of that name appears."""
+    _controller(ctx).add_port(vnet, ifname)
+
+
+@vn.command("port-del")
+@click.argument("vnet")
+@click.argument("ifname")
+@click.pass_context
+def port_del(ctx: click.Context, vnet: str, ifname: str) -> None:
+    """Detach port IFNAME from VNET; the interface stays."""
+    _controller(ctx).delete_port(vnet, ifname)
 
 
 @vn.command()

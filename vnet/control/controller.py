@@ -26,7 +26,7 @@ from vnet.datapath.kmod import client as kmod
 from vnet.errors import DatapathError
 from vnet.host import netdev
 from vnet.model import keys
-from vnet.model.addr import IPV6_UNSUPPORTED, AddressError, parse_ipv4
+from vnet.model.addr import IPV6_UNSUPPORTED, AddressError, ifname_check, parse_ipv4
 from vnet.model.config import VnetConfig
 from vnet.model.peer import check_peer, check_peer_room
 from vnet.model.state import StateError, StateStore, resolve_state_dir
@@ -118,7 +118,7 @@ class Controller:
         with self.store.transaction() as state:
             held = state.vnets.get(cfg.id)
             if exist_ok and held is not None:
-                differ = held.differences(cfg, keys=keys_given)
+                differ = held.differences(cfg, keys=keys_given, ports=bool(cfg.ports))
                 if differ:
                     raise StateError(f"vnet {cfg.id} exists with another config: {', '.join(differ)}; "
                                      f"delete it first to create it anew")
@@ -194,7 +194,8 @@ class Controller:
             cfg = state.find_vnet(text)
             if cfg is None:
                 raise StateError(f"vnet not found: {text}")
-            others = sorted(p for p in netdev.bridge_ports(ipr, cfg.bridge) if p != cfg.vnetif)
+            others = sorted(p for p in netdev.bridge_ports(ipr, cfg.bridge)
+                            if p != cfg.vnetif) if cfg.bridge is not None else []
             if others and not force:
                 what = "it and its bridge" if delete_bridge else "it"
                 raise StateError(
@@ -207,9 +208,38 @@ class Controller:
                 if e.code != "ENOENT":  # already gone from the datapath: still forget it
                     raise
             state.remove_vnet(cfg.id)
-            if delete_bridge:
+            if delete_bridge and cfg.bridge is not None:
                 netdev.delete_link(ipr, cfg.bridge)
         return Deletion(cfg, others, delete_bridge)
+
+    def add_port(self, text: str, ifname: str) -> VnetConfig:
+        """Attach interface `ifname` to a vnet as a port: checked against every vnet's
+        names, then added to the datapath (which checks the interface), then kept."""
+        _check_ifname(ifname)
+        with self.store.transaction() as state:
+            cfg = state.find_vnet(text)
+            if cfg is None:
+                raise StateError(f"vnet not found: {text}")
+            new = state.add_port(cfg.id, ifname)
+            self.datapath.port_add(cfg.id, ifname)
+            state.vnets[cfg.id] = new
+        return new
+
+    def delete_port(self, text: str, ifname: str) -> VnetConfig:
+        """Detach a port; a vnet that does not run in the datapath just forgets it."""
+        _check_ifname(ifname)
+        with self.store.transaction() as state:
+            cfg = state.find_vnet(text)
+            if cfg is None:
+                raise StateError(f"vnet not found: {text}")
+            new = state.remove_port(cfg.id, ifname)
+            try:
+                self.datapath.port_del(cfg.id, ifname)
+            except DatapathError as e:
+                if e.code != "ENOENT":
+                    raise
+            state.vnets[cfg.id] = new
+        return new
 
     def add_peer(self, host: str, port: int) -> PeerAddress:
         """Resolve, check by the peer rule (vnet.model.peer) and the cap on peers
@@ -265,6 +295,13 @@ class Controller:
         """Every persisted vnet's config, sorted by id (what `vnet-list -l` prints)."""
         vnets = self.store.load().vnets
         return [vnets[v] for v in sorted(vnets)]
+
+
+def _check_ifname(ifname: str) -> None:
+    try:
+        ifname_check(ifname, "interface name")
+    except ValueError as e:
+        raise StateError(f"port {ifname!r}: {e}") from None
 
 
 def _held(held: list[keys.Key], key_id: int) -> keys.Key:

@@ -23,7 +23,8 @@ class Datapath(ABC):
 
     @abstractmethod
     def vnet_add(self, cfg: VnetConfig) -> None:
-        """Create the vnet's device, enslave it to cfg.bridge (created if missing)."""
+        """Create the vnet's device with cfg.mtu, enslave it to cfg.bridge (created if
+        missing; none if cfg.bridge is None) and attach cfg.ports."""
 
     @abstractmethod
     def vnet_del(self, vid: VnetId) -> None:
@@ -36,6 +37,19 @@ class Datapath(ABC):
 
     @abstractmethod
     def vnets(self) -> list[Record]: ...
+
+    @abstractmethod
+    def port_add(self, vid: VnetId, ifname: str) -> None:
+        """Attach the interface `ifname` to the vnet as a port (doc/ports.md), now if it
+        exists, else whenever an interface of that name appears."""
+
+    @abstractmethod
+    def port_del(self, vid: VnetId, ifname: str) -> None:
+        """Detach a port; its interface, if any, stays where it is."""
+
+    @abstractmethod
+    def ports(self) -> list[Record]:
+        """One records.port_record per port of every vnet."""
 
     @abstractmethod
     def vif_add(self, vid: VnetId, mac: bytes) -> None: ...

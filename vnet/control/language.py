@@ -12,7 +12,7 @@ from typing import Callable
 import sxp
 from vnet.control.datapath import Datapath, Record
 from vnet.errors import DatapathError, VnetError
-from vnet.model.addr import parse_ipv4, parse_mac
+from vnet.model.addr import ifname_check, parse_ipv4, parse_mac
 from vnet.model.config import VnetConfig
 from vnet.model.vnetid import InvalidVnetId, VnetId
 from vnet.wire.formats import PORT
@@ -78,11 +78,23 @@ def _vnet_keys(dp: Datapath, cmd: list) -> list[Record]:
     return []
 
 
+def _ifname(cmd: list) -> str:
+    name = _field(cmd, "ifname") or ""
+    try:
+        ifname_check(name, "interface name")
+    except ValueError as e:
+        raise DatapathError("EINVAL", f"{cmd[0]}: {e}") from None
+    return name
+
+
 COMMANDS: dict[str, Callable[[Datapath, list], list[Record]]] = {
     "vnet.add": _vnet_add,
     "vnet.del": lambda dp, c: dp.vnet_del(_vnet_id(c, "id")) or [],
     "vnet.keys": _vnet_keys,
     "vnet.list": lambda dp, c: dp.vnets(),
+    "port.add": lambda dp, c: dp.port_add(_vnet_id(c, "vnet"), _ifname(c)) or [],
+    "port.del": lambda dp, c: dp.port_del(_vnet_id(c, "vnet"), _ifname(c)) or [],
+    "port.list": lambda dp, c: dp.ports(),
     "vif.add": lambda dp, c: dp.vif_add(_vnet_id(c, "vnet"), _value(c, "vmac", parse_mac)) or [],
     "vif.del": lambda dp, c: dp.vif_del(_vnet_id(c, "vnet"), _value(c, "vmac", parse_mac)) or [],
     "vif.list": lambda dp, c: dp.vifs(),

@@ -132,6 +132,15 @@ class VnetdClient(Datapath):
     def vnets(self) -> list[Record]:
         return self._call(["vnet.list"])
 
+    def port_add(self, vid: VnetId, ifname: str) -> None:
+        self._call(["port.add", ["vnet", str(vid)], ["ifname", ifname]])
+
+    def port_del(self, vid: VnetId, ifname: str) -> None:
+        self._call(["port.del", ["vnet", str(vid)], ["ifname", ifname]])
+
+    def ports(self) -> list[Record]:
+        return self._call(["port.list"])
+
     def vif_add(self, vid: VnetId, mac: bytes) -> None:
         self._call(["vif.add", ["vnet", str(vid)], ["vmac", format_mac(mac)]])
 

@@ -22,6 +22,16 @@ def vnet_record(vid: VnetId, vnetif: str, security: str, header: int, **extra: A
     return rec
 
 
+def port_record(vnet: VnetId, ifname: str, state: str, ifindex: int, rx_packets: int,
+                tx_packets: int, rx_bytes: int, tx_bytes: int) -> Record:
+    """A port of a vnet: `state` is attached, or waiting (no interface of that name
+    now; ifindex 0).  rx: frames from the port into the vnet; tx: frames the vnet sent
+    out of the port."""
+    return ["port", ["vnet", str(vnet)], ["ifname", ifname], ["state", state],
+            ["ifindex", str(ifindex)], ["rx_packets", str(rx_packets)],
+            ["tx_packets", str(tx_packets)], ["rx_bytes", str(rx_bytes)], ["tx_bytes", str(tx_bytes)]]
+
+
 def keys_record(vid: VnetId, security: str, held: list) -> Record:
     """The keys a secure vnet holds, send key first: ids and files, never the secrets."""
     return ["vnet-keys", ["id", str(vid)], ["security", security], ["send", str(held[0].id)]] + [

@@ -331,7 +331,7 @@ def _vnet_lines(state: State, running: list[Record]) -> list[str]:
         if vid in live:
             vnetif, bridge = sxp.child_value(live[vid], "vnetif"), sxp.child_value(live[vid], "bridge")
         else:
-            vnetif, bridge = kept[vid].vnetif, kept[vid].bridge
+            vnetif, bridge = kept[vid].vnetif, kept[vid].bridge or "none"
         lines.append(f"vnet {vid} (vnetif {vnetif}, bridge {bridge}): {_where(vid in kept, vid in live)}")
     return lines
 

@@ -280,11 +280,63 @@ def default_route_interface(ipr: IPRoute) -> str | None:
     return None
 
 
+#: A port of a vnet (and its device) as the host's stack sees it: no IPv6 of its own
+#: (no link-local address, no router advertisements taken), and no ARP answers.
+PORT_IPV6 = {"addr_gen_mode": "1", "accept_ra": "0", "disable_ipv6": "1"}
+PORT_IPV4 = {"arp_ignore": "8"}
+
+
 def isolate_port(ifname: str) -> None:
-    """Keep a vnet device from sending IPv6 of its own (link-local, MLD, ND) into the
-    vnet: it is a port, not a host.  Called before the device is first up."""
+    """Keep a vnet device or port from sending anything of the host's own (IPv6
+    link-local, MLD, ND; ARP answers) into the vnet: it is a port, not a host.  Called
+    before the device is first up."""
+    set_devconf("ipv4", ifname, PORT_IPV4)
     if has_ipv6():
-        set_devconf("ipv6", ifname, {"disable_ipv6": "1"})
+        set_devconf("ipv6", ifname, PORT_IPV6)
+
+
+def check_port(ipr: IPRoute, ifname: str, index: int) -> None:
+    """Refuse an interface that cannot be a port: one with a master (a bridge, a bond),
+    a bridge, or one with IPv4 addresses (the host's: its traffic is not a vnet's)."""
+    link = ipr.get_links(index)[0]
+    master = link.get_attr("IFLA_MASTER")
+    if master:
+        name = ipr.get_links(master)[0].get_attr("IFLA_IFNAME")
+        raise DatapathError("EBUSY", f"port {ifname}: the interface is enslaved to {name}; take it "
+                            f"off first ('ip link set dev {ifname} nomaster')")
+    if link_kind(ipr, index) == "bridge":
+        raise DatapathError("EINVAL", f"port {ifname}: the interface is a bridge; attach the bridge's "
+                            "vnet with its bridge (vn vnet-create -b), or make a port of a veth on it")
+    addrs = [_cidr(a) for a in ipr.get_addr(family=socket.AF_INET, index=index)]
+    if addrs:
+        raise DatapathError("EBUSY", f"port {ifname}: the interface has IPv4 addresses "
+                            f"({', '.join(addrs)}): it carries the host's traffic, not a vnet's")
+
+
+def prepare_port(ipr: IPRoute, ifname: str, index: int, mtu: int) -> None:
+    """An interface made a port: isolated from the host, with the vnet's MTU, up."""
+    isolate_port(ifname)
+    try:
+        ipr.link("set", index=index, mtu=mtu)
+        ipr.link("set", index=index, state="up")
+    except NetlinkError as e:
+        raise DatapathError("EINVAL", f"port {ifname}: cannot set MTU {mtu} and bring it up: "
+                            f"{e.args[1]}") from None
+
+
+def set_mtu(ipr: IPRoute, name: str, mtu: int) -> None:
+    index = link_index(ipr, name)
+    if index is None:
+        raise DatapathError("ENODEV", f"cannot set the MTU of {name}: no such device")
+    try:
+        ipr.link("set", index=index, mtu=mtu)
+    except NetlinkError as e:
+        raise DatapathError("EINVAL", f"cannot set the MTU of {name} to {mtu}: {e.args[1]}") from None
+
+
+def link_names(ipr: IPRoute) -> dict[str, int]:
+    """Every link of this namespace: its index by name."""
+    return {link.get_attr("IFLA_IFNAME"): link["index"] for link in ipr.get_links()}
 
 
 def has_ipv6() -> bool:

@@ -1,7 +1,9 @@
 """Vnet configuration: the ``(vnet (id ..) ...)`` record and its validation.
 
-The file format is xend's (``examples/vnet9x.sxp``) plus an optional
-``(encapsulation udp|etherip)`` field.  Unlike xend and the module, which
+The file format is xend's (``examples/vnet9x.sxp``) plus the optional fields
+``(encapsulation udp|etherip)``, ``(mtu N)``, ``(port IFNAME)`` (repeatable: the
+interfaces attached to the vnet directly, doc/ports.md) and ``(bridge none)`` (a vnet
+with ports only).  Unlike xend and the module, which
 ignored unknown keys, every mistake here is an error that names the source
 and the field, because a silently ignored key (``vnif`` for ``vnetif`` in
 the shipped vnet99.sxp) produced a vnet whose device name nobody expected.
@@ -42,11 +44,19 @@ __all__ = [
     "default_names",
     "header_size",
     "default_mtu",
+    "MTU_MIN",
+    "MTU_MAX",
+    "NO_BRIDGE",
 ]
 
 SECURITY_LEVELS = ("none", "auth", "conf")
 ENCAPSULATIONS = ("udp", "etherip")
-FIELDS = ("id", "bridge", "vnetif", "security", "encapsulation", "key-file")
+FIELDS = ("id", "bridge", "vnetif", "security", "encapsulation", "key-file", "mtu", "port")
+#: The MTUs a vnet may have, on both encapsulations: above the default the outer
+#: packets are IP-fragmented (doc/ports.md, "MTU").
+MTU_MIN, MTU_MAX = 68, 65000
+#: `(bridge none)`: the vnet has no bridge, only its device and its ports.
+NO_BRIDGE = "none"
 
 _HEADER_SIZE = {"udp": 64, "etherip": 52}
 #: What sealing adds to a frame of a secure vnet: the 54-byte sealed message in place
@@ -107,6 +117,8 @@ def _validated(
     security: object,
     encapsulation: object,
     key_files: object = (),
+    mtu: object = None,
+    ports: object = (),
 ) -> None:
     """The one set of rules shared by every way of building a VnetConfig."""
     if not isinstance(vid, VnetId):
@@ -116,6 +128,8 @@ def _validated(
     except InvalidVnetId as e:
         raise ConfigError(source, f"field 'id': {e}") from None
     for field, value in (("bridge", bridge), ("vnetif", vnetif)):
+        if value is None and field == "bridge":
+            continue
         if not isinstance(value, str):
             raise ConfigError(source, f"field {field!r} must be a name, not {type(value).__name__}")
         try:
@@ -146,6 +160,38 @@ def _validated(
             raise ConfigError(source, f"field 'key-file': {path!r} is not an absolute path")
     if len(set(key_files)) != len(key_files):
         raise ConfigError(source, "field 'key-file' names the same file twice")
+    if mtu is not None:
+        check_mtu(mtu, source)
+    if not isinstance(ports, tuple) or not all(isinstance(p, str) for p in ports):
+        raise ConfigError(source, "field 'port' must be a tuple of interface names")
+    for port in ports:
+        try:
+            ifname_check(port, "port name")
+        except ValueError as e:
+            raise ConfigError(source, f"field 'port': {e}") from None
+        if port in (bridge, vnetif):
+            raise ConfigError(source, f"field 'port': {port} is the vnet's "
+                              f"{'bridge' if port == bridge else 'vnetif'}, not an interface to attach")
+    if len(set(ports)) != len(ports):
+        twice = sorted({p for p in ports if ports.count(p) > 1})
+        raise ConfigError(source, f"field 'port' names {', '.join(twice)} twice")
+
+
+def check_mtu(mtu: object, source: Optional[str] = None) -> int:
+    """An MTU a vnet can have (both datapaths, both encapsulations), else ConfigError."""
+    if not isinstance(mtu, int) or isinstance(mtu, bool) or not MTU_MIN <= mtu <= MTU_MAX:
+        raise ConfigError(source, f"field 'mtu': {mtu!r} is out of range; a vnet's MTU is "
+                          f"{MTU_MIN} to {MTU_MAX}")
+    return mtu
+
+
+def _parse_mtu(text: str, source: str) -> int:
+    try:
+        mtu = int(text, 10)
+    except ValueError:
+        raise ConfigError(source, f"field 'mtu': {text!r} is not a number; a vnet's MTU is "
+                          f"{MTU_MIN} to {MTU_MAX}") from None
+    return check_mtu(mtu, source)
 
 
 def _unknown_field(name: str) -> str:
@@ -159,30 +205,43 @@ def _unknown_field(name: str) -> str:
 
 @dataclass(frozen=True)
 class VnetConfig:
-    """One vnet as configured; always valid once constructed."""
+    """One vnet as configured; always valid once constructed.  `bridge` is None for
+    `(bridge none)`; `mtu` None when built means the default for the encapsulation and
+    security (it is an int once built); `ports` are interface names, in order."""
 
     id: VnetId
-    bridge: str
+    bridge: Optional[str]
     vnetif: str
     security: str = "none"
     encapsulation: str = "udp"
     #: Key files of a secure vnet, the send key's first; empty means the default
     #: file in the state directory (keys.default_path), filled in by `vn`.
     key_files: tuple[str, ...] = ()
+    mtu: int = None  # type: ignore[assignment]  # None: the default, filled in below
+    ports: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         # Validate here too so a hand-built config cannot bypass the rules
         # that from_sxp/from_cli report with a source.
         _validated(None, self.id, self.bridge, self.vnetif, self.security, self.encapsulation,
-                   self.key_files)
+                   self.key_files, self.mtu, self.ports)
+        if self.mtu is None:
+            object.__setattr__(self, "mtu", self.default_mtu)
 
     @property
     def header(self) -> int:
         return header_size(self.encapsulation, self.security)
 
     @property
-    def mtu(self) -> int:
+    def default_mtu(self) -> int:
         return default_mtu(self.encapsulation, self.security)
+
+    @property
+    def fragments(self) -> bool:
+        """True if the vnet's frames may not fit one outer packet on a 1500-byte
+        underlay: its MTU is above the default, so the outer packets go without DF
+        and the underlay fragments them (raw EtherIP sets DF otherwise)."""
+        return self.mtu > self.default_mtu
 
     @classmethod
     def from_cli(
@@ -194,8 +253,11 @@ class VnetConfig:
         encapsulation: Optional[str] = None,
         key_files: tuple[str, ...] = (),
         source: str = "<command line>",
+        mtu: Optional[int] = None,
+        ports: tuple[str, ...] = (),
     ) -> VnetConfig:
-        """Build from command-line options, filling in defaults."""
+        """Build from command-line options, filling in defaults; bridge "none" is a
+        vnet without a bridge."""
         if isinstance(id_text, VnetId):
             vid = id_text
         else:
@@ -203,7 +265,7 @@ class VnetConfig:
                 vid = VnetId.parse(id_text)
             except InvalidVnetId as e:
                 raise ConfigError(source, f"field 'id': {e}") from None
-        return cls._build(source, vid, bridge, vnetif, security, encapsulation, key_files)
+        return cls._build(source, vid, bridge, vnetif, security, encapsulation, key_files, mtu, ports)
 
     @classmethod
     def _build(
@@ -215,14 +277,16 @@ class VnetConfig:
         security: Optional[str],
         encapsulation: Optional[str],
         key_files: tuple[str, ...] = (),
+        mtu: Optional[int] = None,
+        ports: tuple[str, ...] = (),
     ) -> VnetConfig:
         def_bridge, def_vnetif = default_names(vid)
-        bridge = def_bridge if bridge is None else bridge
+        bridge = def_bridge if bridge is None else None if bridge == NO_BRIDGE else bridge
         vnetif = def_vnetif if vnetif is None else vnetif
         security = "none" if security is None else security
         encapsulation = "udp" if encapsulation is None else encapsulation
-        _validated(source, vid, bridge, vnetif, security, encapsulation, key_files)
-        return cls(vid, bridge, vnetif, security, encapsulation, key_files)
+        _validated(source, vid, bridge, vnetif, security, encapsulation, key_files, mtu, ports)
+        return cls(vid, bridge, vnetif, security, encapsulation, key_files, mtu, ports)
 
     @classmethod
     def from_sxp(cls, value: sxp.Value, source: str = "<string>", base: Optional[str] = None) -> VnetConfig:
@@ -232,6 +296,7 @@ class VnetConfig:
             raise ConfigError(source, f"expected (vnet ...), got {_show(value)}")
         given: dict[str, str] = {}
         key_files: tuple[str, ...] = ()
+        ports: list[str] = []
         for child in value[1:]:
             if not isinstance(child, list):
                 raise ConfigError(
@@ -248,7 +313,7 @@ class VnetConfig:
                 continue  # SXP attribute list; conventionally skipped by child lookup
             if name not in FIELDS:
                 raise ConfigError(source, _unknown_field(name))
-            if name in given:
+            if name in given and name != "port":  # the one repeatable field
                 raise ConfigError(source, f"field {name!r} given twice in (vnet ...)")
             args = child[1:]
             if not args:
@@ -267,6 +332,9 @@ class VnetConfig:
                 raise ConfigError(
                     source, f"field {name!r} must be a single word, not a list: {_show(child)}"
                 )
+            if name == "port":
+                ports.append(args[0])
+                continue
             given[name] = args[0]
         if "id" not in given:
             raise ConfigError(source, "missing field 'id' in (vnet ...); e.g. (vnet (id 97))")
@@ -282,6 +350,8 @@ class VnetConfig:
             given.get("security"),
             given.get("encapsulation"),
             key_files,
+            _parse_mtu(given["mtu"], source) if "mtu" in given else None,
+            tuple(ports),
         )
 
     @classmethod
@@ -302,30 +372,46 @@ class VnetConfig:
 
     def to_sxp(self) -> list:
         """Full record with every field spelled out, defaults included, so the
-        stored form never depends on a future change of defaults."""
+        stored form never depends on a future change of defaults; except the MTU,
+        written only when it is not the default of the encapsulation and security,
+        which are spelled out (so records of vnets without one stay as they were)."""
         return [
             "vnet",
             ["id", str(self.id)],
-            ["bridge", self.bridge],
+            ["bridge", NO_BRIDGE if self.bridge is None else self.bridge],
             ["vnetif", self.vnetif],
             ["security", self.security],
             ["encapsulation", self.encapsulation],
-        ] + ([["key-file", *self.key_files]] if self.key_files else [])
+        ] + ([["key-file", *self.key_files]] if self.key_files else []) + (
+            [["mtu", str(self.mtu)]] if self.mtu != self.default_mtu else []) + [
+            ["port", p] for p in self.ports]
 
     def with_keys(self, key_files: tuple[str, ...]) -> VnetConfig:
         """The same vnet holding other keys (rotation); validated like any config."""
         return dataclasses.replace(self, key_files=key_files)
 
-    def differences(self, other: VnetConfig, keys: bool = True) -> list[str]:
+    def with_ports(self, ports: tuple[str, ...]) -> VnetConfig:
+        """The same vnet with other ports (`vn port-add`, `port-del`)."""
+        return dataclasses.replace(self, ports=ports)
+
+    def differences(self, other: VnetConfig, keys: bool = True, ports: bool = True) -> list[str]:
         """How `other` differs from this config, field by field as `FIELD MINE (not
-        THEIRS)`; key files only if `keys` (a rotation changes them, the vnet stays)."""
+        THEIRS)`; key files only if `keys` (a rotation changes them, the vnet stays),
+        ports only if `ports` (`vn port-add` changes them)."""
         mine, theirs = _fields(self), _fields(other)
+        if "mtu" in mine or "mtu" in theirs:  # one was given: compare what they are
+            mine["mtu"], theirs["mtu"] = str(self.mtu), str(other.mtu)
         return [f"{name} {mine.get(name, '-')} (not {theirs.get(name, '-')})" for name in FIELDS
-                if (keys or name != "key-file") and mine.get(name) != theirs.get(name)]
+                if (keys or name != "key-file") and (ports or name != "port")
+                and mine.get(name) != theirs.get(name)]
 
 
 def _fields(cfg: VnetConfig) -> dict[str, str]:
-    return {child[0]: " ".join(child[1:]) for child in cfg.to_sxp()[1:]}
+    fields: dict[str, str] = {}
+    for child in cfg.to_sxp()[1:]:
+        text = " ".join(child[1:])
+        fields[child[0]] = f"{fields[child[0]]} {text}" if child[0] == "port" and "port" in fields else text
+    return fields
 
 
 def _show(value: object) -> str:

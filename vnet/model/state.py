@@ -81,14 +81,46 @@ class State:
         name, since two vnets sharing a device or bridge would merge LANs."""
         if cfg.id in self.vnets:
             raise StateError(f"vnet {cfg.id} already exists")
-        for other in self.vnets.values():
-            taken = {other.bridge: "bridge", other.vnetif: "vnetif"}
-            for kind, name in (("bridge", cfg.bridge), ("vnetif", cfg.vnetif)):
-                if name in taken:
-                    raise StateError(
-                        f"{kind} {name} is already used by vnet {other.id} (as its {taken[name]})"
-                    )
+        names = [("bridge", cfg.bridge), ("vnetif", cfg.vnetif)] + [("port", p) for p in cfg.ports]
+        for kind, name in names:
+            if name is not None:
+                self.check_free(name, kind)
         self.vnets[cfg.id] = cfg
+
+    def check_free(self, name: str, kind: str, skip: Optional[VnetId] = None) -> None:
+        """Refuse `name` as a `kind` (bridge, vnetif, port) if a vnet other than `skip`
+        already uses it as its bridge, vnetif or one of its ports."""
+        for other in self.vnets.values():
+            if other.id == skip:
+                continue
+            taken = {p: "port" for p in other.ports}
+            taken.update({other.vnetif: "vnetif"})
+            if other.bridge is not None:
+                taken[other.bridge] = "bridge"
+            if name in taken:
+                what = "a port" if taken[name] == "port" else f"its {taken[name]}"
+                raise StateError(f"{kind} {name} is already used by vnet {other.id} (as {what})")
+
+    def add_port(self, vid: VnetId, ifname: str) -> VnetConfig:
+        """The vnet `vid` with one more port `ifname`, checked against every vnet's
+        names; returns the new config without storing it (the caller stores it once
+        the datapath took the port)."""
+        cfg = self.vnets[vid]
+        if ifname in cfg.ports:
+            raise StateError(f"port {ifname} is already in vnet {vid}")
+        if ifname in (cfg.bridge, cfg.vnetif):
+            raise StateError(f"port {ifname}: it is vnet {vid}'s "
+                             f"{'bridge' if ifname == cfg.bridge else 'vnetif'}, not an interface to attach")
+        self.check_free(ifname, "port", skip=vid)
+        return cfg.with_ports(cfg.ports + (ifname,))
+
+    def remove_port(self, vid: VnetId, ifname: str) -> VnetConfig:
+        """The vnet `vid` without its port `ifname`, not stored (as add_port)."""
+        cfg = self.vnets[vid]
+        if ifname not in cfg.ports:
+            have = ", ".join(cfg.ports) or "none"
+            raise StateError(f"vnet {vid} has no port {ifname} (its ports: {have})")
+        return cfg.with_ports(tuple(p for p in cfg.ports if p != ifname))
 
     def remove_vnet(self, vid: VnetId) -> VnetConfig:
         """Remove and return the vnet ``vid``."""
@@ -111,7 +143,7 @@ class State:
             if text == cfg.vnetif:
                 return cfg
         for cfg in self.vnets.values():
-            if text == cfg.bridge:
+            if cfg.bridge is not None and text == cfg.bridge:
                 return cfg
         return None
 

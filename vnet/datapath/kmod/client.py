@@ -303,6 +303,16 @@ class KmodClient(Datapath):
 
     # ---- vifs -------------------------------------------------------------------------
 
+    # Ports: placeholders until the module's port support is merged (issue 14).
+    def port_add(self, vid: VnetId, ifname: str) -> None:
+        raise DatapathError("EOPNOTSUPP", "ports need the kernel module's port support")
+
+    def port_del(self, vid: VnetId, ifname: str) -> None:
+        raise DatapathError("EOPNOTSUPP", "ports need the kernel module's port support")
+
+    def ports(self) -> list[Record]:
+        raise DatapathError("EOPNOTSUPP", "ports need the kernel module's port support")
+
     def vif_add(self, vid: VnetId, mac: bytes) -> None:
         self._call(VNET_CMD_VIF_ADD, [["VNET_A_ID", vid.packed], ["VNET_A_MAC", mac]],
                    f"cannot add vif {format_mac(mac)} to vnet {vid}", {errno.ENOENT: f"vnet {vid} does not exist"})

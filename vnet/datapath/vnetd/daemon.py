@@ -33,7 +33,7 @@ from vnet.control.datapath import Datapath, Record
 from vnet.control.protocol import resolve_socket
 from vnet.control.restore import restore
 from vnet.datapath.vnetd.loop import Clock, Loop, drain
-from vnet.datapath.vnetd.offload import VNET_HDR_LEN
+from vnet.datapath.vnetd.ports import LinkMonitor, Port
 from vnet.datapath.vnetd.receive import Receive
 from vnet.datapath.vnetd.server import ControlServer
 from vnet.datapath.vnetd.tables import Peer, Tables
@@ -56,9 +56,6 @@ from vnet.wire.stats import D_RECV_ERROR, D_TAP_READ_ERROR
 
 log = logging.getLogger("vnetd")
 
-#: The largest read from a tap: a 64 KB super-frame behind its virtio-net header.
-TAP_READ = 65536 + VNET_HDR_LEN
-
 
 class Vnetd(Datapath):
     """The daemon; also the in-process Datapath that the command language drives."""
@@ -72,10 +69,10 @@ class Vnetd(Datapath):
         self.here = Underlay.find(self.ipr, address, mcaddr, port, ttl)
         self.tables = Tables()
         self.clock = Clock()
-        self.loop = Loop(self.tables.sweep)
+        self.loop = Loop(self._sweep)
         self.sockets = Sockets(self.here)
         self.tx = Transmit(self.here, self.sockets.udp, self.sockets.etherip, self.tables, self.clock,
-                           offload=offload)
+                           offload=offload, etherip_frag=self.sockets.etherip_frag)
         self.rx = Receive(self.here, self.sockets.ip, self.tables, self.clock, self.tx)
         self.server = ControlServer(self.loop, self)
         # One receive buffer for every socket: a packet is handled before the next read.
@@ -84,6 +81,10 @@ class Vnetd(Datapath):
         self.loop.watch(self.sockets.udp.fileno(), self._udp_readable)
         self.loop.watch(self.sockets.etherip.fileno(), self._raw_readable)
         self._watch_group()
+        self.links = LinkMonitor()
+        self.loop.watch(self.links.fileno(), self._links_changed)
+        #: The last reason each waiting port could not be attached, to log it once.
+        self.port_trouble: dict[str, str] = {}
 
     def restore(self, state: State, where: Path) -> None:
         """Bring back the persisted vnets and peers; one bad entry does not stop the rest
@@ -115,12 +116,16 @@ class Vnetd(Datapath):
             from_raw(mv[:n], src)
 
     def _tap_readable(self, v: Vnet) -> None:
-        read = functools.partial(os.read, v.fd, TAP_READ)
         drops = self.tables.drops
         errors = drops[D_TAP_READ_ERROR]
-        self.tx.from_tap(v, drain(read, self.clock, drops, D_TAP_READ_ERROR))
+        self.tx.from_tap(v, v.tap.frames(self.clock, drops))
         if drops[D_TAP_READ_ERROR] != errors:
             self._check_tap(v)
+
+    def _port_readable(self, v: Vnet, p: Port) -> None:
+        self.tx.from_tap(v, p.frames(self.clock, self.tables.drops), p)
+        if p.gone:  # its interface was deleted: wait for one of that name
+            self._reconcile_ports()
 
     def _check_tap(self, v: Vnet) -> None:
         """After a read error: a tap whose device was deleted (`ip link del vnif97`)
@@ -139,6 +144,91 @@ class Vnetd(Datapath):
         sock = self.sockets.group
         self.loop.watch(sock.fileno(), lambda: self._group_readable(sock))
 
+    # ---- ports: attached while their interface exists --------------------------------
+
+    def _links_changed(self) -> None:
+        self.links.drain()
+        self._reconcile_ports()
+
+    def _sweep(self, now: float) -> None:
+        self.tables.sweep(now)
+        vifs = self.tables.vifs.entries
+        for v in self.tables.vnets.values():  # local MACs expire with their vif entry
+            for mac in [m for m in v.macs if (v.vid, m) not in vifs]:
+                del v.macs[mac]
+        self._reconcile_ports()  # in case a link message was lost
+
+    def _reconcile_ports(self) -> None:
+        """Compare every port with the links there are: detach a port whose interface
+        went (or is another one now), attach a waiting one whose name appeared."""
+        if not any(v.ports for v in self.tables.vnets.values()):
+            return
+        links = netdev.link_names(self.ipr)
+        for v in list(self.tables.vnets.values()):
+            for name, p in list(v.ports.items()):
+                index = links.get(name)
+                if p is not None and (p.gone or index != p.ifindex):
+                    self._detach(v, name)
+                    log.warning("vnet %s: port %s waits: its interface is gone", v.cfg.id, name)
+                    p = None
+                if p is None and index is not None:
+                    try:
+                        self._attach(v, name, index)
+                    except DatapathError as e:
+                        if self.port_trouble.get(name) != e.message:
+                            log.warning("vnet %s: port %s waits: %s", v.cfg.id, name, e.message)
+                            self.port_trouble[name] = e.message
+                        continue
+                    self.port_trouble.pop(name, None)
+                    log.warning("vnet %s: port %s attached (ifindex %d)", v.cfg.id, name, index)
+
+    def _attach(self, v: Vnet, name: str, index: int) -> None:
+        """Make the existing interface `name` a port of v, or raise DatapathError and
+        leave it as it was (the port stays waiting)."""
+        netdev.check_port(self.ipr, name, index)
+        netdev.prepare_port(self.ipr, name, index, v.mtu)
+        try:
+            # GSO packets need UDP and offload to cross whole; else they are cut here.
+            p = Port(name, index, segment_gso=not (self.offload and v.udp))
+        except OSError as e:
+            raise DatapathError.from_os_error(e, f"port {name}: cannot open a packet socket on it") from None
+        v.ports[name] = p
+        v.set_attachments()
+        self.loop.watch(p.fd, lambda: self._port_readable(v, p))
+
+    def _detach(self, v: Vnet, name: str) -> None:
+        """Close the port's socket (which releases its promiscuity); it waits now."""
+        p = v.ports.get(name)
+        if p is None:
+            return
+        self.loop.unwatch(p.fd)
+        p.close()
+        v.ports[name] = None
+        v.set_attachments()
+
+    def _check_names(self, vid: VnetId, name: str, kind: str) -> None:
+        """Refuse `name` as a `kind` if a vnet here uses it as a device, bridge or port."""
+        for other in self.tables.vnets.values():
+            c = other.cfg
+            if name in other.ports:
+                if other.vid == vid.packed:
+                    raise DatapathError("EEXIST", f"port {name} is already in vnet {c.id}")
+                raise DatapathError("EEXIST", f"{kind} {name} is already a port of vnet {c.id}")
+            if name == c.vnetif:
+                raise DatapathError("EEXIST", f"{kind} {name} is already used by vnet {c.id} (as its vnetif)")
+            if name == c.bridge:  # two vnets on one bridge would merge their LANs
+                raise DatapathError("EEXIST", f"{kind} {name} is already used by vnet {c.id} (as its bridge)")
+
+    def _add_port(self, v: Vnet, name: str, links: dict[str, int]) -> None:
+        """A port of v: attached now if its interface exists (or an error), else waiting."""
+        index = links.get(name)
+        if index is None:
+            v.ports[name] = None
+            log.info("vnet %s: port %s waits for its interface", v.cfg.id, name)
+        else:
+            self._attach(v, name, index)
+            log.info("vnet %s: port %s attached (ifindex %d)", v.cfg.id, name, index)
+
     # ---- Datapath interface -----------------------------------------------------------
 
     def vnet_add(self, cfg: VnetConfig) -> None:
@@ -146,30 +236,80 @@ class Vnetd(Datapath):
         by_id = self.tables.vnets
         if cfg.id.packed in by_id:
             raise DatapathError("EEXIST", f"vnet {cfg.id} already exists")
-        for v in by_id.values():
-            if v.cfg.vnetif == cfg.vnetif:
-                raise DatapathError("EEXIST", f"vnetif {cfg.vnetif} is already used by vnet {v.cfg.id}")
-            if v.cfg.bridge == cfg.bridge:  # two vnets on one bridge would merge their LANs
-                raise DatapathError("EEXIST", f"bridge {cfg.bridge} is already used by vnet {v.cfg.id}")
+        self._check_names(cfg.id, cfg.vnetif, "vnetif")
+        if cfg.bridge is not None:
+            self._check_names(cfg.id, cfg.bridge, "bridge")
+        for name in cfg.ports:
+            self._check_names(cfg.id, name, "port")
         if netdev.link_index(self.ipr, cfg.vnetif) is not None:
             raise DatapathError("EEXIST", f"a device named {cfg.vnetif} already exists on this host")
+        links = netdev.link_names(self.ipr)
+        for name in cfg.ports:  # every existing one checked before anything is made
+            if name in links:
+                netdev.check_port(self.ipr, name, links[name])
         # Super-frames need UDP: raw EtherIP sets DF and cannot carry 58 KB packets.
         offload = self.offload and cfg.encapsulation == "udp"
         fd = netdev.open_tap(cfg.vnetif, offload)
+        created = False
         try:
             netdev.isolate_port(cfg.vnetif)
             if offload:
                 netdev.limit_gso(self.ipr, cfg.vnetif)
-            created = netdev.ensure_bridge(self.ipr, cfg.bridge)
-            netdev.enslave(self.ipr, cfg.vnetif, cfg.bridge, mtu=cfg.mtu)
+            if cfg.bridge is None:  # alone, up, isolated like a port
+                netdev.prepare_port(self.ipr, cfg.vnetif, netdev.link_index(self.ipr, cfg.vnetif), cfg.mtu)
+            else:
+                created = netdev.ensure_bridge(self.ipr, cfg.bridge)
+                netdev.enslave(self.ipr, cfg.vnetif, cfg.bridge, mtu=cfg.mtu)
+                if cfg.mtu != cfg.default_mtu:
+                    netdev.set_mtu(self.ipr, cfg.bridge, cfg.mtu)
         except DatapathError:
             os.close(fd)
+            if created:
+                netdev.delete_link(self.ipr, cfg.bridge)
             raise
         v = Vnet(cfg, fd, created, held)
+        try:
+            for name in cfg.ports:
+                self._add_port(v, name, links)
+        except DatapathError:
+            for name in list(v.ports):
+                self._detach(v, name)
+            os.close(fd)
+            if created:
+                netdev.delete_link(self.ipr, cfg.bridge)
+            raise
         by_id[v.vid] = v
         self.loop.watch(fd, lambda: self._tap_readable(v))
-        log.info("vnet %s up: %s on bridge %s (%s, security %s)", cfg.id, cfg.vnetif, cfg.bridge,
-                 cfg.encapsulation, cfg.security)
+        log.info("vnet %s up: %s on bridge %s (%s, security %s, mtu %d, ports %s)", cfg.id, cfg.vnetif,
+                 cfg.bridge or "none", cfg.encapsulation, cfg.security, cfg.mtu, " ".join(cfg.ports) or "none")
+
+    def port_add(self, vid: VnetId, ifname: str) -> None:
+        v = self._need_vnet(vid)
+        self._check_names(vid, ifname, "port")
+        self._add_port(v, ifname, netdev.link_names(self.ipr))
+        v.cfg = v.cfg.with_ports(v.cfg.ports + (ifname,))
+
+    def port_del(self, vid: VnetId, ifname: str) -> None:
+        v = self._need_vnet(vid)
+        if ifname not in v.ports:
+            raise DatapathError("ENOENT", f"vnet {vid} has no port {ifname} "
+                                f"(its ports: {', '.join(v.ports) or 'none'})")
+        self._detach(v, ifname)
+        del v.ports[ifname]
+        self.port_trouble.pop(ifname, None)
+        v.cfg = v.cfg.with_ports(tuple(p for p in v.cfg.ports if p != ifname))
+        log.info("vnet %s: port %s removed", vid, ifname)
+
+    def ports(self) -> list[Record]:
+        out = []
+        for v in sorted(self.tables.vnets.values(), key=lambda v: v.cfg.id):
+            for name, p in v.ports.items():
+                if p is None:
+                    out.append(records.port_record(v.cfg.id, name, "waiting", 0, 0, 0, 0, 0))
+                else:
+                    out.append(records.port_record(v.cfg.id, name, "attached", p.ifindex, p.rx_packets,
+                                                   p.tx_packets, p.rx_bytes, p.tx_bytes))
+        return out
 
     def vnet_keys(self, vid: VnetId, key_files: tuple[str, ...]) -> None:
         v = self._need_vnet(vid)
@@ -191,6 +331,8 @@ class Vnetd(Datapath):
         log.info("vnet %s removed", vid)
 
     def _close_vnet(self, v: Vnet) -> None:
+        for name in list(v.ports):
+            self._detach(v, name)
         self.loop.unwatch(v.fd)
         os.close(v.fd)
         self.tables.varp.flush(v.vid)
@@ -202,7 +344,7 @@ class Vnetd(Datapath):
             c = v.cfg
             extra = {"keys": [v.send_id] + [k for k in v.ciphers if k != v.send_id]} if v.level else {}
             out.append(records.vnet_record(
-                c.id, c.vnetif, c.security, c.header, bridge=c.bridge,
+                c.id, c.vnetif, c.security, c.header, bridge=c.bridge or "none",
                 encapsulation=c.encapsulation, rx_packets=v.rx_packets, tx_packets=v.tx_packets,
                 rx_bytes=v.rx_bytes, tx_bytes=v.tx_bytes, **extra))
         return out
@@ -285,7 +427,7 @@ class Vnetd(Datapath):
         """Remove what we made: taps, bridges we created that nothing else uses, the socket."""
         for v in list(self.tables.vnets.values()):
             self._close_vnet(v)
-            if v.bridge_created:
+            if v.bridge_created and v.cfg.bridge is not None:
                 ports = netdev.bridge_ports(self.ipr, v.cfg.bridge)
                 if not ports:
                     netdev.delete_link(self.ipr, v.cfg.bridge)
@@ -293,6 +435,7 @@ class Vnetd(Datapath):
                     log.info("leaving bridge %s: still has ports %s", v.cfg.bridge, ", ".join(ports))
         self.tables.vnets.clear()
         self.server.close()
+        self.links.close()
         self.sockets.close()
         self.loop.close()
         self.ipr.close()

@@ -15,7 +15,7 @@ import os
 import socket
 
 from vnet.datapath.vnetd.loop import Clock
-from vnet.datapath.vnetd.offload import ORIGINAL_FRAME_MAX, PLAIN_FRAME_MAX, ZERO_HDR, gso_header
+from vnet.datapath.vnetd.offload import ORIGINAL_FRAME_MAX, ZERO_HDR, gso_header
 from vnet.datapath.vnetd.tables import Tables
 from vnet.datapath.vnetd.transmit import ZERO_ADDR, Transmit
 from vnet.datapath.vnetd.underlay import Sender, Underlay
@@ -259,14 +259,29 @@ class Receive:
         self.cache.learn(v.vid, smac, src, self.clock.now)
         if len(frame) > ORIGINAL_FRAME_MAX:  # only a host that takes super-frames sends one
             self.supers.add(src)
-        try:
-            hdr = ZERO_HDR if len(frame) <= PLAIN_FRAME_MAX else gso_header(frame, v.mtu)
-            os.writev(v.fd, (hdr, frame))
-        except OSError:
-            self.drops[D_TAP_WRITE_ERROR] += 1
-            return
+        hdr = ZERO_HDR if len(frame) <= v.plain_max else gso_header(frame, v.mtu)
+        if v.switching:
+            self.to_attachments(v, hdr, frame, smac)
+        else:
+            try:
+                os.writev(v.fd, (hdr, frame))
+            except OSError:
+                self.drops[D_TAP_WRITE_ERROR] += 1
+                return
         v.rx_packets += 1
         v.rx_bytes += len(frame)
+
+    def to_attachments(self, v: Vnet, hdr: bytes, frame, smac: bytes) -> None:
+        """A frame from the network for a vnet with several local attachments: to the
+        one its destination MAC was seen on, else to all (doc/ports.md)."""
+        macs = v.macs
+        macs.pop(smac, None)  # heard from the network: it is not local (any more)
+        owner = None if frame[0] & 1 else macs.get(bytes(frame[0:6]))
+        for a in (owner,) if owner is not None else v.attachments:
+            try:
+                a.write(hdr, frame)
+            except OSError:
+                self.drops[D_TAP_WRITE_ERROR] += 1
 
     def varp(self, pkt: memoryview, src: str) -> None:
         """A plain VARP message."""

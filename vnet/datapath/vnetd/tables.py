@@ -8,9 +8,12 @@ also makes expiry testable without sleeping.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from vnet.datapath.vnetd.vnets import Vnet
 from vnet.wire import stats
+
+if TYPE_CHECKING:  # vnets -> attach -> loop -> tables: for the annotation only
+    from vnet.datapath.vnetd.vnets import Vnet
 
 # Reference 4.5 / 1.4: entries live 60 s after their last refresh.  We sweep every
 # SWEEP_INTERVAL rather than every TTL, so an entry is gone 60-70 s after its last

@@ -10,8 +10,9 @@ This is the per-packet path: prebuilt headers, bound methods and locals, no logg
 """
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
+from vnet.datapath.vnetd.attach import Attachment
 from vnet.datapath.vnetd.loop import Clock
 from vnet.datapath.vnetd.offload import PLAIN_FRAME_MAX, VNET_HDR_LEN, finish_checksum, segment
 from vnet.datapath.vnetd.tables import Tables
@@ -24,11 +25,19 @@ from vnet.wire.stats import (
     C_FLOODS,
     C_UNKNOWN_UNICAST_FLOODS,
     D_OVERSIZE,
+    D_PAUSE_FRAME,
     D_SEND_ERROR,
     D_TAP_RUNT,
+    D_TAP_WRITE_ERROR,
 )
 
 ZERO_ADDR = b"\0\0\0\0"
+#: An 802.3x pause frame: to 01:80:c2:00:00:01 (the tail after its first byte, 01),
+#: ethertype 0x8808.  The one frame a port does not carry across (doc/ports.md).
+PAUSE_TAIL = b"\x80\xc2\x00\x00\x01"
+#: Local MACs a vnet remembers the attachment of; beyond, it forgets them all and
+#: learns again (frames to a forgotten MAC go to every attachment meanwhile).
+MAX_LOCAL_MACS = 4096
 
 
 class Transmit:
@@ -38,13 +47,16 @@ class Transmit:
     `seq` is this host's one sealing counter (doc/security.md), for every secure vnet."""
 
     def __init__(self, here: Underlay, udp: Sender, etherip: Sender, tables: Tables, clock: Clock,
-                 seq: int | None = None, offload: bool = True) -> None:
+                 seq: int | None = None, offload: bool = True, etherip_frag: Sender | None = None) -> None:
         self.here = here
         self.address = here.address
         self.address_b = here.address_b
         self.port = here.port
         self.send_udp = udp.sendmsg
         self.send_etherip = etherip.sendmsg
+        # Raw EtherIP of a vnet with an MTU above the default: DF clear, so the
+        # host fragments what does not fit (doc/ports.md, "MTU").
+        self.send_etherip_frag = (etherip_frag or etherip).sendmsg
         self.clock = clock
         self.cache = tables.varp
         self.vifs = tables.vifs
@@ -57,13 +69,19 @@ class Transmit:
         # here, unless this host runs without them (vnetd --no-offload).
         self.varp_ext = wire.VARP_EXT_SUPER if offload else b""
 
-    def from_tap(self, v: Vnet, frames: Iterable[bytes]) -> None:
-        """A batch of frames read from v's tap, each behind its virtio-net header."""
+    def from_tap(self, v: Vnet, frames: Iterable[bytes], a: Attachment | None = None) -> None:
+        """A batch of frames read from one of v's local attachments `a` (its tap if
+        None), each behind its virtio-net header.  With several attachments, frames
+        are switched between them first (doc/ports.md): a pause frame is dropped, a
+        frame to a local MAC goes to its attachment only, any other to every other
+        attachment and on to the network as with one."""
         vid = v.vid
         vifs = self.vifs.entries
         cache = self.cache.entries
         drops = self.drops
         now = self.clock.now
+        if v.switching:
+            frames = self.switch(v, a or v.tap, frames)
         for frame in frames:
             # A super-frame keeps its partial checksum (the receiver re-segments it);
             # a plain frame must leave here complete, a full-size 802.1Q one (GSO
@@ -108,10 +126,61 @@ class Transmit:
             try:
                 if v.udp:
                     self.send_udp(parts, (), 0, (entry.addr, self.port))
+                elif v.fragments:
+                    self.send_etherip_frag(parts, (), 0, (entry.addr, 0))
                 else:
                     self.send_etherip(parts, (), 0, (entry.addr, 0))
             except OSError:
                 drops[D_SEND_ERROR] += 1
+
+    def switch(self, v: Vnet, a: Attachment, frames: Iterable) -> Iterator:
+        """Local switching: the frames of the batch that go on to the network."""
+        macs = v.macs
+        drops = self.drops
+        cache = self.cache.entries
+        others = [o for o in v.attachments if o is not a]
+        for raw in frames:
+            n = len(raw) - VNET_HDR_LEN
+            if n < wire.ETH_HEADER_LEN:
+                yield raw  # counted as a runt there
+                continue
+            if raw[10] == 1 and raw[22] == 0x88 and raw[23] == 0x08 and raw[11:16] == PAUSE_TAIL:
+                drops[D_PAUSE_FRAME] += 1
+                continue
+            a.rx_packets += 1
+            a.rx_bytes += n
+            src = bytes(raw[16:22])
+            if not src[0] & 1 and macs.get(src) is not a:
+                if len(macs) >= MAX_LOCAL_MACS:
+                    macs.clear()
+                macs[src] = a
+            if not raw[10] & 1:
+                dst = bytes(raw[10:16])
+                owner = macs.get(dst)
+                if owner is None and (v.vid, dst) in cache:
+                    yield raw  # on another host: not for the other attachments
+                    continue
+                if owner is not None:
+                    if owner is not a:
+                        try:
+                            owner.write_raw(raw)
+                        except OSError:
+                            drops[D_TAP_WRITE_ERROR] += 1
+                    # Learned as a source here, so it counts as local (and announced).
+                    v.tx_packets += 1
+                    v.tx_bytes += n
+                    if not src[0] & 1:
+                        key = (v.vid, src)
+                        if key not in self.vifs.entries:
+                            self.announce(v, src)
+                        self.vifs.entries[key] = self.clock.now
+                    continue
+            for o in others:
+                try:
+                    o.write_raw(raw)
+                except OSError:
+                    drops[D_TAP_WRITE_ERROR] += 1
+            yield raw
 
     def flood_segments(self, v: Vnet, segs: list, unknown: bool) -> None:
         """The segments of a super-frame for the group: each one a flood."""
@@ -144,12 +213,12 @@ class Transmit:
             return
         here = self.here
         try:
-            self.send_etherip(parts, (), 0, (here.mcaddr, 0))
+            (self.send_etherip_frag if v.fragments else self.send_etherip)(parts, (), 0, (here.mcaddr, 0))
         except OSError:
             self.drops[D_SEND_ERROR] += 1
         if self.peers:
             hdr = wire.ipv4_header(ZERO_ADDR, here.mcaddr_b, wire.IPPROTO_ETHERIP, n,
-                                   df=True, checksum=False)
+                                   df=not v.fragments, checksum=False)
             self.to_peers((wire.VFWD_HEADER, hdr) + parts, None)
 
     def multicast_udp(self, parts: tuple, length: int) -> None:

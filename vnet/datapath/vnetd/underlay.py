@@ -8,6 +8,7 @@ the sockets, a test passes recorders.
 """
 from __future__ import annotations
 
+import ctypes
 import socket
 import struct
 from typing import Protocol
@@ -25,6 +26,7 @@ IP_PMTUDISC_DONT, IP_PMTUDISC_DO = 0, 2
 IP_RECVTTL = 12
 SO_NO_CHECK = 11
 SO_RCVBUFFORCE = 33
+SO_ATTACH_FILTER = 26
 #: Abstract Unix socket names are per network namespace: holding this one means
 #: "the vnet datapath of this namespace", since port 1798 can be bound twice.
 NETNS_LOCK = b"\0vnet-datapath"
@@ -123,9 +125,14 @@ class Sockets:
         self._multicast_options(self.etherip)
         big_buffer(self.etherip)
         self.etherip.setsockopt(socket.IPPROTO_IP, IP_MTU_DISCOVER, IP_PMTUDISC_DO)
+        # The same, DF clear, for vnets with an MTU above the default; it only sends.
+        self.etherip_frag = socket.socket(socket.AF_INET, socket.SOCK_RAW, wire.IPPROTO_ETHERIP)
+        self._multicast_options(self.etherip_frag)
+        self.etherip_frag.setsockopt(socket.IPPROTO_IP, IP_MTU_DISCOVER, IP_PMTUDISC_DONT)
+        drop_all_filter(self.etherip_frag)
         self.ip = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
         self._multicast_options(self.ip)
-        for s in (u, self.etherip, self.ip):
+        for s in (u, self.etherip, self.etherip_frag, self.ip):
             s.setblocking(False)
         self.group: socket.socket | None = None
         self.join_group()
@@ -159,9 +166,16 @@ class Sockets:
         return m
 
     def close(self) -> None:
-        for s in (self.udp, self.group, self.etherip, self.ip, self.lock):
+        for s in (self.udp, self.group, self.etherip, self.etherip_frag, self.ip, self.lock):
             if s is not None:
                 s.close()
+
+
+def drop_all_filter(s: socket.socket) -> None:
+    """A socket filter that takes nothing: for a socket used only to send, so the
+    kernel queues it no copies of what arrives."""
+    insn = ctypes.create_string_buffer(struct.pack("HBBI", 0x06, 0, 0, 0))  # BPF_RET|BPF_K 0
+    s.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, struct.pack("HL", 1, ctypes.addressof(insn)))
 
 
 def big_buffer(s: socket.socket) -> None:

@@ -4,9 +4,17 @@ One object per vnet holds everything a packet of that vnet needs (its tap, the h
 put in front of its frames, its keys and replay windows, its counters), so the
 per-packet code reaches it with one dict lookup by the 16-byte vnet id.  It does not
 open the tap itself: the daemon does, and a test hands it a pipe instead.
+
+Its local attachments (vnet.datapath.vnetd.attach: the tap and the ports that have
+their interface) are `attachments`.  With one (the tap on a bridge, as before ports)
+the bridge does the local switching and `switching` is False; with more, the datapath
+switches between them by `macs`, the attachment each local source MAC was last seen
+on (doc/ports.md, "Local switching").
 """
 from __future__ import annotations
 
+from vnet.datapath.vnetd.attach import Attachment, Tap
+from vnet.datapath.vnetd.offload import PLAIN_FRAME_MAX
 from vnet.model import keys
 from vnet.model.config import VnetConfig
 from vnet.wire import formats as wire
@@ -19,15 +27,25 @@ class Vnet:
     `level` is 0 for (security none); a secure vnet also has its ciphers by key id,
     the send key's id and cipher, and a replay window per sender (doc/security.md)."""
 
-    __slots__ = ("cfg", "vid", "fd", "prefix", "udp", "bridge_created", "mtu", "level",
-                 "ciphers", "send_id", "send_cipher", "windows",
-                 "rx_packets", "tx_packets", "rx_bytes", "tx_bytes")
+    __slots__ = ("cfg", "vid", "fd", "prefix", "udp", "bridge_created", "mtu", "plain_max", "fragments",
+                 "level", "ciphers", "send_id", "send_cipher", "windows",
+                 "rx_packets", "tx_packets", "rx_bytes", "tx_bytes",
+                 "tap", "ports", "attachments", "switching", "macs")
 
     def __init__(self, cfg: VnetConfig, fd: int, bridge_created: bool, held: list[keys.Key]) -> None:
         self.cfg = cfg
         self.mtu = cfg.mtu
+        #: Longer frames written to an attachment are TCP super-frames to segment.
+        self.plain_max = max(PLAIN_FRAME_MAX, cfg.mtu + 14)
+        self.fragments = cfg.fragments
         self.vid = cfg.id.packed
         self.fd = fd
+        self.tap = Tap(cfg.vnetif, fd)
+        #: Every port by interface name, in config order: its Port, or None while waiting.
+        self.ports: dict[str, Attachment | None] = {}
+        self.attachments: list[Attachment] = [self.tap]
+        self.switching = False
+        self.macs: dict[bytes, Attachment] = {}
         self.udp = cfg.encapsulation == "udp"
         self.prefix = wire.vudp_prefix(self.vid) if self.udp else wire.etherip_prefix(self.vid)
         self.bridge_created = bridge_created
@@ -41,3 +59,11 @@ class Vnet:
         self.ciphers = {k.id: seal.aead(k.secret) for k in held}
         self.send_id = held[0].id if held else 0
         self.send_cipher = self.ciphers.get(self.send_id)
+
+    def set_attachments(self) -> None:
+        """After a port came or went: the attachments, and whether we switch."""
+        self.attachments = [self.tap] + [p for p in self.ports.values() if p is not None]
+        self.switching = len(self.attachments) > 1
+        live = set(map(id, self.attachments))
+        for mac in [m for m, a in self.macs.items() if id(a) not in live]:
+            del self.macs[mac]
