@@ -281,9 +281,12 @@ def default_route_interface(ipr: IPRoute) -> str | None:
 
 
 #: A port of a vnet (and its device) as the host's stack sees it: no IPv6 of its own
-#: (no link-local address, no router advertisements taken), and no ARP answers.
+#: (no link-local address, no router advertisements taken), no ARP answers, and
+#: strict reverse-path filtering, so the IPv4 a VM sends (a broadcast, say) is not
+#: taken in by the host: a port has no route back to it.  (A port is not a bridge
+#: port: the host's stack sees what it receives.)
 PORT_IPV6 = {"addr_gen_mode": "1", "accept_ra": "0", "disable_ipv6": "1"}
-PORT_IPV4 = {"arp_ignore": "8"}
+PORT_IPV4 = {"arp_ignore": "8", "rp_filter": "1"}
 
 
 def isolate_port(ifname: str) -> None:

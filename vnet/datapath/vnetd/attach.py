@@ -9,16 +9,20 @@ the same way:
   frame behind a virtio-net header (10 bytes: GSO and checksum metadata, ZERO_HDR for
   a plain frame), as the tap gives them.  Frames yielded may share one buffer: each is
   handled before the next is read.
-* `write(hdr, frame)` sends one frame out of the attachment, `hdr` being its virtio-net
-  header (for a super-frame, the GSO metadata the kernel segments it by); OSError if
-  it cannot.
+* `write(hdr, frame)` sends one frame from the network out of the attachment, `hdr`
+  being its virtio-net header (for a super-frame, the GSO metadata the kernel
+  segments it by); `write_raw(raw)` sends one frame as another attachment gave it
+  (header in front).  Both raise OSError if they cannot, and count `tx`.
 
 A third kind, a QEMU socket endpoint (UDP datagrams, or a TCP stream with a 4-byte
-length prefix), plugs in by the same two methods: its `frames()` reads each frame
-into a buffer at offset VNET_HDR_LEN behind ZERO_HDR (no copy) and yields that; its
-`write` drops `hdr`, cuts a super-frame (hdr[1] != 0) into segments with
-offload.segment first, and frames what it sends.  Then `Vnetd.attach` adds it to the
-vnet and the loop; local switching, learning and delivery need nothing more.
+length prefix), plugs in by the same methods: its `frames()` reads each frame into a
+buffer at offset VNET_HDR_LEN behind ZERO_HDR (no copy) and yields that (counting
+nothing: Transmit.switch counts rx); its `write` and `write_raw` drop the header,
+cut a super-frame (header byte 1, the GSO type, not 0) into segments with
+offload.segment first, and frame what they send.  The daemon then keeps it beside
+the ports (a dict of endpoints that Vnet.set_attachments includes) and watches its
+fd with `tx.from_tap(v, a.frames(clock, drops), a)`, as `Vnetd._port_readable` does;
+local switching, learning, pause-frame drops and delivery need nothing more.
 
 This is the per-packet path: no logging, no parsing libraries.
 """

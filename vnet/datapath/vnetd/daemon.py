@@ -214,10 +214,10 @@ class Vnetd(Datapath):
                 if other.vid == vid.packed:
                     raise DatapathError("EEXIST", f"port {name} is already in vnet {c.id}")
                 raise DatapathError("EEXIST", f"{kind} {name} is already a port of vnet {c.id}")
-            if name == c.vnetif:
-                raise DatapathError("EEXIST", f"{kind} {name} is already used by vnet {c.id} (as its vnetif)")
-            if name == c.bridge:  # two vnets on one bridge would merge their LANs
-                raise DatapathError("EEXIST", f"{kind} {name} is already used by vnet {c.id} (as its bridge)")
+            for what, used in (("vnetif", c.vnetif), ("bridge", c.bridge)):
+                if name == used:  # two vnets on one bridge would merge their LANs
+                    how = "" if what == kind else f" (as its {what})"
+                    raise DatapathError("EEXIST", f"{kind} {name} is already used by vnet {c.id}{how}")
 
     def _add_port(self, v: Vnet, name: str, links: dict[str, int]) -> None:
         """A port of v: attached now if its interface exists (or an error), else waiting."""

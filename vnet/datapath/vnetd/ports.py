@@ -95,7 +95,7 @@ class Port(Attachment):
 
     def frames(self, clock: Clock, drops: list[int]) -> Iterator:
         for frame in drain(self._receive, clock, drops, D_RECV_ERROR):
-            if frame[1] and (self.segment_gso or len(frame) > SUPER_FRAME_MAX):
+            if frame[1] and (self.segment_gso or len(frame) - VNET_HDR_LEN > SUPER_FRAME_MAX):
                 segs = segment(frame)
                 if segs is not None:
                     for seg in segs:
