@@ -14,6 +14,8 @@ share state or compete for the CPU:
          the vnet97 bridge vnetd made.
   vnetd-auth, vnetd-conf  the same vnet with (security auth) or (security conf): every
          frame sealed with ChaCha20-Poly1305 (doc/security.md).
+  vnetd-port  the same vnet with each VM's veth attached as a port (doc/ports.md), on
+         no bridge: vnetd reads and writes it through a packet socket.
 
 Per repeat: 50 pings at 20 ms (avg/min/max RTT), then one iperf3 TCP run; the table
 shows the median over --repeat runs.  Run as root from the repository root:
@@ -43,7 +45,7 @@ from lab.links import Interface
 from lab.netns import rtnl
 from lab.vnethost import VnetHost
 
-SCENARIOS = ("veth", "vxlan", "vnetd", "vnetd-auth", "vnetd-conf")
+SCENARIOS = ("veth", "vxlan", "vnetd", "vnetd-auth", "vnetd-conf", "vnetd-port")
 VNI = 97
 VXLAN_PORT = 4789
 VXLAN_GROUP = "239.1.1.1"
@@ -191,23 +193,28 @@ def build_vxlan(lab: Lab, state_dir: Path):
     return vm1, vm2, vm2.ip
 
 
-def build_vnet(lab: Lab, state_dir: Path, datapath: str = "vnetd", security: str = "none"):
+def build_vnet(lab: Lab, state_dir: Path, datapath: str = "vnetd", security: str = "none",
+               ports: bool = False):
     """`vn vnet-create 97` on two hosts served by ``datapath`` (vnetd, or the kernel
-    module, which must be loaded already), a VM on each host's vnet97 bridge.  A
-    secure vnet's hosts share one key made by `vn key-gen`."""
+    module, which must be loaded already), a VM on each host's vnet97 bridge, or with
+    ``ports`` behind a port of the vnet.  A secure vnet's hosts share one key made by
+    `vn key-gen`."""
     h1, h2 = _underlay(lab)
     key = state_dir / "97.key"
-    for h in (h1, h2):
+    for i, h in enumerate((h1, h2), 1):
         vh = VnetHost(lab, h, state_dir / h.name, datapath=datapath)
         vh.start()
+        if ports:
+            vh.vn("vnet-create", "--port", f"vvm{i}", str(VNI))
+            continue
         if security == "none":
             vh.vn("vnet-create", str(VNI))
             continue
         if not key.exists():
             vh.vn("key-gen", str(key))
         vh.vn("vnet-create", "-s", security, "-k", str(key), str(VNI))
-    vm1 = lab.vm("vm1", h1, f"vnet{VNI}", "10.97.0.1/24")
-    vm2 = lab.vm("vm2", h2, f"vnet{VNI}", "10.97.0.2/24")
+    vm1 = lab.vm("vm1", h1, f"vnet{VNI}", "10.97.0.1/24", plugged=not ports)
+    vm2 = lab.vm("vm2", h2, f"vnet{VNI}", "10.97.0.2/24", plugged=not ports)
     return vm1, vm2, vm2.ip
 
 
@@ -215,6 +222,7 @@ BUILDERS: dict[str, Callable] = {
     "veth": build_veth, "vxlan": build_vxlan, "vnetd": build_vnet,
     "vnetd-auth": functools.partial(build_vnet, security="auth"),
     "vnetd-conf": functools.partial(build_vnet, security="conf"),
+    "vnetd-port": functools.partial(build_vnet, ports=True),
 }
 
 

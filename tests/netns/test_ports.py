@@ -118,6 +118,8 @@ def every_frame_crosses_ports_byte_identical(lab, make_hosts, datapath: str | No
         got = cap.wait_for(lambda seen: all(f in seen for f in frames.values()), "the frame matrix")
         missing = [name for name, f in frames.items() if f not in got]
         assert not missing, missing
+        for name in ("dot1q", "qinq", "mpls"):  # once each, and never without a tag
+            assert [f for f in got if f.endswith(frames[name][-7:])] == [frames[name]], name
         send_frames(lab, vms[0], [pause, barrier])
         got = cap.wait_for(lambda seen: barrier in seen, "the frame sent after the pause frame")
         assert not any(f[12:14] == b"\x88\x08" for f in got), "a pause frame crossed"

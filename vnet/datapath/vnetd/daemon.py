@@ -122,8 +122,8 @@ class Vnetd(Datapath):
         if drops[D_TAP_READ_ERROR] != errors:
             self._check_tap(v)
 
-    def _port_readable(self, v: Vnet, p: Port) -> None:
-        self.tx.from_tap(v, p.frames(self.clock, self.tables.drops), p)
+    def _port_readable(self, v: Vnet, p: Port, frames) -> None:
+        self.tx.from_tap(v, frames(self.clock, self.tables.drops), p)
         if p.gone:  # its interface was deleted: wait for one of that name
             self._reconcile_ports()
 
@@ -187,14 +187,17 @@ class Vnetd(Datapath):
         leave it as it was (the port stays waiting)."""
         netdev.check_port(self.ipr, name, index)
         netdev.prepare_port(self.ipr, name, index, v.mtu)
+        # GSO packets need UDP and offload to cross whole, else they are cut at once;
+        # a secure vnet seals them whole only up to the cap a tap has.
+        cap = 0 if not (self.offload and v.udp) else netdev.SUPER_FRAME_MAX if v.level else None
         try:
-            # GSO packets need UDP and offload to cross whole; else they are cut here.
-            p = Port(name, index, segment_gso=not (self.offload and v.udp))
+            p = Port(name, index, cap)
         except OSError as e:
             raise DatapathError.from_os_error(e, f"port {name}: cannot open a packet socket on it") from None
         v.ports[name] = p
         v.set_attachments()
-        self.loop.watch(p.fd, lambda: self._port_readable(v, p))
+        self.loop.watch(p.fd, lambda: self._port_readable(v, p, p.frames))
+        self.loop.watch(p.tagged.fileno(), lambda: self._port_readable(v, p, p.tagged_frames))
 
     def _detach(self, v: Vnet, name: str) -> None:
         """Close the port's socket (which releases its promiscuity); it waits now."""
@@ -202,6 +205,7 @@ class Vnetd(Datapath):
         if p is None:
             return
         self.loop.unwatch(p.fd)
+        self.loop.unwatch(p.tagged.fileno())
         p.close()
         v.ports[name] = None
         v.set_attachments()

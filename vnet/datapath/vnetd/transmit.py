@@ -18,6 +18,7 @@ from vnet.datapath.vnetd.offload import PLAIN_FRAME_MAX, VNET_HDR_LEN, finish_ch
 from vnet.datapath.vnetd.tables import Tables
 from vnet.datapath.vnetd.underlay import Sender, Underlay
 from vnet.datapath.vnetd.vnets import Vnet
+from vnet.host.netdev import SUPER_FRAME_MAX
 from vnet.wire import formats as wire
 from vnet.wire import seal
 from vnet.wire.stats import (
@@ -104,9 +105,10 @@ class Transmit:
                 vifs[key] = now
             entry = None if frame[0] & 1 else cache.get((vid, bytes(frame[0:6])))
             if (len(frame) > PLAIN_FRAME_MAX and raw[1] and not v.level
-                    and (entry is None or entry.addr not in self.supers)):
-                # A super-frame for a host not known to take one, or for the group:
-                # its segments, as ordinary frames (doc/wire-format.md).
+                    and (entry is None or entry.addr not in self.supers or len(frame) > SUPER_FRAME_MAX)):
+                # A super-frame for a host not known to take one, or for the group,
+                # or too long for one datagram (a port's GSO packet may be): its
+                # segments, as ordinary frames (doc/wire-format.md).
                 segs = segment(raw)
                 if segs is not None:
                     if entry is None:

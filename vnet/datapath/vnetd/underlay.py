@@ -171,11 +171,17 @@ class Sockets:
                 s.close()
 
 
+def attach_filter(s: socket.socket, program: tuple[tuple[int, int, int, int], ...]) -> None:
+    """Attach a classic BPF socket filter: `program` is its (code, jt, jf, k)
+    instructions.  The kernel copies it."""
+    code = ctypes.create_string_buffer(b"".join(struct.pack("HBBI", *i) for i in program))
+    s.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, struct.pack("HL", len(program), ctypes.addressof(code)))
+
+
 def drop_all_filter(s: socket.socket) -> None:
     """A socket filter that takes nothing: for a socket used only to send, so the
     kernel queues it no copies of what arrives."""
-    insn = ctypes.create_string_buffer(struct.pack("HBBI", 0x06, 0, 0, 0))  # BPF_RET|BPF_K 0
-    s.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, struct.pack("HL", 1, ctypes.addressof(insn)))
+    attach_filter(s, ((0x06, 0, 0, 0),))  # BPF_RET|BPF_K 0
 
 
 def big_buffer(s: socket.socket) -> None:
