@@ -5,12 +5,15 @@ from __future__ import annotations
 import pytest
 from pyroute2 import IPRoute
 
-from vnet.control.controller import PeerAddress, resolve_host
+from vnet.control.controller import Controller, PeerAddress, resolve_host
+from vnet.control.datapath import Datapath
 from vnet.datapath.kmod.family import VNET_MAX_PEERS
 from vnet.errors import DatapathError
 from vnet.host import netdev, privilege
 from vnet.model.addr import AddressError, parse_ipv4
 from vnet.model.config import VnetConfig
+from vnet.model.state import StateError
+from vnet.model.vnetid import VnetId
 from vnet.model.peer import (
     LOOPBACK,
     MAX_PEERS,
@@ -115,3 +118,51 @@ def test_privilege_check_reads_the_effective_capabilities() -> None:
     else:
         with pytest.raises(DatapathError, match=r"^x needs root \(or CAP_NET_ADMIN\)$"):
             privilege.require("x", privilege.CAP_NET_ADMIN)
+
+
+class PortsOnly(Datapath):
+    """A datapath double for port changes: records them, refuses the interface `busy0`."""
+
+    kind = "test"
+
+    def __init__(self) -> None:
+        self.calls: list[tuple] = []
+
+    def port_add(self, vid: VnetId, ifname: str) -> None:
+        if ifname == "busy0":
+            raise DatapathError("EBUSY", "port busy0: the interface is enslaved to br0")
+        self.calls.append(("add", str(vid), ifname))
+
+    def port_del(self, vid: VnetId, ifname: str) -> None:
+        self.calls.append(("del", str(vid), ifname))
+
+    def vnets(self) -> list:
+        return [["vnet", ["id", str(VnetId.parse("97"))]]]
+
+    vnet_add = vnet_del = vnet_keys = ports = vif_add = vif_del = vifs = peer_add = peer_del = \
+        peers = varp_flush = varp = set_mcaddr = stats = lambda self, *a: None  # type: ignore[assignment]
+
+
+def test_port_changes_go_to_the_datapath_then_the_state(tmp_path) -> None:
+    """Like key rotation: the datapath first, and the state only if it took the change."""
+    dp = PortsOnly()
+    ctrl = Controller(str(tmp_path), datapath=dp)
+    ctrl.create_vnet(VnetConfig.from_cli("97"))
+    assert ctrl.add_port("97", "r1").ports == ("r1",)
+    with pytest.raises(DatapathError, match="enslaved to br0"):
+        ctrl.add_port("97", "busy0")
+    with pytest.raises(StateError, match="port r1 is already in vnet"):
+        ctrl.add_port("vnif97", "r1")  # found by its vnetif too
+    with pytest.raises(StateError, match="interface name 'a b' contains ' '"):
+        ctrl.add_port("97", "a b")
+    with pytest.raises(StateError, match="has no port r9"):
+        ctrl.delete_port("97", "r9")
+    assert ctrl.find_vnet("97").ports == ("r1",)
+    assert ctrl.delete_port("97", "r1").ports == ()
+    assert ctrl.find_vnet("97").ports == ()
+    assert dp.calls == [("add", str(VnetId.parse("97")), "r1"), ("del", str(VnetId.parse("97")), "r1")]
+    # A vnet created again with --exist-ok and no ports keeps the ports it has.
+    ctrl.add_port("97", "r2")
+    assert ctrl.create_vnet(VnetConfig.from_cli("97"), exist_ok=True).ports == ("r2",)
+    with pytest.raises(StateError, match=r"port r2 \(not r3\)"):
+        ctrl.create_vnet(VnetConfig.from_cli("97", ports=("r3",)), exist_ok=True)
