@@ -36,7 +36,10 @@ NIC_MODULES = ("virtio_pci", "virtio_net")
 #: The guest's /init.  `VNETNICS` comes from the kernel command line (the kernel hands
 #: unknown NAME=VALUE words to init as its environment): MAC,ADDR/LEN,MTU entries
 #: joined by "+".  IPv6 is off on the command line (ipv6.disable=1), so the guest
-#: sends nothing it was not asked for: ARP and ICMP replies, ARP probes.
+#: sends nothing it was not asked for: ARP and ICMP replies, ARP probes.  NICs are
+#: promiscuous: QEMU's virtio-net drops frames for other MACs before the guest sees
+#: them, and a test must see (and count) every frame that reaches the NIC, a frame of
+#: the guest's own sent back to it included.
 _INIT = r"""#!/bin/busybox sh
 export PATH=/bin:/sbin
 mount -t proc proc /proc
@@ -52,7 +55,7 @@ for nic in $(echo "$VNETNICS" | tr + ' '); do
         found=${d##*/}
         ip link set "$found" mtu "$3"
         ip addr add "$2" dev "$found"
-        ip link set "$found" up
+        ip link set "$found" promisc on up
     done
     [ -n "$found" ] || echo "nic-guest: no NIC with MAC $1"
 done
