@@ -34,7 +34,6 @@ import socket
 import sys
 import threading
 import time
-from typing import Optional
 
 from lab.netns import enter_ns
 from vnet.wire.qemu import ETH_HEADER, FramingError, StreamReader
@@ -49,7 +48,7 @@ def hostport(text: str) -> tuple[str, int]:
     return host, int(port)
 
 
-def packet_socket(ifname: str, netns: Optional[str]) -> socket.socket:
+def packet_socket(ifname: str, netns: str | None) -> socket.socket:
     """A packet socket bound to `ifname`, opened in `netns` if given (on a thread
     that entered it: the socket keeps that namespace, the program keeps its own)."""
     box: dict = {}
@@ -84,12 +83,12 @@ class Peer:
         self.pkt = packet_socket(args.ifname, args.netns)
         self.pkt.setblocking(False)
         self.ep.register(self.pkt.fileno(), select.EPOLLIN)
-        self.dgram: Optional[socket.socket] = None
-        self.remote: Optional[tuple[str, int]] = None
-        self.listener: Optional[socket.socket] = None
-        self.conn: Optional[socket.socket] = None
+        self.dgram: socket.socket | None = None
+        self.remote: tuple[str, int] | None = None
+        self.listener: socket.socket | None = None
+        self.conn: socket.socket | None = None
         self.reader = StreamReader()
-        self.reconnect_at: Optional[float] = None
+        self.reconnect_at: float | None = None
         if args.dgram:
             self.dgram = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
             self.dgram.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -208,7 +207,7 @@ class Peer:
                 self.connect()
 
 
-def main(argv: Optional[list[str]] = None) -> None:
+def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="qemu_socket_peer", description=__doc__.split("\n\n")[0])
     p.add_argument("--ifname", required=True, help="the interface that plays the VM's NIC")
     p.add_argument("--netns", help="the named network namespace the interface is in")

@@ -28,8 +28,8 @@ from collections import defaultdict
 from collections.abc import Callable, Iterator
 
 import pytest
-
 from conftest import ROOT, needs_root
+
 from lab import guest, nicguest
 from lab.frames import Station, arp_reply_from, echo_reply
 from lab.lab import Lab

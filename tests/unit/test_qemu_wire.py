@@ -6,7 +6,13 @@ import os
 
 import pytest
 
-from vnet.wire.qemu import MAX_FRAME, FramingError, StreamReader, frame_length, stream_encode
+from vnet.wire.qemu import (
+    MAX_FRAME,
+    FramingError,
+    StreamReader,
+    frame_length,
+    stream_encode,
+)
 
 
 def frames(*sizes: int) -> list[bytes]:

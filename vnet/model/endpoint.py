@@ -20,7 +20,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Optional
 
 from vnet.errors import VnetError
 
@@ -82,8 +81,8 @@ class EndpointSpec:
     `remote` the VM's QEMU address we send or connect to (udp, tcp-connect)."""
 
     kind: str
-    local: Optional[tuple[str, int]] = None
-    remote: Optional[tuple[str, int]] = None
+    local: tuple[str, int] | None = None
+    remote: tuple[str, int] | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -146,7 +145,7 @@ class EndpointSpec:
         return "udp" if self.kind == "udp" else "tcp"
 
     @property
-    def bound(self) -> Optional[tuple[str, str, int]]:
+    def bound(self) -> tuple[str, str, int] | None:
         """(protocol, address, port) this endpoint binds, if any: two endpoints of a host
         cannot bind the same one (0.0.0.0 overlaps every address)."""
         if self.local is None:

@@ -73,7 +73,7 @@ class StreamReader:
     Reads are expected to be large (one recv of up to 256 KiB holds many frames), so
     the buffer is compacted once per feed, not once per frame."""
 
-    __slots__ = ("max_frame", "runts", "_buf")
+    __slots__ = ("_buf", "max_frame", "runts")
 
     def __init__(self, max_frame: int = MAX_FRAME) -> None:
         self.max_frame = max_frame

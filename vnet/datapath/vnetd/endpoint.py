@@ -36,12 +36,18 @@ import select
 import socket
 import time
 from collections.abc import Callable, Iterator
-from typing import Optional, Protocol
+from typing import Protocol
 
 from vnet.datapath.vnetd.loop import BATCH
 from vnet.errors import DatapathError
 from vnet.model.endpoint import EndpointSpec
-from vnet.wire.qemu import ETH_HEADER, MAX_FRAME, FramingError, StreamReader, stream_encode
+from vnet.wire.qemu import (
+    ETH_HEADER,
+    MAX_FRAME,
+    FramingError,
+    StreamReader,
+    stream_encode,
+)
 
 __all__ = [
     "BACKOFF_MAX",
@@ -150,7 +156,7 @@ class UdpEndpoint(Endpoint):
         super().__init__(spec, reactor, receive)
         assert spec.local is not None and spec.remote is not None
         self.remote = spec.remote
-        self.sock: Optional[socket.socket] = None
+        self.sock: socket.socket | None = None
 
     def start(self) -> None:
         sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -224,14 +230,14 @@ class _StreamEndpoint(Endpoint):
 
     def __init__(self, spec: EndpointSpec, reactor: Reactor, receive: Receive) -> None:
         super().__init__(spec, reactor, receive)
-        self.conn: Optional[socket.socket] = None
-        self.peer: Optional[tuple[str, int]] = None
+        self.conn: socket.socket | None = None
+        self.peer: tuple[str, int] | None = None
         self.reader = StreamReader(MAX_FRAME)
         self._rbuf = bytearray(STREAM_READ)
         self._rview = memoryview(self._rbuf)
         # The unsent tail of a frame the kernel took only part of: it must go out
         # before anything else, or the VM's QEMU would read a frame as a length.
-        self._pending: Optional[memoryview] = None
+        self._pending: memoryview | None = None
 
     # -- the connection
 
@@ -368,7 +374,7 @@ class TcpListenEndpoint(_StreamEndpoint):
 
     def __init__(self, spec: EndpointSpec, reactor: Reactor, receive: Receive) -> None:
         super().__init__(spec, reactor, receive)
-        self.listener: Optional[socket.socket] = None
+        self.listener: socket.socket | None = None
         self.replaced = 0
 
     def start(self) -> None:
@@ -430,7 +436,7 @@ class TcpConnectEndpoint(_StreamEndpoint):
         super().__init__(spec, reactor, receive)
         assert spec.remote is not None
         self.remote = spec.remote
-        self.connecting: Optional[socket.socket] = None
+        self.connecting: socket.socket | None = None
         self.backoff = BACKOFF_MIN
         self.attempts = 0
         self._gen = 0  # bumped by every attempt and by close(): stale timers do nothing
