@@ -8,7 +8,10 @@ with the kernel module."""
 from __future__ import annotations
 
 import json
+import shutil
+import tempfile
 import time
+from pathlib import Path
 
 import pytest
 from conftest import needs_root
@@ -43,7 +46,17 @@ def lldp_neighbors(lab: Lab, vm: VM, sock: str) -> list[str]:
     return descrs
 
 
-def test_lldpd_on_two_hosts_sees_its_neighbour_through_ports(lab, make_hosts, tmp_path):
+@pytest.fixture
+def lldpd_dir():
+    """A directory for lldpd's control sockets: lldpd creates its socket after giving
+    up root, so pytest's own (mode 0700) temporary directories will not do."""
+    path = Path(tempfile.mkdtemp(prefix="vnet-lldpd-"))
+    path.chmod(0o755)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def test_lldpd_on_two_hosts_sees_its_neighbour_through_ports(lab, make_hosts, lldpd_dir):
     """lldpd in a VM on each of two hosts, each VM behind a port of vnet 97: each
     lists the other as its neighbour.  LLDP goes to 01:80:c2:00:00:0e, a group a
     standards-conforming bridge must not forward."""
@@ -58,7 +71,7 @@ def test_lldpd_on_two_hosts_sees_its_neighbour_through_ports(lab, make_hosts, tm
     lab.wait_ping(a, b.ip, timeout=30)
     socks = {}
     for vm in vms:
-        socks[vm.name] = str(tmp_path / f"lldpd-{vm.name}.socket")
+        socks[vm.name] = str(lldpd_dir / f"{vm.name}.socket")
         lab.popen(vm, ["lldpd", "-d", "-u", socks[vm.name], "-I", "eth0", "-S", f"vnet-test-{vm.name}"])
     deadline = time.monotonic() + DEADLINE
     seen: dict[str, list[str]] = {}
