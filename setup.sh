@@ -21,9 +21,10 @@ cd "$(dirname "$0")"
 # module built for bookworm-backports' 6.12 in tests/kernel/test_kbuild.py; the other
 # kernels it builds for (declared in lab/kbuild.py: Debian 13's 6.12, unstable's newest)
 # bring their own compiler and pahole in a root unpacked into the guest cache.
+# lldpd is the real LLDP speaker at the far end of a vnet port in the lab-link tests.
 APT_PACKAGES=(iputils-ping iperf3 iproute2
               qemu-system-x86 linux-headers-amd64 make busybox-static cpio kmod man-db
-              systemd systemd-container dkms dwarves)
+              systemd systemd-container dkms dwarves lldpd)
 PYTHON=${PYTHON:-python3}
 "$PYTHON" -c "import ensurepip, venv" 2>/dev/null || APT_PACKAGES+=(python3-venv)
 

@@ -14,11 +14,12 @@ share state or compete for the CPU:
          the vnet97 bridge vnetd made.
   vnetd-auth, vnetd-conf  the same vnet with (security auth) or (security conf): every
          frame sealed with ChaCha20-Poly1305 (doc/security.md).
-  vnetd-port  the same vnet with each VM's veth attached as a port (doc/ports.md), on
-         no bridge: vnetd reads and writes it through a packet socket.
+  vnetd-port  the vnet without a bridge: each VM's host-side interface is a port of
+         it (`vn vnet-create 97 --bridge none`, `vn port-add 97 pvm1`; doc/ports.md).
 
-Per repeat: 50 pings at 20 ms (avg/min/max RTT), then one iperf3 TCP run; the table
-shows the median over --repeat runs.  Run as root from the repository root:
+Per repeat: 50 pings at 20 ms (avg/min/max RTT), one iperf3 TCP run, then one iperf3
+UDP run of 64-byte frames (18-byte payloads) at full speed, which gives the packet
+rate the receiver got; the table shows the median over --repeat runs.  Run as root from the repository root:
 
     python -m bench.bench_throughput [--seconds 5] [--repeat 1] [--json out.json]
                                      [--only veth --only vnetd ...]
@@ -45,7 +46,7 @@ from lab.links import Interface
 from lab.netns import rtnl
 from lab.vnethost import VnetHost
 
-SCENARIOS = ("veth", "vxlan", "vnetd", "vnetd-auth", "vnetd-conf", "vnetd-port")
+SCENARIOS = ("veth", "vxlan", "vnetd", "vnetd-port", "vnetd-auth", "vnetd-conf")
 VNI = 97
 VXLAN_PORT = 4789
 VXLAN_GROUP = "239.1.1.1"
@@ -54,6 +55,8 @@ VXLAN_GROUP = "239.1.1.1"
 #: the egress port's MTU, so the VMs must use it too, as in any real VXLAN setup.
 VXLAN_VM_MTU = 1450
 IPERF_PORT = 5201
+#: The UDP payload of a 64-byte frame with its FCS: 64 - 4 - 14 - 20 - 8.
+SMALL_PAYLOAD = 18
 PING_COUNT = 50
 PING_INTERVAL = 0.02
 TARGET_VNETD_VS_VXLAN = 0.10
@@ -157,6 +160,16 @@ def measure_iperf(lab: Lab, server, client, server_ip: str, seconds: float) -> d
     }
 
 
+def measure_pps(lab: Lab, server, client, server_ip: str, seconds: float) -> dict[str, float]:
+    """One iperf3 UDP run of 64-byte frames as fast as the client can send them: the
+    packets per second the server received (sent minus lost)."""
+    end = run_iperf(lab, server, client, server_ip, seconds,
+                    ("-u", "-b", "0", "-l", str(SMALL_PAYLOAD)))["end"]
+    got = end["sum"]
+    received = int(got["packets"]) - int(got.get("lost_packets", 0))
+    return {"small_pps": received / float(got["seconds"])}
+
+
 # ---------------------------------------------------------------------------
 # Topologies: each returns (lab-local) sender, receiver and receiver's address
 
@@ -197,32 +210,37 @@ def build_vnet(lab: Lab, state_dir: Path, datapath: str = "vnetd", security: str
                ports: bool = False):
     """`vn vnet-create 97` on two hosts served by ``datapath`` (vnetd, or the kernel
     module, which must be loaded already), a VM on each host's vnet97 bridge, or with
-    ``ports`` behind a port of the vnet.  A secure vnet's hosts share one key made by
-    `vn key-gen`."""
+    ``ports`` on no bridge: the VM's host-side interface is a port of the vnet.  A
+    secure vnet's hosts share one key made by `vn key-gen`."""
     h1, h2 = _underlay(lab)
     key = state_dir / "97.key"
-    for i, h in enumerate((h1, h2), 1):
+    hosts = []
+    for h in (h1, h2):
         vh = VnetHost(lab, h, state_dir / h.name, datapath=datapath)
         vh.start()
-        if ports:
-            vh.vn("vnet-create", "--port", f"vvm{i}", str(VNI))
-            continue
+        hosts.append(vh)
+        bridge = ("--bridge", "none") if ports else ()
         if security == "none":
-            vh.vn("vnet-create", str(VNI))
+            vh.vn("vnet-create", *bridge, str(VNI))
             continue
         if not key.exists():
             vh.vn("key-gen", str(key))
-        vh.vn("vnet-create", "-s", security, "-k", str(key), str(VNI))
-    vm1 = lab.vm("vm1", h1, f"vnet{VNI}", "10.97.0.1/24", plugged=not ports)
-    vm2 = lab.vm("vm2", h2, f"vnet{VNI}", "10.97.0.2/24", plugged=not ports)
-    return vm1, vm2, vm2.ip
+        vh.vn("vnet-create", "-s", security, "-k", str(key), *bridge, str(VNI))
+    vms = []
+    for vh, name, ip in zip(hosts, ("vm1", "vm2"), ("10.97.0.1/24", "10.97.0.2/24")):
+        if ports:
+            vms.append(lab.vm(name, vh.host, "", ip, port=f"p{name}", plugged=False))
+            vh.vn("port-add", str(VNI), f"p{name}")
+        else:
+            vms.append(lab.vm(name, vh.host, f"vnet{VNI}", ip))
+    return vms[0], vms[1], vms[1].ip
 
 
 BUILDERS: dict[str, Callable] = {
     "veth": build_veth, "vxlan": build_vxlan, "vnetd": build_vnet,
+    "vnetd-port": functools.partial(build_vnet, ports=True),
     "vnetd-auth": functools.partial(build_vnet, security="auth"),
     "vnetd-conf": functools.partial(build_vnet, security="conf"),
-    "vnetd-port": functools.partial(build_vnet, ports=True),
 }
 
 
@@ -244,26 +262,27 @@ def run_scenario(name: str, seconds: float, repeat: int, state_root: Path) -> di
                      f"(min {r['rtt_min_ms']:.3f}, max {r['rtt_max_ms']:.3f}, "
                      f"loss {r['ping_loss_pct']:.0f}%); iperf3 for {seconds:g}s")
             r.update(measure_iperf(lab, dst, src, dst_ip, seconds))
+            r.update(measure_pps(lab, dst, src, dst_ip, seconds))
             progress(f"{name}: run {i}/{repeat}: {r['throughput_bps'] / 1e9:.3f} Gbit/s "
-                     f"({r['retransmits']} retransmits)")
+                     f"({r['retransmits']} retransmits), {r['small_pps']:.0f} 64-byte frames/s")
             runs.append(r)
     if lab.errors:
         progress(f"{name}: cleanup problems: {lab.errors}")
-    keys = ("throughput_bps", "rtt_avg_ms", "rtt_min_ms", "rtt_max_ms")
+    keys = ("throughput_bps", "small_pps", "rtt_avg_ms", "rtt_min_ms", "rtt_max_ms")
     return {"median": {k: statistics.median(r[k] for r in runs) for k in keys}, "runs": runs}
 
 
-def _ratio(results: dict, a: str, b: str) -> float | None:
+def _ratio(results: dict, a: str, b: str, key: str = "throughput_bps") -> float | None:
     try:
-        num = results[a]["median"]["throughput_bps"]
-        den = results[b]["median"]["throughput_bps"]
+        num = results[a]["median"][key]
+        den = results[b]["median"][key]
     except KeyError:
         return None
     return num / den if den else None
 
 
 def format_table(results: dict) -> str:
-    lines = [f"{'scenario':<12} {'throughput_Gbit/s':>18} {'rtt_avg_ms':>11} "
+    lines = [f"{'scenario':<12} {'throughput_Gbit/s':>18} {'64B_frames/s':>13} {'rtt_avg_ms':>11} "
              f"{'rtt_min_ms':>11} {'rtt_max_ms':>11}"]
     for name in SCENARIOS:
         if name not in results:
@@ -273,13 +292,17 @@ def format_table(results: dict) -> str:
             lines.append(f"{name:<12} {'FAILED: ' + res['error'].splitlines()[0][:60]}")
             continue
         m = res["median"]
-        lines.append(f"{name:<12} {m['throughput_bps'] / 1e9:>18.3f} {m['rtt_avg_ms']:>11.3f} "
+        lines.append(f"{name:<12} {m['throughput_bps'] / 1e9:>18.3f} {m['small_pps']:>13.0f} "
+                     f"{m['rtt_avg_ms']:>11.3f} "
                      f"{m['rtt_min_ms']:>11.3f} {m['rtt_max_ms']:>11.3f}")
     r = _ratio(results, "vnetd", "vxlan")
     if r is not None:
         verdict = "ok" if r >= TARGET_VNETD_VS_VXLAN else "BELOW TARGET"
         lines.append(f"ratio vnetd/vxlan throughput: {r:.2f}   "
                      f"(target >= {TARGET_VNETD_VS_VXLAN:.2f}: {verdict})")
+    r, p = _ratio(results, "vnetd-port", "vnetd"), _ratio(results, "vnetd-port", "vnetd", "small_pps")
+    if r is not None and p is not None:
+        lines.append(f"ratio vnetd-port/vnetd (bridge): throughput {r:.2f}, 64-byte frames/s {p:.2f}")
     for level in ("auth", "conf"):
         r = _ratio(results, f"vnetd-{level}", "vnetd")
         if r is not None:
@@ -358,6 +381,8 @@ def main(argv: list[str] | None = None) -> int:
             "ratios": {
                 "vnetd/vxlan": _ratio(results, "vnetd", "vxlan"),
                 "vnetd/veth": _ratio(results, "vnetd", "veth"),
+                "vnetd-port/vnetd": _ratio(results, "vnetd-port", "vnetd"),
+                "vnetd-port/vnetd small_pps": _ratio(results, "vnetd-port", "vnetd", "small_pps"),
                 "vnetd-auth/vnetd": _ratio(results, "vnetd-auth", "vnetd"),
                 "vnetd-conf/vnetd": _ratio(results, "vnetd-conf", "vnetd"),
                 "vxlan/veth": _ratio(results, "vxlan", "veth"),

@@ -149,7 +149,7 @@ class Lab:
         return node.ns
 
     def _cable(self, ns: str, ifname: str, far: Node, far_base: str, bridge: str | None,
-               address: str, *, mtu: int | None = None, mac: str | None = None) -> tuple[Link, str]:
+               address: str | None, *, mtu: int | None = None, mac: str | None = None) -> tuple[Link, str]:
         """Cable a new ``ifname`` in ``ns`` (addressed ``address``, up) to a new port,
         named after ``far_base``, of ``bridge`` in ``far`` (None: a far end left down
         and on no bridge).  Returns the link and the MAC ``ifname`` got; the caller's
@@ -267,6 +267,17 @@ class Lab:
                bridge=bridge, intfs={"eth0": link.intf1})
         self.nodes[name] = v
         return v
+
+    def nic(self, vm: VM, host: Host, ifname: str, port: str, bridge: str | None = None,
+            address: str | None = None) -> Interface:
+        """Give ``vm`` another interface ``ifname`` (up, addressed ``address`` if given),
+        cabled to ``port`` of ``host``: on ``bridge``, or on none (left down, for the
+        caller to make it a vnet's port).  A lab VM with two links is a switch or a
+        router in a topology."""
+        self._check_open()
+        link, _ = self._cable(vm.ns, ifname, host, port, bridge, address)
+        vm.intfs[ifname] = link.intf1
+        return link.intf1
 
     def move_vm(self, vm: VM, host: Host, bridge: str | None, timeout: float = 10.0,
                 announce: bool = True) -> None:

@@ -78,6 +78,15 @@ for _ in range(int(sys.argv[3])):
     time.sleep(0.1)
 """
 
+#: Ethernet frames given in hex, sent in order out of one interface (argv[1]).
+FRAMES = r"""
+import socket, sys
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+s.bind((sys.argv[1], 0))
+for h in sys.argv[2:]:
+    s.send(bytes.fromhex(h))
+"""
+
 
 def transfer(lab: Lab, src: NodeRef, dst, kind: str, amount: int) -> None:
     """Send `amount` bytes (tcp) or datagrams (udp) from `src` to `dst` and check that
@@ -103,4 +112,11 @@ def send_datagrams(lab: Lab, node: NodeRef, dst: str, payloads: list[bytes], spo
 def send_udp(lab: Lab, node: NodeRef, dst: str, payload: bytes, count: int = 3) -> None:
     """Send `payload` `count` times to UDP port 7 of `dst`, 0.1 s apart."""
     r = lab.run(node, [sys.executable, "-c", REPEAT, dst, payload.hex(), str(count)])
+    assert r.returncode == 0, r.stderr
+
+
+def send_frames(lab: Lab, node: NodeRef, ifname: str, frames: list[bytes]) -> None:
+    """Send each Ethernet frame, byte for byte, out of `ifname` of `node`: control
+    protocols and tags no socket API would build."""
+    r = lab.run(node, [sys.executable, "-c", FRAMES, ifname] + [f.hex() for f in frames])
     assert r.returncode == 0, r.stderr
