@@ -132,8 +132,9 @@ def test_spanning_tree_blocks_a_loop_of_two_vnets(lab, make_hosts):
         time.sleep(0.5)
     assert sorted(flat) == ["blocking", "forwarding", "forwarding", "forwarding"], states
     lab.wait_ping(s1, s2.ip, timeout=30)
-    # One broadcast (an ARP request for an address nobody has) from s1: s2 sees it
-    # once, on its forwarding port; in a loop it would come round for ever.
+    # One broadcast (an ARP request for an address nobody has) from s1: it reaches
+    # s2 at most once per link (the blocking port still sees a frame arrive, and
+    # drops it); in a loop without spanning tree it would come round for ever.
     with Capture(lab, s2, bridge="br0") as at_s2:
         target = bytes([10, 99, 0, 77])
         mac = bytes.fromhex(s1.mac.replace(":", ""))
@@ -145,4 +146,4 @@ def test_spanning_tree_blocks_a_loop_of_two_vnets(lab, make_hosts):
         # A storm is thousands of copies a second; 5 s shows it whatever the load.
         time.sleep(5)
         copies = [f for f in at_s2.snapshot() if f[12:14] == b"\x08\x06" and f[38:42] == target]
-    assert len(copies) == 1, f"{len(copies)} copies of one broadcast: a storm"
+    assert 1 <= len(copies) <= 2, f"{len(copies)} copies of one broadcast in 5 s: a storm"
