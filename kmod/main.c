@@ -115,10 +115,13 @@ static int __init vnet_init(void)
 	err = register_pernet_device(&vnet_net_ops);
 	if (err)
 		goto unlink;
+	err = vnet_port_init();
+	if (err)
+		goto unpernet;
 	err = inet_add_protocol(&vnet_etherip_protocol, VNET_IPPROTO_ETHERIP);
 	if (err) {
 		pr_err("vnet: IP protocol 97 is taken by another module\n");
-		goto unpernet;
+		goto unport;
 	}
 	err = vnet_genl_init();
 	if (err)
@@ -127,6 +130,8 @@ static int __init vnet_init(void)
 	return 0;
 unproto:
 	inet_del_protocol(&vnet_etherip_protocol, VNET_IPPROTO_ETHERIP);
+unport:
+	vnet_port_exit();
 unpernet:
 	unregister_pernet_device(&vnet_net_ops);
 unlink:
@@ -141,9 +146,14 @@ static void __exit vnet_exit(void)
 	vnet_genl_exit();
 	/* Waits until no CPU is in the handler any more. */
 	inet_del_protocol(&vnet_etherip_protocol, VNET_IPPROTO_ETHERIP);
+	/* Deletes the vnets, which detach their ports first... */
 	unregister_pernet_device(&vnet_net_ops);
+	/* ...so no interface is a port when the notifier goes. */
+	vnet_port_exit();
 	vnet_link_exit();
-	/* Then the keys of the deleted vnets, freed after grace periods. */
+	/* Then the keys and ports of the deleted vnets, freed after grace
+	 * periods.
+	 */
 	rcu_barrier();
 	vnet_seal_exit();
 	pr_info("vnet: unloaded\n");

@@ -56,3 +56,10 @@ def peer_record(addr: str, port: int, tx: int, rx: int) -> Record:
 
 def counters_record(head: str, counters: dict[str, int]) -> Record:
     return [head] + [[k, str(v)] for k, v in sorted(counters.items())]
+
+
+def port_record(vnet: VnetId, ifname: str, state: str, ifindex: int, rx_packets: int,
+                tx_packets: int, rx_bytes: int, tx_bytes: int) -> Record:
+    return ["port", ["vnet", str(vnet)], ["ifname", ifname], ["state", state],
+            ["ifindex", str(ifindex)], ["rx_packets", str(rx_packets)],
+            ["tx_packets", str(tx_packets)], ["rx_bytes", str(rx_bytes)], ["tx_bytes", str(tx_bytes)]]

@@ -55,6 +55,7 @@ DROPS: tuple[str, ...] = (
     "tap-read-error",  # vnetd only: a tap read failed
     "tap-write-error",  # vnetd only: a tap write failed
     "tap-runt",  # vnetd only: a tap gave less than a header
+    "pause-frame",  # an 802.3x pause frame from a port (a switch does not forward them)
 )
 
 C_FLOODS = 0
@@ -95,6 +96,7 @@ D_RECV_ERROR = 25
 D_TAP_READ_ERROR = 26
 D_TAP_WRITE_ERROR = 27
 D_TAP_RUNT = 28
+D_PAUSE_FRAME = 29
 
 
 def named(names: tuple[str, ...], counts: list[int]) -> dict[str, int]:
