@@ -30,6 +30,8 @@ static int __net_init vnet_net_init(struct net *net)
 	unsigned int i;
 	int err;
 
+	/* Before vn->net, which tells the port notifier that it may use it. */
+	INIT_WORK(&vn->adopt, vnet_adopt_work);
 	vn->net = net;
 	mutex_init(&vn->lock);
 	INIT_LIST_HEAD(&vn->peers);
@@ -76,6 +78,8 @@ static void __net_exit vnet_net_exit(struct net *net)
 	rtnl_lock();
 	vnet_dev_delete_all(vn);
 	rtnl_unlock();
+	/* Finds no port now, if it was queued. */
+	cancel_work_sync(&vn->adopt);
 	/* Queued by the devices' ndo_uninit; the socket is closed below. */
 	cancel_work_sync(&vn->idle);
 	mutex_lock(&vn->lock);

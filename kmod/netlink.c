@@ -141,6 +141,12 @@ static int vnet_vnet_add(struct genl_info *info)
 		return -EINVAL;
 	encap = a[VNET_A_ENCAP] ? nla_get_u8(a[VNET_A_ENCAP]) : VNET_ENCAP_UDP;
 	mtu = a[VNET_A_MTU] ? nla_get_u32(a[VNET_A_MTU]) : 0;
+	if (a[VNET_A_MTU] && (mtu < VNET_MIN_MTU || mtu > VNET_MAX_MTU)) {
+		NL_SET_ERR_MSG_ATTR(info->extack, a[VNET_A_MTU],
+				    "the MTU of a vnet is " __stringify(VNET_MIN_MTU)
+				    ".." __stringify(VNET_MAX_MTU));
+		return -EINVAL;
+	}
 	if (a[VNET_A_KEYS]) {
 		/* Transforms are made here, where we may sleep and load. */
 		keys = vnet_parse_keys(info);

@@ -79,6 +79,7 @@ static void vnet_port_xmit(struct vnet_port *port, struct net_device *dev,
 {
 	__be16 proto = ((const struct ethhdr *)skb->data)->h_proto;
 	unsigned int len = skb->len;
+	int ret;
 
 	/* A receive checksum means nothing on the way out. */
 	if (skb->ip_summed == CHECKSUM_COMPLETE)
@@ -88,7 +89,9 @@ static void vnet_port_xmit(struct vnet_port *port, struct net_device *dev,
 	skb_set_network_header(skb, ETH_HLEN);
 	skb->protocol = eth_proto_is_802_3(proto) ? proto : htons(ETH_P_802_2);
 	skb_clear_tstamp(skb);
-	if (!net_xmit_eval(dev_queue_xmit(skb)))
+	/* net_xmit_eval() takes its argument twice. */
+	ret = dev_queue_xmit(skb);
+	if (!net_xmit_eval(ret))
 		vnet_port_count(port, false, len);
 }
 
@@ -463,6 +466,34 @@ void vnet_port_flush(struct vnet_dev *vd)
 		vnet_port_remove(port);
 }
 
+/*
+ * Attaches each waiting port of the namespace whose interface exists.  A work
+ * item, not the notifier itself: a device is announced before its creator
+ * has finished it (a veth has no peer yet, so it cannot be brought up).
+ */
+void vnet_adopt_work(struct work_struct *work)
+{
+	struct vnet_net *vn = container_of(work, struct vnet_net, adopt);
+	struct net_device *dev;
+	struct vnet_port *port;
+	struct vnet_dev *vd;
+	unsigned int i;
+
+	rtnl_lock();
+	for (i = 0; i < ARRAY_SIZE(vn->vnets); i++) {
+		hlist_for_each_entry(vd, &vn->vnets[i], node) {
+			list_for_each_entry(port, &vd->ports, list) {
+				if (rtnl_dereference(port->dev))
+					continue;
+				dev = __dev_get_by_name(vn->net, port->name);
+				if (dev && !vnet_port_of(dev))
+					vnet_port_attach(port, dev, NULL);
+			}
+		}
+	}
+	rtnl_unlock();
+}
+
 /* An interface named @dev->name appeared: a waiting port of it attaches. */
 static void vnet_port_adopt(struct net_device *dev)
 {
@@ -474,7 +505,7 @@ static void vnet_port_adopt(struct net_device *dev)
 		return;
 	port = vnet_port_named(vn, dev->name);
 	if (port && !rtnl_dereference(port->dev))
-		vnet_port_attach(port, dev, NULL);
+		schedule_work(&vn->adopt);
 }
 
 static int vnet_port_event(struct notifier_block *nb, unsigned long event,

@@ -256,6 +256,7 @@ struct vnet_net {
 	struct vnet_stats __percpu *stats;
 	struct delayed_work sweep;
 	struct work_struct idle;	/* closes the socket once unused */
+	struct work_struct adopt;	/* attaches waiting ports (port.c) */
 	atomic64_t seq;			/* of sealed packets, from the clock */
 	__be32 group;
 	__be32 addr;			/* underlay address, 0 until set */
@@ -416,6 +417,7 @@ int vnet_port_add(struct vnet_dev *vd, const char *name,
 		  struct netlink_ext_ack *extack);
 int vnet_port_del(struct vnet_dev *vd, const char *name);
 void vnet_port_flush(struct vnet_dev *vd);
+void vnet_adopt_work(struct work_struct *work);
 bool vnet_local_unicast(struct vnet_dev *vd, struct sk_buff *skb, u32 from);
 void vnet_local_flood(struct vnet_dev *vd, struct sk_buff *skb, u32 from,
 		      bool keep);

@@ -148,7 +148,10 @@ enum vnet_attr {
 	VNET_A_SECURITY,
 	/* u32, encapsulation header bytes */
 	VNET_A_HEADER,
-	/* u32 */
+	/*
+	 * u32, MIN_MTU..MAX_MTU, checked by VNET_ADD itself: the range of a u32
+	 * policy does not hold 65000 on every kernel the module builds for
+	 */
 	VNET_A_MTU,
 	/* binary, 6 bytes */
 	VNET_A_MAC,

@@ -300,6 +300,8 @@ def test_ports_follow_their_interfaces(lab, make_hosts):
     assert again["ifindex"] != first["ifindex"]
     lab.wait_ping(a, b.ip, timeout=30)
 
+    # Linux renames only an interface that is down; the port brings it up again.
+    lab.run(h1.host, ["ip", "link", "set", "pa", "down"], check=True)
     lab.run(h1.host, ["ip", "link", "set", "pa", "name", "px"], check=True)
     wait_state(h1, "pa", "waiting")
     out = lab.run(h1.host, ["ip", "-d", "link", "show", "px"], check=True).stdout

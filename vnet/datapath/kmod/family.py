@@ -90,7 +90,7 @@ class vnetmsg(genlmsg):
         ("VNET_A_ENCAP", "uint8"),  # u8, enum vnet_encap
         ("VNET_A_SECURITY", "uint8"),  # u8, enum vnet_security
         ("VNET_A_HEADER", "uint32"),  # u32, encapsulation header bytes
-        ("VNET_A_MTU", "uint32"),  # u32
+        ("VNET_A_MTU", "uint32"),  # u32, MIN_MTU..MAX_MTU, checked by VNET_ADD itself: the range of a u32 policy does not hold 65000 on every kernel the module builds for
         ("VNET_A_MAC", "cdata"),  # binary, 6 bytes
         ("VNET_A_ADDR", "ip4addr"),  # be32, IPv4 address
         ("VNET_A_PORT", "uint16"),  # u16, host order
