@@ -88,6 +88,8 @@ static void vnet_dev_uninit(struct net_device *dev)
 
 	if (!hlist_unhashed(&vd->node))
 		hlist_del_init_rcu(&vd->node);
+	/* Its ports' interfaces stay, detached. */
+	vnet_port_flush(vd);
 	/* Both are freed after a grace period: readers may still hold them. */
 	vnet_keyset_free(rcu_replace_pointer(vd->keys, NULL, true));
 	vnet_replay_free(rcu_replace_pointer(vd->replay, NULL, true));
@@ -113,6 +115,11 @@ static const struct net_device_ops vnet_netdev_ops = {
 	.ndo_validate_addr	= eth_validate_addr,
 };
 
+bool vnet_is_vnif(const struct net_device *dev)
+{
+	return dev->netdev_ops == &vnet_netdev_ops;
+}
+
 static void vnet_setup(struct net_device *dev)
 {
 	ether_setup(dev);
@@ -135,10 +142,11 @@ static void vnet_setup(struct net_device *dev)
 
 /*
  * Caller holds RTNL.  A secure vnet (@security auth or conf) takes @keys,
- * which are the device's from here on, or freed on failure.
+ * which are the device's from here on, or freed on failure.  @mtu is the
+ * vnet's, or 0 for the encapsulation's default; the device may not exceed it.
  */
 int vnet_dev_create(struct vnet_net *vn, const u8 *id, const char *name,
-		    u8 encap, u8 security, struct vnet_keyset *keys,
+		    u8 encap, u8 security, u32 mtu, struct vnet_keyset *keys,
 		    struct netlink_ext_ack *extack)
 {
 	static const u8 vudp[VNET_MSG_HLEN] = { 0, VNET_MSG_VUDP, 0, 0 };
@@ -171,6 +179,7 @@ int vnet_dev_create(struct vnet_net *vn, const u8 *id, const char *name,
 	dev_net_set(dev, vn->net);
 	vd = netdev_priv(dev);
 	INIT_HLIST_NODE(&vd->node);
+	INIT_LIST_HEAD(&vd->ports);
 	vd->dev = dev;
 	vd->vn = vn;
 	vd->encap = encap;
@@ -213,6 +222,14 @@ int vnet_dev_create(struct vnet_net *vn, const u8 *id, const char *name,
 	memcpy(p, word, sizeof(word));
 	memcpy(p + sizeof(word), id, VNET_ID_LEN);
 	vd->prefix_len = p + sizeof(word) + VNET_ID_LEN - vd->prefix;
+	/*
+	 * Above the default, raw EtherIP goes without DF and IP fragments it,
+	 * as UDP always does.
+	 */
+	vd->df = !mtu || mtu <= dev->mtu;
+	if (mtu)
+		dev->mtu = mtu;
+	vd->mtu = dev->mtu;
 	dev->max_mtu = dev->mtu;
 
 	err = register_netdevice(dev);

@@ -30,6 +30,8 @@ static int __net_init vnet_net_init(struct net *net)
 	unsigned int i;
 	int err;
 
+	/* Before vn->net, which tells the port notifier that it may use it. */
+	INIT_WORK(&vn->adopt, vnet_adopt_work);
 	vn->net = net;
 	mutex_init(&vn->lock);
 	INIT_LIST_HEAD(&vn->peers);
@@ -76,6 +78,8 @@ static void __net_exit vnet_net_exit(struct net *net)
 	rtnl_lock();
 	vnet_dev_delete_all(vn);
 	rtnl_unlock();
+	/* Finds no port now, if it was queued. */
+	cancel_work_sync(&vn->adopt);
 	/* Queued by the devices' ndo_uninit; the socket is closed below. */
 	cancel_work_sync(&vn->idle);
 	mutex_lock(&vn->lock);
@@ -115,10 +119,13 @@ static int __init vnet_init(void)
 	err = register_pernet_device(&vnet_net_ops);
 	if (err)
 		goto unlink;
+	err = vnet_port_init();
+	if (err)
+		goto unpernet;
 	err = inet_add_protocol(&vnet_etherip_protocol, VNET_IPPROTO_ETHERIP);
 	if (err) {
 		pr_err("vnet: IP protocol 97 is taken by another module\n");
-		goto unpernet;
+		goto unport;
 	}
 	err = vnet_genl_init();
 	if (err)
@@ -127,6 +134,8 @@ static int __init vnet_init(void)
 	return 0;
 unproto:
 	inet_del_protocol(&vnet_etherip_protocol, VNET_IPPROTO_ETHERIP);
+unport:
+	vnet_port_exit();
 unpernet:
 	unregister_pernet_device(&vnet_net_ops);
 unlink:
@@ -141,9 +150,14 @@ static void __exit vnet_exit(void)
 	vnet_genl_exit();
 	/* Waits until no CPU is in the handler any more. */
 	inet_del_protocol(&vnet_etherip_protocol, VNET_IPPROTO_ETHERIP);
+	/* Deletes the vnets, which detach their ports first... */
 	unregister_pernet_device(&vnet_net_ops);
+	/* ...so no interface is a port when the notifier goes. */
+	vnet_port_exit();
 	vnet_link_exit();
-	/* Then the keys of the deleted vnets, freed after grace periods. */
+	/* Then the keys and ports of the deleted vnets, freed after grace
+	 * periods.
+	 */
 	rcu_barrier();
 	vnet_seal_exit();
 	pr_info("vnet: unloaded\n");

@@ -117,6 +117,7 @@ static int vnet_vnet_add(struct genl_info *info)
 	struct vnet_keyset *keys = NULL;
 	u8 encap, security;
 	const u8 *id;
+	u32 mtu;
 	int err;
 
 	if (!vnet_need(info, VNET_A_ID, "missing vnet id") ||
@@ -139,6 +140,13 @@ static int vnet_vnet_add(struct genl_info *info)
 		       "security auth and conf need the vnet's keys"))
 		return -EINVAL;
 	encap = a[VNET_A_ENCAP] ? nla_get_u8(a[VNET_A_ENCAP]) : VNET_ENCAP_UDP;
+	mtu = a[VNET_A_MTU] ? nla_get_u32(a[VNET_A_MTU]) : 0;
+	if (a[VNET_A_MTU] && (mtu < VNET_MIN_MTU || mtu > VNET_MAX_MTU)) {
+		NL_SET_ERR_MSG_ATTR(info->extack, a[VNET_A_MTU],
+				    "the MTU of a vnet is " __stringify(VNET_MIN_MTU)
+				    ".." __stringify(VNET_MAX_MTU));
+		return -EINVAL;
+	}
 	if (a[VNET_A_KEYS]) {
 		/* Transforms are made here, where we may sleep and load. */
 		keys = vnet_parse_keys(info);
@@ -151,7 +159,7 @@ static int vnet_vnet_add(struct genl_info *info)
 	if (!err) {
 		rtnl_lock();
 		err = vnet_dev_create(vn, id, nla_data(a[VNET_A_IFNAME]), encap,
-				      security, keys, info->extack);
+				      security, mtu, keys, info->extack);
 		rtnl_unlock();
 		if (err)
 			vnet_maybe_close(vn);
@@ -230,6 +238,43 @@ int vnet_nl_vnet_del_doit(struct sk_buff *skb, struct genl_info *info)
 	vnet_maybe_close(vn);
 	mutex_unlock(&vn->lock);
 	return err;
+}
+
+static int vnet_nl_port(struct genl_info *info, bool add)
+{
+	struct vnet_net *vn = vnet_info_net(info);
+	struct vnet_dev *vd;
+	const char *name;
+	int err;
+
+	if (!vnet_need(info, VNET_A_ID, "missing vnet id") ||
+	    !vnet_need(info, VNET_A_IFNAME, "missing interface name"))
+		return -EINVAL;
+	name = nla_data(info->attrs[VNET_A_IFNAME]);
+	rtnl_lock();
+	vd = vnet_find(vn, nla_data(info->attrs[VNET_A_ID]));
+	if (!vd) {
+		NL_SET_ERR_MSG(info->extack, "vnet does not exist");
+		err = -ENOENT;
+	} else if (add) {
+		err = vnet_port_add(vd, name, info->extack);
+	} else {
+		err = vnet_port_del(vd, name);
+		if (err)
+			NL_SET_ERR_MSG(info->extack, "no such port on this vnet");
+	}
+	rtnl_unlock();
+	return err;
+}
+
+int vnet_nl_port_add_doit(struct sk_buff *skb, struct genl_info *info)
+{
+	return vnet_nl_port(info, true);
+}
+
+int vnet_nl_port_del_doit(struct sk_buff *skb, struct genl_info *info)
+{
+	return vnet_nl_port(info, false);
 }
 
 #define VNET_VIFS_FULL "the vif table is full: at most " \
@@ -496,7 +541,7 @@ static int vnet_fill_vnet(struct sk_buff *skb, struct netlink_callback *cb,
 	    nla_put_u8(skb, VNET_A_SECURITY, vd->security) ||
 	    nla_put_u32(skb, VNET_A_HEADER, vnet_header_size(vd)) ||
 	    vnet_put_keys(skb, vd) ||
-	    nla_put_u32(skb, VNET_A_MTU, READ_ONCE(vd->dev->mtu)) ||
+	    nla_put_u32(skb, VNET_A_MTU, vd->mtu) ||
 	    nla_put_u64_64bit(skb, VNET_A_RX_PACKETS, st.rx_packets, VNET_A_PAD) ||
 	    nla_put_u64_64bit(skb, VNET_A_TX_PACKETS, st.tx_packets, VNET_A_PAD) ||
 	    nla_put_u64_64bit(skb, VNET_A_RX_BYTES, st.rx_bytes, VNET_A_PAD) ||
@@ -506,7 +551,8 @@ static int vnet_fill_vnet(struct sk_buff *skb, struct netlink_callback *cb,
 	    nla_put_u32(skb, VNET_A_VARP_ENTRIES,
 			READ_ONCE(vd->macs[VNET_TABLE_VARP])) ||
 	    nla_put_u32(skb, VNET_A_VIF_ENTRIES,
-			READ_ONCE(vd->macs[VNET_TABLE_VIFS]))) {
+			READ_ONCE(vd->macs[VNET_TABLE_VIFS])) ||
+	    nla_put_u32(skb, VNET_A_PORTS, READ_ONCE(vd->nports))) {
 		genlmsg_cancel(skb, hdr);
 		return -EMSGSIZE;
 	}
@@ -620,6 +666,58 @@ int vnet_nl_peer_get_dumpit(struct sk_buff *skb, struct netlink_callback *cb)
 		genlmsg_end(skb, hdr);
 		cb->args[0] = i;
 	}
+	rcu_read_unlock();
+	return skb->len;
+}
+
+/* Called under RCU. */
+static int vnet_fill_port(struct sk_buff *skb, struct netlink_callback *cb,
+			  struct vnet_dev *vd, struct vnet_port *port)
+{
+	struct net_device *dev = rcu_dereference(port->dev);
+	void *hdr = vnet_dump_put(skb, cb, VNET_CMD_PORT_GET);
+	struct rtnl_link_stats64 st;
+
+	if (!hdr)
+		return -EMSGSIZE;
+	vnet_port_stats(port, &st);
+	if (nla_put(skb, VNET_A_ID, VNET_ID_LEN, vd->id) ||
+	    nla_put_string(skb, VNET_A_IFNAME, port->name) ||
+	    nla_put_u8(skb, VNET_A_PORT_STATE, dev ? VNET_PORT_STATE_ATTACHED :
+			VNET_PORT_STATE_WAITING) ||
+	    nla_put_u32(skb, VNET_A_IFINDEX, dev ? dev->ifindex : 0) ||
+	    nla_put_u64_64bit(skb, VNET_A_RX_PACKETS, st.rx_packets, VNET_A_PAD) ||
+	    nla_put_u64_64bit(skb, VNET_A_TX_PACKETS, st.tx_packets, VNET_A_PAD) ||
+	    nla_put_u64_64bit(skb, VNET_A_RX_BYTES, st.rx_bytes, VNET_A_PAD) ||
+	    nla_put_u64_64bit(skb, VNET_A_TX_BYTES, st.tx_bytes, VNET_A_PAD)) {
+		genlmsg_cancel(skb, hdr);
+		return -EMSGSIZE;
+	}
+	genlmsg_end(skb, hdr);
+	return 0;
+}
+
+/* Dumps resume at the index of the port among all the namespace's ports. */
+int vnet_nl_port_get_dumpit(struct sk_buff *skb, struct netlink_callback *cb)
+{
+	struct vnet_net *vn = vnet_pernet(sock_net(skb->sk));
+	struct vnet_port *port;
+	struct vnet_dev *vd;
+	unsigned int b, i = 0;
+
+	rcu_read_lock();
+	for (b = 0; b < ARRAY_SIZE(vn->vnets); b++) {
+		hlist_for_each_entry_rcu(vd, &vn->vnets[b], node) {
+			list_for_each_entry_rcu(port, &vd->ports, list) {
+				if (i++ < cb->args[0])
+					continue;
+				if (vnet_fill_port(skb, cb, vd, port))
+					goto out;
+				cb->args[0] = i;
+			}
+		}
+	}
+out:
 	rcu_read_unlock();
 	return skb->len;
 }

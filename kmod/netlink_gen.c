@@ -63,6 +63,7 @@ const struct nla_policy vnet_nl_policy[VNET_A_MAX + 1] = {
 	[VNET_A_IFNAME]		= { .type = NLA_NUL_STRING, .len = IFNAMSIZ - 1 },
 	[VNET_A_ENCAP]		= NLA_POLICY_MAX(NLA_U8, VNET_ENCAP_ETHERIP),
 	[VNET_A_SECURITY]	= NLA_POLICY_MAX(NLA_U8, VNET_SECURITY_CONF),
+	[VNET_A_MTU]		= { .type = NLA_U32 },
 	[VNET_A_MAC]		= NLA_POLICY_EXACT_LEN(ETH_ALEN),
 	[VNET_A_ADDR]		= { .type = NLA_BE32 },
 	[VNET_A_PORT]		= NLA_POLICY_MIN(NLA_U16, 1),
@@ -70,7 +71,7 @@ const struct nla_policy vnet_nl_policy[VNET_A_MAX + 1] = {
 	[VNET_A_KEYS]		= NLA_POLICY_NESTED(vnet_keys_nl_policy),
 };
 
-const struct genl_small_ops vnet_nl_ops[14] = {
+const struct genl_small_ops vnet_nl_ops[17] = {
 	{
 		.cmd	= VNET_CMD_VNET_ADD,
 		.doit	= vnet_nl_vnet_add_doit,
@@ -126,6 +127,18 @@ const struct genl_small_ops vnet_nl_ops[14] = {
 	}, {
 		.cmd	= VNET_CMD_KEYS_SET,
 		.doit	= vnet_nl_keys_set_doit,
+		.flags	= GENL_UNS_ADMIN_PERM,
+	}, {
+		.cmd	= VNET_CMD_PORT_ADD,
+		.doit	= vnet_nl_port_add_doit,
+		.flags	= GENL_UNS_ADMIN_PERM,
+	}, {
+		.cmd	= VNET_CMD_PORT_DEL,
+		.doit	= vnet_nl_port_del_doit,
+		.flags	= GENL_UNS_ADMIN_PERM,
+	}, {
+		.cmd	= VNET_CMD_PORT_GET,
+		.dumpit	= vnet_nl_port_get_dumpit,
 		.flags	= GENL_UNS_ADMIN_PERM,
 	},
 };

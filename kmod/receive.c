@@ -93,17 +93,23 @@ static int vnet_superframe(struct sk_buff *skb, unsigned int mtu)
 	return 0;
 }
 
-/* Hands a frame (skb->data at its Ethernet header) to @vd's stack. */
-static void vnet_deliver(struct vnet_dev *vd, struct sk_buff *skb)
+/*
+ * Hands a frame (skb->data at its Ethernet header) to @vd's stack, through
+ * GRO if @gro.  A copy whose data other copies share goes without: GRO may
+ * write to the headers of the packets it merges.
+ */
+void vnet_deliver(struct vnet_dev *vd, struct sk_buff *skb, bool gro)
 {
 	unsigned int len;
+	int ret;
 
 	skb->protocol = eth_type_trans(skb, vd->dev);
 	skb_postpull_rcsum(skb, eth_hdr(skb), ETH_HLEN);
 	skb_reset_network_header(skb);
 	len = skb->len;
 	/* A drop is counted by gro_cells (or netif_rx) itself. */
-	if (gro_cells_receive(&vd->gro_cells, skb) == NET_RX_SUCCESS)
+	ret = gro ? gro_cells_receive(&vd->gro_cells, skb) : netif_rx(skb);
+	if (ret == NET_RX_SUCCESS)
 		dev_sw_netstats_rx_add(vd->dev, len);
 }
 
@@ -138,7 +144,7 @@ static void vnet_deliver_segments(struct vnet_dev *vd, struct sk_buff *skb)
 	consume_skb(skb);
 	skb_list_walk_safe(segs, skb, next) {
 		skb_mark_not_on_list(skb);
-		vnet_deliver(vd, skb);
+		vnet_local_rcv(vd, skb);
 	}
 }
 
@@ -185,8 +191,8 @@ void vnet_frame_rcv(struct vnet_dev *vd, struct sk_buff *skb, __be32 src)
 	/* Only a host that takes super-frames sends one. */
 	if (skb->len > VNET_ORIGINAL_FRAME_MAX)
 		vnet_set_super(&vn->supers, src, true);
-	if (!skb_is_gso(skb) && skb->len > vnet_frame_max(skb, vd->dev->mtu)) {
-		err = vnet_superframe(skb, vd->dev->mtu);
+	if (!skb_is_gso(skb) && skb->len > vnet_frame_max(skb, vd->mtu)) {
+		err = vnet_superframe(skb, vd->mtu);
 		if (err) {
 			vnet_drop(vn, err == -ENOMEM ? VNET_D_NO_MEMORY :
 				  VNET_D_OVERSIZE);
@@ -197,7 +203,7 @@ void vnet_frame_rcv(struct vnet_dev *vd, struct sk_buff *skb, __be32 src)
 			return;
 		}
 	}
-	vnet_deliver(vd, skb);
+	vnet_local_rcv(vd, skb);
 	return;
 drop:
 	kfree_skb(skb);

@@ -111,7 +111,7 @@ void vnet_send_sealed(struct vnet_dev *vd, struct sk_buff *skb, u8 type,
 			      false);
 	else
 		vnet_ip_xmit(vn, msg, 0, daddr, VNET_IPPROTO_ETHERIP, VNET_TTL,
-			     true, NULL, 0, cache);
+			     vd->df, NULL, 0, cache);
 }
 
 /* One plain (not GSO) frame to the group and the peers.  Consumes @skb. */
@@ -144,7 +144,7 @@ static void vnet_flood_one(struct vnet_dev *vd, struct sk_buff *skb)
 			      vd->prefix, vd->prefix_len, NULL, false);
 	else
 		vnet_ip_xmit(vn, skb, 0, READ_ONCE(vn->group),
-			     VNET_IPPROTO_ETHERIP, VNET_TTL, true, vd->prefix,
+			     VNET_IPPROTO_ETHERIP, VNET_TTL, vd->df, vd->prefix,
 			     vd->prefix_len, NULL);
 }
 
@@ -220,52 +220,71 @@ static void vnet_unicast(struct vnet_dev *vd, struct sk_buff *skb,
 				      vnet_entry_cache(e), true);
 	} else {
 		vnet_ip_xmit(vn, skb, 0, e->addr, VNET_IPPROTO_ETHERIP,
-			     VNET_TTL, true, vd->prefix, vd->prefix_len,
+			     VNET_TTL, vd->df, vd->prefix, vd->prefix_len,
 			     vnet_entry_cache(e));
 	}
 }
 
-netdev_tx_t vnet_xmit(struct sk_buff *skb, struct net_device *dev)
+/*
+ * A frame into the vnet from one of its local attachments, @from (the vnet
+ * device or a port), skb->data at its Ethernet header: to the attachment of
+ * its destination if that is a MAC of this host on another one, else to the
+ * host that holds it, else flooded to the network and the other local
+ * attachments.  Consumes @skb.  Called under RCU with BHs off.
+ */
+void vnet_frame_xmit(struct vnet_dev *vd, struct sk_buff *skb, u32 from)
 {
-	struct vnet_dev *vd = netdev_priv(dev);
 	struct vnet_net *vn = vd->vn;
 	const struct ethhdr *eth;
 	struct vnet_mac_entry *e;
+	bool ports;
 
 	if (unlikely(!pskb_may_pull(skb, ETH_HLEN) ||
 		     (!skb_is_gso(skb) && skb->ip_summed == CHECKSUM_PARTIAL &&
 		      skb_checksum_help(skb)))) {
-		dev_core_stats_tx_dropped_inc(dev);
+		dev_core_stats_tx_dropped_inc(vd->dev);
 		kfree_skb(skb);
-		return NETDEV_TX_OK;
+		return;
 	}
 	if (vd->security != VNET_SECURITY_NONE)
 		/* Sealed packets are new ones, not this frame: count it here,
 		 * as vnetd does, once whatever becomes of it.
 		 */
-		dev_sw_netstats_tx_add(dev, 1, skb->len);
+		dev_sw_netstats_tx_add(vd->dev, 1, skb->len);
 	else
 		/* iptunnel_xmit() counts tx_bytes from here: the frame, not
 		 * our headers.
 		 */
 		skb_set_inner_network_header(skb, ETH_HLEN);
-	rcu_read_lock();
 	eth = (const struct ethhdr *)skb->data;
 	if (likely(!is_multicast_ether_addr(eth->h_source)) &&
-	    vnet_learn(&vn->vifs, vd, eth->h_source, 0) == 1)
+	    vnet_learn(&vn->vifs, vd, eth->h_source, vnet_att_addr(from)) == 1)
 		varp_local_mac(vd, eth->h_source);
+	/* With no ports the vnet device is the one local attachment. */
+	ports = vnet_has_ports(vd);
 	if (is_multicast_ether_addr(eth->h_dest)) {
+		if (ports)
+			vnet_local_flood(vd, skb, from, true);
 		vnet_flood(vd, skb);
-		goto out;
+		return;
 	}
+	if (ports && vnet_local_unicast(vd, skb, from))
+		return;
 	e = vnet_table_lookup(&vn->varp, vd->id, eth->h_dest);
 	if (!e) {
 		vnet_count(vn, VNET_C_UNKNOWN_UNICAST_FLOODS);
+		if (ports)
+			vnet_local_flood(vd, skb, from, true);
 		vnet_flood(vd, skb);
-		goto out;
+		return;
 	}
 	vnet_unicast(vd, skb, e);
-out:
+}
+
+netdev_tx_t vnet_xmit(struct sk_buff *skb, struct net_device *dev)
+{
+	rcu_read_lock();
+	vnet_frame_xmit(netdev_priv(dev), skb, VNET_ATT_VNIF);
 	rcu_read_unlock();
 	return NETDEV_TX_OK;
 }

@@ -164,7 +164,11 @@ struct vnet_mac_entry {
 	struct vnet_remote *remote;	/* VARP entries; NULL: no route cache */
 	u8 vnet[VNET_ID_LEN];
 	u8 mac[ETH_ALEN];
-	__be32 addr;			/* never changes: a move replaces the entry */
+	/*
+	 * VARP: the care-of address; vifs: the local attachment (vnet_att_addr()).
+	 * Never changes: a move replaces the entry.
+	 */
+	__be32 addr;
 	unsigned long updated;
 };
 
@@ -252,11 +256,34 @@ struct vnet_net {
 	struct vnet_stats __percpu *stats;
 	struct delayed_work sweep;
 	struct work_struct idle;	/* closes the socket once unused */
+	struct work_struct adopt;	/* attaches waiting ports (port.c) */
 	atomic64_t seq;			/* of sealed packets, from the clock */
 	__be32 group;
 	__be32 addr;			/* underlay address, 0 until set */
 	__be32 mask;
 	int ifindex;
+};
+
+/*
+ * The local attachments of a vnet, which the vif table records for each local
+ * MAC: the vnet device (on its bridge, or alone), or a port by its number.
+ * VNET_ATT_NETWORK is where frames from other hosts come from.
+ */
+#define VNET_ATT_VNIF		0
+#define VNET_ATT_NETWORK	U32_MAX
+
+/*
+ * An interface of the namespace that is a port of a vnet (port.c): bound by
+ * name, attached by its receive handler while an interface of that name exists.
+ */
+struct vnet_port {
+	struct list_head list;		/* in vnet_dev.ports; writers hold RTNL */
+	struct rcu_head rcu;
+	struct vnet_dev *vd;
+	struct net_device __rcu *dev;	/* NULL while waiting; holds a reference */
+	struct pcpu_sw_netstats __percpu *stats;
+	u32 id;				/* its attachment, never VNET_ATT_VNIF */
+	char name[IFNAMSIZ];
 };
 
 /* The private part of a vnet device (vnifNN). */
@@ -272,6 +299,11 @@ struct vnet_dev {
 	u8 security;			/* enum vnet_security */
 	u8 prefix[VUDP_HLEN];		/* what goes before each frame */
 	u8 prefix_len;
+	bool df;			/* raw EtherIP: its MTU fits, so DF is set */
+	u32 mtu;			/* the vnet's, whatever the device's */
+	struct list_head ports;		/* vnet_port; writers hold RTNL */
+	unsigned int nports;		/* under RTNL */
+	u32 last_port;			/* the number of the newest port */
 	/* Entries in each table (enum vnet_table_kind), under its lock. */
 	unsigned int macs[VNET_TABLE_KINDS];
 };
@@ -292,6 +324,22 @@ static inline void vnet_count(struct vnet_net *vn, enum vnet_counter c)
 static inline void vnet_drop(struct vnet_net *vn, enum vnet_drop d)
 {
 	this_cpu_inc(vn->stats->drop[d]);
+}
+
+static inline __be32 vnet_att_addr(u32 att)
+{
+	return (__force __be32)att;
+}
+
+static inline u32 vnet_entry_att(const struct vnet_mac_entry *e)
+{
+	return (__force u32)e->addr;
+}
+
+/* Whether a vnet has ports, attached or waiting.  Called under RCU. */
+static inline bool vnet_has_ports(const struct vnet_dev *vd)
+{
+	return !list_empty(&vd->ports);
 }
 
 /* The route cache of a VARP entry's host, if it has one. */
@@ -325,8 +373,9 @@ static inline bool vnet_unicast_addr(__be32 addr)
 struct vnet_dev *vnet_find(struct vnet_net *vn, const u8 *id);
 struct vnet_dev *vnet_find_plain(struct vnet_net *vn, const u8 *id);
 int vnet_dev_create(struct vnet_net *vn, const u8 *id, const char *name,
-		    u8 encap, u8 security, struct vnet_keyset *keys,
+		    u8 encap, u8 security, u32 mtu, struct vnet_keyset *keys,
 		    struct netlink_ext_ack *extack);
+bool vnet_is_vnif(const struct net_device *dev);
 void vnet_dev_delete_all(struct vnet_net *vn);
 bool vnet_any(struct vnet_net *vn);
 int vnet_link_init(void);
@@ -350,6 +399,7 @@ void vnet_ip_xmit(struct vnet_net *vn, struct sk_buff *skb, __be32 saddr,
 
 /* send.c */
 netdev_tx_t vnet_xmit(struct sk_buff *skb, struct net_device *dev);
+void vnet_frame_xmit(struct vnet_dev *vd, struct sk_buff *skb, u32 from);
 void vnet_send_sealed(struct vnet_dev *vd, struct sk_buff *skb, u8 type,
 		      __be32 daddr, struct dst_cache *cache);
 void vnet_to_peers(struct vnet_net *vn, const struct sk_buff *skb,
@@ -360,6 +410,22 @@ bool vnet_sender_ok(struct vnet_net *vn, __be32 addr);
 int vnet_udp_rcv(struct sock *sk, struct sk_buff *skb);
 int vnet_etherip_proto_rcv(struct sk_buff *skb);
 void vnet_frame_rcv(struct vnet_dev *vd, struct sk_buff *skb, __be32 src);
+void vnet_deliver(struct vnet_dev *vd, struct sk_buff *skb, bool gro);
+
+/* port.c */
+int vnet_port_add(struct vnet_dev *vd, const char *name,
+		  struct netlink_ext_ack *extack);
+int vnet_port_del(struct vnet_dev *vd, const char *name);
+void vnet_port_flush(struct vnet_dev *vd);
+void vnet_adopt_work(struct work_struct *work);
+bool vnet_local_unicast(struct vnet_dev *vd, struct sk_buff *skb, u32 from);
+void vnet_local_flood(struct vnet_dev *vd, struct sk_buff *skb, u32 from,
+		      bool keep);
+void vnet_local_rcv(struct vnet_dev *vd, struct sk_buff *skb);
+void vnet_port_stats(const struct vnet_port *port,
+		     struct rtnl_link_stats64 *st);
+int vnet_port_init(void);
+void vnet_port_exit(void);
 
 /* varp.c */
 void varp_rcv(struct vnet_net *vn, struct sk_buff *skb, __be32 src);

@@ -17,12 +17,12 @@
  *
  * The commands (kmod/vnet.yaml documents each, with its errors):
  *
- * VNET_CMD_VNET_ADD    ID, IFNAME, ENCAP, SECURITY, KEYS
+ * VNET_CMD_VNET_ADD    ID, IFNAME, ENCAP, SECURITY, KEYS, MTU
  * VNET_CMD_VNET_DEL    ID
  * VNET_CMD_VNET_GET    dump; each reply: ID, IFNAME, IFINDEX, ENCAP, SECURITY,
  *                      HEADER, KEYS, MTU, RX_PACKETS, TX_PACKETS, RX_BYTES,
  *                      TX_BYTES, RX_DROPPED, TX_DROPPED, VARP_ENTRIES,
- *                      VIF_ENTRIES
+ *                      VIF_ENTRIES, PORTS
  * VNET_CMD_VIF_ADD     ID, MAC
  * VNET_CMD_VIF_DEL     ID, MAC
  * VNET_CMD_VIF_GET     dump; each reply: ID, MAC, AGE_MS
@@ -36,6 +36,10 @@
  *                      IFNAME, COUNTERS, DROPS, VARP_ENTRIES, VIF_ENTRIES,
  *                      VARP_LONGEST_CHAIN, VIF_LONGEST_CHAIN
  * VNET_CMD_KEYS_SET    ID, KEYS
+ * VNET_CMD_PORT_ADD    ID, IFNAME
+ * VNET_CMD_PORT_DEL    ID, IFNAME
+ * VNET_CMD_PORT_GET    dump; each reply: ID, IFNAME, PORT_STATE, IFINDEX,
+ *                      RX_PACKETS, TX_PACKETS, RX_BYTES, TX_BYTES
  */
 #ifndef _UAPI_VNET_GENL_H
 #define _UAPI_VNET_GENL_H
@@ -73,10 +77,30 @@
  */
 #define VNET_MAX_TABLE_MACS	65536
 
+/* The smallest MTU a vnet may have (IPv4's minimum). */
+#define VNET_MIN_MTU		68
+
+/*
+ * The largest MTU a vnet may have: a frame and its encapsulation still fit one
+ * IPv4 packet, fragmented on the way.
+ */
+#define VNET_MAX_MTU		65000
+
 /* How a vnet carries its frames. */
 enum vnet_encap {
 	VNET_ENCAP_UDP,		/* EtherIP in UDP, port 1798 */
 	VNET_ENCAP_ETHERIP,	/* raw EtherIP, IP protocol 97 */
+};
+
+/* Whether a port has its interface. */
+enum vnet_port_state {
+	/*
+	 * no interface of that name in the namespace now, or one that cannot be
+	 * attached
+	 */
+	VNET_PORT_STATE_WAITING,
+	/* attached to the interface of that name */
+	VNET_PORT_STATE_ATTACHED,
 };
 
 /* What a vnet's sealed messages protect (doc/security.md). */
@@ -102,6 +126,9 @@ enum vnet_cmd {
 	VNET_CMD_SET,
 	VNET_CMD_GET,
 	VNET_CMD_KEYS_SET,
+	VNET_CMD_PORT_ADD,
+	VNET_CMD_PORT_DEL,
+	VNET_CMD_PORT_GET,
 	__VNET_CMD_MAX
 };
 
@@ -121,7 +148,10 @@ enum vnet_attr {
 	VNET_A_SECURITY,
 	/* u32, encapsulation header bytes */
 	VNET_A_HEADER,
-	/* u32 */
+	/*
+	 * u32, MIN_MTU..MAX_MTU, checked by VNET_ADD itself: the range of a u32
+	 * policy does not hold 65000 on every kernel the module builds for
+	 */
 	VNET_A_MTU,
 	/* binary, 6 bytes */
 	VNET_A_MAC,
@@ -176,6 +206,10 @@ enum vnet_attr {
 	VNET_A_VARP_LONGEST_CHAIN,
 	/* u32, entries in the vif table's longest hash bucket */
 	VNET_A_VIF_LONGEST_CHAIN,
+	/* u8, enum vnet_port_state */
+	VNET_A_PORT_STATE,
+	/* u32, ports of a vnet, attached or waiting */
+	VNET_A_PORTS,
 	__VNET_A_MAX
 };
 

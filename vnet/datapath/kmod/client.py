@@ -33,6 +33,9 @@ from vnet.datapath.kmod.family import (
     VNET_CMD_PEER_ADD,
     VNET_CMD_PEER_DEL,
     VNET_CMD_PEER_GET,
+    VNET_CMD_PORT_ADD,
+    VNET_CMD_PORT_DEL,
+    VNET_CMD_PORT_GET,
     VNET_CMD_SET,
     VNET_CMD_VARP_FLUSH,
     VNET_CMD_VARP_GET,
@@ -44,12 +47,14 @@ from vnet.datapath.kmod.family import (
     VNET_CMD_VNET_GET,
     VNET_GENL_NAME,
     VNET_GENL_VERSION,
+    VNET_MAX_MTU,
+    VNET_MIN_MTU,
     vnetmsg,
 )
 from vnet.errors import DatapathError
 from vnet.host import netdev
 from vnet.model import keys
-from vnet.model.addr import format_mac, parse_ipv4
+from vnet.model.addr import AddressError, format_mac, ifname_check, parse_ipv4
 from vnet.model.config import ENCAPSULATIONS, SECURITY_LEVELS, VnetConfig
 from vnet.model.vnetid import VnetId
 
@@ -59,6 +64,8 @@ MODULE_NAME = "vnet"
 #: tuples, so a value's index is its number on the wire.
 ENCAP_VALUES = ENCAPSULATIONS
 SECURITY_VALUES = SECURITY_LEVELS
+#: enum vnet_port_state: a port's state on the wire, by number.
+PORT_STATES = ("waiting", "attached")
 
 NOT_LOADED = ("the vnet kernel module is not loaded; load it with 'vn insmod', "
               "or start the user-space datapath with 'vnetd'")
@@ -150,6 +157,24 @@ def _name(values: tuple[str, ...], number: int | None) -> str:
     return values[number] if number is not None and 0 <= number < len(values) else str(number)
 
 
+def _field(record: Record, name: str) -> str:
+    return next(f[1] for f in record[1:] if f[0] == name)
+
+
+def _bridge(cfg: VnetConfig) -> str | None:
+    """The vnet's bridge, or None for a vnet of ports only (`(bridge none)`)."""
+    return getattr(cfg, "bridge", None)
+
+
+def _mtu(cfg: VnetConfig) -> int:
+    """The vnet's MTU, checked against what the module carries."""
+    mtu = int(cfg.mtu)
+    if not VNET_MIN_MTU <= mtu <= VNET_MAX_MTU:
+        raise DatapathError("EINVAL", f"vnet {cfg.id}: MTU {mtu} is out of range; "
+                            f"valid MTUs are {VNET_MIN_MTU}..{VNET_MAX_MTU}")
+    return mtu
+
+
 class KmodClient(Datapath):
     """The Datapath interface, carried out by the vnet kernel module in this namespace."""
 
@@ -235,6 +260,7 @@ class KmodClient(Datapath):
 
     def _check_free(self, cfg: VnetConfig, ipr: IPRoute) -> None:
         """vnetd's conflict checks and texts, against the vnets the module runs."""
+        bridge = _bridge(cfg)
         for m in self._running():
             other = VnetId.from_bytes(m.get_attr("VNET_A_ID"))
             ifname = m.get_attr("VNET_A_IFNAME")
@@ -242,31 +268,49 @@ class KmodClient(Datapath):
                 raise DatapathError("EEXIST", f"vnet {cfg.id} already exists")
             if ifname == cfg.vnetif:
                 raise DatapathError("EEXIST", f"vnetif {cfg.vnetif} is already used by vnet {other}")
-            if netdev.bridge_of(ipr, ifname) == cfg.bridge:  # two vnets on one bridge would merge their LANs
-                raise DatapathError("EEXIST", f"bridge {cfg.bridge} is already used by vnet {other}")
+            # Two vnets on one bridge would merge their LANs.
+            if bridge is not None and netdev.bridge_of(ipr, ifname) == bridge:
+                raise DatapathError("EEXIST", f"bridge {bridge} is already used by vnet {other}")
         if netdev.link_index(ipr, cfg.vnetif) is not None:
             raise DatapathError("EEXIST", f"a device named {cfg.vnetif} already exists on this host")
 
     def vnet_add(self, cfg: VnetConfig) -> None:
         held = keys.for_vnet(cfg.id, cfg.security, cfg.key_files)
+        mtu = _mtu(cfg)
+        bridge = _bridge(cfg)
+        ports = tuple(getattr(cfg, "ports", ()))
         with IPRoute() as ipr:
             self._check_free(cfg, ipr)
+            for ifname in ports:  # before anything is made
+                if ifname in (cfg.vnetif, bridge) or ports.count(ifname) > 1:
+                    raise DatapathError("EINVAL", f"cannot make {ifname} a port of vnet {cfg.id}: "
+                                        "it is named twice in the vnet's configuration")
+                self._check_port(ipr, cfg.id, ifname)
             self._ensure_address()
             attrs = [["VNET_A_ID", cfg.id.packed], ["VNET_A_IFNAME", cfg.vnetif],
                      ["VNET_A_ENCAP", ENCAP_VALUES.index(cfg.encapsulation)],
-                     ["VNET_A_SECURITY", SECURITY_VALUES.index(cfg.security)]]
+                     ["VNET_A_SECURITY", SECURITY_VALUES.index(cfg.security)],
+                     ["VNET_A_MTU", mtu]]
             if held:
                 attrs.append(keys_attr(held))
             self._call(VNET_CMD_VNET_ADD, attrs, f"cannot create vnet {cfg.id}")
             try:
                 netdev.isolate_port(cfg.vnetif)
-                netdev.ensure_bridge(ipr, cfg.bridge)
-                netdev.enslave(ipr, cfg.vnetif, cfg.bridge, mtu=cfg.mtu)
-            except DatapathError:
-                try:  # no half-made vnet: the state will not record it
+                if bridge is None:  # up on its own, like a port
+                    index = netdev.link_index(ipr, cfg.vnetif)
+                    ipr.link("set", index=index, state="up")
+                else:
+                    netdev.ensure_bridge(ipr, bridge)
+                    netdev.enslave(ipr, cfg.vnetif, bridge, mtu=mtu)
+                for ifname in ports:
+                    self._port_add(ipr, cfg.id, ifname)
+            except (DatapathError, NetlinkError) as e:
+                try:  # no half-made vnet: the state will not record it (its ports go with it)
                     self.vnet_del(cfg.id)
                 except DatapathError:
                     pass
+                if isinstance(e, NetlinkError):
+                    raise DatapathError("EIO", f"cannot bring {cfg.vnetif} up: {e.args[1]}") from None
                 raise
 
     def vnet_keys(self, vid: VnetId, key_files: tuple[str, ...]) -> None:
@@ -301,17 +345,74 @@ class KmodClient(Datapath):
                     **extra))
         return out
 
-    # ---- vifs -------------------------------------------------------------------------
+    # ---- ports ------------------------------------------------------------------------
 
-    # Ports: placeholders until the module's port support is merged (issue 14).
+    def _check_port(self, ipr: IPRoute, vid: VnetId, ifname: str) -> None:
+        """spec14's refusals with a message naming the interface, before the module is
+        asked (which checks the same again, under RTNL, for the races)."""
+        what = f"cannot make {ifname} a port of vnet {vid}"
+        try:
+            ifname_check(ifname, "the interface name")
+        except AddressError as e:
+            raise DatapathError("EINVAL", f"{what}: {e}") from None
+        for p in self.ports():
+            if _field(p, "ifname") == ifname:
+                raise DatapathError("EEXIST", f"{what}: it is a port of vnet {_field(p, 'vnet')} already")
+        for m in self._running():
+            other = VnetId.from_bytes(m.get_attr("VNET_A_ID"))
+            vnetif = m.get_attr("VNET_A_IFNAME")
+            if vnetif == ifname:
+                raise DatapathError("EEXIST", f"{what}: it is the vnet device of vnet {other}")
+            if netdev.bridge_of(ipr, vnetif) == ifname:
+                raise DatapathError("EEXIST", f"{what}: it is the bridge of vnet {other}")
+        index = netdev.link_index(ipr, ifname)
+        if index is None:
+            return  # it waits for an interface of that name
+        if netdev.link_kind(ipr, index) == "bridge":
+            raise DatapathError("EBUSY", f"{what}: it is a bridge")
+        master = netdev.bridge_of(ipr, ifname)
+        if master is not None:
+            raise DatapathError("EBUSY", f"{what}: it has a master already ({master})")
+        have = sorted(a for name, a, _, _ in netdev.ipv4_addresses(ipr) if name == ifname)
+        if have:
+            raise DatapathError("EBUSY", f"{what}: it has IPv4 addresses ({', '.join(have)})")
+
+    def _port_add(self, ipr: IPRoute, vid: VnetId, ifname: str) -> None:
+        self._check_port(ipr, vid, ifname)
+        if netdev.link_index(ipr, ifname) is not None:
+            netdev.isolate_port(ifname)  # before the module brings it up
+        self._call(VNET_CMD_PORT_ADD, [["VNET_A_ID", vid.packed], ["VNET_A_IFNAME", ifname]],
+                   f"cannot make {ifname} a port of vnet {vid}", {errno.ENOENT: f"vnet {vid} does not exist"})
+
     def port_add(self, vid: VnetId, ifname: str) -> None:
-        raise DatapathError("EOPNOTSUPP", "ports need the kernel module's port support")
+        """Make interface `ifname` (maybe not there yet) a port of vnet `vid`."""
+        with IPRoute() as ipr:
+            self._port_add(ipr, vid, ifname)
 
     def port_del(self, vid: VnetId, ifname: str) -> None:
-        raise DatapathError("EOPNOTSUPP", "ports need the kernel module's port support")
+        try:
+            self._call(VNET_CMD_PORT_DEL, [["VNET_A_ID", vid.packed], ["VNET_A_IFNAME", ifname]],
+                       f"cannot remove port {ifname} of vnet {vid}")
+        except DatapathError as e:
+            if e.code != "ENOENT":
+                raise
+            # One errno for two misses: tell them apart.
+            if not any(m.get_attr("VNET_A_ID") == vid.packed for m in self._running()):
+                raise DatapathError("ENOENT", f"vnet {vid} does not exist") from None
+            raise DatapathError("ENOENT", f"vnet {vid} has no port {ifname}") from None
 
     def ports(self) -> list[Record]:
-        raise DatapathError("EOPNOTSUPP", "ports need the kernel module's port support")
+        found = self._call(VNET_CMD_PORT_GET, [], "cannot list the ports", dump=True)
+        # The module lists each vnet's ports in the order they were added.
+        found.sort(key=lambda m: m.get_attr("VNET_A_ID"))
+        return [records.port_record(VnetId.from_bytes(m.get_attr("VNET_A_ID")), m.get_attr("VNET_A_IFNAME"),
+                                    _name(PORT_STATES, m.get_attr("VNET_A_PORT_STATE")),
+                                    m.get_attr("VNET_A_IFINDEX"), m.get_attr("VNET_A_RX_PACKETS"),
+                                    m.get_attr("VNET_A_TX_PACKETS"), m.get_attr("VNET_A_RX_BYTES"),
+                                    m.get_attr("VNET_A_TX_BYTES"))
+                for m in found]
+
+    # ---- vifs -------------------------------------------------------------------------
 
     def vif_add(self, vid: VnetId, mac: bytes) -> None:
         self._call(VNET_CMD_VIF_ADD, [["VNET_A_ID", vid.packed], ["VNET_A_MAC", mac]],

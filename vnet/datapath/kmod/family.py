@@ -35,9 +35,20 @@ VNET_MAX_VNET_MACS = 4096
 #: vnets are held to max-vnet-macs only.
 VNET_MAX_TABLE_MACS = 65536
 
+#: The smallest MTU a vnet may have (IPv4's minimum).
+VNET_MIN_MTU = 68
+
+#: The largest MTU a vnet may have: a frame and its encapsulation still fit one IPv4 packet,
+#: fragmented on the way.
+VNET_MAX_MTU = 65000
+
 # enum vnet_encap - How a vnet carries its frames.
 VNET_ENCAP_UDP = 0  # EtherIP in UDP, port 1798
 VNET_ENCAP_ETHERIP = 1  # raw EtherIP, IP protocol 97
+
+# enum vnet_port_state - Whether a port has its interface.
+VNET_PORT_STATE_WAITING = 0  # no interface of that name in the namespace now, or one that cannot be attached
+VNET_PORT_STATE_ATTACHED = 1  # attached to the interface of that name
 
 # enum vnet_security - What a vnet's sealed messages protect (doc/security.md).
 VNET_SECURITY_NONE = 0  # plain packets, no keys
@@ -60,6 +71,9 @@ VNET_CMD_VARP_FLUSH = 11
 VNET_CMD_SET = 12
 VNET_CMD_GET = 13
 VNET_CMD_KEYS_SET = 14
+VNET_CMD_PORT_ADD = 15
+VNET_CMD_PORT_DEL = 16
+VNET_CMD_PORT_GET = 17
 
 
 class vnetmsg(genlmsg):
@@ -76,7 +90,7 @@ class vnetmsg(genlmsg):
         ("VNET_A_ENCAP", "uint8"),  # u8, enum vnet_encap
         ("VNET_A_SECURITY", "uint8"),  # u8, enum vnet_security
         ("VNET_A_HEADER", "uint32"),  # u32, encapsulation header bytes
-        ("VNET_A_MTU", "uint32"),  # u32
+        ("VNET_A_MTU", "uint32"),  # u32, MIN_MTU..MAX_MTU, checked by VNET_ADD itself: the range of a u32 policy does not hold 65000 on every kernel the module builds for
         ("VNET_A_MAC", "cdata"),  # binary, 6 bytes
         ("VNET_A_ADDR", "ip4addr"),  # be32, IPv4 address
         ("VNET_A_PORT", "uint16"),  # u16, host order
@@ -104,6 +118,8 @@ class vnetmsg(genlmsg):
         ("VNET_A_VIF_ENTRIES", "uint32"),  # u32, entries in the vif table (of the namespace, or of one vnet)
         ("VNET_A_VARP_LONGEST_CHAIN", "uint32"),  # u32, entries in the VARP cache's longest hash bucket
         ("VNET_A_VIF_LONGEST_CHAIN", "uint32"),  # u32, entries in the vif table's longest hash bucket
+        ("VNET_A_PORT_STATE", "uint8"),  # u8, enum vnet_port_state
+        ("VNET_A_PORTS", "uint32"),  # u32, ports of a vnet, attached or waiting
     )
 
     class stats(nla):
