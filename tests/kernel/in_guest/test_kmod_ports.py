@@ -3,9 +3,9 @@ layer-2 protocol crosses unchanged (LACP too, which a Linux bridge never forward
 jumbo frames on a vnet with a larger MTU, local switching between ports, ports that
 follow their interfaces, a clean unload with ports attached, and the refusals.
 
-Until the control side gives `vn` ports, MTUs and `(bridge none)`, these tests drive
-KmodClient directly inside each host's namespace, with a config that has the fields
-spec14 gives VnetConfig (`PortsVnet`)."""
+These tests drive KmodClient directly inside each host's namespace, to see the
+module's own answers; tests/netns/test_ports.py runs the same features through `vn`
+on both datapaths (test_kmod_scenarios.py collects it here)."""
 from __future__ import annotations
 
 import json
@@ -16,7 +16,6 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -27,28 +26,16 @@ from vnet.datapath.kmod import client as kmod
 from vnet.datapath.kmod import loader
 from vnet.datapath.kmod.family import VNET_CMD_PORT_ADD, VNET_CMD_VNET_ADD
 from vnet.errors import DatapathError
+from vnet.model.config import ConfigError, VnetConfig
 from vnet.model.vnetid import VnetId
 
 VNET_KO = Path(os.environ.get("VNET_KO") or loader.default_module_path())
 DEADLINE = 60.0
 
 
-@dataclass(frozen=True)
-class PortsVnet:
-    """What KmodClient.vnet_add reads of a VnetConfig with spec14's fields."""
-
-    id: VnetId
-    vnetif: str
-    bridge: str | None = None
-    mtu: int = 1500
-    ports: tuple[str, ...] = ()
-    encapsulation: str = "udp"
-    security: str = "none"
-    key_files: tuple[str, ...] = ()
-
-
-def vnet(num: int, **kw) -> PortsVnet:
-    return PortsVnet(VnetId.parse(str(num)), f"vnif{num}", **kw)
+def vnet(num: int, bridge: str | None = None, **kw) -> VnetConfig:
+    """Vnet `num` with no bridge unless given one, as `vn vnet-create --bridge none`."""
+    return VnetConfig(VnetId.parse(str(num)), bridge, f"vnif{num}", **kw)
 
 
 def call(host, method: str, *args):
@@ -365,8 +352,8 @@ def test_bad_input_is_refused_and_nothing_half_made(lab, make_hosts):
     assert "promiscuity 0" in lab.run(h.host, ["ip", "-d", "link", "show", "pok"], check=True).stdout
 
     for mtu in (67, 65001):
-        e = refused(h, "vnet_add", vnet(97, mtu=mtu))
-        assert e.code == "EINVAL" and "68..65000" in e.message and str(mtu) in e.message, e.message
+        with pytest.raises(ConfigError, match=f"{mtu}.*68 to 65000"):
+            vnet(97, mtu=mtu)
     # the module itself refuses it too
     e = call_raw_mtu(h, 65001)
     assert e.code == "EINVAL", e.message

@@ -3,6 +3,10 @@ datapath (the session fixture loads it; make_hosts builds module-backed hosts)."
 from __future__ import annotations
 
 from netns.test_device_gone import test_a_deleted_device_stops_its_vnet  # noqa: F401  (collected here)
+from netns.test_lab_protocols import (  # noqa: F401  (collected here, with the module)
+    test_lldpd_on_two_hosts_sees_its_neighbour_through_ports,
+    test_spanning_tree_blocks_a_loop_of_two_vnets,
+)
 from netns.test_listings import (  # noqa: F401  (collected here, with the module)
     test_brief_as_default_and_sxp_kept,
     test_brief_listings_read_like_ip_br,
@@ -11,6 +15,11 @@ from netns.test_listings import (  # noqa: F401  (collected here, with the modul
 from netns.test_original_hosts import (  # noqa: F401  (collected here, with the module)
     test_an_original_receiver_gets_plain_frames_and_our_hosts_super_frames,
     test_original_forwarders_relays_reach_our_vms,
+)
+from netns.test_ports import (  # noqa: F401  (collected here, with the module)
+    test_host_sends_nothing_into_a_port,
+    test_jumbo_ping_with_df,
+    test_port_follows_its_interface,
 )
 from netns.test_vnetd_net import (  # noqa: F401  (collected here, with the module)
     test_malformed_packets_are_dropped_and_counted,

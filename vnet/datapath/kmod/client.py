@@ -47,8 +47,6 @@ from vnet.datapath.kmod.family import (
     VNET_CMD_VNET_GET,
     VNET_GENL_NAME,
     VNET_GENL_VERSION,
-    VNET_MAX_MTU,
-    VNET_MIN_MTU,
     vnetmsg,
 )
 from vnet.errors import DatapathError
@@ -161,19 +159,6 @@ def _field(record: Record, name: str) -> str:
     return next(f[1] for f in record[1:] if f[0] == name)
 
 
-def _bridge(cfg: VnetConfig) -> str | None:
-    """The vnet's bridge, or None for a vnet of ports only (`(bridge none)`)."""
-    return getattr(cfg, "bridge", None)
-
-
-def _mtu(cfg: VnetConfig) -> int:
-    """The vnet's MTU, checked against what the module carries."""
-    mtu = int(cfg.mtu)
-    if not VNET_MIN_MTU <= mtu <= VNET_MAX_MTU:
-        raise DatapathError("EINVAL", f"vnet {cfg.id}: MTU {mtu} is out of range; "
-                            f"valid MTUs are {VNET_MIN_MTU}..{VNET_MAX_MTU}")
-    return mtu
-
 
 class KmodClient(Datapath):
     """The Datapath interface, carried out by the vnet kernel module in this namespace."""
@@ -260,7 +245,7 @@ class KmodClient(Datapath):
 
     def _check_free(self, cfg: VnetConfig, ipr: IPRoute) -> None:
         """vnetd's conflict checks and texts, against the vnets the module runs."""
-        bridge = _bridge(cfg)
+        bridge = cfg.bridge
         for m in self._running():
             other = VnetId.from_bytes(m.get_attr("VNET_A_ID"))
             ifname = m.get_attr("VNET_A_IFNAME")
@@ -276,9 +261,9 @@ class KmodClient(Datapath):
 
     def vnet_add(self, cfg: VnetConfig) -> None:
         held = keys.for_vnet(cfg.id, cfg.security, cfg.key_files)
-        mtu = _mtu(cfg)
-        bridge = _bridge(cfg)
-        ports = tuple(getattr(cfg, "ports", ()))
+        mtu = cfg.mtu
+        bridge = cfg.bridge
+        ports = cfg.ports
         with IPRoute() as ipr:
             self._check_free(cfg, ipr)
             for ifname in ports:  # before anything is made
