@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from netns.test_device_gone import test_a_deleted_device_stops_its_vnet  # noqa: F401  (collected here)
 from netns.test_lab_protocols import (  # noqa: F401  (collected here, with the module)
+    lldpd_dir,
     test_lldpd_on_two_hosts_sees_its_neighbour_through_ports,
     test_spanning_tree_blocks_a_loop_of_two_vnets,
 )
