@@ -386,7 +386,7 @@ class Recorder(Datapath):
         self.calls.append(("group", addr))
 
     vnet_del = vnet_keys = vnets = vif_add = vif_del = vifs = peer_del = peers = varp_flush = varp = stats = \
-        port_add = port_del = ports = \
+        port_add = port_del = ports = endpoint_add = endpoint_del = endpoints = \
         lambda self, *a: None  # type: ignore[assignment]
 
 

@@ -38,7 +38,9 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Protocol
 
+from vnet.datapath.vnetd.attach import Attachment
 from vnet.datapath.vnetd.loop import BATCH
+from vnet.datapath.vnetd.offload import VNET_HDR_LEN, ZERO_HDR, finish_checksum, segment
 from vnet.errors import DatapathError
 from vnet.model.endpoint import EndpointSpec
 from vnet.wire.qemu import (
@@ -54,6 +56,7 @@ __all__ = [
     "BACKOFF_MIN",
     "CONNECT_TIMEOUT",
     "Endpoint",
+    "EndpointAttachment",
     "Reactor",
     "TcpConnectEndpoint",
     "TcpListenEndpoint",
@@ -538,3 +541,55 @@ def open_endpoint(spec: EndpointSpec, reactor: Reactor, receive: Receive) -> End
     ep = _CLASSES[spec.kind](spec, reactor, receive)
     ep.start()
     return ep
+
+
+class EndpointAttachment(Attachment):
+    """An endpoint as one of its vnet's local attachments (vnet.datapath.vnetd.attach):
+    the packet rules switch to and from it as to a port.  The endpoint keeps its own
+    sockets watched (they change under it), so `fd` is unused (-1); the daemon hands
+    what it reads to Transmit through `framed`, behind the all-zero virtio-net header
+    every attachment's frames carry.  What goes to the VM must be plain frames with
+    complete checksums, as QEMU hands them to the guest: a super-frame is cut into
+    segments of the vnet's MTU (offload.segment), a partial checksum finished.
+    `rx_*`/`tx_*` here are what Transmit.switch counts; the endpoint's own counters
+    (`ep.counters()`) are the ones listed."""
+
+    __slots__ = ("ep", "spec")
+
+    def __init__(self, spec: EndpointSpec) -> None:
+        super().__init__(str(spec), -1)
+        self.spec = spec
+        self.ep: Endpoint | None = None
+
+    @staticmethod
+    def framed(frames: Iterator[bytes]) -> Iterator[bytes]:
+        for frame in frames:
+            yield ZERO_HDR + frame
+
+    def write(self, hdr: bytes, frame) -> None:
+        if hdr[1]:  # a super-frame from the network, marked for segmentation
+            self._send_segments(hdr + frame)
+        else:
+            self.ep.send(frame)  # type: ignore[union-attr]
+
+    def write_raw(self, raw) -> None:
+        """A frame another attachment gave, its virtio-net header in front."""
+        if raw[1]:
+            self._send_segments(raw)
+        elif raw[0] & 1:  # a partial checksum the VM cannot finish
+            self.ep.send(finish_checksum(raw))  # type: ignore[union-attr]
+        else:
+            self.ep.send(memoryview(raw)[VNET_HDR_LEN:])  # type: ignore[union-attr]
+
+    def _send_segments(self, raw) -> None:
+        segs = segment(raw)
+        send = self.ep.send  # type: ignore[union-attr]
+        if segs is None:  # GSO of a kind we cannot cut: the frame as it is
+            send(finish_checksum(raw) if raw[0] & 1 else memoryview(raw)[VNET_HDR_LEN:])
+            return
+        for seg in segs:
+            send(seg)
+
+    def close(self) -> None:
+        if self.ep is not None:
+            self.ep.close()
