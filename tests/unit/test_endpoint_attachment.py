@@ -10,7 +10,7 @@ import pytest
 from test_super_frames import MSS, fold, super_frame, tcp_ok
 from test_vnetd_rules import BCAST, GROUP, LAN, MAC_A, MAC_B, PORT, Node, frame, vudp
 
-from vnet.datapath.vnetd.endpoint import EndpointAttachment, open_endpoint
+from vnet.datapath.vnetd.endpoint import EndpointAttachment
 from vnet.datapath.vnetd.loop import Loop
 from vnet.datapath.vnetd.offload import ZERO_HDR
 from vnet.datapath.vnetd.vnets import Vnet
@@ -55,7 +55,7 @@ class Wired:
         def receive(_ep, frames) -> None:
             node.tx.from_tap(v, att.framed(frames), att)
 
-        att.ep = open_endpoint(spec, self.loop, receive)
+        att.open(self.loop, receive)
         v.endpoints[spec] = att
         v.set_attachments()
 

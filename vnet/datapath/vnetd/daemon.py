@@ -32,7 +32,7 @@ from vnet.control import records
 from vnet.control.datapath import Datapath, Record
 from vnet.control.protocol import resolve_socket
 from vnet.control.restore import restore
-from vnet.datapath.vnetd.endpoint import EndpointAttachment, open_endpoint
+from vnet.datapath.vnetd.endpoint import EndpointAttachment
 from vnet.datapath.vnetd.loop import Clock, Loop, drain
 from vnet.datapath.vnetd.ports import LinkMonitor, Port
 from vnet.datapath.vnetd.receive import Receive
@@ -257,7 +257,7 @@ class Vnetd(Datapath):
             clock.tick()
             from_tap(v, framed(frames), att)
 
-        att.ep = open_endpoint(spec, self.loop, receive)
+        att.open(self.loop, receive)
         v.endpoints[spec] = att
         v.set_attachments()
 
