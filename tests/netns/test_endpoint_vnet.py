@@ -18,6 +18,8 @@ deadline.
 """
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 
 import pytest
@@ -38,8 +40,8 @@ MTU = 9000
 #: vnet, QEMU -netdev (without the id), the endpoint of ours that matches it.  Ports
 #: are fixed: the host's namespace is new and has nothing else bound.
 CASES = (
-    ("97", "dgram,local.type=inet,local.host=127.0.0.1,local.port=5002,"
-           "remote.type=inet,remote.host=127.0.0.1,remote.port=5001",
+    ("97", ("dgram,local.type=inet,local.host=127.0.0.1,local.port=5002,"
+            "remote.type=inet,remote.host=127.0.0.1,remote.port=5001"),
      "udp 127.0.0.1:5001 127.0.0.1:5002"),
     ("98", "socket,udp=127.0.0.1:5003,localaddr=127.0.0.1:5004",
      "udp 127.0.0.1:5003 127.0.0.1:5004"),
@@ -197,10 +199,10 @@ def bad_endpoint_input_leaves_nothing(lab, vh) -> None:
     refused(("endpoint-add", "97", "udp", "127.0.0.1:5003", "127.0.0.1:5999"),
             "bound to the same udp port")
     # A socket of another program: here a UDP socket held open in the host's namespace.
-    holder = lab.popen(vh.host, ["python3", "-c", "import socket, sys, time\n"
-                                 "s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
-                                 "s.bind(('127.0.0.1', 5020)); print('bound', flush=True); time.sleep(600)"],
-                       stdout=-1, text=True)
+    hold = ("import socket, time\n"
+            "s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
+            "s.bind(('127.0.0.1', 5020)); print('bound', flush=True); time.sleep(600)")
+    holder = lab.popen(vh.host, [sys.executable, "-c", hold], stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "bound"
         refused(("endpoint-add", "97", "udp", "127.0.0.1:5020", "127.0.0.1:5021"),

@@ -28,6 +28,7 @@ from vnet.host import netdev
 from vnet.model import keys
 from vnet.model.addr import IPV6_UNSUPPORTED, AddressError, ifname_check, parse_ipv4
 from vnet.model.config import VnetConfig
+from vnet.model.endpoint import EndpointSpec
 from vnet.model.peer import check_peer, check_peer_room
 from vnet.model.state import StateError, StateStore, resolve_state_dir
 from vnet.model.vnetid import VnetId
