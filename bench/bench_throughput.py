@@ -16,6 +16,12 @@ share state or compete for the CPU:
          frame sealed with ChaCha20-Poly1305 (doc/security.md).
   vnetd-port  the vnet without a bridge: each VM's host-side interface is a port of
          it (`vn vnet-create 97 --bridge none`, `vn port-add 97 pvm1`; doc/ports.md).
+  vnetd-endpoint  the sending VM behind a UDP socket endpoint of the vnet, as a VM with
+         a QEMU `-netdev dgram` NIC is (doc/endpoints.md): lab/qemu_socket_peer.py plays
+         its QEMU, joining the VM's veth to the endpoint's socket, so iperf3 runs in the
+         VM's namespace.  The receiving VM is on the other host's vnet97 bridge.  The
+         stand-in is Python, one frame per system call each way: it, not vnetd, may
+         set the ceiling here (a QEMU would not).
 
 Per repeat: 50 pings at 20 ms (avg/min/max RTT), one iperf3 TCP run, then one iperf3
 UDP run of 64-byte frames (18-byte payloads) at full speed, which gives the packet
@@ -46,7 +52,22 @@ from lab.links import Interface
 from lab.netns import rtnl
 from lab.vnethost import VnetHost
 
-SCENARIOS = ("veth", "vxlan", "vnetd", "vnetd-port", "vnetd-auth", "vnetd-conf")
+SCENARIOS = ("veth", "vxlan", "vnetd", "vnetd-port", "vnetd-endpoint", "vnetd-auth", "vnetd-conf")
+#: The endpoint of vnetd-endpoint (ours) and the address its QEMU stand-in binds.
+ENDPOINT_OURS, ENDPOINT_THEIRS = "127.0.0.1:10001", "127.0.0.1:20001"
+#: Turns checksum offload off on eth0 (argv[1] the interface): a QEMU socket NIC has
+#: no offloads, so the frames the stand-in reads must be complete, as a guest's are.
+NO_OFFLOAD = r"""
+import sys
+from pyroute2.ethtool import Ethtool
+with Ethtool() as eth:
+    feats = eth.get_features(sys.argv[1])
+    for name in ("tx-checksum-ip-generic", "tx-generic-segmentation", "tx-tcp-segmentation",
+                 "tx-tcp6-segmentation", "generic-receive-offload"):
+        if name in feats.features:
+            feats.features[name].enable = False
+    eth.set_features(sys.argv[1], feats)
+"""
 VNI = 97
 VXLAN_PORT = 4789
 VXLAN_GROUP = "239.1.1.1"
@@ -236,9 +257,36 @@ def build_vnet(lab: Lab, state_dir: Path, datapath: str = "vnetd", security: str
     return vms[0], vms[1], vms[1].ip
 
 
+def build_endpoint(lab: Lab, state_dir: Path):
+    """vnet 97 on two vnetd hosts: on host1 with no bridge and one UDP endpoint, the VM
+    behind it through the QEMU stand-in; on host2 a VM on the vnet97 bridge."""
+    h1, h2 = _underlay(lab)
+    hosts = []
+    for h in (h1, h2):
+        vh = VnetHost(lab, h, state_dir / h.name)
+        vh.start()
+        hosts.append(vh)
+    hosts[0].vn("vnet-create", "--bridge", "none", "--endpoint", f"udp {ENDPOINT_OURS} {ENDPOINT_THEIRS}",
+                str(VNI))
+    hosts[1].vn("vnet-create", str(VNI))
+    vm1 = lab.vm("vm1", h1, "", "10.97.0.1/24", port="pvm1", plugged=False)
+    lab.run(vm1, [sys.executable, "-c", NO_OFFLOAD, "eth0"], check=True)
+    lab.run(h1, ["ip", "link", "set", "pvm1", "up"], check=True)
+    peer = lab.popen(h1, [sys.executable, "-m", "lab.qemu_socket_peer", "--ifname", "pvm1",
+                          "--dgram", ENDPOINT_THEIRS, ENDPOINT_OURS],
+                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                     cwd=str(Path(__file__).resolve().parent.parent))
+    line = peer.stdout.readline() if peer.stdout is not None else ""
+    if line.strip() != "ready":
+        raise BenchError(f"qemu_socket_peer did not start: {line}")
+    vm2 = lab.vm("vm2", h2, f"vnet{VNI}", "10.97.0.2/24")
+    return vm1, vm2, vm2.ip
+
+
 BUILDERS: dict[str, Callable] = {
     "veth": build_veth, "vxlan": build_vxlan, "vnetd": build_vnet,
     "vnetd-port": functools.partial(build_vnet, ports=True),
+    "vnetd-endpoint": build_endpoint,
     "vnetd-auth": functools.partial(build_vnet, security="auth"),
     "vnetd-conf": functools.partial(build_vnet, security="conf"),
 }
@@ -282,17 +330,17 @@ def _ratio(results: dict, a: str, b: str, key: str = "throughput_bps") -> float 
 
 
 def format_table(results: dict) -> str:
-    lines = [f"{'scenario':<12} {'throughput_Gbit/s':>18} {'64B_frames/s':>13} {'rtt_avg_ms':>11} "
+    lines = [f"{'scenario':<14} {'throughput_Gbit/s':>18} {'64B_frames/s':>13} {'rtt_avg_ms':>11} "
              f"{'rtt_min_ms':>11} {'rtt_max_ms':>11}"]
     for name in SCENARIOS:
         if name not in results:
             continue
         res = results[name]
         if "error" in res:
-            lines.append(f"{name:<12} {'FAILED: ' + res['error'].splitlines()[0][:60]}")
+            lines.append(f"{name:<14} {'FAILED: ' + res['error'].splitlines()[0][:60]}")
             continue
         m = res["median"]
-        lines.append(f"{name:<12} {m['throughput_bps'] / 1e9:>18.3f} {m['small_pps']:>13.0f} "
+        lines.append(f"{name:<14} {m['throughput_bps'] / 1e9:>18.3f} {m['small_pps']:>13.0f} "
                      f"{m['rtt_avg_ms']:>11.3f} "
                      f"{m['rtt_min_ms']:>11.3f} {m['rtt_max_ms']:>11.3f}")
     r = _ratio(results, "vnetd", "vxlan")
@@ -303,6 +351,9 @@ def format_table(results: dict) -> str:
     r, p = _ratio(results, "vnetd-port", "vnetd"), _ratio(results, "vnetd-port", "vnetd", "small_pps")
     if r is not None and p is not None:
         lines.append(f"ratio vnetd-port/vnetd (bridge): throughput {r:.2f}, 64-byte frames/s {p:.2f}")
+    r, p = _ratio(results, "vnetd-endpoint", "vnetd"), _ratio(results, "vnetd-endpoint", "vnetd", "small_pps")
+    if r is not None and p is not None:
+        lines.append(f"ratio vnetd-endpoint/vnetd (bridge): throughput {r:.2f}, 64-byte frames/s {p:.2f}")
     for level in ("auth", "conf"):
         r = _ratio(results, f"vnetd-{level}", "vnetd")
         if r is not None:
@@ -383,6 +434,8 @@ def main(argv: list[str] | None = None) -> int:
                 "vnetd/veth": _ratio(results, "vnetd", "veth"),
                 "vnetd-port/vnetd": _ratio(results, "vnetd-port", "vnetd"),
                 "vnetd-port/vnetd small_pps": _ratio(results, "vnetd-port", "vnetd", "small_pps"),
+                "vnetd-endpoint/vnetd": _ratio(results, "vnetd-endpoint", "vnetd"),
+                "vnetd-endpoint/vnetd small_pps": _ratio(results, "vnetd-endpoint", "vnetd", "small_pps"),
                 "vnetd-auth/vnetd": _ratio(results, "vnetd-auth", "vnetd"),
                 "vnetd-conf/vnetd": _ratio(results, "vnetd-conf", "vnetd"),
                 "vxlan/veth": _ratio(results, "vxlan", "veth"),

@@ -150,14 +150,16 @@ class NicGuest:
     """One QEMU process running the NIC guest; its serial console is read line by line
     into `console`, and `command()` types on it."""
 
-    def __init__(self, nics: list[Nic], mem_mb: int = 256) -> None:
+    def __init__(self, nics: list[Nic], mem_mb: int = 256, netns: str | None = None) -> None:
+        """`netns`: the network namespace QEMU runs in (a lab host's, whose vnetd holds
+        the endpoints the NICs talk to on 127.0.0.1); ours if None."""
         check_tools()
         self.nics = nics
         tree = guest.fetch_kernel()
         initrd = build_initramfs(tree)
         spec = "+".join(f"{n.mac},{n.address},{n.mtu}" for n in nics)
         append = f"console=ttyS0 quiet ipv6.disable=1 panic=-1 rdinit=/init VNETNICS={spec}"
-        self.argv = [
+        self.argv = ([] if netns is None else ["ip", "netns", "exec", netns]) + [
             guest._qemu() or "qemu-system-x86_64", *guest._accel(), "-smp", "1", "-m", str(mem_mb),
             "-nographic", "-no-reboot", "-nodefaults", "-monitor", "none", "-serial", "stdio",
             "-kernel", str(tree.vmlinuz), "-initrd", str(initrd), "-append", append,

@@ -36,6 +36,7 @@ import threading
 import time
 
 from lab.netns import enter_ns
+from vnet.datapath.vnetd.underlay import big_buffer
 from vnet.wire.qemu import ETH_HEADER, FramingError, StreamReader
 
 ETH_P_ALL = 0x0003
@@ -81,6 +82,9 @@ class Peer:
         self.args = args
         self.ep = select.epoll()
         self.pkt = packet_socket(args.ifname, args.netns)
+        # The interface plays the guest's virtio queue, which never drops: a burst
+        # must wait here, not be lost before QEMU's part (the socket) is reached.
+        big_buffer(self.pkt)
         self.pkt.setblocking(False)
         self.ep.register(self.pkt.fileno(), select.EPOLLIN)
         self.dgram: socket.socket | None = None

@@ -13,7 +13,7 @@ from referencing import Registry, Resource
 
 SCHEMAS = Path(__file__).resolve().parent.parent / "doc" / "schema"
 #: Every listing with a schema of its own; common.json holds only shared definitions.
-LISTINGS = ("vnets", "vnet-list", "vifs", "varp", "peers", "bridges", "stats", "keys", "ports")
+LISTINGS = ("vnets", "vnet-list", "vifs", "varp", "peers", "bridges", "stats", "keys", "ports", "endpoints")
 
 
 @cache

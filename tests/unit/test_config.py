@@ -339,3 +339,40 @@ def test_differences_count_mtu_and_ports_only_when_asked():
     ported = cfg("(vnet (id 97) (port r1))")
     assert plain.differences(ported) == ["port - (not r1)"]
     assert plain.differences(ported, ports=False) == []
+
+
+# --- socket endpoints (doc/endpoints.md) -----------------------------------------------
+
+
+def test_endpoints_round_trip_in_order():
+    c = cfg("(vnet (id 97) (endpoint udp 127.0.0.1:5000 127.0.0.1:5001) (port r1)"
+            " (endpoint tcp-connect 10.0.0.2:6000) (endpoint tcp-listen 0.0.0.0:6000))")
+    assert [str(e) for e in c.endpoints] == ["udp 127.0.0.1:5000 127.0.0.1:5001", "tcp-connect 10.0.0.2:6000",
+                                             "tcp-listen 0.0.0.0:6000"]
+    assert [x for x in c.to_sxp() if x[0] == "endpoint"] == [
+        ["endpoint", "udp", "127.0.0.1:5000", "127.0.0.1:5001"], ["endpoint", "tcp-connect", "10.0.0.2:6000"],
+        ["endpoint", "tcp-listen", "0.0.0.0:6000"]]
+    assert VnetConfig.from_sxp(c.to_sxp()) == c
+    assert VnetConfig.from_cli("97", ports=("r1",), endpoints=(
+        "udp 127.0.0.1:5000 127.0.0.1:5001", "tcp-connect 10.0.0.2:6000", "tcp-listen 0.0.0.0:6000")) == c
+    assert c.with_endpoints(()).endpoints == () and not any(x[0] == "endpoint" for x in cfg("(vnet (id 97))").to_sxp())
+
+
+def test_endpoint_errors():
+    assert ("field 'endpoint': endpoint udp takes 2 addresses (LOCAL REMOTE), got 1"
+            in error("(vnet (id 97) (endpoint udp 127.0.0.1:5000))"))
+    assert "field 'endpoint': endpoint kind 'mcast' is unknown" in error("(vnet (id 97) (endpoint mcast 239.0.0.1:5))")
+    assert "has no value" in error("(vnet (id 97) (endpoint))")
+    assert "is given twice" in error("(vnet (id 97) (endpoint tcp-listen 127.0.0.1:5) (endpoint tcp-listen 127.0.0.1:5))")
+    assert ("field 'endpoint': (tcp-listen 0.0.0.0:5) and (tcp-listen 127.0.0.1:5) bind the same tcp port 5"
+            in error("(vnet (id 97) (endpoint tcp-listen 127.0.0.1:5) (endpoint tcp-listen 0.0.0.0:5))"))
+    # One protocol each: a udp and a tcp endpoint may share a port number.
+    cfg("(vnet (id 97) (endpoint tcp-listen 127.0.0.1:5) (endpoint udp 127.0.0.1:5 127.0.0.1:6))")
+    with pytest.raises(ConfigError, match="field 'endpoint': endpoint udp: REMOTE '127.0.0.1:0'"):
+        VnetConfig.from_cli("97", endpoints=("udp 127.0.0.1:5 127.0.0.1:0",))
+
+
+def test_differences_count_endpoints_only_when_asked():
+    plain, ep = cfg("(vnet (id 97))"), cfg("(vnet (id 97) (endpoint tcp-listen 127.0.0.1:5))")
+    assert plain.differences(ep) == ["endpoint - (not (tcp-listen 127.0.0.1:5))"]
+    assert plain.differences(ep, endpoints=False) == []

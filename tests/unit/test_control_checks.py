@@ -12,6 +12,7 @@ from vnet.errors import DatapathError
 from vnet.host import netdev, privilege
 from vnet.model.addr import AddressError, parse_ipv4
 from vnet.model.config import VnetConfig
+from vnet.model.endpoint import EndpointSpec
 from vnet.model.state import StateError
 from vnet.model.vnetid import VnetId
 from vnet.model.peer import (
@@ -140,6 +141,7 @@ class PortsOnly(Datapath):
         return [["vnet", ["id", str(VnetId.parse("97"))]]]
 
     vnet_add = vnet_del = vnet_keys = ports = vif_add = vif_del = vifs = peer_add = peer_del = \
+        endpoint_add = endpoint_del = endpoints = \
         peers = varp_flush = varp = set_mcaddr = stats = lambda self, *a: None  # type: ignore[assignment]
 
 
@@ -166,3 +168,46 @@ def test_port_changes_go_to_the_datapath_then_the_state(tmp_path) -> None:
     assert ctrl.create_vnet(VnetConfig.from_cli("97"), exist_ok=True).ports == ("r2",)
     with pytest.raises(StateError, match=r"port r2 \(not r3\)"):
         ctrl.create_vnet(VnetConfig.from_cli("97", ports=("r3",)), exist_ok=True)
+
+
+class EndpointsOnly(PortsOnly):
+    """A datapath whose endpoint 127.0.0.1:5000 is taken by someone else."""
+
+    def endpoint_add(self, vid: VnetId, spec: EndpointSpec) -> None:
+        if spec.local == ("127.0.0.1", 5000):
+            raise DatapathError("EADDRINUSE", f"endpoint {spec}: cannot bind 127.0.0.1:5000: in use")
+        self.calls.append(("add", str(vid), str(spec)))
+
+    def endpoint_del(self, vid: VnetId, spec: EndpointSpec) -> None:
+        self.calls.append(("del", str(vid), str(spec)))
+
+
+def test_endpoint_changes_go_to_the_datapath_then_the_state(tmp_path) -> None:
+    """As ports: an endpoint the datapath cannot open is not kept; one that clashes with
+    another vnet's is refused before the datapath is asked."""
+    dp = EndpointsOnly()
+    ctrl = Controller(str(tmp_path), datapath=dp)
+    ctrl.create_vnet(VnetConfig.from_cli("97"))
+    ctrl.create_vnet(VnetConfig.from_cli("98"))
+    udp = EndpointSpec.parse(["udp", "127.0.0.1:6000", "127.0.0.1:6001"])
+    assert ctrl.add_endpoint("97", udp).endpoints == (udp,)
+    with pytest.raises(DatapathError, match="in use"):
+        ctrl.add_endpoint("97", EndpointSpec.parse(["udp", "127.0.0.1:5000", "127.0.0.1:5001"]))
+    with pytest.raises(StateError, match=r"endpoint \(udp 127.0.0.1:6000 127.0.0.1:6001\) is already in vnet"):
+        ctrl.add_endpoint("97", udp)
+    with pytest.raises(StateError, match=r"vnet 0+:0+:0+:0+:0+:0+:0+:0097 has endpoint \(udp 127.0.0.1:6000"):
+        ctrl.add_endpoint("98", EndpointSpec.parse(["udp", "0.0.0.0:6000", "127.0.0.1:7001"]))
+    tcp = EndpointSpec.parse(["tcp-connect", "127.0.0.1:6000"])  # another protocol: no clash
+    ctrl.add_endpoint("98", tcp)
+    with pytest.raises(StateError, match=r"has no endpoint \(tcp-listen 127.0.0.1:7000\) \(its endpoints: "
+                                         r"\(udp 127.0.0.1:6000 127.0.0.1:6001\)\)"):
+        ctrl.delete_endpoint("97", EndpointSpec.parse(["tcp-listen", "127.0.0.1:7000"]))
+    assert ctrl.find_vnet("97").endpoints == (udp,)
+    assert ctrl.delete_endpoint("97", udp).endpoints == ()
+    assert ctrl.find_vnet("97").endpoints == () and ctrl.find_vnet("98").endpoints == (tcp,)
+    vid97, vid98 = str(VnetId.parse("97")), str(VnetId.parse("98"))
+    assert dp.calls == [("add", vid97, str(udp)), ("add", vid98, str(tcp)), ("del", vid97, str(udp))]
+    # --exist-ok without endpoints keeps them; with others, the difference is named.
+    assert ctrl.create_vnet(VnetConfig.from_cli("98"), exist_ok=True).endpoints == (tcp,)
+    with pytest.raises(StateError, match=r"endpoint \(tcp-connect 127.0.0.1:6000\) \(not \(tcp-listen"):
+        ctrl.create_vnet(VnetConfig.from_cli("98", endpoints=("tcp-listen 127.0.0.1:7000",)), exist_ok=True)

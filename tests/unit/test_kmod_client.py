@@ -25,6 +25,7 @@ from vnet.datapath.kmod import client as kmod
 from vnet.datapath.kmod import family, loader
 from vnet.errors import DatapathError
 from vnet.model.config import VnetConfig
+from vnet.model.endpoint import EndpointSpec
 from vnet.model.state import State
 from vnet.model.vnetid import VnetId
 
@@ -386,7 +387,7 @@ class Recorder(Datapath):
         self.calls.append(("group", addr))
 
     vnet_del = vnet_keys = vnets = vif_add = vif_del = vifs = peer_del = peers = varp_flush = varp = stats = \
-        port_add = port_del = ports = \
+        port_add = port_del = ports = endpoint_add = endpoint_del = endpoints = \
         lambda self, *a: None  # type: ignore[assignment]
 
 
@@ -416,3 +417,33 @@ def test_insmod_refuses_a_bad_underlay_choice_before_loading(tmp_path: Path, mon
     assert r.exit_code != 0 and "no IPv4 address on nosuch0" in r.output
     assert loads == []
     assert not (tmp_path / "state.sxp").exists() or "address" not in (tmp_path / "state.sxp").read_text()
+
+
+def test_the_module_says_endpoints_are_vnetd_s() -> None:
+    """The module has no endpoints (doc/endpoints.md, "Status"): each endpoint command
+    says so and where to read more; a restore brings the vnet back and names what it
+    could not."""
+    try:
+        sock = kmod.VnetSocket("ethtool")
+    except DatapathError:
+        pytest.skip("no ethtool netlink family in this kernel")
+    spec = EndpointSpec.parse(["udp", "127.0.0.1:5000", "127.0.0.1:5001"])
+    with kmod.KmodClient(sock) as client:
+        for call in (lambda: client.endpoint_add(VnetId.parse("97"), spec),
+                     lambda: client.endpoint_del(VnetId.parse("97"), spec), client.endpoints):
+            with pytest.raises(DatapathError) as info:
+                call()
+            assert info.value.code == "EOPNOTSUPP"
+            assert "served by vnetd only" in info.value.message and "doc/endpoints.md" in info.value.message
+
+    class NoEndpoints(Recorder):
+        def endpoints(self) -> list:
+            raise DatapathError("EOPNOTSUPP", kmod._NO_ENDPOINTS)
+
+    state = State()
+    state.add_vnet(VnetConfig.from_cli("97", endpoints=("udp 127.0.0.1:5000 127.0.0.1:5001",)))
+    state.add_vnet(VnetConfig.from_cli("98"))
+    vnets, _, failed = restore(NoEndpoints(), state)
+    assert vnets == 1  # 98 is refused by the Recorder
+    assert failed == [f"vnet {VnetId.parse('97')}: cannot restore its endpoints: {kmod._NO_ENDPOINTS}",
+                      f"cannot restore vnet {VnetId.parse('98')}: a device named vnif98 already exists on this host"]

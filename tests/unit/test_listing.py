@@ -72,7 +72,14 @@ def config_records() -> list:
 
 def ported_config_records() -> list:
     return [VnetConfig.from_cli("98", bridge="none", mtu=9000, ports=("veth-a", "veth-b")).to_sxp(),
-            VnetConfig.from_cli("99", ports=("veth-c",)).to_sxp()]
+            VnetConfig.from_cli("99", ports=("veth-c",),
+                                endpoints=("udp 127.0.0.1:5000 127.0.0.1:5001", "tcp-listen 0.0.0.0:5555")).to_sxp()]
+
+
+def endpoint_records() -> list:
+    return [records.endpoint_record(V97, "udp", "127.0.0.1:5000", "127.0.0.1:5001", "connected",
+                                    10, 20, 1000, 2000, 3),
+            records.endpoint_record(V97, "tcp-connect", "-", "10.0.0.2:6000", "waiting", 0, 0, 0, 0, 0)]
 
 
 def port_records() -> list:
@@ -97,6 +104,7 @@ def all_views() -> dict[str, list]:
                                                                  records.counters_record("drops", {})])],
         "keys": [listing.key_set(key_records())],
         "ports": [listing.ports(port_records()), listing.ports([])],
+        "endpoints": [listing.endpoints(endpoint_records()), listing.endpoints([])],
     }
 
 
@@ -262,6 +270,20 @@ def test_vnet_list_views_give_mtu_and_ports() -> None:
     assert [(v["mtu"], v["ports"], v["bridge"]) for v in views] == [
         (1500, [], "vnet97"), (1412, [], "vnet96"), (9000, ["veth-a", "veth-b"], "none"),
         (1500, ["veth-c"], "vnet99")]
+    assert [v["endpoints"] for v in views] == [
+        [], [], [], ["udp 127.0.0.1:5000 127.0.0.1:5001", "tcp-listen 0.0.0.0:5555"]]
+
+
+def test_brief_endpoints() -> None:
+    views = listing.endpoints(endpoint_records())
+    assert views[0] == {"vnet": str(V97), "kind": "udp", "local": "127.0.0.1:5000", "remote": "127.0.0.1:5001",
+                        "state": "connected", "rx_packets": 10, "tx_packets": 20, "rx_bytes": 1000,
+                        "tx_bytes": 2000, "drops": 3}
+    assert listing.brief_endpoints(views, False) == [
+        "97  udp          127.0.0.1:5000  127.0.0.1:5001  connected",
+        "97  tcp-connect  -               10.0.0.2:6000   waiting"]
+    assert listing.brief_endpoints(views, True)[0].split()[5:] == [
+        "rx_packets", "10", "tx_packets", "20", "rx_bytes", "1000", "tx_bytes", "2000", "drops", "3"]
 
 
 def test_brief_ports() -> None:

@@ -222,7 +222,7 @@ class Running(Datapath):
         self.deleted.append(addr)
 
     vnet_add = vnet_keys = vif_add = vif_del = vifs = peer_add = varp_flush = varp = set_mcaddr = stats = \
-        port_add = port_del = ports = \
+        port_add = port_del = ports = endpoint_add = endpoint_del = endpoints = \
         lambda self, *a: None  # type: ignore[assignment]
 
 

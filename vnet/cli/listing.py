@@ -137,14 +137,22 @@ def ports(recs: list[Record]) -> list[Json]:
     return [_object(r, ints=("ifindex", *COUNTERS)) for r in recs]
 
 
+def endpoints(recs: list[Record]) -> list[Json]:
+    """`vn endpoints`: each socket endpoint of each vnet, its state and counters."""
+    return [_object(r, ints=(*COUNTERS, "drops")) for r in recs]
+
+
 def configs(recs: list[Record]) -> list[Json]:
     """`vn vnet-list`: persisted configurations; `key_files` is empty for (security none),
-    `ports` for a vnet without ports; `mtu` is always there (the records leave out a
+    `ports` for a vnet without ports, `endpoints` (each as its words, `udp LOCAL
+    REMOTE`) for one without endpoints; `mtu` is always there (the records leave out a
     default one)."""
     out = []
     for r in recs:
-        view = _object(r, ints=("mtu",), lists=("key-file",), skip=("port",))
+        view = _object(r, ints=("mtu",), lists=("key-file",), skip=("port", "endpoint"))
         view["ports"] = [item[1] for item in r[1:] if isinstance(item, list) and item[0] == "port"]
+        view["endpoints"] = [" ".join(item[1:]) for item in r[1:]
+                             if isinstance(item, list) and item[0] == "endpoint"]
         view.setdefault("mtu", default_mtu(view["encapsulation"], view["security"]))
         out.append(view)
     return out
@@ -282,6 +290,12 @@ def brief_ports(views: list[Json], counters: bool) -> list[str]:
     """VNET IFNAME STATE, with -s the port's counters."""
     return table([[short_id(p["vnet"]), p["ifname"], p["state"]]
                   + (_counters(p, COUNTERS) if counters else []) for p in views])
+
+
+def brief_endpoints(views: list[Json], counters: bool) -> list[str]:
+    """VNET KIND LOCAL REMOTE STATE, with -s the endpoint's counters and drops."""
+    return table([[short_id(e["vnet"]), e["kind"], e["local"], e["remote"], e["state"]]
+                  + (_counters(e, (*COUNTERS, "drops")) if counters else []) for e in views])
 
 
 def brief_stats(view: Json, counters: bool = False) -> list[str]:

@@ -30,6 +30,7 @@ from vnet.host import bringup, netdev
 from vnet.model import keys
 from vnet.model.addr import parse_mac
 from vnet.model.config import VnetConfig
+from vnet.model.endpoint import EndpointSpec
 from vnet.model.vnetid import InvalidVnetId, VnetId
 from vnet.wire.formats import PORT
 
@@ -302,25 +303,30 @@ def vnets(ctx: click.Context, all_: bool, long_: bool, as_json: bool, ids: tuple
 @click.option("-p", "--port", "ports", multiple=True, metavar="IFNAME",
               help="Attach interface IFNAME to the vnet directly, as a port (repeatable; it may "
                    "appear later).")
+@click.option("--endpoint", "endpoints", multiple=True, metavar="'KIND ADDR [ADDR]'",
+              help="Join a QEMU socket NIC to the vnet: 'udp LOCAL:PORT REMOTE:PORT', "
+                   "'tcp-listen ADDR:PORT' or 'tcp-connect ADDR:PORT' (repeatable; doc/endpoints.md).")
 @click.option("--exist-ok", is_flag=True,
               help="Succeed if the vnet exists with this config (and make sure it runs); still "
                    "fail if it exists with another one.")
 @click.argument("vnet")
 @click.pass_context
 def vnet_create(ctx: click.Context, security, bridge, vnetif, encapsulation, key_files, mtu, ports,
-                exist_ok: bool, vnet: str) -> None:
+                endpoints, exist_ok: bool, vnet: str) -> None:
     """Create a vnet from an id (short hex like 97, or the long form) or from FILE.sxp.
 
     With -b none the vnet has no bridge: only its device and its ports."""
     if vnet.endswith(".sxp") or os.path.sep in vnet:
-        if any(x is not None for x in (security, bridge, vnetif, encapsulation, mtu)) or key_files or ports:
-            raise click.UsageError("options -s/-b/-v/-e/-k/--mtu/--port apply to an id, not to a config file")
+        if (any(x is not None for x in (security, bridge, vnetif, encapsulation, mtu)) or key_files or ports
+                or endpoints):
+            raise click.UsageError("options -s/-b/-v/-e/-k/--mtu/--port/--endpoint apply to an id, not to "
+                                   "a config file")
         cfg = config_file(vnet)
     else:
         cfg = VnetConfig.from_cli(vnet, bridge=bridge, vnetif=vnetif, security=security,
                                   encapsulation=encapsulation,
                                   key_files=tuple(os.path.abspath(k) for k in key_files),
-                                  mtu=mtu, ports=ports)
+                                  mtu=mtu, ports=ports, endpoints=endpoints)
     _controller(ctx).create_vnet(cfg, exist_ok)
 
 
@@ -447,6 +453,47 @@ def port_add(ctx: click.Context, vnet: str, ifname: str) -> None:
 def port_del(ctx: click.Context, vnet: str, ifname: str) -> None:
     """Detach port IFNAME from VNET; the interface stays."""
     _controller(ctx).delete_port(vnet, ifname)
+
+
+@vn.command()
+@json_option
+@click.argument("vnet", required=False)
+@click.pass_context
+def endpoints(ctx: click.Context, as_json: bool, vnet: str | None) -> None:
+    """List the socket endpoints of every vnet (or of VNET): connected, listening for the
+    VM's QEMU, or waiting to connect to it again."""
+    ctrl = _controller(ctx)
+    recs = ctrl.datapath.endpoints()
+    if vnet is not None:
+        wanted = str(ctrl.find_vnet(vnet).id)
+        recs = [r for r in recs if sxp.child_value(r, "vnet") == wanted]
+    _emit(ctx, as_json, recs, listing.endpoints, listing.brief_endpoints)
+
+
+def _endpoint_spec(kind: str, addrs: tuple[str, ...]) -> EndpointSpec:
+    return EndpointSpec.parse([kind, *addrs])  # EndpointError names the fault
+
+
+@vn.command("endpoint-add")
+@click.argument("vnet")
+@click.argument("kind", metavar="KIND")
+@click.argument("addrs", metavar="ADDR [ADDR]", nargs=-1, required=True)
+@click.pass_context
+def endpoint_add(ctx: click.Context, vnet: str, kind: str, addrs: tuple[str, ...]) -> None:
+    """Join a VM's QEMU socket NIC to VNET: KIND is udp (LOCAL:PORT we bind, then the VM's
+    REMOTE:PORT), tcp-listen (ADDR:PORT we listen on) or tcp-connect (the VM's ADDR:PORT
+    we connect to, again whenever the link drops).  See doc/endpoints.md."""
+    _controller(ctx).add_endpoint(vnet, _endpoint_spec(kind, addrs))
+
+
+@vn.command("endpoint-del")
+@click.argument("vnet")
+@click.argument("kind", metavar="KIND")
+@click.argument("addrs", metavar="ADDR [ADDR]", nargs=-1, required=True)
+@click.pass_context
+def endpoint_del(ctx: click.Context, vnet: str, kind: str, addrs: tuple[str, ...]) -> None:
+    """Close the endpoint of VNET written as to endpoint-add."""
+    _controller(ctx).delete_endpoint(vnet, _endpoint_spec(kind, addrs))
 
 
 @vn.command()

@@ -28,6 +28,7 @@ from vnet.host import netdev
 from vnet.model import keys
 from vnet.model.addr import IPV6_UNSUPPORTED, AddressError, ifname_check, parse_ipv4
 from vnet.model.config import VnetConfig
+from vnet.model.endpoint import EndpointSpec
 from vnet.model.peer import check_peer, check_peer_room
 from vnet.model.state import StateError, StateStore, resolve_state_dir
 from vnet.model.vnetid import VnetId
@@ -118,7 +119,8 @@ class Controller:
         with self.store.transaction() as state:
             held = state.vnets.get(cfg.id)
             if exist_ok and held is not None:
-                differ = held.differences(cfg, keys=keys_given, ports=bool(cfg.ports))
+                differ = held.differences(cfg, keys=keys_given, ports=bool(cfg.ports),
+                                          endpoints=bool(cfg.endpoints))
                 if differ:
                     raise StateError(f"vnet {cfg.id} exists with another config: {', '.join(differ)}; "
                                      f"delete it first to create it anew")
@@ -126,6 +128,8 @@ class Controller:
                     self.datapath.vnet_add(held)
                 return held
             state.add_vnet(cfg)
+            if cfg.endpoints:  # a datapath without endpoints says so before anything is made
+                self.datapath.endpoints()
             self.datapath.vnet_add(cfg)
         return cfg
 
@@ -235,6 +239,33 @@ class Controller:
             new = state.remove_port(cfg.id, ifname)
             try:
                 self.datapath.port_del(cfg.id, ifname)
+            except DatapathError as e:
+                if e.code != "ENOENT":
+                    raise
+            state.vnets[cfg.id] = new
+        return new
+
+    def add_endpoint(self, text: str, spec: EndpointSpec) -> VnetConfig:
+        """Open a socket endpoint of a vnet: checked against every vnet's endpoints,
+        then opened by the datapath (which finds an address in use), then kept."""
+        with self.store.transaction() as state:
+            cfg = state.find_vnet(text)
+            if cfg is None:
+                raise StateError(f"vnet not found: {text}")
+            new = state.add_endpoint(cfg.id, spec)
+            self.datapath.endpoint_add(cfg.id, spec)
+            state.vnets[cfg.id] = new
+        return new
+
+    def delete_endpoint(self, text: str, spec: EndpointSpec) -> VnetConfig:
+        """Close an endpoint; a vnet that does not run in the datapath just forgets it."""
+        with self.store.transaction() as state:
+            cfg = state.find_vnet(text)
+            if cfg is None:
+                raise StateError(f"vnet not found: {text}")
+            new = state.remove_endpoint(cfg.id, spec)
+            try:
+                self.datapath.endpoint_del(cfg.id, spec)
             except DatapathError as e:
                 if e.code != "ENOENT":
                     raise

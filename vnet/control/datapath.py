@@ -11,6 +11,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 
 from vnet.model.config import VnetConfig
+from vnet.model.endpoint import EndpointSpec
 from vnet.model.vnetid import VnetId
 
 Record = list
@@ -24,7 +25,7 @@ class Datapath(ABC):
     @abstractmethod
     def vnet_add(self, cfg: VnetConfig) -> None:
         """Create the vnet's device with cfg.mtu, enslave it to cfg.bridge (created if
-        missing; none if cfg.bridge is None) and attach cfg.ports."""
+        missing; none if cfg.bridge is None), attach cfg.ports and open cfg.endpoints."""
 
     @abstractmethod
     def vnet_del(self, vid: VnetId) -> None:
@@ -50,6 +51,20 @@ class Datapath(ABC):
     @abstractmethod
     def ports(self) -> list[Record]:
         """One records.port_record per port of every vnet."""
+
+    @abstractmethod
+    def endpoint_add(self, vid: VnetId, spec: EndpointSpec) -> None:
+        """Open a socket endpoint of the vnet (doc/endpoints.md); an address in use is
+        an error and nothing is left open."""
+
+    @abstractmethod
+    def endpoint_del(self, vid: VnetId, spec: EndpointSpec) -> None:
+        """Close an endpoint of the vnet."""
+
+    @abstractmethod
+    def endpoints(self) -> list[Record]:
+        """One records.endpoint_record per endpoint of every vnet; a datapath that has
+        no endpoints raises DatapathError EOPNOTSUPP."""
 
     @abstractmethod
     def vif_add(self, vid: VnetId, mac: bytes) -> None: ...

@@ -14,6 +14,7 @@ from vnet.control.datapath import Datapath, Record
 from vnet.errors import DatapathError, VnetError
 from vnet.model.addr import ifname_check, parse_ipv4, parse_mac
 from vnet.model.config import VnetConfig
+from vnet.model.endpoint import EndpointError, EndpointSpec
 from vnet.model.vnetid import InvalidVnetId, VnetId
 from vnet.wire.formats import PORT
 
@@ -87,6 +88,17 @@ def _ifname(cmd: list) -> str:
     return name
 
 
+def _endpoint(cmd: list) -> EndpointSpec:
+    """(endpoint KIND ADDR [ADDR]) of an endpoint.add or endpoint.del."""
+    for child in cmd[1:]:
+        if isinstance(child, list) and child and child[0] == "endpoint":
+            try:
+                return EndpointSpec.from_sxp(child)
+            except EndpointError as e:
+                raise DatapathError("EINVAL", f"{cmd[0]}: {e}") from None
+    raise DatapathError("EINVAL", f"{cmd[0]}: missing (endpoint KIND ADDR [ADDR])")
+
+
 COMMANDS: dict[str, Callable[[Datapath, list], list[Record]]] = {
     "vnet.add": _vnet_add,
     "vnet.del": lambda dp, c: dp.vnet_del(_vnet_id(c, "id")) or [],
@@ -95,6 +107,9 @@ COMMANDS: dict[str, Callable[[Datapath, list], list[Record]]] = {
     "port.add": lambda dp, c: dp.port_add(_vnet_id(c, "vnet"), _ifname(c)) or [],
     "port.del": lambda dp, c: dp.port_del(_vnet_id(c, "vnet"), _ifname(c)) or [],
     "port.list": lambda dp, c: dp.ports(),
+    "endpoint.add": lambda dp, c: dp.endpoint_add(_vnet_id(c, "vnet"), _endpoint(c)) or [],
+    "endpoint.del": lambda dp, c: dp.endpoint_del(_vnet_id(c, "vnet"), _endpoint(c)) or [],
+    "endpoint.list": lambda dp, c: dp.endpoints(),
     "vif.add": lambda dp, c: dp.vif_add(_vnet_id(c, "vnet"), _value(c, "vmac", parse_mac)) or [],
     "vif.del": lambda dp, c: dp.vif_del(_vnet_id(c, "vnet"), _value(c, "vmac", parse_mac)) or [],
     "vif.list": lambda dp, c: dp.vifs(),

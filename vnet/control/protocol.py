@@ -16,6 +16,7 @@ from vnet.control.datapath import Datapath, Record
 from vnet.errors import DatapathError
 from vnet.model.addr import format_mac
 from vnet.model.config import VnetConfig
+from vnet.model.endpoint import EndpointSpec
 from vnet.model.vnetid import VnetId
 
 SOCKET_ENV = "VNET_SOCKET"
@@ -140,6 +141,15 @@ class VnetdClient(Datapath):
 
     def ports(self) -> list[Record]:
         return self._call(["port.list"])
+
+    def endpoint_add(self, vid: VnetId, spec: EndpointSpec) -> None:
+        self._call(["endpoint.add", ["vnet", str(vid)], spec.to_sxp()])
+
+    def endpoint_del(self, vid: VnetId, spec: EndpointSpec) -> None:
+        self._call(["endpoint.del", ["vnet", str(vid)], spec.to_sxp()])
+
+    def endpoints(self) -> list[Record]:
+        return self._call(["endpoint.list"])
 
     def vif_add(self, vid: VnetId, mac: bytes) -> None:
         self._call(["vif.add", ["vnet", str(vid)], ["vmac", format_mac(mac)]])

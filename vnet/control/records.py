@@ -32,6 +32,19 @@ def port_record(vnet: VnetId, ifname: str, state: str, ifindex: int, rx_packets:
             ["tx_packets", str(tx_packets)], ["rx_bytes", str(rx_bytes)], ["tx_bytes", str(tx_bytes)]]
 
 
+def endpoint_record(vnet: VnetId, kind: str, local: str, remote: str, state: str, rx_packets: int,
+                    tx_packets: int, rx_bytes: int, tx_bytes: int, drops: int) -> Record:
+    """A socket endpoint of a vnet (doc/endpoints.md): `local` the address we bind,
+    `remote` the VM's QEMU address ("-" where the kind has none); `state` is
+    connected, listening (tcp-listen, no client now) or waiting (tcp-connect between
+    attempts).  rx: frames from the VM into the vnet; tx: frames sent to the VM;
+    drops: frames either way the endpoint dropped (socket full, no connection,
+    foreign sender, runts, framing errors)."""
+    return ["endpoint", ["vnet", str(vnet)], ["kind", kind], ["local", local], ["remote", remote],
+            ["state", state], ["rx_packets", str(rx_packets)], ["tx_packets", str(tx_packets)],
+            ["rx_bytes", str(rx_bytes)], ["tx_bytes", str(tx_bytes)], ["drops", str(drops)]]
+
+
 def keys_record(vid: VnetId, security: str, held: list) -> Record:
     """The keys a secure vnet holds, send key first: ids and files, never the secrets."""
     return ["vnet-keys", ["id", str(vid)], ["security", security], ["send", str(held[0].id)]] + [

@@ -2,7 +2,8 @@
 
 The file format is xend's (``examples/vnet9x.sxp``) plus the optional fields
 ``(encapsulation udp|etherip)``, ``(mtu N)``, ``(port IFNAME)`` (repeatable: the
-interfaces attached to the vnet directly, doc/ports.md) and ``(bridge none)`` (a vnet
+interfaces attached to the vnet directly, doc/ports.md), ``(endpoint KIND ADDR...)``
+(repeatable: QEMU socket NICs, doc/endpoints.md) and ``(bridge none)`` (a vnet
 with ports only).  Unlike xend and the module, which
 ignored unknown keys, every mistake here is an error that names the source
 and the field, because a silently ignored key (``vnif`` for ``vnetif`` in
@@ -33,6 +34,7 @@ import sxp
 from vnet.errors import VnetError
 
 from .addr import ifname_check
+from .endpoint import EndpointError, EndpointSpec
 from .vnetid import InvalidVnetId, VnetId, check_usable
 
 __all__ = [
@@ -51,7 +53,9 @@ __all__ = [
 
 SECURITY_LEVELS = ("none", "auth", "conf")
 ENCAPSULATIONS = ("udp", "etherip")
-FIELDS = ("id", "bridge", "vnetif", "security", "encapsulation", "key-file", "mtu", "port")
+FIELDS = ("id", "bridge", "vnetif", "security", "encapsulation", "key-file", "mtu", "port", "endpoint")
+#: The fields that may be given more than once, in order.
+_REPEATABLE = ("port", "endpoint")
 #: The MTUs a vnet may have, on both encapsulations: above the default the outer
 #: packets are IP-fragmented (doc/ports.md, "MTU").
 MTU_MIN, MTU_MAX = 68, 65000
@@ -119,6 +123,7 @@ def _validated(
     key_files: object = (),
     mtu: object = None,
     ports: object = (),
+    endpoints: object = (),
 ) -> None:
     """The one set of rules shared by every way of building a VnetConfig."""
     if not isinstance(vid, VnetId):
@@ -175,6 +180,20 @@ def _validated(
     if len(set(ports)) != len(ports):
         twice = sorted({p for p in ports if ports.count(p) > 1})
         raise ConfigError(source, f"field 'port' names {', '.join(twice)} twice")
+    check_endpoints(endpoints, source)
+
+
+def check_endpoints(endpoints: object, source: Optional[str] = None) -> None:
+    """Endpoints a vnet can have together: no two bind the same socket, no one twice."""
+    if not isinstance(endpoints, tuple) or not all(isinstance(e, EndpointSpec) for e in endpoints):
+        raise ConfigError(source, "field 'endpoint' must be a tuple of EndpointSpec")
+    for i, a in enumerate(endpoints):
+        for b in endpoints[:i]:
+            if a == b:
+                raise ConfigError(source, f"field 'endpoint': ({a}) is given twice")
+            if a.clashes(b):
+                raise ConfigError(source, f"field 'endpoint': ({a}) and ({b}) bind the same "
+                                  f"{a.protocol} port {a.local[1]}")  # type: ignore[index]
 
 
 def check_mtu(mtu: object, source: Optional[str] = None) -> int:
@@ -219,12 +238,14 @@ class VnetConfig:
     key_files: tuple[str, ...] = ()
     mtu: int = None  # type: ignore[assignment]  # None: the default, filled in below
     ports: tuple[str, ...] = ()
+    #: QEMU socket NIC endpoints (doc/endpoints.md), in order.
+    endpoints: tuple[EndpointSpec, ...] = ()
 
     def __post_init__(self) -> None:
         # Validate here too so a hand-built config cannot bypass the rules
         # that from_sxp/from_cli report with a source.
         _validated(None, self.id, self.bridge, self.vnetif, self.security, self.encapsulation,
-                   self.key_files, self.mtu, self.ports)
+                   self.key_files, self.mtu, self.ports, self.endpoints)
         if self.mtu is None:
             object.__setattr__(self, "mtu", self.default_mtu)
 
@@ -255,9 +276,10 @@ class VnetConfig:
         source: str = "<command line>",
         mtu: Optional[int] = None,
         ports: tuple[str, ...] = (),
+        endpoints: tuple[str, ...] = (),
     ) -> VnetConfig:
         """Build from command-line options, filling in defaults; bridge "none" is a
-        vnet without a bridge."""
+        vnet without a bridge; each endpoint is its words, `udp LOCAL REMOTE`."""
         if isinstance(id_text, VnetId):
             vid = id_text
         else:
@@ -265,7 +287,9 @@ class VnetConfig:
                 vid = VnetId.parse(id_text)
             except InvalidVnetId as e:
                 raise ConfigError(source, f"field 'id': {e}") from None
-        return cls._build(source, vid, bridge, vnetif, security, encapsulation, key_files, mtu, ports)
+        specs = tuple(_endpoint(e.split() if isinstance(e, str) else e, source) for e in endpoints)
+        return cls._build(source, vid, bridge, vnetif, security, encapsulation, key_files, mtu, ports,
+                          specs)
 
     @classmethod
     def _build(
@@ -279,14 +303,15 @@ class VnetConfig:
         key_files: tuple[str, ...] = (),
         mtu: Optional[int] = None,
         ports: tuple[str, ...] = (),
+        endpoints: tuple[EndpointSpec, ...] = (),
     ) -> VnetConfig:
         def_bridge, def_vnetif = default_names(vid)
         bridge = def_bridge if bridge is None else None if bridge == NO_BRIDGE else bridge
         vnetif = def_vnetif if vnetif is None else vnetif
         security = "none" if security is None else security
         encapsulation = "udp" if encapsulation is None else encapsulation
-        _validated(source, vid, bridge, vnetif, security, encapsulation, key_files, mtu, ports)
-        return cls(vid, bridge, vnetif, security, encapsulation, key_files, mtu, ports)
+        _validated(source, vid, bridge, vnetif, security, encapsulation, key_files, mtu, ports, endpoints)
+        return cls(vid, bridge, vnetif, security, encapsulation, key_files, mtu, ports, endpoints)
 
     @classmethod
     def from_sxp(cls, value: sxp.Value, source: str = "<string>", base: Optional[str] = None) -> VnetConfig:
@@ -297,6 +322,7 @@ class VnetConfig:
         given: dict[str, str] = {}
         key_files: tuple[str, ...] = ()
         ports: list[str] = []
+        endpoints: list[EndpointSpec] = []
         for child in value[1:]:
             if not isinstance(child, list):
                 raise ConfigError(
@@ -313,7 +339,7 @@ class VnetConfig:
                 continue  # SXP attribute list; conventionally skipped by child lookup
             if name not in FIELDS:
                 raise ConfigError(source, _unknown_field(name))
-            if name in given and name != "port":  # the one repeatable field
+            if name in given and name not in _REPEATABLE:
                 raise ConfigError(source, f"field {name!r} given twice in (vnet ...)")
             args = child[1:]
             if not args:
@@ -323,6 +349,9 @@ class VnetConfig:
                     raise ConfigError(source, f"field 'key-file' takes file names, not lists: {_show(child)}")
                 key_files = tuple(os.path.join(base, a) if base is not None else a for a in args)
                 given[name] = ""
+                continue
+            if name == "endpoint":  # KIND and one or two addresses
+                endpoints.append(_endpoint(args, source))
                 continue
             if len(args) > 1:
                 raise ConfigError(
@@ -352,6 +381,7 @@ class VnetConfig:
             key_files,
             _parse_mtu(given["mtu"], source) if "mtu" in given else None,
             tuple(ports),
+            tuple(endpoints),
         )
 
     @classmethod
@@ -384,7 +414,7 @@ class VnetConfig:
             ["encapsulation", self.encapsulation],
         ] + ([["key-file", *self.key_files]] if self.key_files else []) + (
             [["mtu", str(self.mtu)]] if self.mtu != self.default_mtu else []) + [
-            ["port", p] for p in self.ports]
+            ["port", p] for p in self.ports] + [e.to_sxp() for e in self.endpoints]
 
     def with_keys(self, key_files: tuple[str, ...]) -> VnetConfig:
         """The same vnet holding other keys (rotation); validated like any config."""
@@ -394,15 +424,22 @@ class VnetConfig:
         """The same vnet with other ports (`vn port-add`, `port-del`)."""
         return dataclasses.replace(self, ports=ports)
 
-    def differences(self, other: VnetConfig, keys: bool = True, ports: bool = True) -> list[str]:
+    def with_endpoints(self, endpoints: tuple[EndpointSpec, ...]) -> VnetConfig:
+        """The same vnet with other endpoints (`vn endpoint-add`, `endpoint-del`)."""
+        return dataclasses.replace(self, endpoints=endpoints)
+
+    def differences(self, other: VnetConfig, keys: bool = True, ports: bool = True,
+                    endpoints: bool = True) -> list[str]:
         """How `other` differs from this config, field by field as `FIELD MINE (not
         THEIRS)`; key files only if `keys` (a rotation changes them, the vnet stays),
-        ports only if `ports` (`vn port-add` changes them)."""
+        ports only if `ports` (`vn port-add` changes them), endpoints only if
+        `endpoints` (`vn endpoint-add` does)."""
         mine, theirs = _fields(self), _fields(other)
         if "mtu" in mine or "mtu" in theirs:  # one was given: compare what they are
             mine["mtu"], theirs["mtu"] = str(self.mtu), str(other.mtu)
         return [f"{name} {mine.get(name, '-')} (not {theirs.get(name, '-')})" for name in FIELDS
                 if (keys or name != "key-file") and (ports or name != "port")
+                and (endpoints or name != "endpoint")
                 and mine.get(name) != theirs.get(name)]
 
 
@@ -410,8 +447,18 @@ def _fields(cfg: VnetConfig) -> dict[str, str]:
     fields: dict[str, str] = {}
     for child in cfg.to_sxp()[1:]:
         text = " ".join(child[1:])
-        fields[child[0]] = f"{fields[child[0]]} {text}" if child[0] == "port" and "port" in fields else text
+        if child[0] == "endpoint":
+            text = f"({text})"
+        fields[child[0]] = f"{fields[child[0]]} {text}" if child[0] in _REPEATABLE and child[0] in fields \
+            else text
     return fields
+
+
+def _endpoint(words: object, source: Optional[str]) -> EndpointSpec:
+    try:
+        return EndpointSpec.parse(words)  # type: ignore[arg-type]
+    except EndpointError as e:
+        raise ConfigError(source, f"field 'endpoint': {e}") from None
 
 
 def _show(value: object) -> str:

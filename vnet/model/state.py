@@ -25,6 +25,7 @@ from vnet.errors import VnetError
 
 from .addr import parse_ipv4
 from .config import ConfigError, VnetConfig
+from .endpoint import EndpointSpec
 from .vnetid import InvalidVnetId, VnetId
 
 __all__ = [
@@ -85,7 +86,40 @@ class State:
         for kind, name in names:
             if name is not None:
                 self.check_free(name, kind)
+        for spec in cfg.endpoints:
+            self.check_endpoint_free(spec)
         self.vnets[cfg.id] = cfg
+
+    def check_endpoint_free(self, spec: EndpointSpec, skip: Optional[VnetId] = None) -> None:
+        """Refuse an endpoint that binds what an endpoint of a vnet other than `skip`
+        binds (the same port of one protocol on overlapping addresses)."""
+        for other in self.vnets.values():
+            if other.id == skip:
+                continue
+            for held in other.endpoints:
+                if held == spec or held.clashes(spec):
+                    raise StateError(f"endpoint ({spec}): vnet {other.id} has endpoint ({held}), "
+                                     f"bound to the same {spec.protocol} port")
+
+    def add_endpoint(self, vid: VnetId, spec: EndpointSpec) -> VnetConfig:
+        """The vnet `vid` with one more endpoint, checked against every vnet's
+        endpoints; returned, not stored (as add_port)."""
+        cfg = self.vnets[vid]
+        if spec in cfg.endpoints:
+            raise StateError(f"endpoint ({spec}) is already in vnet {vid}")
+        self.check_endpoint_free(spec, skip=vid)
+        try:
+            return cfg.with_endpoints(cfg.endpoints + (spec,))
+        except ConfigError as e:
+            raise StateError(f"vnet {vid}: {e.problem}") from None
+
+    def remove_endpoint(self, vid: VnetId, spec: EndpointSpec) -> VnetConfig:
+        """The vnet `vid` without the endpoint `spec`, not stored (as add_port)."""
+        cfg = self.vnets[vid]
+        if spec not in cfg.endpoints:
+            have = ", ".join(f"({e})" for e in cfg.endpoints) or "none"
+            raise StateError(f"vnet {vid} has no endpoint ({spec}) (its endpoints: {have})")
+        return cfg.with_endpoints(tuple(e for e in cfg.endpoints if e != spec))
 
     def check_free(self, name: str, kind: str, skip: Optional[VnetId] = None) -> None:
         """Refuse `name` as a `kind` (bridge, vnetif, port) if a vnet other than `skip`

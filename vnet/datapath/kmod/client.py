@@ -54,7 +54,12 @@ from vnet.host import netdev
 from vnet.model import keys
 from vnet.model.addr import AddressError, format_mac, ifname_check, parse_ipv4
 from vnet.model.config import ENCAPSULATIONS, SECURITY_LEVELS, VnetConfig
+from vnet.model.endpoint import EndpointSpec
 from vnet.model.vnetid import VnetId
+
+#: Why the module has no endpoint commands.
+_NO_ENDPOINTS = ("socket endpoints are served by vnetd only today, not by the kernel module: "
+                 "run vnetd on this host for QEMU socket NICs (see doc/endpoints.md, \"Status\")")
 
 MODULE_NAME = "vnet"
 
@@ -423,6 +428,17 @@ class KmodClient(Datapath):
             out.append(records.vif_record(m.get_attr("VNET_A_ID"), m.get_attr("VNET_A_MAC"),
                                           m.get_attr("VNET_A_AGE_MS") / 1000))
         return out
+
+    # ---- endpoints: served by vnetd only (doc/endpoints.md, "Status") ------------------
+
+    def endpoint_add(self, vid: VnetId, spec: EndpointSpec) -> None:
+        raise DatapathError("EOPNOTSUPP", _NO_ENDPOINTS)
+
+    def endpoint_del(self, vid: VnetId, spec: EndpointSpec) -> None:
+        raise DatapathError("EOPNOTSUPP", _NO_ENDPOINTS)
+
+    def endpoints(self) -> list[Record]:
+        raise DatapathError("EOPNOTSUPP", _NO_ENDPOINTS)
 
     # ---- peers ------------------------------------------------------------------------
 

@@ -32,6 +32,7 @@ from vnet.control import records
 from vnet.control.datapath import Datapath, Record
 from vnet.control.protocol import resolve_socket
 from vnet.control.restore import restore
+from vnet.datapath.vnetd.endpoint import EndpointAttachment
 from vnet.datapath.vnetd.loop import Clock, Loop, drain
 from vnet.datapath.vnetd.ports import LinkMonitor, Port
 from vnet.datapath.vnetd.receive import Receive
@@ -47,6 +48,7 @@ from vnet.host.notify import notify
 from vnet.model import keys
 from vnet.model.addr import parse_ipv4
 from vnet.model.config import ConfigError, VnetConfig
+from vnet.model.endpoint import EndpointSpec
 from vnet.model.peer import check_peer, check_peer_room
 from vnet.model.state import State, StateStore, resolve_state_dir
 from vnet.model.vnetid import VnetId
@@ -233,6 +235,69 @@ class Vnetd(Datapath):
             self._attach(v, name, index)
             log.info("vnet %s: port %s attached (ifindex %d)", v.cfg.id, name, index)
 
+    # ---- endpoints: QEMU socket NICs (doc/endpoints.md) -------------------------------
+
+    def _check_endpoint(self, vid: VnetId, spec: EndpointSpec) -> None:
+        """Refuse an endpoint a vnet here has, or whose socket one of them binds."""
+        for other in self.tables.vnets.values():
+            for held in other.endpoints:
+                if held == spec:
+                    raise DatapathError("EEXIST", f"endpoint ({spec}) is already in vnet {other.cfg.id}")
+                if held.clashes(spec):
+                    raise DatapathError("EADDRINUSE", f"endpoint ({spec}): vnet {other.cfg.id}'s endpoint "
+                                        f"({held}) binds the same {spec.protocol} port")
+
+    def _open_endpoint(self, v: Vnet, spec: EndpointSpec) -> None:
+        """Open the endpoint and make it one of v's attachments, or raise DatapathError
+        (an address in use, ...) with nothing left open."""
+        att = EndpointAttachment(spec)
+        clock, from_tap, framed = self.clock, self.tx.from_tap, att.framed
+
+        def receive(_ep, frames) -> None:
+            clock.tick()
+            from_tap(v, framed(frames), att)
+
+        att.open(self.loop, receive)
+        v.endpoints[spec] = att
+        v.set_attachments()
+
+    def _close_endpoint(self, v: Vnet, spec: EndpointSpec) -> None:
+        att = v.endpoints.pop(spec, None)
+        if att is not None:
+            att.close()
+            v.set_attachments()
+
+    def endpoint_add(self, vid: VnetId, spec: EndpointSpec) -> None:
+        v = self._need_vnet(vid)
+        self._check_endpoint(vid, spec)
+        self._open_endpoint(v, spec)
+        v.cfg = v.cfg.with_endpoints(v.cfg.endpoints + (spec,))
+        log.info("vnet %s: endpoint %s opened", vid, spec)
+
+    def endpoint_del(self, vid: VnetId, spec: EndpointSpec) -> None:
+        v = self._need_vnet(vid)
+        if spec not in v.endpoints:
+            have = ", ".join(f"({e})" for e in v.endpoints) or "none"
+            raise DatapathError("ENOENT", f"vnet {vid} has no endpoint ({spec}) (its endpoints: {have})")
+        self._close_endpoint(v, spec)
+        v.cfg = v.cfg.with_endpoints(tuple(e for e in v.cfg.endpoints if e != spec))
+        log.info("vnet %s: endpoint %s closed", vid, spec)
+
+    def endpoints(self) -> list[Record]:
+        out = []
+        for v in sorted(self.tables.vnets.values(), key=lambda v: v.cfg.id):
+            for spec, att in v.endpoints.items():
+                ep = att.ep
+                local = f"{spec.local[0]}:{spec.local[1]}" if spec.local else "-"
+                remote = f"{spec.remote[0]}:{spec.remote[1]}" if spec.remote else "-"
+                c = ep.counters()
+                drops = sum(c[k] for k in ("tx_busy", "tx_down", "tx_errors", "rx_errors", "rx_runts",
+                                           "rx_foreign", "framing_errors"))
+                out.append(records.endpoint_record(v.cfg.id, spec.kind, local, remote, ep.state,
+                                                   c["rx_packets"], c["tx_packets"], c["rx_bytes"],
+                                                   c["tx_bytes"], drops))
+        return out
+
     # ---- Datapath interface -----------------------------------------------------------
 
     def vnet_add(self, cfg: VnetConfig) -> None:
@@ -245,6 +310,8 @@ class Vnetd(Datapath):
             self._check_names(cfg.id, cfg.bridge, "bridge")
         for name in cfg.ports:
             self._check_names(cfg.id, name, "port")
+        for spec in cfg.endpoints:
+            self._check_endpoint(cfg.id, spec)
         if netdev.link_index(self.ipr, cfg.vnetif) is not None:
             raise DatapathError("EEXIST", f"a device named {cfg.vnetif} already exists on this host")
         links = netdev.link_names(self.ipr)
@@ -275,17 +342,22 @@ class Vnetd(Datapath):
         try:
             for name in cfg.ports:
                 self._add_port(v, name, links)
+            for spec in cfg.endpoints:
+                self._open_endpoint(v, spec)
         except DatapathError:
             for name in list(v.ports):
                 self._detach(v, name)
+            for spec in list(v.endpoints):
+                self._close_endpoint(v, spec)
             os.close(fd)
             if created:
                 netdev.delete_link(self.ipr, cfg.bridge)
             raise
         by_id[v.vid] = v
         self.loop.watch(fd, lambda: self._tap_readable(v))
-        log.info("vnet %s up: %s on bridge %s (%s, security %s, mtu %d, ports %s)", cfg.id, cfg.vnetif,
-                 cfg.bridge or "none", cfg.encapsulation, cfg.security, cfg.mtu, " ".join(cfg.ports) or "none")
+        log.info("vnet %s up: %s on bridge %s (%s, security %s, mtu %d, ports %s, endpoints %s)", cfg.id,
+                 cfg.vnetif, cfg.bridge or "none", cfg.encapsulation, cfg.security, cfg.mtu,
+                 " ".join(cfg.ports) or "none", ", ".join(map(str, cfg.endpoints)) or "none")
 
     def port_add(self, vid: VnetId, ifname: str) -> None:
         v = self._need_vnet(vid)
@@ -337,6 +409,8 @@ class Vnetd(Datapath):
     def _close_vnet(self, v: Vnet) -> None:
         for name in list(v.ports):
             self._detach(v, name)
+        for spec in list(v.endpoints):
+            self._close_endpoint(v, spec)
         self.loop.unwatch(v.fd)
         os.close(v.fd)
         self.tables.varp.flush(v.vid)

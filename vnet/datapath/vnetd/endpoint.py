@@ -38,7 +38,10 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Protocol
 
+from vnet.datapath.vnetd.attach import Attachment
 from vnet.datapath.vnetd.loop import BATCH
+from vnet.datapath.vnetd.offload import VNET_HDR_LEN, ZERO_HDR, finish_checksum, segment
+from vnet.datapath.vnetd.underlay import big_buffer
 from vnet.errors import DatapathError
 from vnet.model.endpoint import EndpointSpec
 from vnet.wire.qemu import (
@@ -54,6 +57,7 @@ __all__ = [
     "BACKOFF_MIN",
     "CONNECT_TIMEOUT",
     "Endpoint",
+    "EndpointAttachment",
     "Reactor",
     "TcpConnectEndpoint",
     "TcpListenEndpoint",
@@ -110,6 +114,13 @@ class Endpoint:
         self.rx_foreign = 0  # udp: datagrams from anyone but the VM, dropped
         self.framing_errors = 0  # stream lengths no QEMU sends: connection cut
         self.connects = 0  # connections made (tcp) or bindings (udp)
+        #: Set by a consumer that wants each frame behind VNET_HDR_LEN zero bytes (the
+        #: daemon: a virtio-net header for the packet rules), where the endpoint can
+        #: read it there with no copy (HEADER_ROOM); frames then share one buffer.
+        self.with_hdr = False
+
+    #: Whether `with_hdr` is honoured (udp: the datagram is read behind the header).
+    HEADER_ROOM = False
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.spec} {self.state}>"
@@ -157,10 +168,17 @@ class UdpEndpoint(Endpoint):
         assert spec.local is not None and spec.remote is not None
         self.remote = spec.remote
         self.sock: socket.socket | None = None
+        self._buf = bytearray(VNET_HDR_LEN + DGRAM_READ)
+        self._mv = memoryview(self._buf)
+
+    HEADER_ROOM = True
 
     def start(self) -> None:
         sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         sock.setblocking(False)
+        # One frame a datagram, never a super-frame: a burst from the VM is many
+        # datagrams, which the default buffer (about 200 KB) drops while the loop is busy.
+        big_buffer(sock)
         # No SO_REUSEADDR: a second socket on this port (another endpoint, a QEMU) must
         # fail to bind rather than silently share the VM's datagrams.
         self._bind(sock, self.spec.local)  # type: ignore[arg-type]
@@ -173,6 +191,37 @@ class UdpEndpoint(Endpoint):
         self.receive(self, self.on_readable())
 
     def on_readable(self) -> Iterator[bytes]:
+        if self.with_hdr:
+            return self._behind_header()
+        return self._frames()
+
+    def _behind_header(self) -> Iterator[memoryview]:
+        """As _frames, each read into one buffer behind VNET_HDR_LEN zero bytes."""
+        sock = self.sock
+        remote = self.remote
+        mv = self._mv
+        into = mv[VNET_HDR_LEN:]
+        for _ in range(BATCH):
+            if sock is not self.sock:
+                return
+            try:
+                n, sender = sock.recvfrom_into(into)  # type: ignore[union-attr]
+            except BlockingIOError:
+                return
+            except OSError:
+                self.rx_errors += 1
+                return
+            if sender != remote:
+                self.rx_foreign += 1
+                continue
+            if n < ETH_HEADER:
+                self.rx_runts += 1
+                continue
+            self.rx_packets += 1
+            self.rx_bytes += n
+            yield mv[:VNET_HDR_LEN + n]
+
+    def _frames(self) -> Iterator[bytes]:
         sock = self.sock
         remote = self.remote
         for _ in range(BATCH):
@@ -538,3 +587,63 @@ def open_endpoint(spec: EndpointSpec, reactor: Reactor, receive: Receive) -> End
     ep = _CLASSES[spec.kind](spec, reactor, receive)
     ep.start()
     return ep
+
+
+class EndpointAttachment(Attachment):
+    """An endpoint as one of its vnet's local attachments (vnet.datapath.vnetd.attach):
+    the packet rules switch to and from it as to a port.  The endpoint keeps its own
+    sockets watched (they change under it), so `fd` is unused (-1); the daemon hands
+    what it reads to Transmit through `framed`, behind the all-zero virtio-net header
+    every attachment's frames carry.  What goes to the VM must be plain frames with
+    complete checksums, as QEMU hands them to the guest: a super-frame is cut into
+    segments of the vnet's MTU (offload.segment), a partial checksum finished.
+    `rx_*`/`tx_*` here are what Transmit.switch counts; the endpoint's own counters
+    (`ep.counters()`) are the ones listed."""
+
+    __slots__ = ("ep", "spec")
+
+    def __init__(self, spec: EndpointSpec) -> None:
+        super().__init__(str(spec), -1)
+        self.spec = spec
+        self.ep: Endpoint | None = None
+
+    def framed(self, frames: Iterator) -> Iterator:
+        """The endpoint's frames behind the header: read there if it can (udp), else
+        copied behind it."""
+        if self.ep.with_hdr:  # type: ignore[union-attr]
+            return frames
+        return (ZERO_HDR + frame for frame in frames)
+
+    def open(self, reactor: Reactor, receive: Receive) -> None:
+        """Open the endpoint (see Endpoint.start for its errors); `receive` gets its
+        frames behind the header through `framed`."""
+        ep = self.ep = open_endpoint(self.spec, reactor, receive)
+        ep.with_hdr = ep.HEADER_ROOM
+
+    def write(self, hdr: bytes, frame) -> None:
+        if hdr[1]:  # a super-frame from the network, marked for segmentation
+            self._send_segments(hdr + frame)
+        else:
+            self.ep.send(frame)  # type: ignore[union-attr]
+
+    def write_raw(self, raw) -> None:
+        """A frame another attachment gave, its virtio-net header in front."""
+        if raw[1]:
+            self._send_segments(raw)
+        elif raw[0] & 1:  # a partial checksum the VM cannot finish
+            self.ep.send(finish_checksum(raw))  # type: ignore[union-attr]
+        else:
+            self.ep.send(memoryview(raw)[VNET_HDR_LEN:])  # type: ignore[union-attr]
+
+    def _send_segments(self, raw) -> None:
+        segs = segment(raw)
+        send = self.ep.send  # type: ignore[union-attr]
+        if segs is None:  # GSO of a kind we cannot cut: the frame as it is
+            send(finish_checksum(raw) if raw[0] & 1 else memoryview(raw)[VNET_HDR_LEN:])
+            return
+        for seg in segs:
+            send(seg)
+
+    def close(self) -> None:
+        if self.ep is not None:
+            self.ep.close()

@@ -5,8 +5,8 @@ put in front of its frames, its keys and replay windows, its counters), so the
 per-packet code reaches it with one dict lookup by the 16-byte vnet id.  It does not
 open the tap itself: the daemon does, and a test hands it a pipe instead.
 
-Its local attachments (vnet.datapath.vnetd.attach: the tap and the ports that have
-their interface) are `attachments`.  With one (the tap on a bridge, as before ports)
+Its local attachments (vnet.datapath.vnetd.attach: the tap, the ports that have
+their interface and the socket endpoints) are `attachments`.  With one (the tap on a bridge, as before ports)
 the bridge does the local switching and `switching` is False; with more, the datapath
 switches between them by `macs`, the attachment each local source MAC was last seen
 on (doc/ports.md, "Local switching").
@@ -17,6 +17,7 @@ from vnet.datapath.vnetd.attach import Attachment, Tap
 from vnet.datapath.vnetd.offload import PLAIN_FRAME_MAX
 from vnet.model import keys
 from vnet.model.config import VnetConfig
+from vnet.model.endpoint import EndpointSpec
 from vnet.wire import formats as wire
 from vnet.wire import seal
 
@@ -30,7 +31,7 @@ class Vnet:
     __slots__ = ("cfg", "vid", "fd", "prefix", "udp", "bridge_created", "mtu", "plain_max", "fragments",
                  "level", "ciphers", "send_id", "send_cipher", "windows",
                  "rx_packets", "tx_packets", "rx_bytes", "tx_bytes",
-                 "tap", "ports", "attachments", "switching", "macs")
+                 "tap", "ports", "endpoints", "attachments", "switching", "macs")
 
     def __init__(self, cfg: VnetConfig, fd: int, bridge_created: bool, held: list[keys.Key]) -> None:
         self.cfg = cfg
@@ -43,6 +44,8 @@ class Vnet:
         self.tap = Tap(cfg.vnetif, fd)
         #: Every port by interface name, in config order: its Port, or None while waiting.
         self.ports: dict[str, Attachment | None] = {}
+        #: Every socket endpoint (doc/endpoints.md) by its spec, in config order.
+        self.endpoints: dict[EndpointSpec, Attachment] = {}
         self.attachments: list[Attachment] = [self.tap]
         self.switching = False
         self.macs: dict[bytes, Attachment] = {}
@@ -61,8 +64,9 @@ class Vnet:
         self.send_cipher = self.ciphers.get(self.send_id)
 
     def set_attachments(self) -> None:
-        """After a port came or went: the attachments, and whether we switch."""
-        self.attachments = [self.tap] + [p for p in self.ports.values() if p is not None]
+        """After a port or endpoint came or went: the attachments, and whether we switch."""
+        self.attachments = ([self.tap] + [p for p in self.ports.values() if p is not None]
+                            + list(self.endpoints.values()))
         self.switching = len(self.attachments) > 1
         live = set(map(id, self.attachments))
         for mac in [m for m, a in self.macs.items() if id(a) not in live]:
