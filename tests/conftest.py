@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from lab import guest, nicguest
 from lab.lab import Lab
 from lab.vnethost import VnetHost
 
@@ -16,6 +17,17 @@ ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "doc" / "examples"
 
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (network namespaces)")
+
+
+@pytest.fixture(scope="module")
+def nic_guest_tools() -> None:
+    """The tiny QEMU guest with socket NICs (lab/nicguest.py) can run here: its tools
+    and Debian's kernel are at hand, or the module's tests are skipped, saying why."""
+    try:
+        nicguest.check_tools()
+        guest.fetch_kernel()
+    except guest.GuestError as e:
+        pytest.skip(str(e))
 
 
 @pytest.fixture

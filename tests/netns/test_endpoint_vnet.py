@@ -26,12 +26,11 @@ import pytest
 from conftest import needs_root
 from netns.test_ports import port_vm, wait_attached
 
-from lab import guest, nicguest
 from lab.nicguest import Nic, NicGuest
 from lab.ping import parse_ping
 from vnet.model.vnetid import VnetId
 
-pytestmark = [needs_root, pytest.mark.root, pytest.mark.qemu]
+pytestmark = [pytest.mark.usefixtures("nic_guest_tools"), needs_root, pytest.mark.root, pytest.mark.qemu]
 
 BOOT_DEADLINE = 600.0
 DEADLINE = 60.0
@@ -50,15 +49,6 @@ CASES = (
     ("9a", "stream,server=off,addr.type=inet,addr.host=127.0.0.1,addr.port=5006",
      "tcp-listen 127.0.0.1:5006"),
 )
-
-
-@pytest.fixture(scope="module", autouse=True)
-def tools():
-    try:
-        nicguest.check_tools()
-        guest.fetch_kernel()
-    except guest.GuestError as e:
-        pytest.skip(str(e))
 
 
 def long_id(short: str) -> str:

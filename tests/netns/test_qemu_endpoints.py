@@ -30,7 +30,6 @@ from collections.abc import Callable, Iterator
 import pytest
 from conftest import ROOT, needs_root
 
-from lab import guest, nicguest
 from lab.frames import Station, arp_reply_from, echo_reply
 from lab.lab import Lab
 from lab.nicguest import Nic, NicGuest
@@ -39,7 +38,7 @@ from vnet.datapath.vnetd.loop import Loop
 from vnet.model.addr import format_mac
 from vnet.model.endpoint import EndpointSpec
 
-pytestmark = [needs_root, pytest.mark.root, pytest.mark.qemu]
+pytestmark = [pytest.mark.usefixtures("nic_guest_tools"), needs_root, pytest.mark.root, pytest.mark.qemu]
 
 #: Boot under TCG on a loaded 2-core machine: a bound for a hung guest, not a target.
 BOOT_DEADLINE = 600.0
@@ -47,15 +46,6 @@ DEADLINE = 60.0
 MTU = 9000
 #: Echo payloads: a small frame, one just over the usual 1500, one near the 9000 MTU.
 PAYLOADS = (56, 1600, MTU - 28 - 8)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def tools():
-    try:
-        nicguest.check_tools()
-        guest.fetch_kernel()
-    except guest.GuestError as e:
-        pytest.skip(str(e))
 
 
 def free_port(kind: int) -> int:
