@@ -17,6 +17,7 @@ from netns.test_original_hosts import (  # noqa: F401  (collected here, with the
     test_an_original_receiver_gets_plain_frames_and_our_hosts_super_frames,
     test_original_forwarders_relays_reach_our_vms,
 )
+
 # Jumbo frames and re-plugging: test_kmod_ports.py, through the module's own answers.
 from netns.test_ports import test_host_sends_nothing_into_a_port  # noqa: F401  (collected here)
 from netns.test_vnetd_net import (  # noqa: F401  (collected here, with the module)
