@@ -334,14 +334,22 @@ static int vnet_port_attach(struct vnet_port *port, struct net_device *dev,
 			goto unpromisc;
 		}
 	}
+	/*
+	 * As for a bond's slaves, IPv6 gives the interface no address of its
+	 * own when it comes up: the host sends nothing into the vnet through a
+	 * port, even one attached here without `vn` turning its IPv6 off.
+	 */
+	dev->flags |= IFF_SLAVE;
 	if (!(dev->flags & IFF_UP)) {
 		err = dev_open(dev, extack);
 		if (err)
-			goto unpromisc;
+			goto unslave;
 	}
 	dev_hold(dev);
 	rcu_assign_pointer(port->dev, dev);
 	return 0;
+unslave:
+	dev->flags &= ~IFF_SLAVE;
 unpromisc:
 	dev_set_promiscuity(dev, -1);
 unregister:
@@ -359,6 +367,7 @@ static void vnet_port_detach(struct vnet_port *port)
 	RCU_INIT_POINTER(port->dev, NULL);
 	/* Waits for the readers of both pointers. */
 	netdev_rx_handler_unregister(dev);
+	dev->flags &= ~IFF_SLAVE;
 	dev_set_promiscuity(dev, -1);
 	dev_put(dev);
 }

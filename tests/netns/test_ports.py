@@ -207,6 +207,10 @@ def port_follows_its_interface(lab, make_hosts, datapath: str | None = None):
     took = time.monotonic() - started
     print(f"port attached again {took:.2f} s after its interface came back")
     assert attached["ifindex"] == _link(lab, hosts[1], vms[1].port)["ifindex"]
+    # Re-attached by the datapath alone, it is isolated as `vn port-add` leaves a port:
+    # no IPv6 address of the host's on it, so the host sends no DAD, MLD or RS there.
+    out = lab.run(hosts[1].host, ["ip", "-6", "-o", "addr", "show", "dev", vms[1].port], check=True).stdout
+    assert not out.strip(), f"the host has IPv6 on its port: {out}"
     lab.wait_ping(vms[0], vms[1].ip, timeout=DEADLINE)
     print(f"ping resumed {time.monotonic() - started:.2f} s after the interface came back")
     if hosts[1].datapath == "vnetd":

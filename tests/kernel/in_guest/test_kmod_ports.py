@@ -286,6 +286,10 @@ def test_ports_follow_their_interfaces(lab, make_hosts):
     again = wait_state(h2, "pb", "attached")
     assert again["ifindex"] != first["ifindex"]
     lab.wait_ping(a, b.ip, timeout=30)
+    # Attached by the module alone: still no IPv6 address of the host's on it (an
+    # interface that comes up gets its link-local address at once, unless a slave).
+    out = lab.run(h2.host, ["ip", "-6", "-o", "addr", "show", "dev", "pb"], check=True).stdout
+    assert not out.strip(), f"the host has IPv6 on its port: {out}"
 
     # Linux renames only an interface that is down; the port brings it up again.
     lab.run(h1.host, ["ip", "link", "set", "pa", "down"], check=True)
