@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,7 +31,7 @@ from vnet.model.addr import IPV6_UNSUPPORTED, AddressError, ifname_check, parse_
 from vnet.model.config import VnetConfig
 from vnet.model.endpoint import EndpointSpec
 from vnet.model.peer import check_peer, check_peer_room
-from vnet.model.state import StateError, StateStore, resolve_state_dir
+from vnet.model.state import State, StateError, StateStore, resolve_state_dir
 from vnet.model.vnetid import VnetId
 
 
@@ -220,54 +221,40 @@ class Controller:
         """Attach interface `ifname` to a vnet as a port: checked against every vnet's
         names, then added to the datapath (which checks the interface), then kept."""
         _check_ifname(ifname)
-        with self.store.transaction() as state:
-            cfg = state.find_vnet(text)
-            if cfg is None:
-                raise StateError(f"vnet not found: {text}")
-            new = state.add_port(cfg.id, ifname)
-            self.datapath.port_add(cfg.id, ifname)
-            state.vnets[cfg.id] = new
-        return new
+        return self._change_vnet(text, lambda state, vid: state.add_port(vid, ifname),
+                                 lambda vid: self.datapath.port_add(vid, ifname))
 
     def delete_port(self, text: str, ifname: str) -> VnetConfig:
         """Detach a port; a vnet that does not run in the datapath just forgets it."""
         _check_ifname(ifname)
-        with self.store.transaction() as state:
-            cfg = state.find_vnet(text)
-            if cfg is None:
-                raise StateError(f"vnet not found: {text}")
-            new = state.remove_port(cfg.id, ifname)
-            try:
-                self.datapath.port_del(cfg.id, ifname)
-            except DatapathError as e:
-                if e.code != "ENOENT":
-                    raise
-            state.vnets[cfg.id] = new
-        return new
+        return self._change_vnet(text, lambda state, vid: state.remove_port(vid, ifname),
+                                 lambda vid: self.datapath.port_del(vid, ifname), removing=True)
 
     def add_endpoint(self, text: str, spec: EndpointSpec) -> VnetConfig:
         """Open a socket endpoint of a vnet: checked against every vnet's endpoints,
         then opened by the datapath (which finds an address in use), then kept."""
-        with self.store.transaction() as state:
-            cfg = state.find_vnet(text)
-            if cfg is None:
-                raise StateError(f"vnet not found: {text}")
-            new = state.add_endpoint(cfg.id, spec)
-            self.datapath.endpoint_add(cfg.id, spec)
-            state.vnets[cfg.id] = new
-        return new
+        return self._change_vnet(text, lambda state, vid: state.add_endpoint(vid, spec),
+                                 lambda vid: self.datapath.endpoint_add(vid, spec))
 
     def delete_endpoint(self, text: str, spec: EndpointSpec) -> VnetConfig:
         """Close an endpoint; a vnet that does not run in the datapath just forgets it."""
+        return self._change_vnet(text, lambda state, vid: state.remove_endpoint(vid, spec),
+                                 lambda vid: self.datapath.endpoint_del(vid, spec), removing=True)
+
+    def _change_vnet(self, text: str, change: Callable[[State, VnetId], VnetConfig],
+                     apply: Callable[[VnetId], None], removing: bool = False) -> VnetConfig:
+        """One change of what a vnet carries, as one step: the state's rules first
+        (`change` gives the new config), then the datapath (`apply`), then the state is
+        written.  Removing what the datapath does not run (ENOENT) just forgets it."""
         with self.store.transaction() as state:
             cfg = state.find_vnet(text)
             if cfg is None:
                 raise StateError(f"vnet not found: {text}")
-            new = state.remove_endpoint(cfg.id, spec)
+            new = change(state, cfg.id)
             try:
-                self.datapath.endpoint_del(cfg.id, spec)
+                apply(cfg.id)
             except DatapathError as e:
-                if e.code != "ENOENT":
+                if not removing or e.code != "ENOENT":
                     raise
             state.vnets[cfg.id] = new
         return new
