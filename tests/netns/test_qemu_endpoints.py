@@ -24,19 +24,16 @@ import socket
 import subprocess
 import sys
 import time
-from collections import defaultdict
-from collections.abc import Callable, Iterator
 
 import pytest
 from conftest import ROOT, needs_root
+from endpoint_harness import EndpointHarness, free_port
 
 from lab.frames import Station, arp_reply_from, echo_reply
 from lab.lab import Lab
 from lab.nicguest import Nic, NicGuest
-from vnet.datapath.vnetd.endpoint import Endpoint, open_endpoint
-from vnet.datapath.vnetd.loop import Loop
+from vnet.datapath.vnetd.endpoint import Endpoint
 from vnet.model.addr import format_mac
-from vnet.model.endpoint import EndpointSpec
 
 pytestmark = [pytest.mark.usefixtures("nic_guest_tools"), needs_root, pytest.mark.root, pytest.mark.qemu]
 
@@ -48,49 +45,18 @@ MTU = 9000
 PAYLOADS = (56, 1600, MTU - 28 - 8)
 
 
-def free_port(kind: int) -> int:
-    with socket.socket(socket.AF_INET, kind) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
-class Harness:
-    """vnetd's Loop driving endpoints in this thread; frames each one delivered."""
-
-    def __init__(self) -> None:
-        self.loop = Loop(lambda now: None)
-        self.got: dict[Endpoint, list[bytes]] = defaultdict(list)
-        self.endpoints: list[Endpoint] = []
-
-    def receive(self, ep: Endpoint, frames: Iterator[bytes]) -> None:
-        self.got[ep].extend(frames)
-
-    def open(self, words: list[str]) -> Endpoint:
-        ep = open_endpoint(EndpointSpec.parse(words), self.loop, self.receive)
-        self.endpoints.append(ep)
-        return ep
-
-    def pump(self, until: Callable[[], bool], what: str, deadline: float = DEADLINE) -> None:
-        end = time.monotonic() + deadline
-        while not until():
-            if time.monotonic() > end:
-                raise AssertionError(f"no {what} within {deadline:g} s")
-            self.loop.poll_once(0.05)
-
-    def close(self) -> None:
-        for ep in self.endpoints:
-            ep.close()
-        self.loop.close()
 
 
 @pytest.fixture
 def h():
-    harness = Harness()
+    harness = EndpointHarness()
     yield harness
     harness.close()
 
 
-def ping_through(h: Harness, ep: Endpoint, me: Station, ip: str, ident: int,
+def ping_through(h: EndpointHarness, ep: Endpoint, me: Station, ip: str, ident: int,
                  payloads: tuple[int, ...] = PAYLOADS) -> bytes:
     """ARP for `ip`, then one echo per payload size, through `ep`; every reply checked
     byte for byte.  Returns the MAC that answered.  The ARP request is sent again
@@ -160,7 +126,7 @@ def qemu_nics() -> tuple[list[Nic], list[list[str]]]:
 
 def test_endpoints_carry_frames_to_and_from_real_qemu_and_survive_its_restart(h):
     nics, specs = qemu_nics()
-    eps = [h.open(words) for words in specs]  # ours first: QEMU's socket,connect= needs us
+    eps = [h.open(*words) for words in specs]  # ours first: QEMU's socket,connect= needs us
     g = NicGuest(nics)
     try:
         for run in (1, 2):
@@ -267,19 +233,19 @@ def test_peer_against_our_endpoints(lab, h, peers):
     QEMU would) and traffic resumes with nothing done on our side."""
     U, T = socket.SOCK_DGRAM, socket.SOCK_STREAM
     ours, theirs = free_port(U), free_port(U)
-    udp = h.open(["udp", f"127.0.0.1:{ours}", f"127.0.0.1:{theirs}"])
+    udp = h.open("udp", f"127.0.0.1:{ours}", f"127.0.0.1:{theirs}")
     host, vm1 = vm_behind_peer(lab, "p1", "10.0.1.2/24")
     peers.append(start_peer(lab, ["--dgram", f"127.0.0.1:{theirs}", f"127.0.0.1:{ours}"], host.ns, "vp1"))
 
     listen_port = free_port(T)
-    listening = h.open(["tcp-listen", f"127.0.0.1:{listen_port}"])
+    listening = h.open("tcp-listen", f"127.0.0.1:{listen_port}")
     _, vm2 = vm_behind_peer(lab, "p2", "10.0.2.2/24")
     peers.append(start_peer(lab, ["--connect", f"127.0.0.1:{listen_port}"], host.ns, "vp2"))
 
     connect_port = free_port(T)
     _, vm3 = vm_behind_peer(lab, "p3", "10.0.3.2/24")
     peers.append(start_peer(lab, ["--listen", f"127.0.0.1:{connect_port}"], host.ns, "vp3"))
-    connecting = h.open(["tcp-connect", f"127.0.0.1:{connect_port}"])
+    connecting = h.open("tcp-connect", f"127.0.0.1:{connect_port}")
 
     cases = [(udp, vm1, 1), (listening, vm2, 2), (connecting, vm3, 3)]
     for run in (1, 2):

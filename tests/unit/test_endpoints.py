@@ -9,64 +9,28 @@ import errno
 import os
 import socket
 import time
-from collections.abc import Callable, Iterator
 
 import pytest
+from endpoint_harness import EndpointHarness, free_port
 
 from vnet.datapath.vnetd import endpoint as ep_mod
-from vnet.datapath.vnetd.endpoint import Endpoint, open_endpoint
-from vnet.datapath.vnetd.loop import Loop
 from vnet.errors import DatapathError
-from vnet.model.endpoint import EndpointSpec
 from vnet.wire.qemu import MAX_FRAME, StreamReader, stream_encode
 
 DEADLINE = 20.0
 
 
-def free_port(kind: int = socket.SOCK_STREAM) -> int:
-    with socket.socket(socket.AF_INET, kind) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def frame(n: int = 60, tag: int = 0) -> bytes:
     return bytes.fromhex("ffffffffffff525400000001") + b"\x88\xb5" + bytes([tag]) * (n - 14)
 
 
-class Harness:
-    """A Loop, the frames each endpoint delivered, and a pump that runs the loop in
-    this thread until a condition holds."""
-
-    def __init__(self) -> None:
-        self.loop = Loop(lambda now: None)
-        self.got: list[bytes] = []
-        self.endpoints: list[Endpoint] = []
-
-    def receive(self, ep: Endpoint, frames: Iterator[bytes]) -> None:
-        self.got.extend(frames)
-
-    def open(self, *words: str) -> Endpoint:
-        ep = open_endpoint(EndpointSpec.parse(list(words)), self.loop, self.receive)
-        self.endpoints.append(ep)
-        return ep
-
-    def pump(self, until: Callable[[], bool], what: str) -> None:
-        deadline = time.monotonic() + DEADLINE
-        while not until():
-            if time.monotonic() > deadline:
-                raise AssertionError(f"no {what} within {DEADLINE} s")
-            self.loop.poll_once(0.05)
-
-    def close(self) -> None:
-        for ep in self.endpoints:
-            ep.close()
-        assert not self.loop.handlers, "an endpoint left a descriptor watched"
-        self.loop.close()
 
 
 @pytest.fixture
 def h():
-    harness = Harness()
+    harness = EndpointHarness()
     yield harness
     harness.close()
 
@@ -98,8 +62,8 @@ def test_udp_both_ways_and_only_with_the_vm(h):
             vm.sendto(f, ("127.0.0.1", mine))
         stranger.sendto(frame(60, 9), ("127.0.0.1", mine))
         vm.sendto(b"short", ("127.0.0.1", mine))
-        h.pump(lambda: ep.rx_runts == 1 and ep.rx_foreign == 1 and len(h.got) == 3, "udp frames")
-        assert h.got == sent
+        h.pump(lambda: ep.rx_runts == 1 and ep.rx_foreign == 1 and len(h.frames) == 3, "udp frames")
+        assert h.frames == sent
         assert (ep.rx_packets, ep.rx_bytes) == (3, sum(map(len, sent)))
         for f in sent:
             assert ep.send(f)
@@ -135,8 +99,8 @@ def test_tcp_listen_frames_in_pieces_and_back(h):
         for i in range(0, 300, 1):  # the first frames dribble in byte by byte
             vm.sendall(wire[i:i + 1])
         vm.sendall(wire[300:])
-        h.pump(lambda: len(h.got) == 3, "stream frames")
-        assert h.got == sent
+        h.pump(lambda: len(h.frames) == 3, "stream frames")
+        assert h.frames == sent
         for f in sent:
             assert ep.send(f)
         assert recv_stream_frames(vm, 3) == sent
@@ -155,8 +119,8 @@ def test_tcp_listen_a_new_client_replaces_the_old(h):
         assert ep.send(frame(60, 7))
         assert recv_stream_frames(new, 1) == [frame(60, 7)]
         new.sendall(stream_encode(frame(61, 8)))
-        h.pump(lambda: h.got, "frame from the new client")
-        assert h.got == [frame(61, 8)]
+        h.pump(lambda: h.frames, "frame from the new client")
+        assert h.frames == [frame(61, 8)]
     h.pump(lambda: ep.state == "listening", "listening again after the client left")
 
 
@@ -166,12 +130,12 @@ def test_tcp_listen_cuts_a_stream_with_an_absurd_length(h):
     with socket.create_connection(("127.0.0.1", port)) as bad:
         bad.sendall(stream_encode(frame(60, 1)) + (MAX_FRAME + 1).to_bytes(4, "big") + b"x" * 100)
         h.pump(lambda: ep.framing_errors == 1 and ep.state == "listening", "cut connection")
-        assert h.got == [frame(60, 1)]
+        assert h.frames == [frame(60, 1)]
         bad.settimeout(DEADLINE)
         assert bad.recv(10) == b""
     with socket.create_connection(("127.0.0.1", port)) as good:  # the next client is served
         good.sendall(stream_encode(frame(60, 2)))
-        h.pump(lambda: len(h.got) == 2, "frame after the cut")
+        h.pump(lambda: len(h.frames) == 2, "frame after the cut")
 
 
 def test_tcp_listen_address_in_use(h):
@@ -236,11 +200,11 @@ def test_tcp_connect_waits_connects_and_comes_back(h):
             conn, _ = server.accept()
             with conn:
                 conn.sendall(stream_encode(frame(70, generation)))
-                h.pump(lambda: len(h.got) == generation + 1, "frame")
+                h.pump(lambda: len(h.frames) == generation + 1, "frame")
                 assert ep.send(frame(80, generation))
                 assert recv_stream_frames(conn, 1) == [frame(80, generation)]
         h.pump(lambda: ep.state == "waiting", "loss of the connection")
-    assert h.got == [frame(70, g) for g in range(3)]
+    assert h.frames == [frame(70, g) for g in range(3)]
     assert ep.connects == 3
 
 
