@@ -94,8 +94,9 @@ def switch_vm(lab: Lab, name: str, host, address: str) -> VM:
     caller to make vnet ports).  The bridge carries the VM's address."""
     vm = lab.vm(name, host, "", address, port=f"p{name}0", plugged=False)
     lab.nic(vm, host, "eth1", f"p{name}1")
-    for cmd in (["ip", "addr", "flush", "dev", "eth0"],["ip", "link", "add", "br0", "type", "bridge", "stp_state", "1", "forward_delay", "200",
-                 "hello_time", "100", "max_age", "600"],
+    for cmd in (["ip", "addr", "flush", "dev", "eth0"],
+                ["ip", "link", "add", "br0", "type", "bridge", "stp_state", "1",
+                 "forward_delay", "200", "hello_time", "100", "max_age", "600"],
                 ["ip", "link", "set", "eth0", "master", "br0"],
                 ["ip", "link", "set", "eth1", "master", "br0"],
                 ["ip", "link", "set", "br0", "up"],
