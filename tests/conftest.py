@@ -17,6 +17,9 @@ ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "doc" / "examples"
 
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (network namespaces)")
+#: Tests too long for CI's 15 minutes, run with VNET_LONG_TESTS=1 (README, "Tests").
+long_run = pytest.mark.skipif(not os.environ.get("VNET_LONG_TESTS"),
+                              reason="a long run: set VNET_LONG_TESTS=1")
 
 
 @pytest.fixture(scope="module")

@@ -26,7 +26,7 @@ import sys
 import time
 
 import pytest
-from conftest import ROOT, needs_root
+from conftest import ROOT, long_run, needs_root
 from endpoint_harness import EndpointHarness, free_port
 
 from lab.frames import Station, arp_reply_from, echo_reply
@@ -35,7 +35,7 @@ from lab.nicguest import Nic, NicGuest
 from vnet.datapath.vnetd.endpoint import Endpoint
 from vnet.model.addr import format_mac
 
-pytestmark = [pytest.mark.usefixtures("nic_guest_tools"), needs_root, pytest.mark.root, pytest.mark.qemu]
+pytestmark = [long_run, pytest.mark.usefixtures("nic_guest_tools"), needs_root, pytest.mark.root, pytest.mark.qemu]
 
 #: Boot under TCG on a loaded 2-core machine: a bound for a hung guest, not a target.
 BOOT_DEADLINE = 600.0
