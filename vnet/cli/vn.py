@@ -428,11 +428,16 @@ def vnet_list(ctx: click.Context, long_: bool, as_json: bool, ids: tuple[str, ..
 def ports(ctx: click.Context, as_json: bool, vnet: str | None) -> None:
     """List the ports of every vnet (or of VNET): attached, or waiting for their interface."""
     ctrl = _controller(ctx)
-    recs = ctrl.datapath.ports()
-    if vnet is not None:
-        wanted = str(ctrl.find_vnet(vnet).id)
-        recs = [r for r in recs if sxp.child_value(r, "vnet") == wanted]
+    recs = _of_vnet(ctrl, ctrl.datapath.ports(), vnet)
     _emit(ctx, as_json, recs, listing.ports, listing.brief_ports)
+
+
+def _of_vnet(ctrl: Controller, recs: list, vnet: str | None) -> list:
+    """The records of the vnet the user named (an id or a device name), or all."""
+    if vnet is None:
+        return recs
+    wanted = str(ctrl.find_vnet(vnet).id)
+    return [r for r in recs if sxp.child_value(r, "vnet") == wanted]
 
 
 @vn.command("port-add")
@@ -463,10 +468,7 @@ def endpoints(ctx: click.Context, as_json: bool, vnet: str | None) -> None:
     """List the socket endpoints of every vnet (or of VNET): connected, listening for the
     VM's QEMU, or waiting to connect to it again."""
     ctrl = _controller(ctx)
-    recs = ctrl.datapath.endpoints()
-    if vnet is not None:
-        wanted = str(ctrl.find_vnet(vnet).id)
-        recs = [r for r in recs if sxp.child_value(r, "vnet") == wanted]
+    recs = _of_vnet(ctrl, ctrl.datapath.endpoints(), vnet)
     _emit(ctx, as_json, recs, listing.endpoints, listing.brief_endpoints)
 
 
