@@ -415,6 +415,21 @@ def build_module(src_dir: str | os.PathLike[str], abi: str | None = None,
 # ---------------------------------------------------------------------------
 # Initramfs
 
+
+def write_cpio(stage: Path, image: Path) -> None:
+    """Pack the tree `stage` into the initramfs `image` (newc, owned by root), through
+    a temporary file, so a failed or interrupted run never leaves a half image."""
+    files = sorted(str(p.relative_to(stage)) for p in stage.rglob("*"))
+    tmp_image = image.with_suffix(".tmp")
+    with open(tmp_image, "wb") as out:
+        cp = subprocess.run(["cpio", "-o", "-H", "newc", "-R", "0:0", "--quiet"],
+                            input="\n".join(["."] + files).encode(), stdout=out,
+                            stderr=subprocess.PIPE, cwd=stage, check=False)
+    if cp.returncode != 0:
+        tmp_image.unlink(missing_ok=True)
+        raise GuestError(f"cpio failed: {cp.stderr.decode(errors='replace')}")
+    tmp_image.rename(image)
+
 # The guest's PID 1.  Kept free of run-specific values so the image can be
 # cached; everything per-run comes from guest.conf on the results share.
 # Runs under busybox sh, whose own applets (ip, tc, ...) shadow $PATH: it
@@ -575,16 +590,7 @@ def build_initramfs(tree: KernelTree) -> Path:
             (stage / "modules.load").write_text("\n".join(order) + "\n")
             (stage / "init").write_text(init)
             (stage / "init").chmod(0o755)
-            files = sorted(str(p.relative_to(stage)) for p in stage.rglob("*"))
-            tmp_image = image.with_suffix(".tmp")
-            with open(tmp_image, "wb") as out:
-                cp = subprocess.run(["cpio", "-o", "-H", "newc", "-R", "0:0", "--quiet"],
-                                    input="\n".join(["."] + files).encode(), stdout=out,
-                                    stderr=subprocess.PIPE, cwd=stage, check=False)
-            if cp.returncode != 0:
-                tmp_image.unlink(missing_ok=True)
-                raise GuestError(f"cpio failed: {cp.stderr.decode(errors='replace')}")
-            tmp_image.rename(image)
+            write_cpio(stage, image)
             # Older images (another busybox, module set or /init) are dead weight.
             for old in image.parent.glob("initrd-*.cpio"):
                 if old != image:

@@ -118,16 +118,7 @@ def build_initramfs(tree: guest.KernelTree) -> Path:
             (stage / "modules.load").write_text("\n".join(order) + "\n")
             (stage / "init").write_text(_INIT)
             (stage / "init").chmod(0o755)
-            files = sorted(str(p.relative_to(stage)) for p in stage.rglob("*"))
-            tmp_image = image.with_suffix(".tmp")
-            with open(tmp_image, "wb") as out:
-                cp = subprocess.run(["cpio", "-o", "-H", "newc", "-R", "0:0", "--quiet"],
-                                    input="\n".join(["."] + files).encode(), stdout=out,
-                                    stderr=subprocess.PIPE, cwd=stage, check=False)
-            if cp.returncode != 0:
-                tmp_image.unlink(missing_ok=True)
-                raise guest.GuestError(f"cpio failed: {cp.stderr.decode(errors='replace')}")
-            tmp_image.rename(image)
+            guest.write_cpio(stage, image)
             for old in image.parent.glob("nic-initrd-*.cpio"):
                 if old != image:
                     old.unlink(missing_ok=True)
