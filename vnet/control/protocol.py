@@ -4,11 +4,17 @@ A client writes one or more commands, shuts down its sending side, and reads one
 reply per command until EOF: `(ok RECORD...)`, or `(error (errno NAME) (message
 TEXT))` after which the remaining commands are not run (the original stopped at the
 first error too, but never told the caller).
+
+A request of one stream command (`vn monitor`, `vn capture`) is answered by a stream
+instead: messages of a 4-byte big-endian length and a payload, the first being the
+reply that opens it (or says why not), until either side closes (`stream`).
 """
 from __future__ import annotations
 
 import os
 import socket
+import struct
+from collections.abc import Iterator
 from pathlib import Path
 
 import sxp
@@ -23,6 +29,8 @@ SOCKET_ENV = "VNET_SOCKET"
 SOCKET_NAME = "vnetd.sock"
 MAX_REQUEST = 1 << 20
 TIMEOUT = 10.0
+#: The length prefix of each message on a stream (frame_message).
+_LENGTH = struct.Struct("!I")
 
 
 def resolve_socket(option: str | None, state_dir: Path) -> Path:
@@ -58,25 +66,55 @@ def encode_replies(replies: list[sxp.Value]) -> bytes:
     return "".join(sxp.show(r) + "\n" for r in replies).encode()
 
 
-def request(path: Path, commands: list[sxp.Value], timeout: float = TIMEOUT) -> list[list[Record]]:
-    """Send commands to vnetd; returns the records of each, or raises the first error."""
+def frame_message(payload: bytes) -> bytes:
+    return _LENGTH.pack(len(payload)) + payload
+
+
+def _connect(path: Path, commands: list[sxp.Value], timeout: float | None) -> socket.socket:
+    """A connection to vnetd that has sent `commands` and shut down its sending side."""
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     s.settimeout(timeout)
     try:
-        try:
-            s.connect(str(path))
-        except (FileNotFoundError, ConnectionRefusedError):
-            why, fix = not_running(path)
-            raise DatapathError(
-                "ENOENT", f"vnetd is not running ({why}); start it with 'vnetd'{fix}, or select the "
-                "host with --state-dir") from None
-        except PermissionError:
-            raise DatapathError("EPERM", f"permission denied on {path}: vn must run as root") from None
-        except OSError as e:
-            raise DatapathError.from_os_error(e, f"cannot connect to vnetd on {path}") from None
+        s.connect(str(path))
         s.sendall("".join(sxp.show(c) + "\n" for c in commands).encode())
         s.shutdown(socket.SHUT_WR)
-        chunks = []
+    except (FileNotFoundError, ConnectionRefusedError):
+        s.close()
+        why, fix = not_running(path)
+        raise DatapathError(
+            "ENOENT", f"vnetd is not running ({why}); start it with 'vnetd'{fix}, or select the "
+            "host with --state-dir") from None
+    except PermissionError:
+        s.close()
+        raise DatapathError("EPERM", f"permission denied on {path}: vn must run as root") from None
+    except OSError as e:
+        s.close()
+        raise DatapathError.from_os_error(e, f"cannot connect to vnetd on {path}") from None
+    return s
+
+
+def _records(reply: sxp.Value) -> list[Record]:
+    """The records of an `(ok ...)` reply; an `(error ...)` reply is raised."""
+    if isinstance(reply, list) and reply and reply[0] == "ok":
+        return list(reply[1:])
+    if isinstance(reply, list) and reply and reply[0] == "error":
+        raise DatapathError(str(sxp.child_value(reply, "errno", "EIO")),
+                            str(sxp.child_value(reply, "message", "unknown error")))
+    raise DatapathError("EPROTO", f"unexpected reply from vnetd: {sxp.show(reply)}")
+
+
+def _parse_replies(data: bytes, path: Path) -> list[sxp.Value]:
+    try:
+        return sxp.parse(data.decode(), source=str(path))
+    except (sxp.SxpError, UnicodeDecodeError) as e:
+        raise DatapathError("EPROTO", f"unreadable reply from vnetd: {e}") from None
+
+
+def request(path: Path, commands: list[sxp.Value], timeout: float = TIMEOUT) -> list[list[Record]]:
+    """Send commands to vnetd; returns the records of each, or raises the first error."""
+    s = _connect(path, commands, timeout)
+    chunks = []
+    try:
         while True:
             chunk = s.recv(65536)
             if not chunk:
@@ -88,22 +126,50 @@ def request(path: Path, commands: list[sxp.Value], timeout: float = TIMEOUT) -> 
         raise DatapathError.from_os_error(e, f"lost the connection to vnetd on {path}") from None
     finally:
         s.close()
-    try:
-        replies = sxp.parse(b"".join(chunks).decode(), source=str(path))
-    except (sxp.SxpError, UnicodeDecodeError) as e:
-        raise DatapathError("EPROTO", f"unreadable reply from vnetd: {e}") from None
-    results: list[list[Record]] = []
-    for reply in replies:
-        if isinstance(reply, list) and reply and reply[0] == "ok":
-            results.append(list(reply[1:]))
-        elif isinstance(reply, list) and reply and reply[0] == "error":
-            raise DatapathError(str(sxp.child_value(reply, "errno", "EIO")),
-                                str(sxp.child_value(reply, "message", "unknown error")))
-        else:
-            raise DatapathError("EPROTO", f"unexpected reply from vnetd: {sxp.show(reply)}")
+    results = [_records(reply) for reply in _parse_replies(b"".join(chunks), path)]
     if len(results) != len(commands):
         raise DatapathError("EPROTO", f"vnetd answered {len(results)} of {len(commands)} commands")
     return results
+
+
+def stream(path: Path, command: sxp.Value, timeout: float = TIMEOUT) -> Iterator[bytes]:
+    """Open a stream with `command` and yield its messages until vnetd ends it.  The
+    opening reply must come within `timeout`; the messages after it may take any time.
+    An error reply is raised before anything is yielded."""
+    s = _connect(path, [command], timeout)
+    try:
+        reader = s.makefile("rb")
+        first = _read_message(reader, path)
+        if first is None:
+            raise DatapathError("EPROTO", f"vnetd closed the stream on {path} without a reply")
+        for reply in _parse_replies(first, path):
+            _records(reply)
+        s.settimeout(None)
+        while (msg := _read_message(reader, path)) is not None:
+            yield msg
+    except socket.timeout:
+        raise DatapathError("ETIMEDOUT", f"vnetd did not answer within {timeout:g} s on {path}") from None
+    finally:
+        s.close()
+
+
+def _read_message(reader, path: Path) -> bytes | None:
+    """One framed message, or None at a clean end of the stream."""
+    try:
+        head = reader.read(_LENGTH.size)
+        if not head:
+            return None
+        if len(head) < _LENGTH.size:
+            raise DatapathError("EPROTO", f"the stream from vnetd on {path} ended inside a message")
+        (n,) = _LENGTH.unpack(head)
+        body = reader.read(n)
+    except socket.timeout:
+        raise
+    except OSError as e:
+        raise DatapathError.from_os_error(e, f"lost the connection to vnetd on {path}") from None
+    if len(body) < n:
+        raise DatapathError("EPROTO", f"the stream from vnetd on {path} ended inside a message")
+    return body
 
 
 class VnetdClient(Datapath):
