@@ -15,15 +15,19 @@ each host:
          a bridge in each host, as in bench_throughput.py; VM MTU 1450.
   kmod   the vnet module (loaded once): `vn vnet-create 97` with VNET_DATAPATH=kmod
          in each host, VMs on the vnet97 bridge; VM MTU 1500 (the vnif's).
+  kmod-port
+         the module without a bridge: each VM's host-side interface is a port of the
+         vnet (`vn vnet-create 97 --bridge none`, `vn port-add 97 pvm1`; doc/ports.md),
+         its frames taken by the module's rx handler instead of crossing a bridge.
   kmod-auth, kmod-conf
-         the same with `vn vnet-create -s auth|conf -k KEY 97` (doc/security.md):
+         the same as kmod with `vn vnet-create -s auth|conf -k KEY 97` (doc/security.md):
          every frame sealed with ChaCha20-Poly1305, a TCP super-frame sealed whole.
 
 Each repeat measures every scenario in turn (so drift hits all alike): one iperf3
 TCP run, then one iperf3 UDP run of 64-byte payloads sent as fast as iperf3 can
 (-u -l 64 -b 0), counting the packets the receiving iperf3 got.  The guest writes
 every number to $VNET_GUEST_RESULTS; the host prints medians and the ratios
-kmod/vxlan and secure/none, the figures that matter: absolute rates under
+kmod/vxlan, port/bridge and secure/none, the figures that matter: absolute rates under
 emulation mean little.
 """
 from __future__ import annotations
@@ -41,6 +45,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench import guest_run
 from bench.bench_throughput import (
     VNI,
     VXLAN_VM_MTU,
@@ -50,7 +55,6 @@ from bench.bench_throughput import (
     progress,
     run_iperf,
 )
-from bench import guest_run
 from lab import guest
 from lab.lab import VM, Lab
 from lab.vnethost import VnetHost
@@ -60,15 +64,18 @@ from vnet.model.config import header_size
 
 ROOT = Path(__file__).resolve().parent.parent
 
-SCENARIOS = ("vxlan", "kmod", "kmod-auth", "kmod-conf")
-MODULE_SCENARIOS = ("kmod", "kmod-auth", "kmod-conf")
+SCENARIOS = ("vxlan", "kmod", "kmod-port", "kmod-auth", "kmod-conf")
+MODULE_SCENARIOS = ("kmod", "kmod-port", "kmod-auth", "kmod-conf")
 BUILDERS = {"vxlan": build_vxlan, "kmod": functools.partial(build_vnet, datapath="kmod"),
+            "kmod-port": functools.partial(build_vnet, datapath="kmod", ports=True),
             "kmod-auth": functools.partial(build_vnet, datapath="kmod", security="auth"),
             "kmod-conf": functools.partial(build_vnet, datapath="kmod", security="conf")}
 #: UDP payload bytes of the packet-rate test (iperf3 -l).
 UDP_PAYLOAD = 64
 #: module/VXLAN, for TCP throughput and for the UDP packet rate.
 TARGET_KMOD_VS_VXLAN = 0.90
+#: port/bridge, for TCP throughput and the UDP packet rate: a port must not be slower.
+TARGET_PORT_VS_BRIDGE = 1.0
 #: conf/none for TCP throughput: what sealing every super-frame may cost at most.
 TARGET_CONF_VS_NONE = 0.50
 #: What the guest leaves in $VNET_GUEST_RESULTS.
@@ -136,18 +143,21 @@ def _fail(results: dict, name: str, exc: BaseException, lab: Lab | None, state_d
             progress(f"{name}: {what}:\n{text.rstrip()}")
 
 
-def measure_all(seconds: float, repeat: int, kmod_vm_mtu: int | None = None) -> dict:
-    """Build both labs, then measure them alternately; every run's figures."""
+def measure_all(seconds: float, repeat: int, kmod_vm_mtu: int | None = None,
+                only: tuple[str, ...] = SCENARIOS) -> dict:
+    """Build the labs of the scenarios in `only`, then measure them alternately; every
+    run's figures."""
     ko = os.environ.get("VNET_KO")
     t0 = time.monotonic()
     if not kmod.module_loaded():
         path = loader.insmod(Path(ko) if ko else None)
         progress(f"loaded {path}")
-    results: dict[str, dict] = {name: {"runs": []} for name in SCENARIOS}
+    scenarios = [name for name in SCENARIOS if name in only]
+    results: dict[str, dict] = {name: {"runs": []} for name in scenarios}
     state_root = Path(tempfile.mkdtemp(prefix="vnet-bench-kmod-"))
     with contextlib.ExitStack() as stack:
         labs: dict[str, tuple] = {}
-        for name in SCENARIOS:
+        for name in scenarios:
             lab = stack.enter_context(Lab(prefix=f"vk{name.replace('-', '')}"))
             progress(f"{name}: building lab")
             try:
@@ -165,7 +175,7 @@ def measure_all(seconds: float, repeat: int, kmod_vm_mtu: int | None = None) -> 
             labs[name] = (lab, src, dst, dst_ip)
         results["setup_seconds"] = time.monotonic() - t0
         for i in range(1, repeat + 1):
-            for name in SCENARIOS:
+            for name in scenarios:
                 if name not in labs or "error" in results[name]:
                     continue
                 lab, src, dst, dst_ip = labs[name]
@@ -192,7 +202,7 @@ def measure_all(seconds: float, repeat: int, kmod_vm_mtu: int | None = None) -> 
                 except Exception as exc:  # noqa: BLE001 - the measurements are what matters
                     counters[h] = {"error": str(exc)}
     shutil.rmtree(state_root, ignore_errors=True)
-    for name in SCENARIOS:
+    for name in scenarios:
         runs = results[name]["runs"]
         if runs:
             results[name]["median"] = {k: statistics.median(r[k] for r in runs) for k in MEDIAN_KEYS}
@@ -206,12 +216,12 @@ def in_guest(args: argparse.Namespace) -> int:
               "run without --in-guest to boot one", file=sys.stderr)
         return 2
     Lab.install_signal_handlers()
-    results = measure_all(args.seconds, args.repeat, args.kmod_vm_mtu)
+    results = measure_all(args.seconds, args.repeat, args.kmod_vm_mtu, tuple(args.only or SCENARIOS))
     results["guest"] = {"kernel": platform.release(), "cpus": os.cpu_count(),
                         "python": platform.python_version()}
     out = Path(os.environ.get("VNET_GUEST_RESULTS") or ".") / RESULTS_FILE
     out.write_text(json.dumps(results, indent=2) + "\n")
-    return 1 if any("error" in results[n] for n in SCENARIOS) else 0
+    return 1 if any("error" in results.get(n, {}) for n in SCENARIOS) else 0
 
 
 # ---------------------------------------------------------------------------
@@ -242,7 +252,9 @@ def format_table(results: dict) -> str:
               f"{'udp64_sent_pkt/s':>17} {'udp64_nic_rx_pkt/s':>19} {'udp64_loss%':>12}")
     lines = [header]
     for name in SCENARIOS:
-        res = results.get(name, {})
+        if name not in results:
+            continue  # not asked for (--only)
+        res = results[name]
         if "median" not in res:
             error = res.get("error", "no result").splitlines() or ["?"]
             lines.append(f"{name:<10} FAILED: {error[0][:90]}")
@@ -259,6 +271,12 @@ def format_table(results: dict) -> str:
                          f"(target >= {TARGET_KMOD_VS_VXLAN:.2f}: {verdict})")
     if r["udp_nic_rx_pps"] is not None:
         lines.append(f"ratio kmod/vxlan {'UDP 64 B at the VM NIC/s:':<29} {r['udp_nic_rx_pps']:.2f}")
+    pr = ratios(results, "kmod-port", "kmod")
+    for key, label in (("throughput_bps", "TCP throughput"), ("udp_rx_pps", "UDP 64 B packets received/s")):
+        if pr[key] is not None:
+            verdict = "ok" if pr[key] >= TARGET_PORT_VS_BRIDGE else "BELOW TARGET"
+            lines.append(f"ratio port/bridge {label + ':':<28} {pr[key]:.2f}   "
+                         f"(target >= {TARGET_PORT_VS_BRIDGE:.2f}: {verdict})")
     for level, sr in secure_ratios(results).items():
         for key, label in (("throughput_bps", "TCP throughput"), ("udp_rx_pps", "UDP 64 B packets received/s")):
             if sr[key] is None:
@@ -288,21 +306,24 @@ def on_host(args: argparse.Namespace) -> int:
         print(f"bench_kmod: {exc}", file=sys.stderr)
         return 2
     # Per run and scenario: two iperf3 runs plus their start-up, slow under emulation.
-    timeout = 300 + args.repeat * len(SCENARIOS) * (2 * args.seconds + 60)
+    chosen = args.only or SCENARIOS
+    timeout = 300 + args.repeat * len(chosen) * (2 * args.seconds + 60)
     # The guest chroots into this machine's / and runs this module from the same
     # directory, so `-m` finds bench/, lab/ and vnet/ there as it did here.
     argv = [sys.executable, "-m", "bench.bench_kmod", "--in-guest",
             "--seconds", f"{args.seconds:g}", "--repeat", str(args.repeat)]
     if args.kmod_vm_mtu:
         argv += ["--kmod-vm-mtu", str(args.kmod_vm_mtu)]
+    for name in args.only or ():
+        argv += ["--only", name]
     progress(f"booting the guest ({' '.join(guest._accel())}, -smp 2); "
-             f"about {args.repeat * len(SCENARIOS) * 2 * args.seconds:g} s of iperf3 plus set-up")
+             f"about {args.repeat * len(chosen) * 2 * args.seconds:g} s of iperf3 plus set-up")
     res, results, problems = guest_run.run(argv, RESULTS_FILE, timeout, ROOT, {"VNET_KO": str(ko)})
     progress(f"guest: {res.seconds:.0f} s in QEMU (command started {res.boot_seconds} s after boot), "
              f"exit status {res.returncode}")
     if results is None:
         return 1
-    failed = [n for n in SCENARIOS if "median" not in results.get(n, {})]
+    failed = [n for n in chosen if "median" not in results.get(n, {})]
     if failed:
         vnet_lines = [ln for ln in res.kernel_log.splitlines() if "vnet" in ln]
         progress("guest kernel log, vnet lines:\n" + "\n".join(vnet_lines[-40:]))
@@ -316,6 +337,7 @@ def on_host(args: argparse.Namespace) -> int:
             "guest_seconds": res.seconds,
             "results": results,
             "ratios_kmod_vs_vxlan": ratios(results),
+            "ratios_port_vs_bridge": ratios(results, "kmod-port", "kmod"),
             "ratios_secure_vs_none": secure_ratios(results),
             "target_conf_vs_none": TARGET_CONF_VS_NONE,
             "target_kmod_vs_vxlan": TARGET_KMOD_VS_VXLAN,
@@ -342,6 +364,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--kmod-vm-mtu", type=int, metavar="MTU",
                    help="MTU of the module scenario's VMs (default: the vnif's, 1500; "
                         f"non-TCP frames above {KMOD_UNFRAGMENTED_MTU} are fragmented on the underlay)")
+    p.add_argument("--only", action="append", choices=SCENARIOS, metavar="SCENARIO",
+                   help=f"run only this scenario (repeatable; one of {', '.join(SCENARIOS)})")
     p.add_argument("--in-guest", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.seconds <= 0:
