@@ -94,7 +94,9 @@ end
 local function hand_frame(tvb, pinfo, tree, sub)
     local len = tvb:len()
     sub:add(f.frame_len, len):set_generated()
-    sub:add(f.superframe, len > 1514):set_generated()
+    if len > 1514 then  -- present only then, so that the filter "vnet.superframe" finds them
+        sub:add(f.superframe, true):set_generated()
+    end
     eth:call(tvb, pinfo, tree)
 end
 
@@ -175,7 +177,9 @@ local function dissect_vfwd(tvb, pinfo, tree, sub)
     sub:add(f.vfwd_dst, inner(16, 4))
     local proto = inner(9, 1):uint()
     local original = inner(0, 1):uint() == 0 and inner(2, 2):uint() == 0
-    sub:add(f.vfwd_original, original):set_generated()
+    if original then
+        sub:add(f.vfwd_original, true):set_generated()
+    end
     info(pinfo, string.format("VFWD from %s to %s", tostring(inner(12, 4):ipv4()), tostring(inner(16, 4):ipv4())))
     if not original then
         ip:call(inner, pinfo, tree)

@@ -12,7 +12,7 @@ import struct
 
 import pytest
 from test_seal import S1_AUTH, S2_CONF, S3_VARP
-from test_wire import T2, T3, T4, T5, T6
+from test_wire import ARP, T2, T3, T4, T5, T6
 
 from lab import wireshark
 from vnet.wire import formats as wire
@@ -67,7 +67,7 @@ PACKETS = {
     "super-frame": udp(A, B, wire.vudp_prefix(VID) + ipv4_frame(
         VM1, VM2, 6, struct.pack("!HHIIBBHHH", 40000, 5201, 1, 0, 0x50, 0x10, 512, 0, 0) + bytes(3000))),
     "original relay": udp(C, A, ORIGINAL_RELAY),
-    "RFC 3378": raw(A, B, b"\x30\x00" + VM2 + VM1 + b"\x08\x00" + bytes(46)),
+    "RFC 3378": raw(A, B, b"\x30\x00" + ARP),
 }
 
 EXPECTED = {
@@ -75,12 +75,12 @@ EXPECTED = {
                    "vnet.varp.addr": "192.0.2.1", "vnet.varp.super": ""},
     "T3 announce + extension": {"vnet.msg": "1", "vnet.varp.op": "2", "vnet.varp.mac": "aa:00:00:11:00:12",
                                 "vnet.varp.addr": "192.0.2.2", "vnet.varp.super": "1"},
-    "T4 VUDP flood": {"vnet.msg": "2", "vnet.id": "97", "vnet.frame_len": "42", "vnet.superframe": "0",
+    "T4 VUDP flood": {"vnet.msg": "2", "vnet.id": "97", "vnet.frame_len": "42", "vnet.superframe": "",
                       "arp.dst.proto_ipv4": "198.51.100.12"},
     "T5 raw EtherIP": {"vnet.msg": "", "vnet.id": "97", "vnet.frame_len": "42",
                        "arp.dst.proto_ipv4": "198.51.100.12", "etherip.ver": ""},
     "T6 VFWD": {"vnet.msg": "3,2", "vnet.id": "97", "vnet.vfwd.src": "0.0.0.0", "vnet.vfwd.dst": "224.10.0.1",
-                "vnet.vfwd.original": "0", "arp.dst.proto_ipv4": "198.51.100.12"},
+                "vnet.vfwd.original": "", "arp.dst.proto_ipv4": "198.51.100.12"},
     "S1 auth frame": {"vnet.msg": "4", "vnet.id": "97", "vnet.seal.type": "2", "vnet.seal.level": "1",
                       "vnet.seal.keyid": "1", "vnet.seal.sender": "192.0.2.1", "vnet.seal.seq": str(0x100000002),
                       "vnet.frame_len": "42", "arp.dst.proto_ipv4": "198.51.100.12"},
@@ -97,7 +97,7 @@ EXPECTED = {
                     "tcp.dstport": "5201"},
     "original relay": {"vnet.msg": "3,2", "vnet.vfwd.original": "1", "vnet.vfwd.src": "10.0.0.2",
                        "vnet.vfwd.dst": "224.10.0.1", "vnet.id": "97", "arp.dst.proto_ipv4": "198.51.100.12"},
-    "RFC 3378": {"vnet.msg": "", "vnet.id": "", "etherip.ver": "3"},
+    "RFC 3378": {"vnet.msg": "", "vnet.id": "", "etherip.ver": "3", "arp.dst.proto_ipv4": "198.51.100.12"},
 }
 
 

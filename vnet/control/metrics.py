@@ -24,9 +24,9 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 PREFIX = "vnet_"
 
-#: Per-vnet traffic counters of `vn vnets`, ports and endpoints: (field, help).
-_TRAFFIC = (("rx_packets", "frames received from the vnet's device, ports and endpoints into the vnet"),
-            ("tx_packets", "frames the vnet delivered"),
+#: The traffic counters of `vn vnets` (doc/commands.md, "vnets"): (field, help).
+_TRAFFIC = (("rx_packets", "frames received from the network for the vnet and delivered into it"),
+            ("tx_packets", "frames of the vnet to send to the network (sent, or dropped on a send error)"),
             ("rx_bytes", "bytes of the frames counted in rx_packets"),
             ("tx_bytes", "bytes of the frames counted in tx_packets"))
 
@@ -133,7 +133,8 @@ def render(dp: Datapath) -> str:
     page.family(PREFIX + "peers", "gauge", "forwarding peers (vn peers)", [({}, len(peers))])
 
     for field, _help in _TRAFFIC:
-        page.family(f"{PREFIX}port_{field}_total", "counter", f"per port: {field} (vn ports)",
+        page.family(f"{PREFIX}port_{field}_total", "counter",
+                    f"per port: {field} (vn ports; rx: from the port into the vnet)",
                     [({"vnet": vnet_label(p["vnet"]), "port": p["ifname"]}, int(p[field])) for p in ports])
     for field in ("rx_packets", "tx_packets", "rx_bytes", "tx_bytes", "drops"):
         page.family(f"{PREFIX}endpoint_{field}_total", "counter", f"per endpoint: {field} (vn endpoints)",
