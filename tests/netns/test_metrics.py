@@ -123,9 +123,9 @@ def test_vnetd_serves_metrics_and_refuses_an_address_in_use(lab, make_hosts):
 
     # A third host whose metrics address is taken does not start, and says which.
     (third,) = make_hosts(1, first=3, start=False, switch=lab.nodes["sw"], datapath="vnetd")
-    holder = lab.popen(third.host, [sys.executable, "-c",
-                                    "import socket, sys; s = socket.socket(); s.bind(('0.0.0.0', 9798)); "
-                                    "s.listen(); print('ready', flush=True); sys.stdin.read()"],
+    hold = ("import socket, sys; s = socket.socket(); s.bind(('0.0.0.0', 9798)); "
+            "s.listen(); print('ready', flush=True); sys.stdin.read()")
+    holder = lab.popen(third.host, [sys.executable, "-c", hold],
                        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     assert holder.stdout.readline().strip() == "ready"
     with pytest.raises(RuntimeError, match=f"cannot serve metrics on {third.ip}:9798: Address already in use"):

@@ -34,9 +34,9 @@ from vnet.control.protocol import resolve_socket
 from vnet.control.restore import restore
 from vnet.datapath.vnetd.endpoint import EndpointAttachment
 from vnet.datapath.vnetd.loop import Clock, Loop, drain
+from vnet.datapath.vnetd.metrics import MetricsServer
 from vnet.datapath.vnetd.ports import LinkMonitor, Port
 from vnet.datapath.vnetd.receive import Receive
-from vnet.datapath.vnetd.metrics import MetricsServer
 from vnet.datapath.vnetd.server import ControlServer
 from vnet.datapath.vnetd.tables import Peer, Tables
 from vnet.datapath.vnetd.transmit import Transmit

@@ -32,7 +32,7 @@ MAX_REQUEST = 8192
 
 
 class _Client:
-    __slots__ = ("sock", "inbuf", "outbuf", "deadline")
+    __slots__ = ("deadline", "inbuf", "outbuf", "sock")
 
     def __init__(self, sock: socket.socket, deadline: float) -> None:
         self.sock = sock
