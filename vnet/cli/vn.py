@@ -20,7 +20,7 @@ from pyroute2 import IPRoute
 
 import sxp
 from vnet.cli import listing
-from vnet.control import records
+from vnet.control import metrics, records
 from vnet.control.controller import DATAPATH_CHOICES, Controller, Deletion, PeerAddress
 from vnet.control.datapath import Record
 from vnet.control.protocol import resolve_socket
@@ -595,9 +595,17 @@ def bridges(ctx: click.Context, long_: bool, as_json: bool) -> None:
 
 @vn.command()
 @json_option
+@click.option("--prometheus", is_flag=True,
+              help="Print every counter and table size in the Prometheus text format "
+                   "(doc/metrics.md), as node_exporter's textfile collector reads it.")
 @click.pass_context
-def stats(ctx: click.Context, as_json: bool) -> None:
+def stats(ctx: click.Context, as_json: bool, prometheus: bool) -> None:
     """Show datapath counters, including dropped packets by reason."""
+    if prometheus:
+        if as_json:
+            raise click.UsageError("--json and --prometheus are two formats: give one", ctx)
+        click.echo(metrics.render(_controller(ctx).datapath), nl=False)
+        return
     _emit(ctx, as_json, _controller(ctx).datapath.stats(), listing.stats, listing.brief_stats)
 
 

@@ -13,6 +13,7 @@ from netns.test_listings import (  # noqa: F401  (collected here, with the modul
     test_brief_listings_read_like_ip_br,
     test_every_listing_matches_its_schema,
 )
+from netns.test_metrics import test_prometheus_page_equals_the_listings  # noqa: F401  (collected here)
 from netns.test_original_hosts import (  # noqa: F401  (collected here, with the module)
     test_an_original_receiver_gets_plain_frames_and_our_hosts_super_frames,
     test_original_forwarders_relays_reach_our_vms,

@@ -28,12 +28,13 @@ import click
 from pyroute2 import IPRoute
 
 from vnet import __version__
-from vnet.control import records
+from vnet.control import metrics, records
 from vnet.control.datapath import Datapath, Record
 from vnet.control.protocol import resolve_socket
 from vnet.control.restore import restore
 from vnet.datapath.vnetd.endpoint import EndpointAttachment
 from vnet.datapath.vnetd.loop import Clock, Loop, drain
+from vnet.datapath.vnetd.metrics import MetricsServer
 from vnet.datapath.vnetd.ports import LinkMonitor, Port
 from vnet.datapath.vnetd.receive import Receive
 from vnet.datapath.vnetd.server import ControlServer
@@ -77,6 +78,7 @@ class Vnetd(Datapath):
                            offload=offload, etherip_frag=self.sockets.etherip_frag)
         self.rx = Receive(self.here, self.sockets.ip, self.tables, self.clock, self.tx)
         self.server = ControlServer(self.loop, self)
+        self.metrics = MetricsServer(self.loop, lambda: metrics.render(self))
         # One receive buffer for every socket: a packet is handled before the next read.
         self.buf = bytearray(65536)
         self.mv = memoryview(self.buf)
@@ -495,6 +497,10 @@ class Vnetd(Datapath):
     def listen(self, path: Path) -> None:
         self.server.listen(path)
 
+    def serve_metrics(self, address: str) -> None:
+        """Serve the Prometheus page at http://ADDRESS/metrics (doc/metrics.md)."""
+        self.metrics.listen(address)
+
     def run(self) -> None:
         self.loop.run()
 
@@ -513,6 +519,7 @@ class Vnetd(Datapath):
                     log.info("leaving bridge %s: still has ports %s", v.cfg.bridge, ", ".join(ports))
         self.tables.vnets.clear()
         self.server.close()
+        self.metrics.close()
         self.links.close()
         self.sockets.close()
         self.loop.close()
@@ -534,9 +541,13 @@ class Vnetd(Datapath):
               help="Move TCP super-frames (longer than 1514 bytes) in one datagram to the vnet "
                    "hosts known to take them (learned on the wire; others get ordinary frames); "
                    "off: send and ask for ordinary frames only.")
+@click.option("--metrics", "metrics_addr", metavar="ADDR:PORT",
+              help="Serve the counters and table sizes to Prometheus at http://ADDR:PORT/metrics "
+                   "(doc/metrics.md) [default: not served].")
 @click.option("-V", "--verbose", is_flag=True, help="Log control operations.")
 @click.version_option(__version__, "-v", "--version", prog_name="vnetd")
-def cli(state_dir, socket_opt, address, interface, mcaddr, ttl, no_restore, offload, verbose) -> None:
+def cli(state_dir, socket_opt, address, interface, mcaddr, ttl, no_restore, offload, metrics_addr,
+        verbose) -> None:
     """The user-space vnet datapath: tap devices, EtherIP-in-UDP on port 1798, VARP, peers."""
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
                         format="vnetd: %(message)s", stream=sys.stderr)
@@ -559,6 +570,9 @@ def cli(state_dir, socket_opt, address, interface, mcaddr, ttl, no_restore, offl
     signal.signal(signal.SIGINT, daemon.stop)
     try:
         daemon.listen(resolve_socket(socket_opt, sdir))
+        if metrics_addr is not None:
+            daemon.serve_metrics(metrics_addr)
+            log.warning("metrics at http://%s/metrics", daemon.metrics.address)
         if state is not None:
             daemon.restore(state, sdir)
         notify(READY=1, STATUS=f"{len(daemon.tables.vnets)} vnets, {len(daemon.tables.peers)} peers; "
