@@ -14,6 +14,7 @@ from datetime import datetime
 
 import pytest
 from conftest import EXAMPLES, needs_root
+from json_contract import check
 
 from lab.traffic import send_datagrams
 from vnet.control.events import DROP_INTERVAL
@@ -124,6 +125,8 @@ def monitor_reports_moves_flapping_and_drops(lab, make_hosts, datapath: str | No
             print(f"{reason}: {len(sent)} dropped, {len(got[reason])} events")
     finally:
         mon.stop()
+    for e in mon.events:
+        check("monitor", e)
     flaps = [e for e in mon.events if e["event"] == "flapping"]
     assert len(flaps) == 1, flaps
     assert not [e for e in mon.events if e.get("mac") == mac and e["event"] == "moved"][1:], mon.events
