@@ -13,7 +13,6 @@ from collections.abc import Callable, Iterator
 
 from vnet.control.events import MacChange
 from vnet.errors import DatapathError
-
 from vnet.model.config import VnetConfig
 from vnet.model.endpoint import EndpointSpec
 from vnet.model.vnetid import VnetId

@@ -91,7 +91,7 @@ class Monitor:
         self.peer_quiet = peer_quiet
         self.moves: dict[tuple[str, str], _Moves] = {}
         self.drop_totals: dict[str, int] | None = None
-        self.drop_pending: dict[str, tuple[int, float]] = {}  # reason -> (count, since)
+        self.drop_pending: dict[str, int] = {}  # reason -> dropped since its last event
         self.drop_reported: dict[str, float] = {}
         self.peer_rx: dict[str, int] = {}
         self.peer_heard: dict[str, float] = {}  # the peers that are up, and when last heard
@@ -144,9 +144,8 @@ class Monitor:
         for reason, total in totals.items():
             grown = total - last.get(reason, 0)
             if grown > 0:  # (less: the counters started again, from a new vnetd or module)
-                count, since = self.drop_pending.get(reason, (0, now))
-                self.drop_pending[reason] = (count + grown, since)
-        for reason, (count, since) in list(self.drop_pending.items()):
+                self.drop_pending[reason] = self.drop_pending.get(reason, 0) + grown
+        for reason, count in list(self.drop_pending.items()):
             if now - self.drop_reported.get(reason, -self.drop_interval) >= self.drop_interval:
                 del self.drop_pending[reason]
                 self.drop_reported[reason] = now

@@ -32,6 +32,7 @@ from vnet.control.events import LOCAL, MacChange
 from vnet.datapath.kmod.family import (
     VNET_CMD_GET,
     VNET_CMD_KEYS_SET,
+    VNET_CMD_MAC_EVENT,
     VNET_CMD_PEER_ADD,
     VNET_CMD_PEER_DEL,
     VNET_CMD_PEER_GET,
@@ -46,7 +47,6 @@ from vnet.datapath.kmod.family import (
     VNET_CMD_VIF_GET,
     VNET_CMD_VNET_ADD,
     VNET_CMD_VNET_DEL,
-    VNET_CMD_MAC_EVENT,
     VNET_CMD_VNET_GET,
     VNET_GENL_NAME,
     VNET_GENL_VERSION,
