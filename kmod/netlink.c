@@ -18,8 +18,6 @@
 
 #include "vnet.h"
 
-static struct genl_family vnet_family;
-
 static struct vnet_net *vnet_info_net(struct genl_info *info)
 {
 	return vnet_pernet(genl_info_net(info));
@@ -722,7 +720,7 @@ out:
 	return skb->len;
 }
 
-static struct genl_family vnet_family __ro_after_init = {
+struct genl_family vnet_family __ro_after_init = {
 	.name		= VNET_GENL_NAME,
 	.version	= VNET_GENL_VERSION,
 	.maxattr	= VNET_A_MAX,
@@ -732,6 +730,8 @@ static struct genl_family vnet_family __ro_after_init = {
 	.module		= THIS_MODULE,
 	.small_ops	= vnet_nl_ops,
 	.n_small_ops	= ARRAY_SIZE(vnet_nl_ops),
+	.mcgrps		= vnet_nl_mcgrps,
+	.n_mcgrps	= ARRAY_SIZE(vnet_nl_mcgrps),
 };
 
 int __init vnet_genl_init(void)

@@ -142,3 +142,7 @@ const struct genl_small_ops vnet_nl_ops[17] = {
 		.flags	= GENL_UNS_ADMIN_PERM,
 	},
 };
+
+const struct genl_multicast_group vnet_nl_mcgrps[1] = {
+	[VNET_NLGRP_MONITOR]	= { .name = VNET_MCGRP_MONITOR, },
+};

@@ -112,6 +112,12 @@ extern const struct nla_policy vnet_nl_policy[VNET_A_MAX + 1];
 
 extern const struct genl_small_ops vnet_nl_ops[17];
 
+enum vnet_nlgrps {
+	VNET_NLGRP_MONITOR,
+};
+
+extern const struct genl_multicast_group vnet_nl_mcgrps[1];
+
 int vnet_nl_vnet_add_doit(struct sk_buff *skb, struct genl_info *info);
 int vnet_nl_vnet_del_doit(struct sk_buff *skb, struct genl_info *info);
 int vnet_nl_vnet_get_dumpit(struct sk_buff *skb, struct netlink_callback *cb);

@@ -19,6 +19,13 @@
 #define VNET_REMOTE_BUCKETS	BIT(VNET_REMOTE_BITS)
 #define VNET_GFP_ATOMIC		(GFP_ATOMIC | __GFP_NOWARN)
 
+static struct vnet_net *vnet_table_net(struct vnet_mac_table *t)
+{
+	if (t->kind == VNET_TABLE_VARP)
+		return container_of(t, struct vnet_net, varp);
+	return container_of(t, struct vnet_net, vifs);
+}
+
 static u32 vnet_table_hash(const struct vnet_mac_table *t, const u8 *vnet,
 			   const u8 *mac)
 {
@@ -184,6 +191,7 @@ int vnet_table_update(struct vnet_mac_table *t, struct vnet_dev *vd,
 	u32 h = vnet_table_hash(t, vd->id, mac);
 	unsigned long now = jiffies;
 	struct vnet_mac_entry *e, *n;
+	__be32 old = 0;
 	int ret = 1;
 
 	e = vnet_table_lookup(t, vd->id, mac);
@@ -224,6 +232,7 @@ int vnet_table_update(struct vnet_mac_table *t, struct vnet_dev *vd,
 		goto out;
 	}
 	if (e) {
+		old = e->addr;
 		vnet_table_unlink(t, e, n);
 		ret = 0;
 	} else {
@@ -231,6 +240,11 @@ int vnet_table_update(struct vnet_mac_table *t, struct vnet_dev *vd,
 		t->count++;
 		vd->macs[t->kind]++;
 	}
+	/* A local MAC is told by varp_local_mac(), which knows where it was. */
+	if (t->kind == VNET_TABLE_VARP)
+		vnet_notify_mac(vd->vn, e ? VNET_MAC_EVENT_MOVED :
+				VNET_MAC_EVENT_LEARNED, t->kind, vd->id, mac,
+				addr, old);
 out:
 	spin_unlock_bh(&t->lock);
 	return ret;
@@ -261,6 +275,8 @@ bool vnet_table_remove(struct vnet_mac_table *t, const u8 *vnet,
 	spin_lock_bh(&t->lock);
 	e = vnet_table_lookup(t, vnet, mac);
 	if (e) {
+		vnet_notify_mac(vnet_table_net(t), VNET_MAC_EVENT_REMOVED,
+				t->kind, vnet, mac, e->addr, 0);
 		vnet_table_unlink(t, e, NULL);
 		found = true;
 	}
@@ -282,10 +298,15 @@ static void vnet_table_prune(struct vnet_mac_table *t, const u8 *vnet,
 	spin_lock_bh(&t->lock);
 	for (i = 0; i < VNET_BUCKETS; i++) {
 		hlist_for_each_entry_safe(e, tmp, &t->buckets[i], node) {
-			if (expired ? time_after(jiffies, READ_ONCE(e->updated) +
-						 VNET_ENTRY_TTL) :
-			    !vnet || !memcmp(e->vnet, vnet, VNET_ID_LEN))
-				vnet_table_unlink(t, e, NULL);
+			if (expired ? !time_after(jiffies, READ_ONCE(e->updated) +
+						  VNET_ENTRY_TTL) :
+			    vnet && memcmp(e->vnet, vnet, VNET_ID_LEN))
+				continue;
+			if (expired)
+				vnet_notify_mac(vnet_table_net(t),
+						VNET_MAC_EVENT_EXPIRED, t->kind,
+						e->vnet, e->mac, e->addr, 0);
+			vnet_table_unlink(t, e, NULL);
 		}
 	}
 	if (expired)

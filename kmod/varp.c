@@ -40,6 +40,8 @@ void varp_local_mac(struct vnet_dev *vd, const u8 *mac)
 	struct sk_buff *skb;
 
 	vnet_table_remove(&vn->varp, vd->id, mac);
+	vnet_notify_mac(vn, VNET_MAC_EVENT_LEARNED, VNET_TABLE_VIFS, vd->id, mac,
+			0, 0);
 	skb = varp_build(VARP_OP_ANNOUNCE, vd->id, mac, READ_ONCE(vn->addr));
 	if (!skb) {
 		vnet_drop(vn, VNET_D_NO_MEMORY);

@@ -483,7 +483,13 @@ bool vnet_takes_super(struct vnet_super_set *s, __be32 addr);
 void vnet_set_super(struct vnet_super_set *s, __be32 addr, bool on);
 
 /* netlink.c */
+extern struct genl_family vnet_family;
 int vnet_genl_init(void);
 void vnet_genl_exit(void);
+
+/* notify.c */
+void vnet_notify_mac(struct vnet_net *vn, enum vnet_mac_event event,
+		     enum vnet_table_kind table, const u8 *vnet, const u8 *mac,
+		     __be32 addr, __be32 old);
 
 #endif /* _VNET_H */

@@ -14,6 +14,8 @@ from referencing import Registry, Resource
 SCHEMAS = Path(__file__).resolve().parent.parent / "doc" / "schema"
 #: Every listing with a schema of its own; common.json holds only shared definitions.
 LISTINGS = ("vnets", "vnet-list", "vifs", "varp", "peers", "bridges", "stats", "keys", "ports", "endpoints")
+#: What streams print, one object per line, each with a schema of its own too.
+STREAMS = ("monitor",)
 
 
 @cache

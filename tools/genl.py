@@ -142,10 +142,15 @@ class Op:
     flags: list[str]
     do: dict | None
     dump: dict | None
+    event: dict | None = None  # a notification the module sends on group `mcgrp`
+    mcgrp: str | None = None
 
     def attrs(self, kind: str, part: str) -> list[str]:
         sub = self.do if kind == "do" else self.dump
         return list(((sub or {}).get(part) or {}).get("attributes") or [])
+
+    def event_attrs(self) -> list[str]:
+        return list((self.event or {}).get("attributes") or [])
 
 
 @dataclass
@@ -160,6 +165,15 @@ class Family:
     sets: dict[str, AttrSet] = field(default_factory=dict)
     ops: list[Op] = field(default_factory=list)
     ops_enum: str = ""
+    mcgrps: list[str] = field(default_factory=list)
+
+    def mcgrp_define(self, group: str) -> str:
+        """The uAPI's name of a multicast group: VNET_MCGRP_MONITOR "monitor"."""
+        return c_upper(f"{self.name}-mcgrp-{group}")
+
+    def mcgrp_index(self, group: str) -> str:
+        """The module's index of a group in its mcgrps table: VNET_NLGRP_MONITOR."""
+        return c_upper(f"{self.name}-nlgrp-{group}")
 
     @property
     def main_set(self) -> AttrSet:
@@ -214,7 +228,7 @@ def load(path: Path = SPEC) -> Family:
     need(spec.get("kernel-policy") == "global",
          "kernel-policy: only global is rendered (Linux 6.1 has no split ops)")
     need(spec.get("max-by-define"), "max-by-define: the uAPI defines its MAX values")
-    for unsupported in ("mcast-groups", "kernel-family", "uapi-header"):
+    for unsupported in ("kernel-family", "uapi-header"):
         need(unsupported not in spec, f"{unsupported}: not rendered by tools.genl")
     fam = Family(name=spec["name"], doc=spec["doc"], version=spec.get("version", 1),
                  c_family_name=c_upper(spec["c-family-name"]),
@@ -223,6 +237,7 @@ def load(path: Path = SPEC) -> Family:
         _load_definition(fam, d)
     for s in spec["attribute-sets"]:
         _load_set(fam, s)
+    fam.mcgrps = [g["name"] for g in (spec.get("mcast-groups") or {}).get("list", [])]
     _load_ops(fam, spec["operations"])
     return fam
 
@@ -278,10 +293,13 @@ def _load_ops(fam: Family, ops: dict) -> None:
     for o in ops["list"]:
         value = o.get("value", value)
         need(value == len(fam.ops), f"operation {o['name']}: values must run 0, 1, 2, ... without gaps")
-        for key in ("dont-validate", "notify", "event", "mcgrp", "fixed-header", "config-cond"):
+        for key in ("dont-validate", "notify", "fixed-header", "config-cond"):
             need(key not in o, f"operation {o['name']}: {key} is not rendered by tools.genl")
         op = Op(o["name"], prefix + c_upper(o["name"]), value, o["doc"].strip(), o.get("flags", []),
-                o.get("do"), o.get("dump"))
+                o.get("do"), o.get("dump"), o.get("event"), o.get("mcgrp"))
+        if op.event is not None:
+            need(not (op.do or op.dump), f"operation {op.name}: an event is not also a request")
+            need(op.mcgrp in fam.mcgrps, f"operation {op.name}: mcgrp must name one of mcast-groups")
         need(o.get("attribute-set", fam.main_set.name) in fam.sets, f"operation {o['name']}: no such attribute-set")
         known = {a.name for a in fam.sets[o["attribute-set"]].attrs} if "attribute-set" in o else set()
         for kind in ("do", "dump"):
@@ -290,6 +308,8 @@ def _load_ops(fam: Family, ops: dict) -> None:
             for part in ("request", "reply"):
                 unknown = set(op.attrs(kind, part)) - known
                 need(not unknown, f"operation {op.name}: {kind} {part} names unknown attributes {sorted(unknown)}")
+        unknown = set(op.event_attrs()) - known
+        need(not unknown, f"operation {op.name}: event names unknown attributes {sorted(unknown)}")
         fam.ops.append(op)
         value += 1
     for a in fam.main_set.attrs:
@@ -436,11 +456,13 @@ def uapi_header(fam: Family) -> str:
     lines = ["/* SPDX-License-Identifier: (GPL-2.0 WITH Linux-syscall-note) OR MIT */", f"/* {GENERATED} */"]
     listing = []
     for op in fam.ops:
-        if not (op.do or op.dump):
+        if not (op.do or op.dump or op.event):
             continue
         short = {a.name: a.short for a in main.attrs}
         names = lambda kind, part: ", ".join(short[n] for n in op.attrs(kind, part))  # noqa: E731
-        if op.dump:
+        if op.event:
+            text = f'event on group "{op.mcgrp}": ' + ", ".join(short[n] for n in op.event_attrs())
+        elif op.dump:
             text = f"dump; each reply: {names('dump', 'reply')}"
         else:
             parts = [names("do", "request")] if op.attrs("do", "request") else []
@@ -453,6 +475,8 @@ def uapi_header(fam: Family) -> str:
     guard = "_UAPI_" + c_upper(Path(UAPI_H).stem) + "_H"
     lines += [f"#ifndef {guard}", f"#define {guard}", ""]
     lines += c_defines([(fam.c_family_name, f'"{fam.name}"'), (fam.c_version_name, str(fam.version))])
+    if fam.mcgrps:
+        lines += [""] + c_defines([(fam.mcgrp_define(g), f'"{g}"') for g in fam.mcgrps])
     for c in fam.consts.values():
         if c.header is None:
             lines += [""] + (c_comment(c.doc) if c.doc else []) + c_defines([(c.c_name, str(c.value))])
@@ -483,6 +507,9 @@ def gen_header(fam: Family) -> str:
         lines.append(f"extern const struct nla_policy {policy_name(fam, s)}[{policy_size(s)}];")
     ops = [op for op in fam.ops if op.do or op.dump]
     lines += ["", f"extern const struct genl_small_ops {fam.name}_nl_ops[{len(ops)}];", ""]
+    if fam.mcgrps:
+        lines += c_enum(f"{fam.name}_nlgrps", [(fam.mcgrp_index(g), "") for g in fam.mcgrps], [])
+        lines += ["", f"extern const struct genl_multicast_group {fam.name}_nl_mcgrps[{len(fam.mcgrps)}];", ""]
     for op in ops:
         if op.do:
             lines.append(f"int {handler(fam, op, 'do')}(struct sk_buff *skb, struct genl_info *info);")
@@ -516,6 +543,10 @@ def gen_source(fam: Family) -> str:
         col = column_for([f"\t\t{k}" for k, _ in fields])
         lines += [tab_to(f"\t\t{k}", col) + f"= {v}," for k, v in fields]
     lines += ["\t},", "};"]
+    if fam.mcgrps:
+        lines += [""] + c_table(f"const struct genl_multicast_group {fam.name}_nl_mcgrps[{len(fam.mcgrps)}]",
+                                [(fam.mcgrp_index(g), f"{{ .name = {fam.mcgrp_define(g)}, }}")
+                                 for g in fam.mcgrps])
     return "\n".join(lines) + "\n"
 
 
@@ -579,6 +610,8 @@ def family_py(fam: Family) -> str:
         lines += ["", f"# enum {e.c_name}" + (f" - {summary(e.doc)}" if e.doc else "")]
         lines += [f"{x.c_name} = {x.value}{py_comment(x.doc)}" for x in e.entries]
     lines += ["", f"# enum {fam.ops_enum}"] + [f"{op.c_name} = {op.value}" for op in fam.ops]
+    if fam.mcgrps:
+        lines += ["", "# multicast groups, by name"] + [f'{fam.mcgrp_define(g)} = "{g}"' for g in fam.mcgrps]
     lines += ["", "",
               "class vnetmsg(genlmsg):",
               f'    """A message of family "{fam.name}": every attribute of enum {c_lower(main.enum_name)}, '

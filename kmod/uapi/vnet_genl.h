@@ -40,12 +40,16 @@
  * VNET_CMD_PORT_DEL    ID, IFNAME
  * VNET_CMD_PORT_GET    dump; each reply: ID, IFNAME, PORT_STATE, IFINDEX,
  *                      RX_PACKETS, TX_PACKETS, RX_BYTES, TX_BYTES
+ * VNET_CMD_MAC_EVENT   event on group "monitor": ID, MAC, MAC_EVENT,
+ *                      MAC_TABLE, ADDR, OLD_ADDR
  */
 #ifndef _UAPI_VNET_GENL_H
 #define _UAPI_VNET_GENL_H
 
 #define VNET_GENL_NAME		"vnet"
 #define VNET_GENL_VERSION	1
+
+#define VNET_MCGRP_MONITOR	"monitor"
 
 /* Bytes of a vnet id (128 bits, network order). */
 #define VNET_ID_LEN		16
@@ -110,6 +114,26 @@ enum vnet_security {
 	VNET_SECURITY_CONF,	/* sealed, authenticated and encrypted */
 };
 
+/* What happened to a MAC in a table (VNET_CMD_MAC_EVENT). */
+enum vnet_mac_event {
+	/* a new entry */
+	VNET_MAC_EVENT_LEARNED,
+	/* the entry now has another address (OLD_ADDR is the one it had) */
+	VNET_MAC_EVENT_MOVED,
+	/* swept, not refreshed for the entry lifetime */
+	VNET_MAC_EVENT_EXPIRED,
+	/* taken out because the MAC lives elsewhere now, or by a command */
+	VNET_MAC_EVENT_REMOVED,
+};
+
+/* The (vnet, MAC) tables of a namespace. */
+enum vnet_mac_tables {
+	/* the VARP cache, remote MACs by care-of address */
+	VNET_MAC_TABLE_VARP,
+	/* the vif table, local MACs by attachment */
+	VNET_MAC_TABLE_VIFS,
+};
+
 enum vnet_cmd {
 	VNET_CMD_UNSPEC,
 	VNET_CMD_VNET_ADD,
@@ -129,6 +153,7 @@ enum vnet_cmd {
 	VNET_CMD_PORT_ADD,
 	VNET_CMD_PORT_DEL,
 	VNET_CMD_PORT_GET,
+	VNET_CMD_MAC_EVENT,
 	__VNET_CMD_MAX
 };
 
@@ -210,6 +235,12 @@ enum vnet_attr {
 	VNET_A_PORT_STATE,
 	/* u32, ports of a vnet, attached or waiting */
 	VNET_A_PORTS,
+	/* u8, enum vnet_mac_event */
+	VNET_A_MAC_EVENT,
+	/* u8, enum vnet_mac_tables */
+	VNET_A_MAC_TABLE,
+	/* be32, IPv4 address a MAC had before it moved */
+	VNET_A_OLD_ADDR,
 	__VNET_A_MAX
 };
 

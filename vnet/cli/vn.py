@@ -20,7 +20,7 @@ from pyroute2 import IPRoute
 
 import sxp
 from vnet.cli import listing
-from vnet.control import metrics, records
+from vnet.control import events, metrics, records
 from vnet.control.controller import DATAPATH_CHOICES, Controller, Deletion, PeerAddress
 from vnet.control.datapath import Record
 from vnet.control.protocol import resolve_socket
@@ -607,6 +607,31 @@ def stats(ctx: click.Context, as_json: bool, prometheus: bool) -> None:
         click.echo(metrics.render(_controller(ctx).datapath), nl=False)
         return
     _emit(ctx, as_json, _controller(ctx).datapath.stats(), listing.stats, listing.brief_stats)
+
+
+@vn.command()
+@click.option("--json", "as_json", is_flag=True,
+              help="Print each event as one JSON object per line (doc/schema/monitor.json).")
+@click.pass_context
+def monitor(ctx: click.Context, as_json: bool) -> None:
+    """Print events on this host as they happen, one per line, until interrupted: MACs
+    learned, moved and expired, flapping MACs, peers up and down, and drops by reason
+    (at most one line per reason every 5 s).  See doc/monitor.md."""
+    dp = _controller(ctx).datapath
+
+    def emit(event: events.Event) -> None:
+        click.echo(json.dumps(event) if as_json else events.render(event))
+        sys.stdout.flush()
+
+    def opened() -> None:
+        click.echo(f"vn: monitoring the {dp.kind} datapath (Ctrl-C to stop)", err=True)
+
+    try:
+        events.watch(dp, emit, opened)
+    except KeyboardInterrupt:
+        pass
+    except BrokenPipeError:  # the reader went away (`vn monitor | head`)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
 def main() -> None:

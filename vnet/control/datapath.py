@@ -9,7 +9,10 @@ reaches the user.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator
 
+from vnet.control.events import MacChange
+from vnet.errors import DatapathError
 from vnet.model.config import VnetConfig
 from vnet.model.endpoint import EndpointSpec
 from vnet.model.vnetid import VnetId
@@ -95,3 +98,9 @@ class Datapath(ABC):
 
     @abstractmethod
     def stats(self) -> list[Record]: ...
+
+    def mac_changes(self, opened: Callable[[], None] | None = None) -> Iterator[MacChange]:
+        """Each MAC learned, moved or expired on this host from now on, as it happens
+        (`vn monitor`), blocking between them; `opened` is called once the datapath
+        reports to this reader (no change from then on is missed)."""
+        raise DatapathError("EOPNOTSUPP", f"the {self.kind} datapath reports no MAC changes")

@@ -11,14 +11,16 @@ reply that opens it (or says why not), until either side closes (`stream`).
 """
 from __future__ import annotations
 
+import json
 import os
 import socket
 import struct
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import sxp
 from vnet.control.datapath import Datapath, Record
+from vnet.control.events import MacChange
 from vnet.errors import DatapathError
 from vnet.model.addr import format_mac
 from vnet.model.config import VnetConfig
@@ -132,10 +134,12 @@ def request(path: Path, commands: list[sxp.Value], timeout: float = TIMEOUT) -> 
     return results
 
 
-def stream(path: Path, command: sxp.Value, timeout: float = TIMEOUT) -> Iterator[bytes]:
+def stream(path: Path, command: sxp.Value, timeout: float = TIMEOUT,
+           opened: Callable[[], None] | None = None) -> Iterator[bytes]:
     """Open a stream with `command` and yield its messages until vnetd ends it.  The
     opening reply must come within `timeout`; the messages after it may take any time.
-    An error reply is raised before anything is yielded."""
+    An error reply is raised before anything is yielded; `opened` is called once the
+    stream is open (nothing sent from then on is missed)."""
     s = _connect(path, [command], timeout)
     try:
         reader = s.makefile("rb")
@@ -144,6 +148,8 @@ def stream(path: Path, command: sxp.Value, timeout: float = TIMEOUT) -> Iterator
             raise DatapathError("EPROTO", f"vnetd closed the stream on {path} without a reply")
         for reply in _parse_replies(first, path):
             _records(reply)
+        if opened is not None:
+            opened()
         s.settimeout(None)
         while (msg := _read_message(reader, path)) is not None:
             yield msg
@@ -246,3 +252,11 @@ class VnetdClient(Datapath):
 
     def stats(self) -> list[Record]:
         return self._call(["stats"])
+
+    def mac_changes(self, opened: Callable[[], None] | None = None) -> Iterator[MacChange]:
+        """vnetd's `monitor` stream."""
+        for msg in stream(self.path, ["monitor"], self.timeout, opened):
+            try:
+                yield MacChange.from_json(json.loads(msg))
+            except (ValueError, KeyError, TypeError) as e:
+                raise DatapathError("EPROTO", f"unreadable event from vnetd on {self.path}: {e}") from None

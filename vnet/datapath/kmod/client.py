@@ -18,7 +18,8 @@ from __future__ import annotations
 import errno
 import os
 import socket
-from collections.abc import Mapping
+from collections import OrderedDict
+from collections.abc import Callable, Iterator, Mapping
 
 from pyroute2 import IPRoute
 from pyroute2.netlink import NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST, nla
@@ -27,9 +28,11 @@ from pyroute2.netlink.generic import AsyncGenericNetlinkSocket, GenericNetlinkSo
 
 from vnet.control import records
 from vnet.control.datapath import Datapath, Record
+from vnet.control.events import LOCAL, MacChange
 from vnet.datapath.kmod.family import (
     VNET_CMD_GET,
     VNET_CMD_KEYS_SET,
+    VNET_CMD_MAC_EVENT,
     VNET_CMD_PEER_ADD,
     VNET_CMD_PEER_DEL,
     VNET_CMD_PEER_GET,
@@ -47,6 +50,12 @@ from vnet.datapath.kmod.family import (
     VNET_CMD_VNET_GET,
     VNET_GENL_NAME,
     VNET_GENL_VERSION,
+    VNET_MAC_EVENT_EXPIRED,
+    VNET_MAC_EVENT_LEARNED,
+    VNET_MAC_EVENT_MOVED,
+    VNET_MAC_EVENT_REMOVED,
+    VNET_MAC_TABLE_VARP,
+    VNET_MCGRP_MONITOR,
     vnetmsg,
 )
 from vnet.errors import DatapathError
@@ -154,6 +163,45 @@ def netlink_error(exc: NetlinkError, what: str, known: Mapping[int, str] | None 
     if text is None:
         text = f"{what}: {ext_ack(exc) or os.strerror(exc.code)}"
     return DatapathError(code, text)
+
+
+class MacEvents:
+    """The module's MAC notifications (VNET_CMD_MAC_EVENT) as MacChanges.
+
+    The module tells each table's changes on its own: a MAC that goes from one table
+    to the other is first REMOVED from where it was, then LEARNED where it is (an
+    announce for a local MAC; a local MAC new here, after its VARP entry).  The
+    removal is held here and becomes the `old` of the learning that follows, so a
+    move reads as one change, as vnetd reports it."""
+
+    HELD = 4096  # removals held at most (one never followed by a learning is forgotten)
+
+    def __init__(self) -> None:
+        self.removed: OrderedDict[tuple[bytes, bytes], str] = OrderedDict()
+
+    def change(self, event: int, table: int, vnet: bytes, mac: bytes, addr: str | None,
+               old: str | None) -> MacChange | None:
+        key = (vnet, mac)
+        place = addr if table == VNET_MAC_TABLE_VARP else LOCAL
+        if event == VNET_MAC_EVENT_REMOVED:
+            self.removed[key] = place
+            self.removed.move_to_end(key)
+            if len(self.removed) > self.HELD:
+                self.removed.popitem(last=False)
+            return None
+        was: str | None
+        if event == VNET_MAC_EVENT_LEARNED:
+            was = self.removed.pop(key, None)
+        elif event == VNET_MAC_EVENT_MOVED:
+            was = old
+        elif event == VNET_MAC_EVENT_EXPIRED:
+            self.removed.pop(key, None)
+            was, place = place, None
+        else:
+            return None
+        if was == place:
+            return None
+        return MacChange(str(VnetId.from_bytes(vnet)), format_mac(mac), was, place)
 
 
 def _name(values: tuple[str, ...], number: int | None) -> str:
@@ -476,6 +524,30 @@ class KmodClient(Datapath):
     def set_mcaddr(self, addr: str) -> None:
         self._call(VNET_CMD_SET, [["VNET_A_MCADDR", addr]], f"cannot switch to group {addr}",
                    {errno.EINVAL: f"{addr} is not a multicast address (224.0.0.0/4)"})
+
+    def mac_changes(self, opened: Callable[[], None] | None = None) -> Iterator[MacChange]:
+        """The module's multicast group "monitor" of this namespace, on a socket of its own."""
+        sock = VnetSocket()
+        try:
+            try:
+                sock.add_membership(VNET_MCGRP_MONITOR)
+            except (KeyError, OSError):
+                raise DatapathError("EOPNOTSUPP", "this vnet module sends no MAC events: load a newer "
+                                    "one ('vn rmmod', then 'vn insmod')") from None
+            if opened is not None:
+                opened()
+            events = MacEvents()
+            while True:
+                for msg in sock.get():
+                    if not isinstance(msg, vnetmsg) or msg["cmd"] != VNET_CMD_MAC_EVENT:
+                        continue
+                    change = events.change(msg.get_attr("VNET_A_MAC_EVENT"), msg.get_attr("VNET_A_MAC_TABLE"),
+                                           msg.get_attr("VNET_A_ID"), msg.get_attr("VNET_A_MAC"),
+                                           msg.get_attr("VNET_A_ADDR"), msg.get_attr("VNET_A_OLD_ADDR"))
+                    if change is not None:
+                        yield change
+        finally:
+            sock.close()
 
     def stats(self) -> list[Record]:
         s = self.settings()  # the module leaves out counters that are 0, as vnetd does

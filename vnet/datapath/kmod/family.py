@@ -55,6 +55,16 @@ VNET_SECURITY_NONE = 0  # plain packets, no keys
 VNET_SECURITY_AUTH = 1  # sealed, authenticated
 VNET_SECURITY_CONF = 2  # sealed, authenticated and encrypted
 
+# enum vnet_mac_event - What happened to a MAC in a table (VNET_CMD_MAC_EVENT).
+VNET_MAC_EVENT_LEARNED = 0  # a new entry
+VNET_MAC_EVENT_MOVED = 1  # the entry now has another address (OLD_ADDR is the one it had)
+VNET_MAC_EVENT_EXPIRED = 2  # swept, not refreshed for the entry lifetime
+VNET_MAC_EVENT_REMOVED = 3  # taken out because the MAC lives elsewhere now, or by a command
+
+# enum vnet_mac_tables - The (vnet, MAC) tables of a namespace.
+VNET_MAC_TABLE_VARP = 0  # the VARP cache, remote MACs by care-of address
+VNET_MAC_TABLE_VIFS = 1  # the vif table, local MACs by attachment
+
 # enum vnet_cmd
 VNET_CMD_UNSPEC = 0
 VNET_CMD_VNET_ADD = 1
@@ -74,6 +84,10 @@ VNET_CMD_KEYS_SET = 14
 VNET_CMD_PORT_ADD = 15
 VNET_CMD_PORT_DEL = 16
 VNET_CMD_PORT_GET = 17
+VNET_CMD_MAC_EVENT = 18
+
+# multicast groups, by name
+VNET_MCGRP_MONITOR = "monitor"
 
 
 class vnetmsg(genlmsg):
@@ -120,6 +134,9 @@ class vnetmsg(genlmsg):
         ("VNET_A_VIF_LONGEST_CHAIN", "uint32"),  # u32, entries in the vif table's longest hash bucket
         ("VNET_A_PORT_STATE", "uint8"),  # u8, enum vnet_port_state
         ("VNET_A_PORTS", "uint32"),  # u32, ports of a vnet, attached or waiting
+        ("VNET_A_MAC_EVENT", "uint8"),  # u8, enum vnet_mac_event
+        ("VNET_A_MAC_TABLE", "uint8"),  # u8, enum vnet_mac_tables
+        ("VNET_A_OLD_ADDR", "ip4addr"),  # be32, IPv4 address a MAC had before it moved
     )
 
     class stats(nla):

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import errno
 import functools
+import json
 import logging
 import os
 import signal
@@ -27,9 +28,11 @@ from pathlib import Path
 import click
 from pyroute2 import IPRoute
 
+import sxp
 from vnet import __version__
 from vnet.control import metrics, records
 from vnet.control.datapath import Datapath, Record
+from vnet.control.events import LOCAL, MacChange
 from vnet.control.protocol import resolve_socket
 from vnet.control.restore import restore
 from vnet.datapath.vnetd.endpoint import EndpointAttachment
@@ -37,7 +40,7 @@ from vnet.datapath.vnetd.loop import Clock, Loop, drain
 from vnet.datapath.vnetd.metrics import MetricsServer
 from vnet.datapath.vnetd.ports import LinkMonitor, Port
 from vnet.datapath.vnetd.receive import Receive
-from vnet.datapath.vnetd.server import ControlServer
+from vnet.datapath.vnetd.server import ControlServer, Stream
 from vnet.datapath.vnetd.tables import Peer, Tables
 from vnet.datapath.vnetd.transmit import Transmit
 from vnet.datapath.vnetd.underlay import Sockets, Underlay
@@ -47,7 +50,7 @@ from vnet.host import netdev, privilege
 from vnet.host.netdev import pick_address
 from vnet.host.notify import notify
 from vnet.model import keys
-from vnet.model.addr import parse_ipv4
+from vnet.model.addr import format_mac, parse_ipv4
 from vnet.model.config import ConfigError, VnetConfig
 from vnet.model.endpoint import EndpointSpec
 from vnet.model.peer import check_peer, check_peer_room
@@ -79,6 +82,7 @@ class Vnetd(Datapath):
         self.rx = Receive(self.here, self.sockets.ip, self.tables, self.clock, self.tx)
         self.server = ControlServer(self.loop, self)
         self.metrics = MetricsServer(self.loop, lambda: metrics.render(self))
+        self.server.streams["monitor"] = self._monitor
         # One receive buffer for every socket: a packet is handled before the next read.
         self.buf = bytearray(65536)
         self.mv = memoryview(self.buf)
@@ -437,7 +441,20 @@ class Vnetd(Datapath):
 
     def vif_add(self, vid: VnetId, mac: bytes) -> None:
         self._need_vnet(vid)
-        self.tables.vifs.touch(vid.packed, mac, time.monotonic())
+        if self.tables.vifs.touch(vid.packed, mac, time.monotonic()):
+            self.tables.mac_changed(vid.packed, mac, self.tables.varp.forget(vid.packed, mac), LOCAL)
+
+    def _monitor(self, command: sxp.Value, stream: Stream) -> None:
+        """`vn monitor`: each MAC change, as the JSON of an events.MacChange, for as
+        long as the client reads (vnet.control.events makes the events of them)."""
+        if len(command) != 1:
+            raise DatapathError("EINVAL", "monitor takes no arguments")
+
+        def changed(vnet: bytes, mac: bytes, old: str | None, new: str | None) -> None:
+            change = MacChange(str(VnetId.from_bytes(vnet)), format_mac(mac), old, new)
+            stream.send(json.dumps(change.to_json()).encode())
+
+        stream.on_close.append(self.tables.watch_macs(changed))
 
     def vif_del(self, vid: VnetId, mac: bytes) -> None:
         self._need_vnet(vid)

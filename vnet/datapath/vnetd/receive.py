@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import socket
 
+from vnet.control.events import LOCAL
 from vnet.datapath.vnetd.loop import Clock
 from vnet.datapath.vnetd.offload import ORIGINAL_FRAME_MAX, ZERO_HDR, gso_header
 from vnet.datapath.vnetd.tables import Tables
@@ -318,8 +319,8 @@ class Receive:
                 self.supers.add(addr)
             else:
                 self.supers.discard(addr)
-            self.vifs.remove(vid, vmac)  # it lives elsewhere now
-            self.cache.learn(vid, vmac, addr, self.clock.now)
+            was_local = self.vifs.remove(vid, vmac)  # it lives elsewhere now
+            self.cache.learn(vid, vmac, addr, self.clock.now, LOCAL if was_local else None)
         else:
             self.drops[D_BAD_OPCODE] += 1
 

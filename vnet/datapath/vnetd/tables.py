@@ -7,9 +7,11 @@ also makes expiry testable without sleeping.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from vnet.control.events import LOCAL
 from vnet.wire import stats
 
 if TYPE_CHECKING:  # vnets -> attach -> loop -> tables: for the annotation only
@@ -22,6 +24,10 @@ ENTRY_TTL = 60.0
 SWEEP_INTERVAL = 10.0
 
 STATE_REACHABLE = "reachable"
+
+#: Told (vnet, MAC, old place, new place) when a MAC is learned (old None), moves, or
+#: expires (new None); a place is a host's address or "local:NAME" (vnet.control.events).
+MacNotify = Callable[[bytes, bytes, "str | None", "str | None"], None]
 
 
 class VarpEntry:
@@ -40,12 +46,17 @@ class VarpCache:
     def __init__(self, ttl: float = ENTRY_TTL) -> None:
         self.ttl = ttl
         self.entries: dict[tuple[bytes, bytes], VarpEntry] = {}
+        #: Told of changes only (set by Tables), never of a refresh.
+        self.notify: MacNotify | None = None
 
-    def learn(self, vnet: bytes, mac: bytes, addr: str, now: float) -> None:
+    def learn(self, vnet: bytes, mac: bytes, addr: str, now: float, prev: str | None = None) -> None:
+        """Where `mac` lives now; `prev` is where it was if not in this cache (local)."""
         key = (vnet, mac)
         entry = self.entries.get(key)
         if entry is None or entry.addr != addr:
             self.entries[key] = VarpEntry(addr, now)
+            if self.notify is not None:
+                self.notify(vnet, mac, entry.addr if entry is not None else prev, addr)
         else:
             entry.updated = now
 
@@ -53,8 +64,10 @@ class VarpCache:
         entry = self.entries.get((vnet, mac))
         return entry.addr if entry is not None else None
 
-    def forget(self, vnet: bytes, mac: bytes) -> None:
-        self.entries.pop((vnet, mac), None)
+    def forget(self, vnet: bytes, mac: bytes) -> str | None:
+        """Drop an entry; returns the address it had."""
+        entry = self.entries.pop((vnet, mac), None)
+        return entry.addr if entry is not None else None
 
     def flush(self, vnet: bytes | None = None) -> int:
         """Drop every entry (or every entry of one vnet); returns how many went."""
@@ -70,7 +83,9 @@ class VarpCache:
     def sweep(self, now: float) -> int:
         doomed = [k for k, e in self.entries.items() if now - e.updated > self.ttl]
         for k in doomed:
-            del self.entries[k]
+            entry = self.entries.pop(k)
+            if self.notify is not None:
+                self.notify(k[0], k[1], entry.addr, None)
         return len(doomed)
 
 
@@ -85,6 +100,9 @@ class VifTable:
         self.ttl = ttl
         self.entries: dict[tuple[bytes, bytes], float] = {}
         self.sweeps = 0
+        #: Told of local MACs expiring (set by Tables); new ones are told by who
+        #: adds them (Transmit.announce, the vif command), which knows where.
+        self.notify: MacNotify | None = None
 
     def touch(self, vnet: bytes, mac: bytes, now: float) -> bool:
         """Record a local MAC; True when it was not known before."""
@@ -108,6 +126,8 @@ class VifTable:
         doomed = [k for k, t in self.entries.items() if now - t > self.ttl]
         for k in doomed:
             del self.entries[k]
+            if self.notify is not None:
+                self.notify(k[0], k[1], LOCAL, None)
         return len(doomed)
 
 
@@ -197,6 +217,24 @@ class Tables:
         self.supers = SuperHosts()
         self.counts = [0] * len(stats.COUNTERS)
         self.drops = [0] * len(stats.DROPS)
+        #: Who is told of MAC changes (`vn monitor` streams); the tables call
+        #: mac_changed only while there is one.
+        self.mac_watchers: list[MacNotify] = []
+
+    def watch_macs(self, fn: MacNotify) -> Callable[[], None]:
+        """Tell `fn` of every MAC change from now on; returns what stops it."""
+        self.mac_watchers.append(fn)
+        self.varp.notify = self.vifs.notify = self.mac_changed
+
+        def stop() -> None:
+            self.mac_watchers.remove(fn)
+            if not self.mac_watchers:
+                self.varp.notify = self.vifs.notify = None
+        return stop
+
+    def mac_changed(self, vnet: bytes, mac: bytes, old: str | None, new: str | None) -> None:
+        for fn in self.mac_watchers:
+            fn(vnet, mac, old, new)
 
     def sweep(self, now: float) -> None:
         """Expire what was not refreshed; the loop calls this every SWEEP_INTERVAL."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 
+from vnet.control.events import LOCAL
 from vnet.datapath.vnetd.attach import Attachment
 from vnet.datapath.vnetd.loop import Clock
 from vnet.datapath.vnetd.offload import PLAIN_FRAME_MAX, VNET_HDR_LEN, finish_checksum, segment
@@ -59,6 +60,8 @@ class Transmit:
         # host fragments what does not fit (doc/ports.md, "MTU").
         self.send_etherip_frag = (etherip_frag or etherip).sendmsg
         self.clock = clock
+        self.tables = tables
+        self.mac_watchers = tables.mac_watchers
         self.cache = tables.varp
         self.vifs = tables.vifs
         self.peers = tables.peers
@@ -101,7 +104,7 @@ class Transmit:
             if not src[0] & 1:
                 key = (vid, src)
                 if key not in vifs:
-                    self.announce(v, src)
+                    self.announce(v, src, a or v.tap)
                 vifs[key] = now
             entry = None if frame[0] & 1 else cache.get((vid, bytes(frame[0:6])))
             if (len(frame) > PLAIN_FRAME_MAX and raw[1] and not v.level
@@ -174,7 +177,7 @@ class Transmit:
                     if not src[0] & 1:
                         key = (v.vid, src)
                         if key not in self.vifs.entries:
-                            self.announce(v, src)
+                            self.announce(v, src, a)
                         self.vifs.entries[key] = self.clock.now
                     continue
             for o in others:
@@ -254,9 +257,12 @@ class Transmit:
         msg = wire.pack_varp(wire.VARP_ANNOUNCE, v.vid, mac, self.address) + self.varp_ext
         return self.seal(v, seal.TYPE_VARP, msg) if v.level else (msg,)
 
-    def announce(self, v: Vnet, mac: bytes) -> None:
-        """A MAC seen here for the first time: claim it, so a moved VM is found at once."""
-        self.cache.forget(v.vid, mac)
+    def announce(self, v: Vnet, mac: bytes, a: Attachment) -> None:
+        """A MAC seen here for the first time, on attachment `a`: claim it, so a moved
+        VM is found at once."""
+        was = self.cache.forget(v.vid, mac)
+        if self.mac_watchers:
+            self.tables.mac_changed(v.vid, mac, was, f"{LOCAL}:{a.name}")
         self.counts[C_ANNOUNCES_SENT] += 1
         parts = self.varp_parts(v, mac)
         self.multicast_udp(parts, sum(map(len, parts)))
