@@ -32,6 +32,7 @@ from vnet.control import records
 from vnet.control.datapath import Datapath, Record
 from vnet.control.protocol import resolve_socket
 from vnet.control.restore import restore
+from vnet.datapath.vnetd.capture import open_capture
 from vnet.datapath.vnetd.endpoint import EndpointAttachment
 from vnet.datapath.vnetd.loop import Clock, Loop, drain
 from vnet.datapath.vnetd.ports import LinkMonitor, Port
@@ -77,6 +78,7 @@ class Vnetd(Datapath):
                            offload=offload, etherip_frag=self.sockets.etherip_frag)
         self.rx = Receive(self.here, self.sockets.ip, self.tables, self.clock, self.tx)
         self.server = ControlServer(self.loop, self)
+        self.server.streams["capture"] = functools.partial(open_capture, self.tables, self.loop)
         # One receive buffer for every socket: a packet is handled before the next read.
         self.buf = bytearray(65536)
         self.mv = memoryview(self.buf)
