@@ -46,15 +46,18 @@ class Running:
     def __init__(self, lab, vh, *args: str) -> None:
         self.proc = lab.popen(vh.host, vn_argv(vh, "capture", "--host-name", vh.name, *args),
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=ROOT)
-        line = self.proc.stderr.readline()
-        if "capturing vnet" not in line:
-            self.proc.kill()
-            raise AssertionError(f"vn capture {args} did not start: {line}{self.proc.stderr.read()}")
+        self.said = ""
+        while "capturing vnet" not in self.said:
+            line = self.proc.stderr.readline()
+            if not line:
+                self.proc.kill()
+                raise AssertionError(f"vn capture {args} did not start: {self.said}{self.proc.stderr.read()}")
+            self.said += line
 
     def wait(self, interrupt: bool = False) -> str:
         if interrupt:
             self.proc.send_signal(signal.SIGINT)
-        err = self.proc.stderr.read()
+        err = self.said + self.proc.stderr.read()
         assert self.proc.wait(DEADLINE) == 0, err
         return err
 
@@ -172,7 +175,37 @@ def test_vn_capture_on_every_point_read_by_tshark(lab, make_hosts, tmp_path):
                   display="tcp.dstport == 5001 && !tcp.analysis.retransmission")
     assert sum(int(n) for n, _ in data) == TCP_BYTES and {d for _, d in data} == {"0"}, data
 
+    underlay_of_a_conf_vnet_opens_with_its_key(lab, h1, h2, tmp_path, vm1, vp.ip)
     bad_capture_input_is_refused(h1, tmp_path)
+
+
+def underlay_of_a_conf_vnet_opens_with_its_key(lab, h1, h2, tmp_path: Path, vm97, ip97: str) -> None:
+    """--underlay captures vnet 96's sealed packets, and only them; --decrypt writes
+    the frames inside, which tshark decodes as ICMP."""
+    key = tmp_path / "96.key"
+    h1.vn("key-gen", str(key))
+    for vh in (h1, h2):
+        vh.vn("vnet-create", "-s", "conf", "-k", str(key), "96")
+    a = lab.vm("a", h1.host, "vnet96", "10.96.0.1/24")
+    b = lab.vm("b", h2.host, "vnet96", "10.96.0.2/24")
+    lab.wait_ping(a, b.ip, timeout=DEADLINE)
+    out = tmp_path / "underlay.pcapng"
+    cap = Running(lab, h1, "96", "--underlay", "--decrypt", "-w", str(out))
+    ping(lab, a, b.ip, PINGS)
+    ping(lab, vm97, ip97, 1)  # vnet 97 on the same wire: not captured
+    err = cap.wait(interrupt=True)
+    assert "opening the sealed packets with the vnet's key" in err, err
+    rows = tshark(out, "frame.interface_name", "icmp.type", "frame.p2p_dir", "frame.comment")
+    # Opened: the ICMP of the pings, each once (ARP too, not counted).
+    opened = Counter((name, icmp, d) for name, icmp, d, _ in rows if name.endswith("/96/opened:eth0") and icmp)
+    assert opened == Counter({(f"{h1.name}/96/opened:eth0", "8", "0"): PINGS,
+                              (f"{h1.name}/96/opened:eth0", "0", "1"): PINGS}), rows
+    assert all("opened with the vnet's key: sealed by " in c for n, _, _, c in rows if "opened" in n), rows
+    # Whatever else was captured is vnet 96's own (sealed VARP), still sealed.
+    others = tshark(out, "udp.payload", display='frame.interface_name != "%s/96/opened:eth0"' % h1.name)
+    assert all(p.startswith("0004") and p[8:40] == "0" * 28 + "0096" for (p,) in others), others
+    assert "sealed frames opened with the vnet's key (--decrypt)" in capinfo(out)
+
 
 
 def bad_capture_input_is_refused(vh, tmp_path: Path) -> None:
