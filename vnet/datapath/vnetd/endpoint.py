@@ -583,7 +583,7 @@ class EndpointAttachment(Attachment):
     `rx_*`/`tx_*` here are what Transmit.switch counts; the endpoint's own counters
     (`ep.counters()`) are the ones listed."""
 
-    __slots__ = ("ep", "spec", "send", "taps")
+    __slots__ = ("ep", "send", "spec", "taps")
 
     def __init__(self, spec: EndpointSpec) -> None:
         super().__init__(str(spec), -1)
