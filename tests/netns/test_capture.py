@@ -16,6 +16,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -149,22 +150,26 @@ def test_vn_capture_on_every_point_read_by_tshark(lab, make_hosts, tmp_path):
     names = Counter(name for (name,) in tshark(merged, "frame.interface_name"))
     assert sum(names.values()) == n1 + n2 and names[f"{h2.name}/97/port:{vp.port}"] == n2, names
 
-    # Into a pipe, packet by packet, as `vn capture 97 | tshark -r -`.
-    pipe = lab.popen(h1.host, ["sh", "-c", " ".join(vn_argv(h1, "capture", "--host-name", h1.name, "-c",
-                                                            str(2 * PIPE_PINGS), "-i", "bridge:vvm1", "97",
-                                                            "icmp"))
-                               + " | tshark -n -r - -T fields -e frame.interface_name -e icmp.type"],
-                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
-    said = ""
-    while "capturing vnet" not in said:  # tshark may say something first
-        line = pipe.stderr.readline()
-        assert line, said + pipe.stderr.read()
-        said += line
+    # Into a pipe, packet by packet, as `vn capture 97 | tshark -r -`; when tshark has
+    # read its fill (-c) and goes, vn stops at its next packet (EPIPE) and says so.
+    err_file = tmp_path / "pipe.err"
+    capture = " ".join(vn_argv(h1, "capture", "--host-name", h1.name, "-i", "bridge:vvm1", "97", "icmp"))
+    shell = (f"{capture} 2>{err_file} | tshark -n -r - -c {2 * PIPE_PINGS} "
+             "-T fields -e frame.interface_name -e icmp.type")
+    pipe = lab.popen(h1.host, ["sh", "-c", shell],
+                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=ROOT)
+    deadline = time.monotonic() + DEADLINE
+    while "capturing vnet" not in (err_file.read_text() if err_file.exists() else ""):
+        assert time.monotonic() < deadline and pipe.poll() is None, "vn capture | tshark did not start"
+        time.sleep(0.05)
     ping(lab, vm1, vp.ip, PIPE_PINGS)
-    out, err = pipe.communicate(timeout=DEADLINE)
-    assert pipe.returncode == 0, err
+    while pipe.poll() is None:  # more packets, until one finds the pipe closed
+        assert time.monotonic() < deadline, f"vn capture did not stop: {err_file.read_text()}"
+        ping(lab, vm1, vp.ip, 1)
+    out = pipe.stdout.read()
+    assert pipe.returncode == 0 and "(the reader closed the pipe)" in err_file.read_text(), err_file.read_text()
     assert Counter(out.split()) == Counter({f"{h1.name}/97/bridge:vvm1": 2 * PIPE_PINGS, "8": PIPE_PINGS,
-                                            "0": PIPE_PINGS}), out + err
+                                            "0": PIPE_PINGS}), out
 
     # A TCP transfer decodes, every byte of it; a filter matching nothing wrote nothing.
     transfer(lab, vm1, vp, "tcp", TCP_BYTES)
