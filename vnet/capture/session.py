@@ -230,8 +230,8 @@ class Session:
                 for key, _ in sel.select(timeout):
                     if key.data is None:
                         self._from_feed(count, sel)
-                    else:
-                        self._from_socket(*key.data, count)
+                    elif not self._from_socket(*key.data, count):
+                        sel.unregister(key.fileobj)
                     if count is not None and r.written >= count:
                         break
                 if not sel.get_map():
@@ -267,7 +267,8 @@ class Session:
             before = -1
             while self.result.written != before and (count is None or self.result.written < count):
                 before = self.result.written
-                self._from_socket(s, index, count)
+                if not self._from_socket(s, index, count):
+                    break
 
     def _write(self, index: int, ts: int, frame, outbound: bool) -> None:
         flags = pcapng.OUTBOUND if outbound else pcapng.INBOUND
@@ -279,15 +280,16 @@ class Session:
         self.output.write(pcapng.packet_block(index, ts, frame, self.snaplen, flags, comment))
         self.result.written += 1
 
-    def _from_socket(self, s: socket.socket, index: int, count: int | None) -> None:
+    def _from_socket(self, s: socket.socket, index: int, count: int | None) -> bool:
+        """Write what `s` has (a batch at most); False if it cannot be read any more."""
         for _ in range(BATCH):
             try:
                 frame, anc, _flags, addr = s.recvmsg(self.snaplen, socket.CMSG_SPACE(_TIMESPEC.size))
             except BlockingIOError:
-                return
+                return True
             except OSError as e:  # ENETDOWN: the interface went down or away
                 self.result.notes.append(f"stopped reading {addr_name(s)}: {e.strerror}")
-                return
+                return False
             ts = None
             for level, kind, data in anc:
                 if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS:
@@ -295,7 +297,8 @@ class Session:
                     ts = sec * 1_000_000_000 + nsec
             self._write(index, ts or time.time_ns(), frame, addr[2] == PACKET_OUTGOING)
             if count is not None and self.result.written >= count:
-                return
+                break
+        return True
 
     def _from_feed(self, count: int | None, sel: selectors.BaseSelector) -> None:
         assert self.feed is not None
