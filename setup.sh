@@ -22,10 +22,11 @@ cd "$(dirname "$0")"
 # kernels it builds for (declared in lab/kbuild.py: Debian 13's 6.12, unstable's newest)
 # bring their own compiler and pahole in a root unpacked into the guest cache.
 # lldpd is the real LLDP speaker at the far end of a vnet port in the lab-link tests.
-# tshark reads captures with the Wireshark dissector (contrib/wireshark) in the tests.
+# libpcap0.8 compiles `vn capture`'s filters (doc/capture.md); tshark (with mergecap and
+# capinfos) reads its files in the tests.
 APT_PACKAGES=(iputils-ping iperf3 iproute2
               qemu-system-x86 linux-headers-amd64 make busybox-static cpio kmod man-db
-              systemd systemd-container dkms dwarves lldpd tshark)
+              systemd systemd-container dkms dwarves lldpd libpcap0.8 tshark)
 PYTHON=${PYTHON:-python3}
 "$PYTHON" -c "import ensurepip, venv" 2>/dev/null || APT_PACKAGES+=(python3-venv)
 
@@ -40,7 +41,7 @@ for p in "${APT_PACKAGES[@]}"; do
 done
 if [ ${#missing[@]} -gt 0 ]; then
     export DEBIAN_FRONTEND=noninteractive
-    # wireshark-common (with tshark) asks whether non-root users may capture: no.
+    # tshark's package asks whether non-root users may capture: no.
     echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-set-selections
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

@@ -16,6 +16,10 @@ share state or compete for the CPU:
          frame sealed with ChaCha20-Poly1305 (doc/security.md).
   vnetd-port  the vnet without a bridge: each VM's host-side interface is a port of
          it (`vn vnet-create 97 --bridge none`, `vn port-add 97 pvm1`; doc/ports.md).
+  vnetd-port-capture  vnetd-port measured twice in one lab: as it is, then with an idle
+         `vn capture 97` on each host (every point of the vnet, a filter matching
+         nothing: `udp port 9`): the price of a capture that sees nothing, which
+         should be none (the filter runs in the kernel; doc/capture.md).
   vnetd-endpoint  the sending VM behind a UDP socket endpoint of the vnet, as a VM with
          a QEMU `-netdev dgram` NIC is (doc/endpoints.md): lab/qemu_socket_peer.py plays
          its QEMU, joining the VM's veth to the endpoint's socket, so iperf3 runs in the
@@ -39,6 +43,7 @@ import os
 import platform
 import re
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -52,7 +57,10 @@ from lab.links import Interface
 from lab.netns import rtnl
 from lab.vnethost import VnetHost
 
-SCENARIOS = ("veth", "vxlan", "vnetd", "vnetd-port", "vnetd-endpoint", "vnetd-auth", "vnetd-conf")
+SCENARIOS = ("veth", "vxlan", "vnetd", "vnetd-port", "vnetd-port-capture", "vnetd-endpoint", "vnetd-auth",
+             "vnetd-conf")
+#: The filter of vnetd-port-capture's idle capture: nothing of the benchmark matches it.
+IDLE_FILTER = "udp port 9"
 #: The endpoint of vnetd-endpoint (ours) and the address its QEMU stand-in binds.
 ENDPOINT_OURS, ENDPOINT_THEIRS = "127.0.0.1:10001", "127.0.0.1:20001"
 #: Turns checksum offload off on eth0 (argv[1] the interface): a QEMU socket NIC has
@@ -286,6 +294,7 @@ def build_endpoint(lab: Lab, state_dir: Path):
 BUILDERS: dict[str, Callable] = {
     "veth": build_veth, "vxlan": build_vxlan, "vnetd": build_vnet,
     "vnetd-port": functools.partial(build_vnet, ports=True),
+    "vnetd-port-capture": functools.partial(build_vnet, ports=True),
     "vnetd-endpoint": build_endpoint,
     "vnetd-auth": functools.partial(build_vnet, security="auth"),
     "vnetd-conf": functools.partial(build_vnet, security="conf"),
@@ -296,8 +305,46 @@ BUILDERS: dict[str, Callable] = {
 # Driver
 
 
+def start_idle_captures(lab: Lab, state_dir: Path, hosts: list[Host]) -> list[subprocess.Popen]:
+    """`vn capture 97 IDLE_FILTER` on each host, returned once each captures."""
+    procs = []
+    for h in hosts:
+        p = lab.popen(h, [sys.executable, "-m", "vnet.cli.vn", "--state-dir", str(state_dir / h.name),
+                          "capture", "-w", "/dev/null", str(VNI), IDLE_FILTER],
+                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                      cwd=str(Path(__file__).resolve().parent.parent))
+        procs.append(p)
+        line = p.stderr.readline() if p.stderr is not None else ""
+        if "capturing vnet" not in line:
+            raise BenchError(f"vn capture did not start on {h.name}: {line}")
+    return procs
+
+
+def stop_idle_captures(procs: list[subprocess.Popen]) -> None:
+    """Interrupt them; each must have written 0 packets (its filter matched nothing)."""
+    for p in procs:
+        p.send_signal(signal.SIGINT)
+        err = p.stderr.read() if p.stderr is not None else ""
+        if p.wait(30) != 0 or " 0 packets written" not in err:
+            raise BenchError(f"idle vn capture: {err}")
+
+
+def measure(lab: Lab, name: str, src, dst, dst_ip: str, seconds: float, label: str) -> dict:
+    r = measure_ping(lab, src, dst_ip)
+    progress(f"{name}: {label}: rtt avg {r['rtt_avg_ms']:.3f} ms "
+             f"(min {r['rtt_min_ms']:.3f}, max {r['rtt_max_ms']:.3f}, "
+             f"loss {r['ping_loss_pct']:.0f}%); iperf3 for {seconds:g}s")
+    r.update(measure_iperf(lab, dst, src, dst_ip, seconds))
+    r.update(measure_pps(lab, dst, src, dst_ip, seconds))
+    progress(f"{name}: {label}: {r['throughput_bps'] / 1e9:.3f} Gbit/s "
+             f"({r['retransmits']} retransmits), {r['small_pps']:.0f} 64-byte frames/s")
+    return r
+
+
 def run_scenario(name: str, seconds: float, repeat: int, state_root: Path) -> dict:
     progress(f"{name}: building lab")
+    keys = ("throughput_bps", "small_pps", "rtt_avg_ms", "rtt_min_ms", "rtt_max_ms")
+    with_capture = name == "vnetd-port-capture"
     with Lab(prefix=f"vb{name}{os.getpid()}") as lab:
         src, dst, dst_ip = BUILDERS[name](lab, state_root / name)
         progress(f"{name}: waiting for {dst_ip} to answer")
@@ -305,18 +352,19 @@ def run_scenario(name: str, seconds: float, repeat: int, state_root: Path) -> di
         progress(f"{name}: reachable after {waited:.2f}s")
         runs = []
         for i in range(1, repeat + 1):
-            r = measure_ping(lab, src, dst_ip)
-            progress(f"{name}: run {i}/{repeat}: rtt avg {r['rtt_avg_ms']:.3f} ms "
-                     f"(min {r['rtt_min_ms']:.3f}, max {r['rtt_max_ms']:.3f}, "
-                     f"loss {r['ping_loss_pct']:.0f}%); iperf3 for {seconds:g}s")
-            r.update(measure_iperf(lab, dst, src, dst_ip, seconds))
-            r.update(measure_pps(lab, dst, src, dst_ip, seconds))
-            progress(f"{name}: run {i}/{repeat}: {r['throughput_bps'] / 1e9:.3f} Gbit/s "
-                     f"({r['retransmits']} retransmits), {r['small_pps']:.0f} 64-byte frames/s")
+            r = measure(lab, name, src, dst, dst_ip, seconds, f"run {i}/{repeat}")
+            if with_capture:
+                procs = start_idle_captures(lab, state_root / name, [src.host, dst.host])
+                try:
+                    c = measure(lab, name, src, dst, dst_ip, seconds, f"run {i}/{repeat} with an idle capture")
+                finally:
+                    stop_idle_captures(procs)
+                r.update({f"{k}_capture": c[k] for k in keys})
             runs.append(r)
     if lab.errors:
         progress(f"{name}: cleanup problems: {lab.errors}")
-    keys = ("throughput_bps", "small_pps", "rtt_avg_ms", "rtt_min_ms", "rtt_max_ms")
+    if with_capture:
+        keys += tuple(f"{k}_capture" for k in keys)
     return {"median": {k: statistics.median(r[k] for r in runs) for k in keys}, "runs": runs}
 
 
@@ -327,6 +375,12 @@ def _ratio(results: dict, a: str, b: str, key: str = "throughput_bps") -> float 
     except KeyError:
         return None
     return num / den if den else None
+
+
+def _capture_ratio(results: dict, key: str = "throughput_bps") -> float | None:
+    """vnetd-port-capture's figure with an idle capture over the one without."""
+    m = results.get("vnetd-port-capture", {}).get("median")
+    return m[f"{key}_capture"] / m[key] if m and m[key] else None
 
 
 def format_table(results: dict) -> str:
@@ -351,6 +405,12 @@ def format_table(results: dict) -> str:
     r, p = _ratio(results, "vnetd-port", "vnetd"), _ratio(results, "vnetd-port", "vnetd", "small_pps")
     if r is not None and p is not None:
         lines.append(f"ratio vnetd-port/vnetd (bridge): throughput {r:.2f}, 64-byte frames/s {p:.2f}")
+    r, p = _capture_ratio(results), _capture_ratio(results, "small_pps")
+    if r is not None and p is not None:
+        m = results["vnetd-port-capture"]["median"]
+        lines.append(f"vnetd-port-capture with an idle vn capture on both hosts: "
+                     f"{m['throughput_bps_capture'] / 1e9:.3f} Gbit/s, {m['small_pps_capture']:.0f} 64-byte "
+                     f"frames/s; ratio with/without: throughput {r:.2f}, 64-byte frames/s {p:.2f}")
     r, p = _ratio(results, "vnetd-endpoint", "vnetd"), _ratio(results, "vnetd-endpoint", "vnetd", "small_pps")
     if r is not None and p is not None:
         lines.append(f"ratio vnetd-endpoint/vnetd (bridge): throughput {r:.2f}, 64-byte frames/s {p:.2f}")
@@ -434,6 +494,8 @@ def main(argv: list[str] | None = None) -> int:
                 "vnetd/veth": _ratio(results, "vnetd", "veth"),
                 "vnetd-port/vnetd": _ratio(results, "vnetd-port", "vnetd"),
                 "vnetd-port/vnetd small_pps": _ratio(results, "vnetd-port", "vnetd", "small_pps"),
+                "vnetd-port-capture with/without an idle capture": _capture_ratio(results),
+                "vnetd-port-capture with/without an idle capture small_pps": _capture_ratio(results, "small_pps"),
                 "vnetd-endpoint/vnetd": _ratio(results, "vnetd-endpoint", "vnetd"),
                 "vnetd-endpoint/vnetd small_pps": _ratio(results, "vnetd-endpoint", "vnetd", "small_pps"),
                 "vnetd-auth/vnetd": _ratio(results, "vnetd-auth", "vnetd"),

@@ -30,6 +30,8 @@ class Harness:
         def subscribe(command, stream: Stream) -> None:
             if command[1:] == ["refuse"]:
                 raise DatapathError("EINVAL", "no such thing to watch")
+            if command[1:] == ["crash"]:
+                raise KeyError("a bug")
             stream.on_close.append(self._closed)
             self.streams.append(stream)
 
@@ -93,6 +95,19 @@ def test_a_refused_stream_is_an_error_for_the_client(harness):
     harness.pump(lambda: not t.is_alive(), "the refusal")
     assert got == [] and [(e.code, e.message) for e in errors] == [("EINVAL", "no such thing to watch")]
     assert harness.server.open_streams == set()
+
+
+def test_a_stream_handler_that_fails_is_an_error_for_the_client_not_the_end_of_vnetd(harness):
+    got: list[bytes] = []
+    errors: list[DatapathError] = []
+    t = reader(harness.path, ["watch", "crash"], got, errors, 1)
+    harness.pump(lambda: not t.is_alive(), "the error")
+    assert got == [] and [e.code for e in errors] == ["EIO"] and "a bug" in errors[0].message
+    t = reader(harness.path, ["watch"], got, errors, 1)  # the server still serves
+    harness.pump(lambda: harness.streams, "the next stream to open")
+    harness.streams[0].send(b"still here")
+    harness.pump(lambda: not t.is_alive(), "the message")
+    assert got == [b"still here"]
 
 
 def test_a_client_that_does_not_read_costs_messages_not_the_loop(harness, monkeypatch):

@@ -593,6 +593,39 @@ def bridges(ctx: click.Context, long_: bool, as_json: bool) -> None:
                     click.echo(f"          {k}: {v}")
 
 
+@vn.command(context_settings={"ignore_unknown_options": False})
+@click.option("-w", "--write", metavar="FILE", help="Write the pcapng to FILE [default: stdout, "
+                                                   "written per packet when it is a pipe].")
+@click.option("-c", "--count", type=click.IntRange(min=1), metavar="N", help="Stop after N packets.")
+@click.option("--duration", type=click.FloatRange(min=0, min_open=True), metavar="SECONDS",
+              help="Stop after SECONDS.")
+@click.option("-i", "--interface", "points", multiple=True, metavar="POINT",
+              help="Capture only at POINT: tunnel, port:IFNAME, bridge:IFNAME, endpoint:KIND:ADDR, or "
+                   "a bare interface name (repeatable) [default: every point of the vnet].")
+@click.option("--underlay", is_flag=True, help="Capture the vnet's encapsulated packets on the "
+                                               "underlay interface instead.")
+@click.option("--decrypt", is_flag=True, help="With --underlay on a conf vnet: write the frames of the "
+                                              "sealed packets opened with the vnet's key.")
+@click.option("--host-name", metavar="NAME", help="This host's name in the interface names "
+                                                  "(NAME/VNET/POINT) [default: the hostname].")
+@click.argument("vnet")
+@click.argument("expression", nargs=-1, metavar="[FILTER]...")
+@click.pass_context
+def capture(ctx: click.Context, write: str | None, count: int | None, duration: float | None,
+            points: tuple[str, ...], underlay: bool, decrypt: bool, host_name: str | None, vnet: str,
+            expression: tuple[str, ...]) -> None:
+    """Capture the frames of VNET on this host as pcapng (doc/capture.md), at every
+    point where they cross: the vnet device (tunnel), its ports, bridge members and
+    socket endpoints; FILTER is a tcpdump expression.  Stops on --count, --duration,
+    Ctrl-C or a closed pipe, and says on stderr what it wrote and what was dropped."""
+    from vnet.capture.run import Request
+    from vnet.capture.run import capture as run_capture
+
+    run_capture(_controller(ctx), Request(vnet, write, count, duration, points, underlay, decrypt,
+                                          " ".join(expression), host_name),
+                lambda line: click.echo(f"vn capture: {line}", err=True))
+
+
 @vn.command()
 @json_option
 @click.option("--prometheus", is_flag=True,

@@ -35,6 +35,7 @@ from vnet.control.datapath import Datapath, Record
 from vnet.control.events import LOCAL, MacChange
 from vnet.control.protocol import resolve_socket
 from vnet.control.restore import restore
+from vnet.datapath.vnetd.capture import open_capture
 from vnet.datapath.vnetd.endpoint import EndpointAttachment
 from vnet.datapath.vnetd.loop import Clock, Loop, drain
 from vnet.datapath.vnetd.metrics import MetricsServer
@@ -83,6 +84,7 @@ class Vnetd(Datapath):
         self.server = ControlServer(self.loop, self)
         self.metrics = MetricsServer(self.loop, lambda: metrics.render(self))
         self.server.streams["monitor"] = self._monitor
+        self.server.streams["capture"] = functools.partial(open_capture, self.tables, self.loop)
         # One receive buffer for every socket: a packet is handled before the next read.
         self.buf = bytearray(65536)
         self.mv = memoryview(self.buf)

@@ -583,44 +583,76 @@ class EndpointAttachment(Attachment):
     `rx_*`/`tx_*` here are what Transmit.switch counts; the endpoint's own counters
     (`ep.counters()`) are the ones listed."""
 
-    __slots__ = ("ep", "spec")
+    __slots__ = ("ep", "send", "spec", "taps")
 
     def __init__(self, spec: EndpointSpec) -> None:
         super().__init__(str(spec), -1)
         self.spec = spec
         self.ep: Endpoint | None = None
+        #: What writes a frame to the VM: the endpoint's send, or while a capture
+        #: is open (vnet.datapath.vnetd.capture) one that shows it to the capture first.
+        self.send: Callable[[bytes | bytearray | memoryview], bool] = self._not_open
+        #: The open captures' callbacks, tap(outbound, frame); empty costs nothing.
+        self.taps: list[Callable[[bool, memoryview], None]] = []
+
+    @staticmethod
+    def _not_open(_frame) -> bool:
+        return False
 
     def framed(self, frames: Iterator) -> Iterator:
         """The endpoint's frames behind the header: read there if it can (udp), else
         copied behind it."""
-        if self.ep.with_hdr:  # type: ignore[union-attr]
-            return frames
-        return (ZERO_HDR + frame for frame in frames)
+        if not self.ep.with_hdr:  # type: ignore[union-attr]
+            frames = (ZERO_HDR + frame for frame in frames)
+        return self._tapped(frames) if self.taps else frames
+
+    def _tapped(self, frames: Iterator) -> Iterator:
+        for raw in frames:
+            view = memoryview(raw)[VNET_HDR_LEN:]
+            for tap in self.taps:
+                tap(False, view)
+            yield raw
+
+    def _tapped_send(self, frame) -> bool:
+        for tap in self.taps:
+            tap(True, frame)
+        return self.ep.send(frame)  # type: ignore[union-attr]
+
+    def add_tap(self, tap: Callable[[bool, memoryview], None]) -> None:
+        self.taps.append(tap)
+        self.send = self._tapped_send
+
+    def remove_tap(self, tap: Callable[[bool, memoryview], None]) -> None:
+        if tap in self.taps:
+            self.taps.remove(tap)
+        if not self.taps and self.ep is not None:
+            self.send = self.ep.send
 
     def open(self, reactor: Reactor, receive: Receive) -> None:
         """Open the endpoint (see Endpoint.start for its errors); `receive` gets its
         frames behind the header through `framed`."""
         ep = self.ep = open_endpoint(self.spec, reactor, receive)
         ep.with_hdr = ep.HEADER_ROOM
+        self.send = self._tapped_send if self.taps else ep.send
 
     def write(self, hdr: bytes, frame) -> None:
         if hdr[1]:  # a super-frame from the network, marked for segmentation
             self._send_segments(hdr + frame)
         else:
-            self.ep.send(frame)  # type: ignore[union-attr]
+            self.send(frame)
 
     def write_raw(self, raw) -> None:
         """A frame another attachment gave, its virtio-net header in front."""
         if raw[1]:
             self._send_segments(raw)
         elif raw[0] & 1:  # a partial checksum the VM cannot finish
-            self.ep.send(finish_checksum(raw))  # type: ignore[union-attr]
+            self.send(finish_checksum(raw))
         else:
-            self.ep.send(memoryview(raw)[VNET_HDR_LEN:])  # type: ignore[union-attr]
+            self.send(memoryview(raw)[VNET_HDR_LEN:])
 
     def _send_segments(self, raw) -> None:
         segs = segment(raw)
-        send = self.ep.send  # type: ignore[union-attr]
+        send = self.send
         if segs is None:  # GSO of a kind we cannot cut: the frame as it is
             send(finish_checksum(raw) if raw[0] & 1 else memoryview(raw)[VNET_HDR_LEN:])
             return

@@ -225,6 +225,11 @@ class ControlServer:
         except DatapathError as e:
             self._reply(conn, frame_message(encode_replies([error_reply(e)])))
             return
+        except Exception as e:  # a bug must not kill the datapath; the caller hears of it
+            log.exception("stream command failed: %s", sxp.show(command))
+            stream.on_close.clear()
+            self._reply(conn, frame_message(encode_replies([error_reply(DatapathError("EIO", f"internal error: {e}"))])))
+            return
         self.open_streams.add(stream)
         stream.on_close.append(lambda: self.open_streams.discard(stream))
         stream.start(encode_replies([ok_reply([])]))
