@@ -98,53 +98,12 @@ def endpoint_vm(lab, vh):
 
 
 def test_vn_capture_on_every_point_read_by_tshark(lab, make_hosts, tmp_path):
-    h1, h2 = make_hosts(2)
-    h1.vn("vnet-create", "97")
-    vm1 = lab.vm("vm1", h1.host, "vnet97", "10.97.0.1/24")
-    vp = port_vm(lab, h2, "p", "10.97.0.2/24")
-    h2.vn("vnet-create", "-b", "none", "--port", vp.port, "97")
-    wait_attached(h2, [vp.port])
-    endpoint = h1.datapath == "vnetd"  # the module's endpoints: another change
-    ve = endpoint_vm(lab, h1) if endpoint else None
-    lab.wait_ping(vm1, vp.ip, timeout=DEADLINE)
-    if ve is not None:
-        lab.wait_ping(ve, vp.ip, timeout=DEADLINE)
-
-    # Counted captures: every ICMP packet at every point it crosses, nothing else.
-    # h1: vm1's pings cross its bridge member and the tunnel (4 packets each), ve's
-    # its endpoint (2 each); h2: every ping crosses the port twice.
-    n1 = 4 * PINGS + (2 * EP_PINGS if ve else 0)
-    n2 = 2 * (PINGS + (EP_PINGS if ve else 0))
-    f1, f2 = tmp_path / "h1.pcapng", tmp_path / "h2.pcapng"
-    c1 = Running(lab, h1, "97", "-w", str(f1), "-c", str(n1), "icmp")
-    c2 = Running(lab, h2, "-c", str(n2), "-w", str(f2), "-i", f"port:{vp.port}", "97", "icmp")
+    """Every point of both hosts (the datapath's part, which the module's guest runs
+    too), then what is `vn capture`'s own whatever the datapath: a pipe, a TCP
+    transfer, a filter matching nothing, the underlay of a conf vnet, bad input."""
+    h1, h2, vm1, vp = every_point_read_by_tshark(lab, make_hosts, tmp_path)
     nothing = Running(lab, h1, "97", "-w", str(tmp_path / "none.pcapng"), "udp port 9")
     tcp = Running(lab, h2, "97", "-w", str(tmp_path / "tcp.pcapng"), "-i", vp.port, "tcp port 5001")
-    ping(lab, vm1, vp.ip, PINGS)
-    if ve is not None:
-        ping(lab, ve, vp.ip, EP_PINGS)
-    assert f"{n1} packets written to {f1} (after {n1} packets); 0 dropped by the kernel" in c1.wait()
-    assert f"{n2} packets written to {f2}" in c2.wait()
-
-    # Both hosts' captures merged (one tshark run: each costs seconds in the test
-    # guest) still say where each packet was seen, and in which direction.
-    merged = tmp_path / "merged.pcapng"
-    subprocess.run(["mergecap", "-w", str(merged), str(f1), str(f2)], check=True, timeout=DEADLINE)
-    seen = Counter((name, icmp, direction) for name, icmp, direction in
-                   tshark(merged, "frame.interface_name", "icmp.type", "frame.p2p_dir"))
-    # p2p_dir 1: inbound (into the vnet at that point), 0: outbound.
-    at1, at2 = f"{h1.name}/97/", f"{h2.name}/97/port:{vp.port}"
-    want = Counter({(at1 + "bridge:vvm1", "8", "1"): PINGS, (at1 + "bridge:vvm1", "0", "0"): PINGS,
-                    (at1 + "tunnel", "8", "0"): PINGS, (at1 + "tunnel", "0", "1"): PINGS,
-                    (at2, "8", "0"): n2 // 2, (at2, "0", "1"): n2 // 2})
-    if ve is not None:
-        want += Counter({(at1 + "endpoint:udp:127.0.0.1:5100", "8", "1"): EP_PINGS,
-                         (at1 + "endpoint:udp:127.0.0.1:5100", "0", "0"): EP_PINGS})
-    assert seen == want
-    info = capinfo(f1)
-    assert f"vn capture of vnet {h1.vn_json('vnets')[0]['id']} (97) on host {h1.name}, underlay {h1.ip}, " \
-           f"datapath {h1.datapath}; filter: icmp" in info, info
-    assert f"of vnet 0000:0000:0000:0000:0000:0000:0000:0097 on host {h1.name}, underlay {h1.ip}" in info, info
 
     # Into a pipe, packet by packet, as `vn capture 97 | tshark -r -`; when tshark has
     # read its fill (-c) and goes, vn stops at its next packet (EPIPE) and says so.
@@ -178,6 +137,57 @@ def test_vn_capture_on_every_point_read_by_tshark(lab, make_hosts, tmp_path):
 
     underlay_of_a_conf_vnet_opens_with_its_key(lab, h1, h2, tmp_path, vm1, vp.ip)
     bad_capture_input_is_refused(h1, tmp_path)
+
+
+def every_point_read_by_tshark(lab, make_hosts, tmp_path):
+    """Two hosts, a bridge-mode VM (and on vnetd a socket endpoint's) on one, a port
+    on the other: counted captures of every point, merged, read by tshark."""
+    h1, h2 = make_hosts(2)
+    h1.vn("vnet-create", "97")
+    vm1 = lab.vm("vm1", h1.host, "vnet97", "10.97.0.1/24")
+    vp = port_vm(lab, h2, "p", "10.97.0.2/24")
+    h2.vn("vnet-create", "-b", "none", "--port", vp.port, "97")
+    wait_attached(h2, [vp.port])
+    endpoint = h1.datapath == "vnetd"  # the module's endpoints: another change
+    ve = endpoint_vm(lab, h1) if endpoint else None
+    lab.wait_ping(vm1, vp.ip, timeout=DEADLINE)
+    if ve is not None:
+        lab.wait_ping(ve, vp.ip, timeout=DEADLINE)
+
+    # Counted captures: every ICMP packet at every point it crosses, nothing else.
+    # h1: vm1's pings cross its bridge member and the tunnel (4 packets each), ve's
+    # its endpoint (2 each); h2: every ping crosses the port twice.
+    n1 = 4 * PINGS + (2 * EP_PINGS if ve else 0)
+    n2 = 2 * (PINGS + (EP_PINGS if ve else 0))
+    f1, f2 = tmp_path / "h1.pcapng", tmp_path / "h2.pcapng"
+    c1 = Running(lab, h1, "97", "-w", str(f1), "-c", str(n1), "icmp")
+    c2 = Running(lab, h2, "-c", str(n2), "-w", str(f2), "-i", f"port:{vp.port}", "97", "icmp")
+    ping(lab, vm1, vp.ip, PINGS)
+    if ve is not None:
+        ping(lab, ve, vp.ip, EP_PINGS)
+    assert f"{n1} packets written to {f1} (after {n1} packets); 0 dropped by the kernel" in c1.wait()
+    assert f"{n2} packets written to {f2}" in c2.wait()
+
+    # Both hosts' captures merged (one tshark run: each costs seconds in the test
+    # guest) still say where each packet was seen, and in which direction.
+    merged = tmp_path / "merged.pcapng"
+    subprocess.run(["mergecap", "-w", str(merged), str(f1), str(f2)], check=True, timeout=DEADLINE)
+    seen = Counter((name, icmp, direction) for name, icmp, direction in
+                   tshark(merged, "frame.interface_name", "icmp.type", "frame.p2p_dir"))
+    # p2p_dir 1: inbound (into the vnet at that point), 0: outbound.
+    at1, at2 = f"{h1.name}/97/", f"{h2.name}/97/port:{vp.port}"
+    want = Counter({(at1 + "bridge:vvm1", "8", "1"): PINGS, (at1 + "bridge:vvm1", "0", "0"): PINGS,
+                    (at1 + "tunnel", "8", "0"): PINGS, (at1 + "tunnel", "0", "1"): PINGS,
+                    (at2, "8", "0"): n2 // 2, (at2, "0", "1"): n2 // 2})
+    if ve is not None:
+        want += Counter({(at1 + "endpoint:udp:127.0.0.1:5100", "8", "1"): EP_PINGS,
+                         (at1 + "endpoint:udp:127.0.0.1:5100", "0", "0"): EP_PINGS})
+    assert seen == want
+    info = capinfo(f1)
+    assert f"vn capture of vnet {h1.vn_json('vnets')[0]['id']} (97) on host {h1.name}, underlay {h1.ip}, " \
+           f"datapath {h1.datapath}; filter: icmp" in info, info
+    assert f"of vnet 0000:0000:0000:0000:0000:0000:0000:0097 on host {h1.name}, underlay {h1.ip}" in info, info
+    return h1, h2, vm1, vp
 
 
 def underlay_of_a_conf_vnet_opens_with_its_key(lab, h1, h2, tmp_path: Path, vm97, ip97: str) -> None:
