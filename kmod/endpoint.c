@@ -449,7 +449,7 @@ static void vnet_ep_connect(struct vnet_endpoint *ep)
 		return;
 	}
 	vnet_ep_hook(ep, sock, true);
-	err = kernel_connect(sock, (struct sockaddr *)&sin, sizeof(sin),
+	err = kernel_connect(sock, (struct sockaddr_unsized *)&sin, sizeof(sin),
 			     O_NONBLOCK);
 	if (!err) {
 		vnet_ep_adopt(ep, sock);
@@ -693,7 +693,7 @@ static int vnet_ep_listen(struct vnet_endpoint *ep,
 	 * TIME_WAIT; a second listener on the address still fails.
 	 */
 	sock_set_reuseaddr(sock->sk);
-	err = kernel_bind(sock, (struct sockaddr *)&sin, sizeof(sin));
+	err = kernel_bind(sock, (struct sockaddr_unsized *)&sin, sizeof(sin));
 	if (err) {
 		NL_SET_ERR_MSG(extack, "cannot bind the endpoint's TCP address");
 		sock_release(sock);
