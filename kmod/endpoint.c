@@ -369,7 +369,11 @@ static void vnet_ep_lost(struct vnet_endpoint *ep)
 	vnet_ep_close_conn(ep);
 	if (ep->kind != VNET_ENDPOINT_KIND_TCP_CONNECT)
 		return;
-	/* One that carried frames was good: come back quickly. */
+	/*
+	 * One that carried frames was good: come back quickly.  One that ended
+	 * before any (a QEMU that accepts and closes) keeps the backoff
+	 * growing, so the attempts never spin.
+	 */
 	if (carried)
 		ep->backoff = VNET_EP_BACKOFF_MIN;
 	vnet_ep_retry(ep);
@@ -381,7 +385,6 @@ static void vnet_ep_adopt(struct vnet_endpoint *ep, struct socket *sock)
 	tcp_sock_set_nodelay(sock->sk);		/* as QEMU does */
 	ep->conn = sock;
 	ep->rx_at_connect = vnet_ep_read(ep, VNET_EP_RX_PACKETS);
-	ep->backoff = VNET_EP_BACKOFF_MIN;
 	vnet_ep_count(ep, VNET_EP_CONNECTS, 1);
 	WRITE_ONCE(ep->state, VNET_ENDPOINT_STATE_CONNECTED);
 }
