@@ -59,6 +59,17 @@ static inline void vnet_set_netns_immutable(struct net_device *dev)
 #endif
 
 /*
+ * 6.19 gave kernel_bind() and kernel_connect() a struct sockaddr_unsized
+ * (a struct sockaddr before); the endpoints pass a struct sockaddr_in.
+ */
+#if LINUX_VERSION_CODE < KERNEL_VERSION(6, 19, 0)
+#define kernel_bind(sock, addr, addrlen)				\
+	kernel_bind(sock, (struct sockaddr *)(addr), addrlen)
+#define kernel_connect(sock, addr, addrlen, flags)			\
+	kernel_connect(sock, (struct sockaddr *)(addr), addrlen, flags)
+#endif
+
+/*
  * 7.2 (and 7.1.5 in the stable series) set up and release a UDP tunnel
  * socket by its struct sock; before, by its struct socket.
  */

@@ -88,8 +88,9 @@ static void vnet_dev_uninit(struct net_device *dev)
 
 	if (!hlist_unhashed(&vd->node))
 		hlist_del_init_rcu(&vd->node);
-	/* Its ports' interfaces stay, detached. */
+	/* Its ports' interfaces stay, detached; its endpoints close. */
 	vnet_port_flush(vd);
+	vnet_endpoint_flush(vd);
 	/* Both are freed after a grace period: readers may still hold them. */
 	vnet_keyset_free(rcu_replace_pointer(vd->keys, NULL, true));
 	vnet_replay_free(rcu_replace_pointer(vd->replay, NULL, true));
@@ -180,6 +181,7 @@ int vnet_dev_create(struct vnet_net *vn, const u8 *id, const char *name,
 	vd = netdev_priv(dev);
 	INIT_HLIST_NODE(&vd->node);
 	INIT_LIST_HEAD(&vd->ports);
+	INIT_LIST_HEAD(&vd->endpoints);
 	vd->dev = dev;
 	vd->vn = vn;
 	vd->encap = encap;

@@ -275,6 +275,82 @@ int vnet_nl_port_del_doit(struct sk_buff *skb, struct genl_info *info)
 	return vnet_nl_port(info, false);
 }
 
+/* An endpoint as ENDPOINT_ADD and ENDPOINT_DEL name it, checked. */
+static int vnet_nl_endpoint_spec(struct genl_info *info,
+				 struct vnet_endpoint_spec *spec)
+{
+	struct nlattr **attrs = info->attrs;
+	bool local, remote;
+
+	if (!vnet_need(info, VNET_A_ID, "missing vnet id") ||
+	    !vnet_need(info, VNET_A_ENDPOINT_KIND, "missing endpoint kind"))
+		return -EINVAL;
+	spec->kind = nla_get_u8(attrs[VNET_A_ENDPOINT_KIND]);
+	local = spec->kind != VNET_ENDPOINT_KIND_TCP_CONNECT;
+	remote = spec->kind != VNET_ENDPOINT_KIND_TCP_LISTEN;
+	spec->laddr = attrs[VNET_A_ADDR] ?
+		      nla_get_in_addr(attrs[VNET_A_ADDR]) : 0;
+	spec->lport = attrs[VNET_A_PORT] ?
+		      htons(nla_get_u16(attrs[VNET_A_PORT])) : 0;
+	spec->raddr = attrs[VNET_A_REMOTE_ADDR] ?
+		      nla_get_in_addr(attrs[VNET_A_REMOTE_ADDR]) : 0;
+	spec->rport = attrs[VNET_A_REMOTE_PORT] ?
+		      htons(nla_get_u16(attrs[VNET_A_REMOTE_PORT])) : 0;
+	if (local != !!spec->lport || (!local && spec->laddr)) {
+		NL_SET_ERR_MSG(info->extack,
+			       "udp and tcp-listen endpoints, and they only, have a local port");
+		return -EINVAL;
+	}
+	if (remote != !!spec->rport || remote != !!spec->raddr) {
+		NL_SET_ERR_MSG(info->extack,
+			       "udp and tcp-connect endpoints, and they only, have a remote address and port");
+		return -EINVAL;
+	}
+	if (ipv4_is_multicast(spec->laddr) || ipv4_is_multicast(spec->raddr) ||
+	    (remote && ipv4_is_zeronet(spec->raddr))) {
+		NL_SET_ERR_MSG(info->extack,
+			       "an endpoint's addresses are one host's (no multicast, no 0.0.0.0 to send to)");
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static int vnet_nl_endpoint(struct genl_info *info, bool add)
+{
+	struct vnet_net *vn = vnet_info_net(info);
+	struct vnet_endpoint_spec spec;
+	struct vnet_dev *vd;
+	int err;
+
+	err = vnet_nl_endpoint_spec(info, &spec);
+	if (err)
+		return err;
+	rtnl_lock();
+	vd = vnet_find(vn, nla_data(info->attrs[VNET_A_ID]));
+	if (!vd) {
+		NL_SET_ERR_MSG(info->extack, "vnet does not exist");
+		err = -ENOENT;
+	} else if (add) {
+		err = vnet_endpoint_add(vd, &spec, info->extack);
+	} else {
+		err = vnet_endpoint_del(vd, &spec);
+		if (err)
+			NL_SET_ERR_MSG(info->extack, "no such endpoint on this vnet");
+	}
+	rtnl_unlock();
+	return err;
+}
+
+int vnet_nl_endpoint_add_doit(struct sk_buff *skb, struct genl_info *info)
+{
+	return vnet_nl_endpoint(info, true);
+}
+
+int vnet_nl_endpoint_del_doit(struct sk_buff *skb, struct genl_info *info)
+{
+	return vnet_nl_endpoint(info, false);
+}
+
 #define VNET_VIFS_FULL "the vif table is full: at most " \
 	__stringify(VNET_MAX_VNET_MACS) " MACs a vnet, " \
 	__stringify(VNET_MAX_TABLE_MACS) " of the plain vnets together"
@@ -710,6 +786,60 @@ int vnet_nl_port_get_dumpit(struct sk_buff *skb, struct netlink_callback *cb)
 				if (i++ < cb->args[0])
 					continue;
 				if (vnet_fill_port(skb, cb, vd, port))
+					goto out;
+				cb->args[0] = i;
+			}
+		}
+	}
+out:
+	rcu_read_unlock();
+	return skb->len;
+}
+
+/* Called under RCU. */
+static int vnet_fill_endpoint(struct sk_buff *skb, struct netlink_callback *cb,
+			      struct vnet_dev *vd, struct vnet_endpoint *ep)
+{
+	void *hdr = vnet_dump_put(skb, cb, VNET_CMD_ENDPOINT_GET);
+	u64 counters[VNET_EP_COUNTERS];
+
+	if (!hdr)
+		return -EMSGSIZE;
+	vnet_endpoint_counters(ep, counters);
+	if (nla_put(skb, VNET_A_ID, VNET_ID_LEN, vd->id) ||
+	    nla_put_u8(skb, VNET_A_ENDPOINT_KIND, ep->kind) ||
+	    nla_put_u8(skb, VNET_A_ENDPOINT_STATE, READ_ONCE(ep->state)) ||
+	    (ep->lport &&
+	     (nla_put_in_addr(skb, VNET_A_ADDR, ep->laddr) ||
+	      nla_put_u16(skb, VNET_A_PORT, ntohs(ep->lport)))) ||
+	    (ep->rport &&
+	     (nla_put_in_addr(skb, VNET_A_REMOTE_ADDR, ep->raddr) ||
+	      nla_put_u16(skb, VNET_A_REMOTE_PORT, ntohs(ep->rport)))) ||
+	    vnet_put_stats(skb, VNET_A_COUNTERS, vnet_ep_counter_names,
+			   VNET_EP_COUNTERS, counters)) {
+		genlmsg_cancel(skb, hdr);
+		return -EMSGSIZE;
+	}
+	genlmsg_end(skb, hdr);
+	return 0;
+}
+
+/* Dumps resume at the index of the endpoint among the namespace's. */
+int vnet_nl_endpoint_get_dumpit(struct sk_buff *skb,
+				struct netlink_callback *cb)
+{
+	struct vnet_net *vn = vnet_pernet(sock_net(skb->sk));
+	struct vnet_endpoint *ep;
+	struct vnet_dev *vd;
+	unsigned int b, i = 0;
+
+	rcu_read_lock();
+	for (b = 0; b < ARRAY_SIZE(vn->vnets); b++) {
+		hlist_for_each_entry_rcu(vd, &vn->vnets[b], node) {
+			list_for_each_entry_rcu(ep, &vd->endpoints, list) {
+				if (i++ < cb->args[0])
+					continue;
+				if (vnet_fill_endpoint(skb, cb, vd, ep))
 					goto out;
 				cb->args[0] = i;
 			}

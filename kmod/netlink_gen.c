@@ -69,9 +69,12 @@ const struct nla_policy vnet_nl_policy[VNET_A_MAX + 1] = {
 	[VNET_A_PORT]		= NLA_POLICY_MIN(NLA_U16, 1),
 	[VNET_A_MCADDR]		= { .type = NLA_BE32 },
 	[VNET_A_KEYS]		= NLA_POLICY_NESTED(vnet_keys_nl_policy),
+	[VNET_A_ENDPOINT_KIND]	= NLA_POLICY_MAX(NLA_U8, VNET_ENDPOINT_KIND_TCP_CONNECT),
+	[VNET_A_REMOTE_ADDR]	= { .type = NLA_BE32 },
+	[VNET_A_REMOTE_PORT]	= NLA_POLICY_MIN(NLA_U16, 1),
 };
 
-const struct genl_small_ops vnet_nl_ops[17] = {
+const struct genl_small_ops vnet_nl_ops[20] = {
 	{
 		.cmd	= VNET_CMD_VNET_ADD,
 		.doit	= vnet_nl_vnet_add_doit,
@@ -139,6 +142,18 @@ const struct genl_small_ops vnet_nl_ops[17] = {
 	}, {
 		.cmd	= VNET_CMD_PORT_GET,
 		.dumpit	= vnet_nl_port_get_dumpit,
+		.flags	= GENL_UNS_ADMIN_PERM,
+	}, {
+		.cmd	= VNET_CMD_ENDPOINT_ADD,
+		.doit	= vnet_nl_endpoint_add_doit,
+		.flags	= GENL_UNS_ADMIN_PERM,
+	}, {
+		.cmd	= VNET_CMD_ENDPOINT_DEL,
+		.doit	= vnet_nl_endpoint_del_doit,
+		.flags	= GENL_UNS_ADMIN_PERM,
+	}, {
+		.cmd	= VNET_CMD_ENDPOINT_GET,
+		.dumpit	= vnet_nl_endpoint_get_dumpit,
 		.flags	= GENL_UNS_ADMIN_PERM,
 	},
 };

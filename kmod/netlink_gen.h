@@ -110,7 +110,7 @@ extern const struct nla_policy vnet_key_nl_policy[VNET_A_KEY_SECRET + 1];
 extern const struct nla_policy vnet_keys_nl_policy[VNET_A_KEY + 1];
 extern const struct nla_policy vnet_nl_policy[VNET_A_MAX + 1];
 
-extern const struct genl_small_ops vnet_nl_ops[17];
+extern const struct genl_small_ops vnet_nl_ops[20];
 
 enum vnet_nlgrps {
 	VNET_NLGRP_MONITOR,
@@ -135,5 +135,8 @@ int vnet_nl_keys_set_doit(struct sk_buff *skb, struct genl_info *info);
 int vnet_nl_port_add_doit(struct sk_buff *skb, struct genl_info *info);
 int vnet_nl_port_del_doit(struct sk_buff *skb, struct genl_info *info);
 int vnet_nl_port_get_dumpit(struct sk_buff *skb, struct netlink_callback *cb);
+int vnet_nl_endpoint_add_doit(struct sk_buff *skb, struct genl_info *info);
+int vnet_nl_endpoint_del_doit(struct sk_buff *skb, struct genl_info *info);
+int vnet_nl_endpoint_get_dumpit(struct sk_buff *skb, struct netlink_callback *cb);
 
 #endif /* _VNET_NETLINK_GEN_H */

@@ -13,9 +13,9 @@
  * made again is back on the vnet with no command.
  *
  * Local switching: the vif table records the attachment each local MAC was
- * last seen on (the vnet device, or a port); a frame for a local MAC goes to
- * that attachment only, anything else to every local attachment, never back
- * to the one it came from.
+ * last seen on (the vnet device, a port, or an endpoint: endpoint.c); a frame
+ * for a local MAC goes to that attachment only, anything else to every local
+ * attachment, never back to the one it came from.
  */
 #include <linux/if_vlan.h>
 #include <linux/inetdevice.h>
@@ -110,17 +110,25 @@ static struct vnet_port *vnet_port_by_id(struct vnet_dev *vd, u32 id,
 	return NULL;
 }
 
-/* Hands @skb (or, when NULL, counts its copy that failed) to @port or @vd. */
-static void vnet_att_send(struct vnet_dev *vd, struct vnet_port *port,
-			  struct net_device *dev, struct sk_buff *skb,
-			  bool copy)
+/* A local attachment a frame goes to: a port, an endpoint or the device. */
+struct vnet_att {
+	struct vnet_port *port;
+	struct net_device *dev;		/* the port's interface */
+	struct vnet_endpoint *ep;
+};
+
+/* Hands @skb (or, when NULL, counts its copy that failed) to @att or @vd. */
+static void vnet_att_send(struct vnet_dev *vd, const struct vnet_att *att,
+			  struct sk_buff *skb, bool copy)
 {
 	if (unlikely(!skb)) {
 		vnet_drop(vd->vn, VNET_D_NO_MEMORY);
 		return;
 	}
-	if (port)
-		vnet_port_xmit(port, dev, skb);
+	if (att->port)
+		vnet_port_xmit(att->port, att->dev, skb);
+	else if (att->ep)
+		vnet_endpoint_xmit(att->ep, skb);
 	else
 		vnet_deliver(vd, skb, !copy);
 }
@@ -134,6 +142,7 @@ static void vnet_att_send(struct vnet_dev *vd, struct vnet_port *port,
 bool vnet_local_unicast(struct vnet_dev *vd, struct sk_buff *skb, u32 from)
 {
 	const struct ethhdr *eth = (const struct ethhdr *)skb->data;
+	struct vnet_endpoint *ep;
 	struct vnet_mac_entry *e;
 	struct vnet_port *port;
 	struct net_device *dev;
@@ -152,22 +161,30 @@ bool vnet_local_unicast(struct vnet_dev *vd, struct sk_buff *skb, u32 from)
 		return true;
 	}
 	port = vnet_port_by_id(vd, att, &dev);
-	if (!port)
+	if (port) {
+		vnet_port_xmit(port, dev, skb);
+		return true;
+	}
+	ep = vnet_endpoint_by_id(vd, att);
+	if (!ep)
 		return false;
-	vnet_port_xmit(port, dev, skb);
+	vnet_endpoint_xmit(ep, skb);
 	return true;
 }
 
 /*
- * Sends @skb to every local attachment of @vd but @from: the vnet device and
- * the attached ports.  With @keep the caller keeps @skb and each attachment
- * gets a copy; else @skb is consumed.  Called under RCU with BHs off.
+ * Sends @skb to every local attachment of @vd but @from: the vnet device, the
+ * attached ports and the endpoints.  With @keep the caller keeps @skb and
+ * each attachment gets a copy; else @skb is consumed.  Called under RCU with
+ * BHs off.
  */
 void vnet_local_flood(struct vnet_dev *vd, struct sk_buff *skb, u32 from,
 		      bool keep)
 {
-	struct vnet_port *port, *last = NULL;
-	struct net_device *dev, *last_dev = NULL;
+	struct vnet_att last = {};
+	struct vnet_endpoint *ep;
+	struct vnet_port *port;
+	struct net_device *dev;
 	bool pending = from != VNET_ATT_VNIF;
 
 	/* Each target is served when the next is found: the last gets @skb. */
@@ -176,10 +193,18 @@ void vnet_local_flood(struct vnet_dev *vd, struct sk_buff *skb, u32 from,
 		if (!dev || port->id == from)
 			continue;
 		if (pending)
-			vnet_att_send(vd, last, last_dev,
-				      skb_clone(skb, GFP_ATOMIC), true);
-		last = port;
-		last_dev = dev;
+			vnet_att_send(vd, &last, skb_clone(skb, GFP_ATOMIC),
+				      true);
+		last = (struct vnet_att){ .port = port, .dev = dev };
+		pending = true;
+	}
+	list_for_each_entry_rcu(ep, &vd->endpoints, list) {
+		if (ep->id == from)
+			continue;
+		if (pending)
+			vnet_att_send(vd, &last, skb_clone(skb, GFP_ATOMIC),
+				      true);
+		last = (struct vnet_att){ .ep = ep };
 		pending = true;
 	}
 	if (!pending) {
@@ -188,15 +213,14 @@ void vnet_local_flood(struct vnet_dev *vd, struct sk_buff *skb, u32 from,
 		return;
 	}
 	if (keep)
-		vnet_att_send(vd, last, last_dev, skb_clone(skb, GFP_ATOMIC),
-			      true);
+		vnet_att_send(vd, &last, skb_clone(skb, GFP_ATOMIC), true);
 	else
-		vnet_att_send(vd, last, last_dev, skb, false);
+		vnet_att_send(vd, &last, skb, false);
 }
 
 /*
  * A frame from the network for @vd, skb->data at its Ethernet header: to the
- * vnet device alone while the vnet has no ports.  Consumes @skb.  Called
+ * vnet device alone while the vnet has no ports nor endpoints.  Consumes @skb.  Called
  * under RCU in softirq.
  */
 void vnet_local_rcv(struct vnet_dev *vd, struct sk_buff *skb)

@@ -286,6 +286,72 @@ struct vnet_port {
 	char name[IFNAMSIZ];
 };
 
+/* An endpoint's counters, vnetd's (Endpoint.COUNTERS), in its order. */
+enum vnet_ep_counter {
+	VNET_EP_RX_PACKETS,
+	VNET_EP_RX_BYTES,
+	VNET_EP_TX_PACKETS,
+	VNET_EP_TX_BYTES,
+	VNET_EP_TX_BUSY,		/* the queue to the VM was full */
+	VNET_EP_TX_DOWN,		/* no connection */
+	VNET_EP_TX_ERRORS,
+	VNET_EP_RX_ERRORS,
+	VNET_EP_RX_RUNTS,		/* shorter than an Ethernet header */
+	VNET_EP_RX_FOREIGN,		/* udp: a datagram from anyone but REMOTE */
+	VNET_EP_FRAMING_ERRORS,		/* a stream length QEMU never sends */
+	VNET_EP_CONNECTS,
+	VNET_EP_REPLACED,		/* tcp-listen: a client replaced by a new one */
+	VNET_EP_ATTEMPTS,		/* tcp-connect */
+	VNET_EP_COUNTERS
+};
+
+extern const char * const vnet_ep_counter_names[VNET_EP_COUNTERS];
+
+struct vnet_ep_stats {
+	u64 c[VNET_EP_COUNTERS];
+};
+
+/*
+ * A socket endpoint of a vnet (endpoint.c): one VM's QEMU socket NIC, a local
+ * attachment numbered with the ports.  The datapath sees it under RCU and
+ * only hands it frames (vnet_endpoint_xmit()); everything that may sleep is
+ * done by its work item, under its lock.
+ */
+struct vnet_endpoint {
+	struct list_head list;		/* in vnet_dev.endpoints; writers hold RTNL */
+	struct rcu_head rcu;
+	struct vnet_dev *vd;
+	u32 id;				/* its attachment, never VNET_ATT_VNIF */
+	u8 kind;			/* enum vnet_endpoint_kind */
+	u8 state;			/* enum vnet_endpoint_state; READ_ONCE */
+	__be16 lport;
+	__be16 rport;
+	__be32 laddr;
+	__be32 raddr;
+	struct socket __rcu *udp;	/* udp: bound to LOCAL */
+	struct vnet_ep_stats __percpu *stats;
+	struct delayed_work work;	/* tcp: accept, connect, receive, send */
+	struct sk_buff_head txq;	/* tcp: frames for the VM, bounded */
+	struct mutex lock;		/* what follows */
+	bool closed;
+	struct socket *listener;	/* tcp-listen */
+	struct socket *connecting;	/* tcp-connect: an attempt in flight */
+	struct socket *conn;		/* tcp: the connection to the VM */
+	unsigned long deadline;		/* of the attempt, or when to try again */
+	unsigned long backoff;
+	u64 rx_at_connect;		/* rx_packets when conn was made */
+	struct sk_buff *tx_skb;		/* partly sent */
+	unsigned int tx_off;		/* of the 4-byte length and the frame */
+	__be32 tx_len;
+	void (*saved_data_ready)(struct sock *sk);
+	void (*saved_write_space)(struct sock *sk);
+	void (*saved_state_change)(struct sock *sk);
+	struct sk_buff *rx_skb;		/* the frame being read, NULL: discard */
+	unsigned int rx_want;		/* bytes of it still to read */
+	unsigned int rx_hlen;		/* bytes of the length read */
+	__be32 rx_len;
+};
+
 /* The private part of a vnet device (vnifNN). */
 struct vnet_dev {
 	struct hlist_node node;
@@ -303,7 +369,8 @@ struct vnet_dev {
 	u32 mtu;			/* the vnet's, whatever the device's */
 	struct list_head ports;		/* vnet_port; writers hold RTNL */
 	unsigned int nports;		/* under RTNL */
-	u32 last_port;			/* the number of the newest port */
+	struct list_head endpoints;	/* vnet_endpoint; writers hold RTNL */
+	u32 last_port;			/* the newest port or endpoint number */
 	/* Entries in each table (enum vnet_table_kind), under its lock. */
 	unsigned int macs[VNET_TABLE_KINDS];
 };
@@ -336,10 +403,13 @@ static inline u32 vnet_entry_att(const struct vnet_mac_entry *e)
 	return (__force u32)e->addr;
 }
 
-/* Whether a vnet has ports, attached or waiting.  Called under RCU. */
+/*
+ * Whether a vnet has local attachments besides its device: ports (attached
+ * or waiting) or endpoints.  Called under RCU.
+ */
 static inline bool vnet_has_ports(const struct vnet_dev *vd)
 {
-	return !list_empty(&vd->ports);
+	return !list_empty(&vd->ports) || !list_empty(&vd->endpoints);
 }
 
 /* The route cache of a VARP entry's host, if it has one. */
@@ -426,6 +496,25 @@ void vnet_port_stats(const struct vnet_port *port,
 		     struct rtnl_link_stats64 *st);
 int vnet_port_init(void);
 void vnet_port_exit(void);
+
+/* endpoint.c */
+struct vnet_endpoint_spec {
+	u8 kind;
+	__be32 laddr;
+	__be32 raddr;
+	__be16 lport;
+	__be16 rport;
+};
+
+int vnet_endpoint_add(struct vnet_dev *vd,
+		      const struct vnet_endpoint_spec *spec,
+		      struct netlink_ext_ack *extack);
+int vnet_endpoint_del(struct vnet_dev *vd,
+		      const struct vnet_endpoint_spec *spec);
+void vnet_endpoint_flush(struct vnet_dev *vd);
+struct vnet_endpoint *vnet_endpoint_by_id(struct vnet_dev *vd, u32 id);
+void vnet_endpoint_xmit(struct vnet_endpoint *ep, struct sk_buff *skb);
+void vnet_endpoint_counters(const struct vnet_endpoint *ep, u64 *values);
 
 /* varp.c */
 void varp_rcv(struct vnet_net *vn, struct sk_buff *skb, __be32 src);

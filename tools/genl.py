@@ -455,6 +455,8 @@ def uapi_header(fam: Family) -> str:
     main = fam.main_set
     lines = ["/* SPDX-License-Identifier: (GPL-2.0 WITH Linux-syscall-note) OR MIT */", f"/* {GENERATED} */"]
     listing = []
+    # The commands' names in a column wide enough for the longest.
+    width = max([21] + [len(op.c_name) + 2 for op in fam.ops])
     for op in fam.ops:
         if not (op.do or op.dump or op.event):
             continue
@@ -468,7 +470,8 @@ def uapi_header(fam: Family) -> str:
             parts = [names("do", "request")] if op.attrs("do", "request") else []
             parts += [f"reply: {names('do', 'reply')}"] if op.attrs("do", "reply") else []
             text = "; ".join(parts) or "no attributes"
-        listing += textwrap.wrap(text, 76, initial_indent=op.c_name.ljust(21), subsequent_indent=" " * 21)
+        listing += textwrap.wrap(text, 76, initial_indent=op.c_name.ljust(width),
+                                 subsequent_indent=" " * width)
     doc = fam.doc.strip() + "\n\nThe commands (kmod/vnet.yaml documents each, with its errors):"
     block = c_comment(doc)[:-1] + [" *"] + [f" * {t}" for t in listing] + [" */"]
     lines += block

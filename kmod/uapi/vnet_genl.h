@@ -17,31 +17,37 @@
  *
  * The commands (kmod/vnet.yaml documents each, with its errors):
  *
- * VNET_CMD_VNET_ADD    ID, IFNAME, ENCAP, SECURITY, KEYS, MTU
- * VNET_CMD_VNET_DEL    ID
- * VNET_CMD_VNET_GET    dump; each reply: ID, IFNAME, IFINDEX, ENCAP, SECURITY,
- *                      HEADER, KEYS, MTU, RX_PACKETS, TX_PACKETS, RX_BYTES,
- *                      TX_BYTES, RX_DROPPED, TX_DROPPED, VARP_ENTRIES,
- *                      VIF_ENTRIES, PORTS
- * VNET_CMD_VIF_ADD     ID, MAC
- * VNET_CMD_VIF_DEL     ID, MAC
- * VNET_CMD_VIF_GET     dump; each reply: ID, MAC, AGE_MS
- * VNET_CMD_PEER_ADD    ADDR, PORT
- * VNET_CMD_PEER_DEL    ADDR
- * VNET_CMD_PEER_GET    dump; each reply: ADDR, PORT, TX_PACKETS, RX_PACKETS
- * VNET_CMD_VARP_GET    dump; each reply: ID, MAC, ADDR, AGE_MS
- * VNET_CMD_VARP_FLUSH  no attributes
- * VNET_CMD_SET         MCADDR, ADDR
- * VNET_CMD_GET         reply: MCADDR, PORT, TTL, SWEEPS, ADDR, IFINDEX,
- *                      IFNAME, COUNTERS, DROPS, VARP_ENTRIES, VIF_ENTRIES,
- *                      VARP_LONGEST_CHAIN, VIF_LONGEST_CHAIN
- * VNET_CMD_KEYS_SET    ID, KEYS
- * VNET_CMD_PORT_ADD    ID, IFNAME
- * VNET_CMD_PORT_DEL    ID, IFNAME
- * VNET_CMD_PORT_GET    dump; each reply: ID, IFNAME, PORT_STATE, IFINDEX,
- *                      RX_PACKETS, TX_PACKETS, RX_BYTES, TX_BYTES
- * VNET_CMD_MAC_EVENT   event on group "monitor": ID, MAC, MAC_EVENT,
- *                      MAC_TABLE, ADDR, OLD_ADDR
+ * VNET_CMD_VNET_ADD      ID, IFNAME, ENCAP, SECURITY, KEYS, MTU
+ * VNET_CMD_VNET_DEL      ID
+ * VNET_CMD_VNET_GET      dump; each reply: ID, IFNAME, IFINDEX, ENCAP,
+ *                        SECURITY, HEADER, KEYS, MTU, RX_PACKETS, TX_PACKETS,
+ *                        RX_BYTES, TX_BYTES, RX_DROPPED, TX_DROPPED,
+ *                        VARP_ENTRIES, VIF_ENTRIES, PORTS
+ * VNET_CMD_VIF_ADD       ID, MAC
+ * VNET_CMD_VIF_DEL       ID, MAC
+ * VNET_CMD_VIF_GET       dump; each reply: ID, MAC, AGE_MS
+ * VNET_CMD_PEER_ADD      ADDR, PORT
+ * VNET_CMD_PEER_DEL      ADDR
+ * VNET_CMD_PEER_GET      dump; each reply: ADDR, PORT, TX_PACKETS, RX_PACKETS
+ * VNET_CMD_VARP_GET      dump; each reply: ID, MAC, ADDR, AGE_MS
+ * VNET_CMD_VARP_FLUSH    no attributes
+ * VNET_CMD_SET           MCADDR, ADDR
+ * VNET_CMD_GET           reply: MCADDR, PORT, TTL, SWEEPS, ADDR, IFINDEX,
+ *                        IFNAME, COUNTERS, DROPS, VARP_ENTRIES, VIF_ENTRIES,
+ *                        VARP_LONGEST_CHAIN, VIF_LONGEST_CHAIN
+ * VNET_CMD_KEYS_SET      ID, KEYS
+ * VNET_CMD_PORT_ADD      ID, IFNAME
+ * VNET_CMD_PORT_DEL      ID, IFNAME
+ * VNET_CMD_PORT_GET      dump; each reply: ID, IFNAME, PORT_STATE, IFINDEX,
+ *                        RX_PACKETS, TX_PACKETS, RX_BYTES, TX_BYTES
+ * VNET_CMD_ENDPOINT_ADD  ID, ENDPOINT_KIND, ADDR, PORT, REMOTE_ADDR,
+ *                        REMOTE_PORT
+ * VNET_CMD_ENDPOINT_DEL  ID, ENDPOINT_KIND, ADDR, PORT, REMOTE_ADDR,
+ *                        REMOTE_PORT
+ * VNET_CMD_ENDPOINT_GET  dump; each reply: ID, ENDPOINT_KIND, ADDR, PORT,
+ *                        REMOTE_ADDR, REMOTE_PORT, ENDPOINT_STATE, COUNTERS
+ * VNET_CMD_MAC_EVENT     event on group "monitor": ID, MAC, MAC_EVENT,
+ *                        MAC_TABLE, ADDR, OLD_ADDR
  */
 #ifndef _UAPI_VNET_GENL_H
 #define _UAPI_VNET_GENL_H
@@ -107,6 +113,32 @@ enum vnet_port_state {
 	VNET_PORT_STATE_ATTACHED,
 };
 
+/* What a socket endpoint speaks, and which side connects (doc/endpoints.md). */
+enum vnet_endpoint_kind {
+	/*
+	 * one frame a datagram; bound to ADDR:PORT, sends to
+	 * REMOTE_ADDR:REMOTE_PORT
+	 */
+	VNET_ENDPOINT_KIND_UDP,
+	/* listens on ADDR:PORT; the VM's QEMU connects */
+	VNET_ENDPOINT_KIND_TCP_LISTEN,
+	/*
+	 * connects to REMOTE_ADDR:REMOTE_PORT, again and again; the VM's QEMU
+	 * listens
+	 */
+	VNET_ENDPOINT_KIND_TCP_CONNECT,
+};
+
+/* Whether an endpoint carries frames now. */
+enum vnet_endpoint_state {
+	/* bound (udp), or a connection is up (tcp) */
+	VNET_ENDPOINT_STATE_CONNECTED,
+	/* tcp-listen with no client now */
+	VNET_ENDPOINT_STATE_LISTENING,
+	/* tcp-connect between attempts */
+	VNET_ENDPOINT_STATE_WAITING,
+};
+
 /* What a vnet's sealed messages protect (doc/security.md). */
 enum vnet_security {
 	VNET_SECURITY_NONE,	/* plain packets, no keys */
@@ -153,6 +185,9 @@ enum vnet_cmd {
 	VNET_CMD_PORT_ADD,
 	VNET_CMD_PORT_DEL,
 	VNET_CMD_PORT_GET,
+	VNET_CMD_ENDPOINT_ADD,
+	VNET_CMD_ENDPOINT_DEL,
+	VNET_CMD_ENDPOINT_GET,
 	VNET_CMD_MAC_EVENT,
 	__VNET_CMD_MAX
 };
@@ -241,6 +276,14 @@ enum vnet_attr {
 	VNET_A_MAC_TABLE,
 	/* be32, IPv4 address a MAC had before it moved */
 	VNET_A_OLD_ADDR,
+	/* u8, enum vnet_endpoint_kind */
+	VNET_A_ENDPOINT_KIND,
+	/* u8, enum vnet_endpoint_state */
+	VNET_A_ENDPOINT_STATE,
+	/* be32, the address an endpoint sends or connects to */
+	VNET_A_REMOTE_ADDR,
+	/* u16, host order */
+	VNET_A_REMOTE_PORT,
 	__VNET_A_MAX
 };
 

@@ -167,11 +167,12 @@ def test_endpoints_carry_frames_to_and_from_real_qemu_and_survive_its_restart(h)
 # -- the stand-in
 
 
-def start_peer(lab: Lab, args: list[str], ns: str, ifname: str) -> subprocess.Popen:
-    """lab/qemu_socket_peer.py on `ifname` of namespace `ns`, its socket in ours."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "lab.qemu_socket_peer", "--ifname", ifname, "--netns", ns, *args],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT)
+def start_peer(lab: Lab, args: list[str], ns: str, ifname: str, host=None) -> subprocess.Popen:
+    """lab/qemu_socket_peer.py on `ifname` of namespace `ns`, its socket in ours, or in
+    `host`'s namespace if given (where the endpoints it talks to are)."""
+    argv = [sys.executable, "-m", "lab.qemu_socket_peer", "--ifname", ifname, "--netns", ns, *args]
+    kw = {"stdout": subprocess.PIPE, "stderr": subprocess.STDOUT, "text": True, "cwd": ROOT}
+    proc = lab.popen(host, argv, **kw) if host is not None else subprocess.Popen(argv, **kw)
     assert proc.stdout is not None
     line = proc.stdout.readline()
     if line.strip() != "ready":

@@ -17,6 +17,7 @@ from conftest import ROOT
 from pyroute2.netlink.exceptions import NetlinkError
 
 from vnet.cli.vn import vn
+from vnet.control import records
 from vnet.control.controller import Controller, resolve_choice, select_datapath
 from vnet.control.datapath import Datapath
 from vnet.control.protocol import VnetdClient
@@ -419,31 +420,24 @@ def test_insmod_refuses_a_bad_underlay_choice_before_loading(tmp_path: Path, mon
     assert not (tmp_path / "state.sxp").exists() or "address" not in (tmp_path / "state.sxp").read_text()
 
 
-def test_the_module_says_endpoints_are_vnetd_s() -> None:
-    """The module has no endpoints (doc/endpoints.md, "Status"): each endpoint command
-    says so and where to read more; a restore brings the vnet back and names what it
-    could not."""
-    try:
-        sock = kmod.VnetSocket("ethtool")
-    except DatapathError:
-        pytest.skip("no ethtool netlink family in this kernel")
-    spec = EndpointSpec.parse(["udp", "127.0.0.1:5000", "127.0.0.1:5001"])
-    with kmod.KmodClient(sock) as client:
-        for call in (lambda: client.endpoint_add(VnetId.parse("97"), spec),
-                     lambda: client.endpoint_del(VnetId.parse("97"), spec), client.endpoints):
-            with pytest.raises(DatapathError) as info:
-                call()
-            assert info.value.code == "EOPNOTSUPP"
-            assert "served by vnetd only" in info.value.message and "doc/endpoints.md" in info.value.message
-
-    class NoEndpoints(Recorder):
-        def endpoints(self) -> list:
-            raise DatapathError("EOPNOTSUPP", kmod._NO_ENDPOINTS)
-
-    state = State()
-    state.add_vnet(VnetConfig.from_cli("97", endpoints=("udp 127.0.0.1:5000 127.0.0.1:5001",)))
-    state.add_vnet(VnetConfig.from_cli("98"))
-    vnets, _, failed = restore(NoEndpoints(), state)
-    assert vnets == 1  # 98 is refused by the Recorder
-    assert failed == [f"vnet {VnetId.parse('97')}: cannot restore its endpoints: {kmod._NO_ENDPOINTS}",
-                      f"cannot restore vnet {VnetId.parse('98')}: a device named vnif98 already exists on this host"]
+def test_endpoint_messages_carry_every_kind_both_ways() -> None:
+    """What endpoint_add sends names each kind's addresses only, in the uapi's enum
+    order; an ENDPOINT_GET reply built from it reads back as the same endpoint, and its
+    counters make vnetd's record (drops: the sum vnetd makes)."""
+    assert [f"VNET_ENDPOINT_KIND_{k.upper().replace('-', '_')}" for k in kmod.ENDPOINT_KINDS] == \
+        uapi_enum("vnet_endpoint_kind")
+    assert [f"VNET_ENDPOINT_STATE_{s.upper()}" for s in kmod.ENDPOINT_STATES] == uapi_enum("vnet_endpoint_state")
+    vid = VnetId.parse("97")
+    for words in (["udp", "0.0.0.0:5001", "127.0.0.1:5002"], ["tcp-listen", "127.0.0.1:5003"],
+                  ["tcp-connect", "192.0.2.7:5004"]):
+        spec = EndpointSpec.parse(words)
+        attrs = kmod.KmodClient._endpoint_attrs(vid, spec)
+        assert {a[0] for a in attrs} == {"VNET_A_ID", "VNET_A_ENDPOINT_KIND"} | (
+            {"VNET_A_ADDR", "VNET_A_PORT"} if spec.local else set()) | (
+            {"VNET_A_REMOTE_ADDR", "VNET_A_REMOTE_PORT"} if spec.remote else set())
+        counters = {"rx_packets": 5, "tx_packets": 6, "rx_bytes": 7, "tx_bytes": 8, "rx_foreign": 2,
+                    "framing_errors": 1, "tx_busy": 3, "connects": 4}
+        back = roundtrip(attrs + [["VNET_A_ENDPOINT_STATE", 1], ["VNET_A_COUNTERS", stats_nest(counters)]])
+        assert kmod._endpoint_spec(back) == spec
+        assert kmod.stat_values(back.get_attr("VNET_A_COUNTERS")) == counters
+        assert records.endpoint_drops(counters) == 6

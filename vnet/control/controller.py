@@ -129,8 +129,6 @@ class Controller:
                     self.datapath.vnet_add(held)
                 return held
             state.add_vnet(cfg)
-            if cfg.endpoints:  # a datapath without endpoints says so before anything is made
-                self.datapath.endpoints()
             self.datapath.vnet_add(cfg)
         return cfg
 

@@ -66,8 +66,7 @@ class Datapath(ABC):
 
     @abstractmethod
     def endpoints(self) -> list[Record]:
-        """One records.endpoint_record per endpoint of every vnet; a datapath that has
-        no endpoints raises DatapathError EOPNOTSUPP."""
+        """One records.endpoint_record per endpoint of every vnet."""
 
     @abstractmethod
     def vif_add(self, vid: VnetId, mac: bytes) -> None: ...

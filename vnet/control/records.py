@@ -32,6 +32,15 @@ def port_record(vnet: VnetId, ifname: str, state: str, ifindex: int, rx_packets:
             ["tx_packets", str(tx_packets)], ["rx_bytes", str(rx_bytes)], ["tx_bytes", str(tx_bytes)]]
 
 
+#: The counters of an endpoint (vnet/datapath/vnetd/endpoint.py) whose sum is its drops.
+ENDPOINT_DROPS = ("tx_busy", "tx_down", "tx_errors", "rx_errors", "rx_runts", "rx_foreign", "framing_errors")
+
+
+def endpoint_drops(counters: dict[str, int]) -> int:
+    """Frames either way an endpoint dropped, from its counters by name (either datapath's)."""
+    return sum(counters.get(k, 0) for k in ENDPOINT_DROPS)
+
+
 def endpoint_record(vnet: VnetId, kind: str, local: str, remote: str, state: str, rx_packets: int,
                     tx_packets: int, rx_bytes: int, tx_bytes: int, drops: int) -> Record:
     """A socket endpoint of a vnet (doc/endpoints.md): `local` the address we bind,

@@ -30,11 +30,6 @@ def restore(dp: Datapath, state: State, group: bool = True) -> tuple[int, int, l
         except DatapathError as e:
             failed.append(f"cannot restore vnet {cfg.id}: {e.message}")
             continue
-        if cfg.endpoints:  # a datapath without endpoints opened none of them
-            try:
-                dp.endpoints()
-            except DatapathError as e:
-                failed.append(f"vnet {cfg.id}: cannot restore its endpoints: {e.message}")
     for addr, port in state.peers.items():
         try:
             dp.peer_add(addr, port)

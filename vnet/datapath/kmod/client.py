@@ -30,6 +30,9 @@ from vnet.control import records
 from vnet.control.datapath import Datapath, Record
 from vnet.control.events import LOCAL, MacChange
 from vnet.datapath.kmod.family import (
+    VNET_CMD_ENDPOINT_ADD,
+    VNET_CMD_ENDPOINT_DEL,
+    VNET_CMD_ENDPOINT_GET,
     VNET_CMD_GET,
     VNET_CMD_KEYS_SET,
     VNET_CMD_MAC_EVENT,
@@ -66,10 +69,6 @@ from vnet.model.config import ENCAPSULATIONS, SECURITY_LEVELS, VnetConfig
 from vnet.model.endpoint import EndpointSpec
 from vnet.model.vnetid import VnetId
 
-#: Why the module has no endpoint commands.
-_NO_ENDPOINTS = ("socket endpoints are served by vnetd only today, not by the kernel module: "
-                 "run vnetd on this host for QEMU socket NICs (see doc/endpoints.md, \"Status\")")
-
 MODULE_NAME = "vnet"
 
 #: enum vnet_encap and enum vnet_security list their values in the order of these
@@ -78,6 +77,9 @@ ENCAP_VALUES = ENCAPSULATIONS
 SECURITY_VALUES = SECURITY_LEVELS
 #: enum vnet_port_state: a port's state on the wire, by number.
 PORT_STATES = ("waiting", "attached")
+#: enum vnet_endpoint_kind and enum vnet_endpoint_state, by number.
+ENDPOINT_KINDS = ("udp", "tcp-listen", "tcp-connect")
+ENDPOINT_STATES = ("connected", "listening", "waiting")
 
 NOT_LOADED = ("the vnet kernel module is not loaded; load it with 'vn insmod', "
               "or start the user-space datapath with 'vnetd'")
@@ -206,6 +208,14 @@ class MacEvents:
 
 def _name(values: tuple[str, ...], number: int | None) -> str:
     return values[number] if number is not None and 0 <= number < len(values) else str(number)
+
+
+def _endpoint_spec(m: vnetmsg) -> EndpointSpec:
+    """The endpoint an ENDPOINT_GET message describes (the module checked it when added)."""
+    port, rport = m.get_attr("VNET_A_PORT"), m.get_attr("VNET_A_REMOTE_PORT")
+    return EndpointSpec(_name(ENDPOINT_KINDS, m.get_attr("VNET_A_ENDPOINT_KIND")),
+                        local=(m.get_attr("VNET_A_ADDR"), port) if port else None,
+                        remote=(m.get_attr("VNET_A_REMOTE_ADDR"), rport) if rport else None)
 
 
 def _field(record: Record, name: str) -> str:
@@ -342,8 +352,10 @@ class KmodClient(Datapath):
                     netdev.enslave(ipr, cfg.vnetif, bridge, mtu=mtu)
                 for ifname in ports:
                     self._port_add(ipr, cfg.id, ifname)
+                for spec in cfg.endpoints:
+                    self.endpoint_add(cfg.id, spec)
             except (DatapathError, NetlinkError) as e:
-                try:  # no half-made vnet: the state will not record it (its ports go with it)
+                try:  # no half-made vnet: the state will not record it (its ports and endpoints go with it)
                     self.vnet_del(cfg.id)
                 except DatapathError:
                     pass
@@ -477,16 +489,60 @@ class KmodClient(Datapath):
                                           m.get_attr("VNET_A_AGE_MS") / 1000))
         return out
 
-    # ---- endpoints: served by vnetd only (doc/endpoints.md, "Status") ------------------
+    # ---- endpoints: QEMU socket NICs (doc/endpoints.md) -------------------------------
+
+    @staticmethod
+    def _endpoint_attrs(vid: VnetId, spec: EndpointSpec) -> list:
+        attrs = [["VNET_A_ID", vid.packed], ["VNET_A_ENDPOINT_KIND", ENDPOINT_KINDS.index(spec.kind)]]
+        if spec.local is not None:
+            attrs += [["VNET_A_ADDR", spec.local[0]], ["VNET_A_PORT", spec.local[1]]]
+        if spec.remote is not None:
+            attrs += [["VNET_A_REMOTE_ADDR", spec.remote[0]], ["VNET_A_REMOTE_PORT", spec.remote[1]]]
+        return attrs
 
     def endpoint_add(self, vid: VnetId, spec: EndpointSpec) -> None:
-        raise DatapathError("EOPNOTSUPP", _NO_ENDPOINTS)
+        """Open an endpoint of vnet `vid`; vnetd's words for the errors both can meet."""
+        if spec.local is not None:
+            what = f"endpoint {spec}: cannot bind {spec.local[0]}:{spec.local[1]}"
+        else:
+            what = f"endpoint {spec}: cannot open"
+        self._call(VNET_CMD_ENDPOINT_ADD, self._endpoint_attrs(vid, spec), what,
+                   {errno.ENOENT: f"vnet {vid} does not exist",
+                    errno.EEXIST: f"endpoint ({spec}) is already in vnet {vid}",
+                    errno.EADDRINUSE: f"{what}: {os.strerror(errno.EADDRINUSE)}",
+                    errno.EADDRNOTAVAIL: f"{what}: {os.strerror(errno.EADDRNOTAVAIL)}"})
 
     def endpoint_del(self, vid: VnetId, spec: EndpointSpec) -> None:
-        raise DatapathError("EOPNOTSUPP", _NO_ENDPOINTS)
+        try:
+            self._call(VNET_CMD_ENDPOINT_DEL, self._endpoint_attrs(vid, spec),
+                       f"cannot close endpoint ({spec}) of vnet {vid}")
+        except DatapathError as e:
+            if e.code != "ENOENT":
+                raise
+            # One errno for two misses: tell them apart as vnetd does.
+            if not any(m.get_attr("VNET_A_ID") == vid.packed for m in self._running()):
+                raise DatapathError("ENOENT", f"vnet {vid} does not exist") from None
+            found = self._call(VNET_CMD_ENDPOINT_GET, [], "cannot list the endpoints", dump=True)
+            have = ", ".join(f"({_endpoint_spec(m)})" for m in found if m.get_attr("VNET_A_ID") == vid.packed)
+            raise DatapathError("ENOENT", f"vnet {vid} has no endpoint ({spec}) "
+                                f"(its endpoints: {have or 'none'})") from None
 
     def endpoints(self) -> list[Record]:
-        raise DatapathError("EOPNOTSUPP", _NO_ENDPOINTS)
+        found = self._call(VNET_CMD_ENDPOINT_GET, [], "cannot list the endpoints", dump=True)
+        # The module lists each vnet's endpoints in the order they were added.
+        found.sort(key=lambda m: m.get_attr("VNET_A_ID"))
+        out = []
+        for m in found:
+            c = stat_values(m.get_attr("VNET_A_COUNTERS"))
+            spec = _endpoint_spec(m)
+            local = f"{spec.local[0]}:{spec.local[1]}" if spec.local else "-"
+            remote = f"{spec.remote[0]}:{spec.remote[1]}" if spec.remote else "-"
+            out.append(records.endpoint_record(
+                VnetId.from_bytes(m.get_attr("VNET_A_ID")), spec.kind,
+                local, remote, _name(ENDPOINT_STATES, m.get_attr("VNET_A_ENDPOINT_STATE")),
+                c.get("rx_packets", 0), c.get("tx_packets", 0), c.get("rx_bytes", 0), c.get("tx_bytes", 0),
+                records.endpoint_drops(c)))
+        return out
 
     # ---- peers ------------------------------------------------------------------------
 

@@ -50,6 +50,16 @@ VNET_ENCAP_ETHERIP = 1  # raw EtherIP, IP protocol 97
 VNET_PORT_STATE_WAITING = 0  # no interface of that name in the namespace now, or one that cannot be attached
 VNET_PORT_STATE_ATTACHED = 1  # attached to the interface of that name
 
+# enum vnet_endpoint_kind - What a socket endpoint speaks, and which side connects (doc/endpoints.md).
+VNET_ENDPOINT_KIND_UDP = 0  # one frame a datagram; bound to ADDR:PORT, sends to REMOTE_ADDR:REMOTE_PORT
+VNET_ENDPOINT_KIND_TCP_LISTEN = 1  # listens on ADDR:PORT; the VM's QEMU connects
+VNET_ENDPOINT_KIND_TCP_CONNECT = 2  # connects to REMOTE_ADDR:REMOTE_PORT, again and again; the VM's QEMU listens
+
+# enum vnet_endpoint_state - Whether an endpoint carries frames now.
+VNET_ENDPOINT_STATE_CONNECTED = 0  # bound (udp), or a connection is up (tcp)
+VNET_ENDPOINT_STATE_LISTENING = 1  # tcp-listen with no client now
+VNET_ENDPOINT_STATE_WAITING = 2  # tcp-connect between attempts
+
 # enum vnet_security - What a vnet's sealed messages protect (doc/security.md).
 VNET_SECURITY_NONE = 0  # plain packets, no keys
 VNET_SECURITY_AUTH = 1  # sealed, authenticated
@@ -84,7 +94,10 @@ VNET_CMD_KEYS_SET = 14
 VNET_CMD_PORT_ADD = 15
 VNET_CMD_PORT_DEL = 16
 VNET_CMD_PORT_GET = 17
-VNET_CMD_MAC_EVENT = 18
+VNET_CMD_ENDPOINT_ADD = 18
+VNET_CMD_ENDPOINT_DEL = 19
+VNET_CMD_ENDPOINT_GET = 20
+VNET_CMD_MAC_EVENT = 21
 
 # multicast groups, by name
 VNET_MCGRP_MONITOR = "monitor"
@@ -137,6 +150,10 @@ class vnetmsg(genlmsg):
         ("VNET_A_MAC_EVENT", "uint8"),  # u8, enum vnet_mac_event
         ("VNET_A_MAC_TABLE", "uint8"),  # u8, enum vnet_mac_tables
         ("VNET_A_OLD_ADDR", "ip4addr"),  # be32, IPv4 address a MAC had before it moved
+        ("VNET_A_ENDPOINT_KIND", "uint8"),  # u8, enum vnet_endpoint_kind
+        ("VNET_A_ENDPOINT_STATE", "uint8"),  # u8, enum vnet_endpoint_state
+        ("VNET_A_REMOTE_ADDR", "ip4addr"),  # be32, the address an endpoint sends or connects to
+        ("VNET_A_REMOTE_PORT", "uint16"),  # u16, host order
     )
 
     class stats(nla):

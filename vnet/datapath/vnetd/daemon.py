@@ -299,11 +299,9 @@ class Vnetd(Datapath):
                 local = f"{spec.local[0]}:{spec.local[1]}" if spec.local else "-"
                 remote = f"{spec.remote[0]}:{spec.remote[1]}" if spec.remote else "-"
                 c = ep.counters()
-                drops = sum(c[k] for k in ("tx_busy", "tx_down", "tx_errors", "rx_errors", "rx_runts",
-                                           "rx_foreign", "framing_errors"))
                 out.append(records.endpoint_record(v.cfg.id, spec.kind, local, remote, ep.state,
                                                    c["rx_packets"], c["tx_packets"], c["rx_bytes"],
-                                                   c["tx_bytes"], drops))
+                                                   c["tx_bytes"], records.endpoint_drops(c)))
         return out
 
     # ---- Datapath interface -----------------------------------------------------------
