@@ -159,5 +159,8 @@ const struct genl_small_ops vnet_nl_ops[20] = {
 };
 
 const struct genl_multicast_group vnet_nl_mcgrps[1] = {
-	[VNET_NLGRP_MONITOR]	= { .name = VNET_MCGRP_MONITOR, },
+	[VNET_NLGRP_MONITOR]	= {
+		.name	= VNET_MCGRP_MONITOR,
+		.flags	= GENL_MCAST_CAP_NET_ADMIN,
+	},
 };

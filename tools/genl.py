@@ -166,6 +166,8 @@ class Family:
     ops: list[Op] = field(default_factory=list)
     ops_enum: str = ""
     mcgrps: list[str] = field(default_factory=list)
+    #: Flags of each multicast group (names of MCGRP_FLAGS).
+    mcgrp_flags: dict[str, list[str]] = field(default_factory=dict)
 
     def mcgrp_define(self, group: str) -> str:
         """The uAPI's name of a multicast group: VNET_MCGRP_MONITOR "monitor"."""
@@ -237,7 +239,12 @@ def load(path: Path = SPEC) -> Family:
         _load_definition(fam, d)
     for s in spec["attribute-sets"]:
         _load_set(fam, s)
-    fam.mcgrps = [g["name"] for g in (spec.get("mcast-groups") or {}).get("list", [])]
+    for g in (spec.get("mcast-groups") or {}).get("list", []):
+        fam.mcgrps.append(g["name"])
+        flags = list(g.get("flags", []))
+        unknown = [f for f in flags if f not in MCGRP_FLAGS]
+        need(not unknown, f"mcast-group {g['name']}: unknown flags {unknown} (known: {', '.join(MCGRP_FLAGS)})")
+        fam.mcgrp_flags[g["name"]] = flags
     _load_ops(fam, spec["operations"])
     return fam
 
@@ -448,7 +455,17 @@ def handler(fam: Family, op: Op, kind: str) -> str:
     return f"{fam.name}_nl_{c_lower(op.name)}_{'doit' if kind == 'do' else 'dumpit'}"
 
 
+def _mcgrp_init(fam: Family, group: str) -> str:
+    flags = " | ".join(MCGRP_FLAGS[f] for f in fam.mcgrp_flags.get(group, []))
+    if not flags:
+        return f"{{ .name = {fam.mcgrp_define(group)}, }}"
+    return f"{{\n\t\t.name\t= {fam.mcgrp_define(group)},\n\t\t.flags\t= {flags},\n\t}}"
+
+
 GENL_FLAGS = {"admin-perm": "GENL_ADMIN_PERM", "uns-admin-perm": "GENL_UNS_ADMIN_PERM"}
+#: Who may join a multicast group (GENL_MCAST_CAP_NET_ADMIN: CAP_NET_ADMIN in the
+#: namespace's user namespace, checked at bind; upstream 6.7, Debian 6.1 has it).
+MCGRP_FLAGS = {"cap-net-admin": "GENL_MCAST_CAP_NET_ADMIN", "cap-sys-admin": "GENL_MCAST_CAP_SYS_ADMIN"}
 
 
 def uapi_header(fam: Family) -> str:
@@ -548,8 +565,7 @@ def gen_source(fam: Family) -> str:
     lines += ["\t},", "};"]
     if fam.mcgrps:
         lines += [""] + c_table(f"const struct genl_multicast_group {fam.name}_nl_mcgrps[{len(fam.mcgrps)}]",
-                                [(fam.mcgrp_index(g), f"{{ .name = {fam.mcgrp_define(g)}, }}")
-                                 for g in fam.mcgrps])
+                                [(fam.mcgrp_index(g), _mcgrp_init(fam, g)) for g in fam.mcgrps])
     return "\n".join(lines) + "\n"
 
 

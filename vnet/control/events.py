@@ -227,13 +227,13 @@ def watch(dp: Datapath, emit: Callable[[Event], None], opened: Callable[[], None
             changes.put(e)
 
     threading.Thread(target=read, name="mac-changes", daemon=True).start()
-    monitor.poll(_drop_totals(dp.stats()), _peer_rx(dp.peers()))
-    while not subscribed.is_set():
+    while not subscribed.is_set():  # first, so a refusal to subscribe is the error told
         try:
             item = changes.get(timeout=0.1)
         except queue.Empty:
             continue
         raise item  # it failed before it was open
+    monitor.poll(_drop_totals(dp.stats()), _peer_rx(dp.peers()))
     if opened is not None:
         opened()
     next_poll = time.monotonic() + poll_interval

@@ -587,6 +587,10 @@ class KmodClient(Datapath):
         try:
             try:
                 sock.add_membership(VNET_MCGRP_MONITOR)
+            except PermissionError:  # the group is CAP_NET_ADMIN's (kmod/vnet.yaml)
+                raise DatapathError("EPERM", "cannot listen to the vnet module's MAC events: "
+                                    f"{os.strerror(errno.EPERM)}: the vnet module's commands need root "
+                                    "(or CAP_NET_ADMIN)") from None
             except (KeyError, OSError):
                 raise DatapathError("EOPNOTSUPP", "this vnet module sends no MAC events: load a newer "
                                     "one ('vn rmmod', then 'vn insmod')") from None
