@@ -10,7 +10,7 @@ from netns.test_peer_rule import (  # noqa: F401  (collected here, with the modu
     test_the_datapath_refuses_the_same_for_requests_from_elsewhere,
     test_vn_refuses_bad_peers_before_anything_changes,
 )
-from netns.test_permissions import NOBODY, host_dir, one_line, run_as  # noqa: F401  (host_dir: a fixture)
+from netns.test_permissions import NOBODY, host_dir, one_line, run_all_as  # noqa: F401  (host_dir: a fixture)
 from netns.test_vnet_delete import (  # noqa: F401
     test_delete_refuses_to_cut_off_vms_and_recreating_puts_them_back,
     test_delete_without_other_interfaces_needs_no_force,
@@ -20,20 +20,22 @@ from netns.test_vnet_delete import (  # noqa: F401
 
 def test_unprivileged_module_commands_say_they_need_root(lab, make_hosts, host_dir):  # noqa: F811
     (h,) = make_hosts(1)
-    vn = ["vnet.cli.vn", "--datapath", "kmod", "--state-dir", str(host_dir)]
-    one_line(run_as(lab, h.host, NOBODY, [*vn, "varp-flush"]),
-             "vn: cannot flush the VARP cache: Operation not permitted: the vnet module's commands need "
-             "root (or CAP_NET_ADMIN)")
-    one_line(run_as(lab, h.host, NOBODY, [*vn, "peer-add", "10.0.0.9"]),
-             f"vn: {host_dir}/lock: Permission denied: changing the vnet state needs root")
     h.vn("vnet-create", "97")
-    # The MAC events' multicast group is CAP_NET_ADMIN's, as the VARP cache is: joining
-    # it unprivileged fails at the bind, before vn polls anything.
-    one_line(run_as(lab, h.host, NOBODY, [*vn, "monitor"]),
-             "vn: cannot listen to the vnet module's MAC events: Operation not permitted: the vnet "
-             "module's commands need root (or CAP_NET_ADMIN)")
-    one_line(run_as(lab, h.host, NOBODY, ["vnet.host.hook", "stop", "--datapath", "kmod", "--state-dir",
-                                          str(host_dir)]),
-             "network-vnet: cannot list the vnet module's vnets: Operation not permitted: the vnet "
-             "module's commands need root (or CAP_NET_ADMIN)")
+    vn = ["vnet.cli.vn", "--datapath", "kmod", "--state-dir", str(host_dir)]
+    need_root = "Operation not permitted: the vnet module's commands need root (or CAP_NET_ADMIN)"
+    said = run_all_as(lab, h.host, NOBODY, [
+        [*vn, "varp-flush"],
+        [*vn, "peer-add", "10.0.0.9"],
+        # The MAC events' multicast group is CAP_NET_ADMIN's, as the VARP cache is:
+        # joining it unprivileged fails at the bind, before vn polls anything.
+        [*vn, "monitor"],
+        ["vnet.host.hook", "stop", "--datapath", "kmod", "--state-dir", str(host_dir)],
+    ])
+    for r, text in zip(said, [
+        f"vn: cannot flush the VARP cache: {need_root}",
+        f"vn: {host_dir}/lock: Permission denied: changing the vnet state needs root",
+        f"vn: cannot listen to the vnet module's MAC events: {need_root}",
+        f"network-vnet: cannot list the vnet module's vnets: {need_root}",
+    ]):
+        one_line(r, text)
     assert h.vn_json("peers") == [] and len(h.vn_json("vnets")) == 1
