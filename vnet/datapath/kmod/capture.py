@@ -27,6 +27,7 @@ from vnet.datapath.kmod.family import (
 )
 from vnet.model.endpoint import EndpointSpec
 
+NETLINK_GENERIC = 16
 SOL_NETLINK = 270
 NETLINK_ADD_MEMBERSHIP = 1
 SO_RCVBUFFORCE = 33
@@ -63,7 +64,7 @@ def endpoint_frames(family: int, group: int, opened: Callable[[], None] | None =
     """Every endpoint frame of this namespace's module from now on, blocking between
     them; `opened` is called once subscribed.  Raises PermissionError without
     CAP_NET_ADMIN (the group is its).  A frame's view is valid until the next one."""
-    sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, socket.NETLINK_GENERIC)
+    sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_GENERIC)
     try:
         sock.bind((0, 0))
         sock.setsockopt(SOL_NETLINK, NETLINK_ADD_MEMBERSHIP, group)
