@@ -94,6 +94,7 @@ static void vnet_ep_rcv(struct vnet_endpoint *ep, struct sk_buff *skb)
 
 	vnet_ep_count(ep, VNET_EP_RX_PACKETS, 1);
 	vnet_ep_count(ep, VNET_EP_RX_BYTES, skb->len);
+	vnet_capture_frame(ep, skb, VNET_CAPTURE_DIRECTION_IN);
 	skb->dev = vd->dev;
 	skb->ip_summed = CHECKSUM_NONE;
 	skb_reset_mac_header(skb);
@@ -255,6 +256,7 @@ void vnet_endpoint_xmit(struct vnet_endpoint *ep, struct sk_buff *skb)
 	skb = vnet_ep_plain(ep, skb);
 	skb_list_walk_safe(skb, skb, next) {
 		skb_mark_not_on_list(skb);
+		vnet_capture_frame(ep, skb, VNET_CAPTURE_DIRECTION_OUT);
 		if (ep->kind == VNET_ENDPOINT_KIND_UDP)
 			vnet_ep_udp_xmit(ep, skb);
 		else

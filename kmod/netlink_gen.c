@@ -14,6 +14,7 @@ const char * const vnet_counter_names[VNET_C_COUNT] = {
 	[VNET_C_FORWARDS_RECEIVED]	= "forwards-received",
 	[VNET_C_UDP_RECEIVED]		= "udp-received",
 	[VNET_C_ETHERIP_RECEIVED]	= "etherip-received",
+	[VNET_C_CAPTURE_LOST]		= "capture-lost",
 };
 
 const char * const vnet_drop_names[VNET_D_COUNT] = {
@@ -158,9 +159,13 @@ const struct genl_small_ops vnet_nl_ops[20] = {
 	},
 };
 
-const struct genl_multicast_group vnet_nl_mcgrps[1] = {
+const struct genl_multicast_group vnet_nl_mcgrps[2] = {
 	[VNET_NLGRP_MONITOR]	= {
 		.name	= VNET_MCGRP_MONITOR,
+		.flags	= GENL_MCAST_CAP_NET_ADMIN,
+	},
+	[VNET_NLGRP_CAPTURE]	= {
+		.name	= VNET_MCGRP_CAPTURE,
 		.flags	= GENL_MCAST_CAP_NET_ADMIN,
 	},
 };

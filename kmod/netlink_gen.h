@@ -26,6 +26,11 @@ enum vnet_counter {
 	VNET_C_UDP_RECEIVED,
 	/* raw protocol-97 packets accepted from another host */
 	VNET_C_ETHERIP_RECEIVED,
+	/*
+	 * module only: endpoint frames a capture missed (no memory for their
+	 * message)
+	 */
+	VNET_C_CAPTURE_LOST,
 	VNET_C_COUNT,
 	VNET_C_MAX = (VNET_C_COUNT - 1)
 };
@@ -114,9 +119,10 @@ extern const struct genl_small_ops vnet_nl_ops[20];
 
 enum vnet_nlgrps {
 	VNET_NLGRP_MONITOR,
+	VNET_NLGRP_CAPTURE,
 };
 
-extern const struct genl_multicast_group vnet_nl_mcgrps[1];
+extern const struct genl_multicast_group vnet_nl_mcgrps[2];
 
 int vnet_nl_vnet_add_doit(struct sk_buff *skb, struct genl_info *info);
 int vnet_nl_vnet_del_doit(struct sk_buff *skb, struct genl_info *info);

@@ -580,5 +580,20 @@ void vnet_genl_exit(void);
 void vnet_notify_mac(struct vnet_net *vn, enum vnet_mac_event event,
 		     enum vnet_table_kind table, const u8 *vnet, const u8 *mac,
 		     __be32 addr, __be32 old);
+void __vnet_capture_frame(struct vnet_endpoint *ep, const struct sk_buff *skb,
+			  enum vnet_capture_direction dir);
+
+/*
+ * Shows a frame of @ep (skb->data at its Ethernet header) to `vn capture`:
+ * with no one capturing in the namespace this is the whole cost.
+ */
+static inline void vnet_capture_frame(struct vnet_endpoint *ep,
+				      const struct sk_buff *skb,
+				      enum vnet_capture_direction dir)
+{
+	if (genl_has_listeners(&vnet_family, ep->vd->vn->net,
+			       VNET_NLGRP_CAPTURE))
+		__vnet_capture_frame(ep, skb, dir);
+}
 
 #endif /* _VNET_H */

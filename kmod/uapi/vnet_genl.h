@@ -17,37 +17,41 @@
  *
  * The commands (kmod/vnet.yaml documents each, with its errors):
  *
- * VNET_CMD_VNET_ADD      ID, IFNAME, ENCAP, SECURITY, KEYS, MTU
- * VNET_CMD_VNET_DEL      ID
- * VNET_CMD_VNET_GET      dump; each reply: ID, IFNAME, IFINDEX, ENCAP,
- *                        SECURITY, HEADER, KEYS, MTU, RX_PACKETS, TX_PACKETS,
- *                        RX_BYTES, TX_BYTES, RX_DROPPED, TX_DROPPED,
- *                        VARP_ENTRIES, VIF_ENTRIES, PORTS
- * VNET_CMD_VIF_ADD       ID, MAC
- * VNET_CMD_VIF_DEL       ID, MAC
- * VNET_CMD_VIF_GET       dump; each reply: ID, MAC, AGE_MS
- * VNET_CMD_PEER_ADD      ADDR, PORT
- * VNET_CMD_PEER_DEL      ADDR
- * VNET_CMD_PEER_GET      dump; each reply: ADDR, PORT, TX_PACKETS, RX_PACKETS
- * VNET_CMD_VARP_GET      dump; each reply: ID, MAC, ADDR, AGE_MS
- * VNET_CMD_VARP_FLUSH    no attributes
- * VNET_CMD_SET           MCADDR, ADDR
- * VNET_CMD_GET           reply: MCADDR, PORT, TTL, SWEEPS, ADDR, IFINDEX,
- *                        IFNAME, COUNTERS, DROPS, VARP_ENTRIES, VIF_ENTRIES,
- *                        VARP_LONGEST_CHAIN, VIF_LONGEST_CHAIN
- * VNET_CMD_KEYS_SET      ID, KEYS
- * VNET_CMD_PORT_ADD      ID, IFNAME
- * VNET_CMD_PORT_DEL      ID, IFNAME
- * VNET_CMD_PORT_GET      dump; each reply: ID, IFNAME, PORT_STATE, IFINDEX,
- *                        RX_PACKETS, TX_PACKETS, RX_BYTES, TX_BYTES
- * VNET_CMD_ENDPOINT_ADD  ID, ENDPOINT_KIND, ADDR, PORT, REMOTE_ADDR,
- *                        REMOTE_PORT
- * VNET_CMD_ENDPOINT_DEL  ID, ENDPOINT_KIND, ADDR, PORT, REMOTE_ADDR,
- *                        REMOTE_PORT
- * VNET_CMD_ENDPOINT_GET  dump; each reply: ID, ENDPOINT_KIND, ADDR, PORT,
- *                        REMOTE_ADDR, REMOTE_PORT, ENDPOINT_STATE, COUNTERS
- * VNET_CMD_MAC_EVENT     event on group "monitor": ID, MAC, MAC_EVENT,
- *                        MAC_TABLE, ADDR, OLD_ADDR
+ * VNET_CMD_VNET_ADD        ID, IFNAME, ENCAP, SECURITY, KEYS, MTU
+ * VNET_CMD_VNET_DEL        ID
+ * VNET_CMD_VNET_GET        dump; each reply: ID, IFNAME, IFINDEX, ENCAP,
+ *                          SECURITY, HEADER, KEYS, MTU, RX_PACKETS,
+ *                          TX_PACKETS, RX_BYTES, TX_BYTES, RX_DROPPED,
+ *                          TX_DROPPED, VARP_ENTRIES, VIF_ENTRIES, PORTS
+ * VNET_CMD_VIF_ADD         ID, MAC
+ * VNET_CMD_VIF_DEL         ID, MAC
+ * VNET_CMD_VIF_GET         dump; each reply: ID, MAC, AGE_MS
+ * VNET_CMD_PEER_ADD        ADDR, PORT
+ * VNET_CMD_PEER_DEL        ADDR
+ * VNET_CMD_PEER_GET        dump; each reply: ADDR, PORT, TX_PACKETS,
+ *                          RX_PACKETS
+ * VNET_CMD_VARP_GET        dump; each reply: ID, MAC, ADDR, AGE_MS
+ * VNET_CMD_VARP_FLUSH      no attributes
+ * VNET_CMD_SET             MCADDR, ADDR
+ * VNET_CMD_GET             reply: MCADDR, PORT, TTL, SWEEPS, ADDR, IFINDEX,
+ *                          IFNAME, COUNTERS, DROPS, VARP_ENTRIES, VIF_ENTRIES,
+ *                          VARP_LONGEST_CHAIN, VIF_LONGEST_CHAIN
+ * VNET_CMD_KEYS_SET        ID, KEYS
+ * VNET_CMD_PORT_ADD        ID, IFNAME
+ * VNET_CMD_PORT_DEL        ID, IFNAME
+ * VNET_CMD_PORT_GET        dump; each reply: ID, IFNAME, PORT_STATE, IFINDEX,
+ *                          RX_PACKETS, TX_PACKETS, RX_BYTES, TX_BYTES
+ * VNET_CMD_ENDPOINT_ADD    ID, ENDPOINT_KIND, ADDR, PORT, REMOTE_ADDR,
+ *                          REMOTE_PORT
+ * VNET_CMD_ENDPOINT_DEL    ID, ENDPOINT_KIND, ADDR, PORT, REMOTE_ADDR,
+ *                          REMOTE_PORT
+ * VNET_CMD_ENDPOINT_GET    dump; each reply: ID, ENDPOINT_KIND, ADDR, PORT,
+ *                          REMOTE_ADDR, REMOTE_PORT, ENDPOINT_STATE, COUNTERS
+ * VNET_CMD_MAC_EVENT       event on group "monitor": ID, MAC, MAC_EVENT,
+ *                          MAC_TABLE, ADDR, OLD_ADDR
+ * VNET_CMD_ENDPOINT_FRAME  event on group "capture": ID, ENDPOINT_KIND, ADDR,
+ *                          PORT, REMOTE_ADDR, REMOTE_PORT, CAPTURE_DIRECTION,
+ *                          TIME_NS, FRAME
  */
 #ifndef _UAPI_VNET_GENL_H
 #define _UAPI_VNET_GENL_H
@@ -56,6 +60,7 @@
 #define VNET_GENL_VERSION	1
 
 #define VNET_MCGRP_MONITOR	"monitor"
+#define VNET_MCGRP_CAPTURE	"capture"
 
 /* Bytes of a vnet id (128 bits, network order). */
 #define VNET_ID_LEN		16
@@ -166,6 +171,14 @@ enum vnet_mac_tables {
 	VNET_MAC_TABLE_VIFS,
 };
 
+/* Which way an endpoint's frame went (VNET_CMD_ENDPOINT_FRAME). */
+enum vnet_capture_direction {
+	/* from the endpoint's VM into the vnet */
+	VNET_CAPTURE_DIRECTION_IN,
+	/* from the vnet out to the endpoint's VM */
+	VNET_CAPTURE_DIRECTION_OUT,
+};
+
 enum vnet_cmd {
 	VNET_CMD_UNSPEC,
 	VNET_CMD_VNET_ADD,
@@ -189,6 +202,7 @@ enum vnet_cmd {
 	VNET_CMD_ENDPOINT_DEL,
 	VNET_CMD_ENDPOINT_GET,
 	VNET_CMD_MAC_EVENT,
+	VNET_CMD_ENDPOINT_FRAME,
 	__VNET_CMD_MAX
 };
 
@@ -284,6 +298,15 @@ enum vnet_attr {
 	VNET_A_REMOTE_ADDR,
 	/* u16, host order */
 	VNET_A_REMOTE_PORT,
+	/* u8, enum vnet_capture_direction */
+	VNET_A_CAPTURE_DIRECTION,
+	/* binary, an Ethernet frame, whole */
+	VNET_A_FRAME,
+	/*
+	 * u64, when the frame was seen, in nanoseconds since the epoch
+	 * (CLOCK_REALTIME)
+	 */
+	VNET_A_TIME_NS,
 	__VNET_A_MAX
 };
 

@@ -1,7 +1,7 @@
 """`vn capture` (doc/capture.md), judged by tshark and mergecap.
 
 One lab for everything: two hosts on vnet 97, a VM on the bridge of h1 and a VM
-behind a port of h2 (no bridge), and on vnetd a VM behind a socket endpoint of h1
+behind a port of h2 (no bridge), and a VM behind a socket endpoint of h1
 (lab/qemu_socket_peer.py plays its QEMU).  While pings and a TCP transfer run:
 captures with a count on both hosts hold exactly the ICMP packets sent, at the
 points they crossed and in the right direction, with the host/vnet names and
@@ -140,31 +140,28 @@ def test_vn_capture_on_every_point_read_by_tshark(lab, make_hosts, tmp_path):
 
 
 def every_point_read_by_tshark(lab, make_hosts, tmp_path):
-    """Two hosts, a bridge-mode VM (and on vnetd a socket endpoint's) on one, a port
-    on the other: counted captures of every point, merged, read by tshark."""
+    """Two hosts, a bridge-mode VM and a socket endpoint's on one, a port on the
+    other: counted captures of every point, merged, read by tshark."""
     h1, h2 = make_hosts(2)
     h1.vn("vnet-create", "97")
     vm1 = lab.vm("vm1", h1.host, "vnet97", "10.97.0.1/24")
     vp = port_vm(lab, h2, "p", "10.97.0.2/24")
     h2.vn("vnet-create", "-b", "none", "--port", vp.port, "97")
     wait_attached(h2, [vp.port])
-    endpoint = h1.datapath == "vnetd"  # the module's endpoints: another change
-    ve = endpoint_vm(lab, h1) if endpoint else None
+    ve = endpoint_vm(lab, h1)
     lab.wait_ping(vm1, vp.ip, timeout=DEADLINE)
-    if ve is not None:
-        lab.wait_ping(ve, vp.ip, timeout=DEADLINE)
+    lab.wait_ping(ve, vp.ip, timeout=DEADLINE)
 
     # Counted captures: every ICMP packet at every point it crosses, nothing else.
     # h1: vm1's pings cross its bridge member and the tunnel (4 packets each), ve's
     # its endpoint (2 each); h2: every ping crosses the port twice.
-    n1 = 4 * PINGS + (2 * EP_PINGS if ve else 0)
-    n2 = 2 * (PINGS + (EP_PINGS if ve else 0))
+    n1 = 4 * PINGS + 2 * EP_PINGS
+    n2 = 2 * (PINGS + EP_PINGS)
     f1, f2 = tmp_path / "h1.pcapng", tmp_path / "h2.pcapng"
     c1 = Running(lab, h1, "97", "-w", str(f1), "-c", str(n1), "icmp")
     c2 = Running(lab, h2, "-c", str(n2), "-w", str(f2), "-i", f"port:{vp.port}", "97", "icmp")
     ping(lab, vm1, vp.ip, PINGS)
-    if ve is not None:
-        ping(lab, ve, vp.ip, EP_PINGS)
+    ping(lab, ve, vp.ip, EP_PINGS)
     assert f"{n1} packets written to {f1} (after {n1} packets); 0 dropped by the kernel" in c1.wait()
     assert f"{n2} packets written to {f2}" in c2.wait()
 
@@ -178,10 +175,9 @@ def every_point_read_by_tshark(lab, make_hosts, tmp_path):
     at1, at2 = f"{h1.name}/97/", f"{h2.name}/97/port:{vp.port}"
     want = Counter({(at1 + "bridge:vvm1", "8", "1"): PINGS, (at1 + "bridge:vvm1", "0", "0"): PINGS,
                     (at1 + "tunnel", "8", "0"): PINGS, (at1 + "tunnel", "0", "1"): PINGS,
-                    (at2, "8", "0"): n2 // 2, (at2, "0", "1"): n2 // 2})
-    if ve is not None:
-        want += Counter({(at1 + "endpoint:udp:127.0.0.1:5100", "8", "1"): EP_PINGS,
-                         (at1 + "endpoint:udp:127.0.0.1:5100", "0", "0"): EP_PINGS})
+                    (at2, "8", "0"): n2 // 2, (at2, "0", "1"): n2 // 2,
+                    (at1 + "endpoint:udp:127.0.0.1:5100", "8", "1"): EP_PINGS,
+                    (at1 + "endpoint:udp:127.0.0.1:5100", "0", "0"): EP_PINGS})
     assert seen == want
     info = capinfo(f1)
     assert f"vn capture of vnet {h1.vn_json('vnets')[0]['id']} (97) on host {h1.name}, underlay {h1.ip}, " \

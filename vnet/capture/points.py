@@ -6,7 +6,7 @@ interface named HOST/VNET/POINT:
                     outbound = toward other hosts, inbound = from them
   port:IFNAME       a port (vn port-add): inbound = from the interface into the vnet
   bridge:IFNAME     a member of the vnet's bridge (a VM's tap or veth), likewise
-  endpoint:KIND:ADDR  a socket endpoint (vn endpoint-add), seen through vnetd
+  endpoint:KIND:ADDR  a socket endpoint (vn endpoint-add), seen through the datapath
   underlay:IFNAME   (--underlay) the encapsulated packets of the vnet
 Points are found from the datapath's own listings, so both datapaths give the same.
 """
@@ -30,7 +30,7 @@ class PointError(VnetError):
 @dataclass(frozen=True)
 class Point:
     """One capture point: an interface to open a packet socket on (`ifname`), or a
-    socket endpoint that vnetd shows (`endpoint`, its spec as vnetd lists it)."""
+    socket endpoint that the datapath shows (`endpoint`, its spec as `vn endpoints` lists it)."""
 
     name: str
     what: str

@@ -1,22 +1,25 @@
 """`vn capture` put together: the vnet and its points checked, the filter compiled,
-vnetd asked for its endpoints' stream, all before the output is opened."""
+the datapath asked for its endpoints' frames, all before the output is opened."""
 from __future__ import annotations
 
 import socket
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from pyroute2 import IPRoute
 
 from vnet.capture import pcapng
-from vnet.capture.bpf import SNAPLEN, compile_filter
-from vnet.capture.points import Point, PointError, select_points, vnet_points
-from vnet.capture.session import CaptureError, EndpointFeed, Output, Result, Session
+from vnet.capture.bpf import SNAPLEN, Matcher, Program, compile_filter
+from vnet.capture.points import Point, select_points, vnet_points
+from vnet.capture.session import STREAM_MSG, CaptureError, EndpointFeed, Output, Result, Session
 from vnet.capture.underlay import Opener, underlay_expression
 from vnet.control.controller import Controller
+from vnet.control.datapath import Datapath
 from vnet.control.protocol import resolve_socket
 from vnet.errors import VnetError
 from vnet.host import netdev
 from vnet.model import keys
+from vnet.model.endpoint import EndpointSpec
 
 
 @dataclass(frozen=True)
@@ -73,10 +76,6 @@ def capture(ctrl: Controller, req: Request, say) -> Result:
                         f"of vnet {vshort})", ifname=underlay_if)]
     else:
         points = select_points(vnet_points(dp, cfg), req.points)
-        if dp.kind == "kmod" and any(p.endpoint for p in points):
-            raise PointError("capture of the module's socket endpoints is not supported yet: "
-                             "leave them out with -i (the other points: "
-                             + ", ".join(p.name for p in points if not p.endpoint) + ")")
     program = compile_filter(expression, req.snaplen)
     interfaces: list[tuple[Point | None, pcapng.Interface]] = [
         (p, pcapng.Interface(f"{host}/{vshort}/{p.name}",
@@ -94,11 +93,16 @@ def capture(ctrl: Controller, req: Request, say) -> Result:
     if opener is not None:
         comment += "; sealed frames opened with the vnet's key (--decrypt) and written decrypted"
 
+    endpoints = [p.endpoint for p in points if p.endpoint]
+
     def feed() -> EndpointFeed:
+        if dp.kind == "kmod":
+            return EndpointFeed(module_messages(dp, cfg.id.packed, endpoints, program, req.snaplen),
+                                "the vnet module")
         command = ["capture", ["vnet", str(cfg.id)], ["filter", req.expression, program.packed().hex()],
                    ["snaplen", str(req.snaplen)]]
-        command += [["endpoint", *p.endpoint] for p in points if p.endpoint]
-        return EndpointFeed(resolve_socket(ctrl.socket_path, ctrl.state_dir), command)
+        command += [["endpoint", *words] for words in endpoints]
+        return EndpointFeed.from_vnetd(resolve_socket(ctrl.socket_path, ctrl.state_dir), command)
 
     output = Output(req.write)
     session = Session(output, comment, interfaces, program, req.snaplen, feed, opener)
@@ -111,6 +115,24 @@ def capture(ctrl: Controller, req: Request, say) -> Result:
         say(note)
     dropped = f"{result.kernel_dropped} dropped by the kernel"
     if session.feed is not None:
-        dropped += f", {result.vnetd_dropped} by vnetd"
+        dropped += (f", {result.stream_dropped} by vnetd" if dp.kind != "kmod" else
+                    f", {result.stream_dropped} overruns of the module's stream (and its capture-lost counter)")
     say(f"{result.written} packets written to {output.name} ({result.stopped_by}); {dropped}")
     return result
+
+
+def module_messages(dp: Datapath, vid: bytes, endpoints: list[tuple[str, ...]], program: Program,
+                    snaplen: int) -> Callable[[Callable[[], None]], Iterator[bytes]]:
+    """The module's endpoint frames of vnet `vid` at `endpoints` (their order is their
+    points' in the capture) that `program` matches, as vnetd's stream gives them:
+    the module sends every endpoint's frames and the filter runs here, as in vnetd."""
+    index = {EndpointSpec.parse(list(words)): i for i, words in enumerate(endpoints)}
+
+    def messages(started: Callable[[], None]) -> Iterator[bytes]:
+        matches, pack = Matcher(program).matches, STREAM_MSG.pack
+        for f in dp.endpoint_frames(started):
+            point = index.get(f.endpoint) if f.vnet == vid else None
+            if point is not None and matches(f.frame):
+                yield pack(f.ts, point, f.outbound, f.overruns) + f.frame[:snaplen]
+
+    return messages

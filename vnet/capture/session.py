@@ -1,5 +1,5 @@
-"""One `vn capture`: packet sockets on the vnet's interfaces, vnetd's capture stream
-for its socket endpoints, one pcapng file out.
+"""One `vn capture`: packet sockets on the vnet's interfaces, the datapath's capture
+stream for its socket endpoints, one pcapng file out.
 
 Every interface point is read with an AF_PACKET socket of `vn` itself, with the
 compiled filter attached in the kernel before the socket is bound (an idle capture
@@ -20,7 +20,7 @@ import stat
 import struct
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -41,7 +41,7 @@ RCVBUF = 4 << 20
 #: Frames read from one socket before looking at the others.
 BATCH = 64
 #: ts (ns), point, outbound, dropped so far: vnet.datapath.vnetd.capture.MESSAGE.
-_STREAM_MSG = struct.Struct("!QHBI")
+STREAM_MSG = struct.Struct("!QHBI")
 _TIMESPEC = struct.Struct("@ll")
 _STATS = struct.Struct("@II")
 
@@ -54,7 +54,8 @@ class CaptureError(VnetError):
 class Result:
     written: int = 0
     kernel_dropped: int = 0
-    vnetd_dropped: int = 0
+    #: by vnetd's capture stream for a slow reader, or the module's group's overruns
+    stream_dropped: int = 0
     stopped_by: str = ""
     notes: list[str] = field(default_factory=list)
 
@@ -122,27 +123,36 @@ def packet_socket(ifname: str, program: Program) -> socket.socket:
 
 
 class EndpointFeed:
-    """vnetd's capture stream, read by a thread that queues its messages and wakes
-    the capture's select with a byte on a pipe."""
+    """The frames of the socket endpoints, from vnetd's capture stream or the module's
+    group "capture", read by a thread that queues them (each a STREAM_MSG and the
+    frame) and wakes the capture's select with a byte on a pipe.  `source(started)`
+    gives the messages: it calls `started` once set up, or its first message is empty
+    (vnetd's stream)."""
 
-    def __init__(self, path: Path, command: list, timeout: float = protocol.TIMEOUT) -> None:
+    def __init__(self, source: Callable[[Callable[[], None]], Iterable[bytes]], who: str,
+                 timeout: float = protocol.TIMEOUT) -> None:
         self.queue: queue.SimpleQueue = queue.SimpleQueue()
+        self.who = who
         self.rfd, self.wfd = os.pipe()
         os.set_blocking(self.rfd, False)
-        self.thread = threading.Thread(target=self._read, args=(path, command), daemon=True)
+        self.thread = threading.Thread(target=self._read, args=(source,), daemon=True)
         self.thread.start()
         first = self.queue.get(timeout=timeout + 5)  # the reader's own timeout comes first
         if isinstance(first, BaseException):
             raise first
         if first is None:
-            raise CaptureError("vnetd ended the capture stream before it started")
+            raise CaptureError(f"{who} ended the capture stream before it started")
 
-    def _read(self, path: Path, command: list) -> None:
+    @classmethod
+    def from_vnetd(cls, path: Path, command: list) -> EndpointFeed:
+        return cls(lambda _started: protocol.stream(path, command), "vnetd")
+
+    def _read(self, source: Callable[[Callable[[], None]], Iterable[bytes]]) -> None:
         try:
-            for msg in protocol.stream(path, command):
+            for msg in source(lambda: self.queue.put(b"")):
                 self.queue.put(msg)
                 os.write(self.wfd, b"m")
-        except VnetError as e:
+        except Exception as e:  # a VnetError, or a bug: the capture says so, never waits
             self.queue.put(e)
         self.queue.put(None)
         try:
@@ -304,14 +314,14 @@ class Session:
         assert self.feed is not None
         for msg in self.feed.messages():
             if msg is None or isinstance(msg, BaseException):
-                self.result.notes.append(f"vnetd ended the endpoints' capture stream ({msg or 'closed'})")
+                self.result.notes.append(f"{self.feed.who} ended the endpoints' capture stream ({msg or 'closed'})")
                 sel.unregister(self.feed.rfd)
                 return
             if count is not None and self.result.written >= count:
                 continue
-            ts, point, outbound, dropped = _STREAM_MSG.unpack_from(msg)
-            self.result.vnetd_dropped = max(self.result.vnetd_dropped, dropped)
-            self._write(self.endpoint_index[point], ts, memoryview(msg)[_STREAM_MSG.size:], bool(outbound))
+            ts, point, outbound, dropped = STREAM_MSG.unpack_from(msg)
+            self.result.stream_dropped = max(self.result.stream_dropped, dropped)
+            self._write(self.endpoint_index[point], ts, memoryview(msg)[STREAM_MSG.size:], bool(outbound))
 
 
 def addr_name(s: socket.socket) -> str:

@@ -103,3 +103,10 @@ class Datapath(ABC):
         (`vn monitor`), blocking between them; `opened` is called once the datapath
         reports to this reader (no change from then on is missed)."""
         raise DatapathError("EOPNOTSUPP", f"the {self.kind} datapath reports no MAC changes")
+
+    def endpoint_frames(self, opened: Callable[[], None] | None = None) -> Iterator:
+        """Each frame of this host's socket endpoints from now on, both ways
+        (vnet.datapath.kmod.capture.EndpointFrame), for `vn capture`; `opened` as for
+        mac_changes.  vnetd shows its endpoints' frames through its `capture` stream
+        instead (vnet.datapath.vnetd.capture), filtered where they lie."""
+        raise DatapathError("EOPNOTSUPP", f"the {self.kind} datapath shows no endpoint frames")

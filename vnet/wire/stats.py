@@ -21,6 +21,7 @@ COUNTERS: tuple[str, ...] = (
     "forwards-received",  # VFWD packets that passed every check
     "udp-received",  # UDP packets accepted from another host
     "etherip-received",  # raw protocol-97 packets accepted from another host
+    "capture-lost",  # module only: endpoint frames a capture missed (no memory for their message)
 )
 
 #: Why a packet was dropped, per namespace (doc/wire-format.md and doc/security.md give the checks
@@ -66,6 +67,7 @@ C_VARP_REQUESTS = 4
 C_FORWARDS_RECEIVED = 5
 C_UDP_RECEIVED = 6
 C_ETHERIP_RECEIVED = 7
+C_CAPTURE_LOST = 8
 
 D_SHORT = 0
 D_BAD_MESSAGE_ID = 1

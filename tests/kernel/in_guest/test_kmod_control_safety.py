@@ -23,19 +23,25 @@ def test_unprivileged_module_commands_say_they_need_root(lab, make_hosts, host_d
     h.vn("vnet-create", "97")
     vn = ["vnet.cli.vn", "--datapath", "kmod", "--state-dir", str(host_dir)]
     need_root = "Operation not permitted: the vnet module's commands need root (or CAP_NET_ADMIN)"
-    said = run_all_as(lab, h.host, NOBODY, [
+    # The group of the endpoints' frames is joined directly (vn capture fails before
+    # it, at the listings), through timeit: run_all_as runs modules, as `python -m`.
+    join = "from vnet.datapath.kmod.client import KmodClient; next(KmodClient().endpoint_frames())"
+    *said, joined = run_all_as(lab, h.host, NOBODY, [
         [*vn, "varp-flush"],
         [*vn, "peer-add", "10.0.0.9"],
         # The MAC events' multicast group is CAP_NET_ADMIN's, as the VARP cache is:
         # joining it unprivileged fails at the bind, before vn polls anything.
         [*vn, "monitor"],
         ["vnet.host.hook", "stop", "--datapath", "kmod", "--state-dir", str(host_dir)],
+        ["timeit", "-n", "1", "-r", "1", join],
     ])
     for r, text in zip(said, [
         f"vn: cannot flush the VARP cache: {need_root}",
         f"vn: {host_dir}/lock: Permission denied: changing the vnet state needs root",
         f"vn: cannot listen to the vnet module's MAC events: {need_root}",
         f"network-vnet: cannot list the vnet module's vnets: {need_root}",
-    ]):
+    ], strict=True):
         one_line(r, text)
+    assert joined.returncode == 1 and joined.stderr.strip().endswith(
+        f"vnet.errors.DatapathError: cannot capture the vnet module's endpoint frames: {need_root}"), joined
     assert h.vn_json("peers") == [] and len(h.vn_json("vnets")) == 1

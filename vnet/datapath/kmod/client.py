@@ -29,6 +29,7 @@ from pyroute2.netlink.generic import AsyncGenericNetlinkSocket, GenericNetlinkSo
 from vnet.control import records
 from vnet.control.datapath import Datapath, Record
 from vnet.control.events import LOCAL, MacChange
+from vnet.datapath.kmod.capture import EndpointFrame, endpoint_frames
 from vnet.datapath.kmod.family import (
     VNET_CMD_ENDPOINT_ADD,
     VNET_CMD_ENDPOINT_DEL,
@@ -58,6 +59,7 @@ from vnet.datapath.kmod.family import (
     VNET_MAC_EVENT_MOVED,
     VNET_MAC_EVENT_REMOVED,
     VNET_MAC_TABLE_VARP,
+    VNET_MCGRP_CAPTURE,
     VNET_MCGRP_MONITOR,
     vnetmsg,
 )
@@ -608,6 +610,19 @@ class KmodClient(Datapath):
                         yield change
         finally:
             sock.close()
+
+    def endpoint_frames(self, opened: Callable[[], None] | None = None) -> Iterator[EndpointFrame]:
+        """The module's multicast group "capture" of this namespace (vnet.datapath.kmod.capture)."""
+        group = self.sock.mcast_groups.get(VNET_MCGRP_CAPTURE)
+        if group is None:
+            raise DatapathError("EOPNOTSUPP", "this vnet module shows no endpoint frames: load a newer "
+                                "one ('vn rmmod', then 'vn insmod')")
+        try:
+            yield from endpoint_frames(self.sock.prid, group, opened)
+        except PermissionError:  # the group is CAP_NET_ADMIN's (kmod/vnet.yaml)
+            raise DatapathError("EPERM", "cannot capture the vnet module's endpoint frames: "
+                                f"{os.strerror(errno.EPERM)}: the vnet module's commands need root "
+                                "(or CAP_NET_ADMIN)") from None
 
     def stats(self) -> list[Record]:
         s = self.settings()  # the module leaves out counters that are 0, as vnetd does

@@ -75,6 +75,10 @@ VNET_MAC_EVENT_REMOVED = 3  # taken out because the MAC lives elsewhere now, or 
 VNET_MAC_TABLE_VARP = 0  # the VARP cache, remote MACs by care-of address
 VNET_MAC_TABLE_VIFS = 1  # the vif table, local MACs by attachment
 
+# enum vnet_capture_direction - Which way an endpoint's frame went (VNET_CMD_ENDPOINT_FRAME).
+VNET_CAPTURE_DIRECTION_IN = 0  # from the endpoint's VM into the vnet
+VNET_CAPTURE_DIRECTION_OUT = 1  # from the vnet out to the endpoint's VM
+
 # enum vnet_cmd
 VNET_CMD_UNSPEC = 0
 VNET_CMD_VNET_ADD = 1
@@ -98,9 +102,11 @@ VNET_CMD_ENDPOINT_ADD = 18
 VNET_CMD_ENDPOINT_DEL = 19
 VNET_CMD_ENDPOINT_GET = 20
 VNET_CMD_MAC_EVENT = 21
+VNET_CMD_ENDPOINT_FRAME = 22
 
 # multicast groups, by name
 VNET_MCGRP_MONITOR = "monitor"
+VNET_MCGRP_CAPTURE = "capture"
 
 
 class vnetmsg(genlmsg):
@@ -154,6 +160,9 @@ class vnetmsg(genlmsg):
         ("VNET_A_ENDPOINT_STATE", "uint8"),  # u8, enum vnet_endpoint_state
         ("VNET_A_REMOTE_ADDR", "ip4addr"),  # be32, the address an endpoint sends or connects to
         ("VNET_A_REMOTE_PORT", "uint16"),  # u16, host order
+        ("VNET_A_CAPTURE_DIRECTION", "uint8"),  # u8, enum vnet_capture_direction
+        ("VNET_A_FRAME", "cdata"),  # binary, an Ethernet frame, whole
+        ("VNET_A_TIME_NS", "uint64"),  # u64, when the frame was seen, in nanoseconds since the epoch (CLOCK_REALTIME)
     )
 
     class stats(nla):
