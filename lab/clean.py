@@ -23,6 +23,8 @@ log = logging.getLogger(__name__)
 
 #: Interval for polling processes that were told to go.
 POLL_INTERVAL = 0.05
+#: Seconds a SIGKILLed process may take to be gone before kill_pids returns anyway.
+KILL_WAIT = 10.0
 
 
 def _ns_inode(name: str) -> tuple[int, int] | None:
@@ -74,7 +76,8 @@ def pid_alive(pid: int) -> bool:
 
 
 def kill_pids(pids: Sequence[int], grace: float, first: int = signal.SIGTERM) -> None:
-    """Send ``first``, wait up to ``grace`` seconds, then SIGKILL whatever is left."""
+    """Send ``first``, wait up to ``grace`` seconds, then SIGKILL whatever is left and
+    wait (up to KILL_WAIT seconds) until it is gone."""
     for pid in pids:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.kill(pid, first)
@@ -86,6 +89,13 @@ def kill_pids(pids: Sequence[int], grace: float, first: int = signal.SIGTERM) ->
     for pid in left:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.kill(pid, signal.SIGKILL)
+    # A killed process is not gone at once (a loaded machine takes a while to run its
+    # exit): wait, so that callers may count on it, and on its namespace being free.
+    deadline = time.monotonic() + KILL_WAIT
+    while left and time.monotonic() < deadline:
+        left = [p for p in left if pid_alive(p)]
+        if left:
+            time.sleep(POLL_INTERVAL)
 
 
 def cleanup_stale(prefix_glob: str = "vl*") -> list[str]:
