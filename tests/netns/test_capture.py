@@ -101,7 +101,13 @@ def test_vn_capture_on_every_point_read_by_tshark(lab, make_hosts, tmp_path):
     """Every point of both hosts (the datapath's part, which the module's guest runs
     too), then what is `vn capture`'s own whatever the datapath: a pipe, a TCP
     transfer, a filter matching nothing, the underlay of a conf vnet, bad input."""
-    h1, h2, vm1, vp = every_point_read_by_tshark(lab, make_hosts, tmp_path)
+    h1, h2, vm1, vp, f1 = every_point_read_by_tshark(lab, make_hosts, tmp_path)
+    # The file names its host, vnet, datapath and filter (capinfos: another start of
+    # Wireshark's libraries, seconds in the module's guest, so here only).
+    info = capinfo(f1)
+    assert f"vn capture of vnet {h1.vn_json('vnets')[0]['id']} (97) on host {h1.name}, underlay {h1.ip}, " \
+           f"datapath {h1.datapath}; filter: icmp" in info, info
+    assert f"of vnet 0000:0000:0000:0000:0000:0000:0000:0097 on host {h1.name}, underlay {h1.ip}" in info, info
     nothing = Running(lab, h1, "97", "-w", str(tmp_path / "none.pcapng"), "udp port 9")
     tcp = Running(lab, h2, "97", "-w", str(tmp_path / "tcp.pcapng"), "-i", vp.port, "tcp port 5001")
 
@@ -179,11 +185,7 @@ def every_point_read_by_tshark(lab, make_hosts, tmp_path):
                     (at1 + "endpoint:udp:127.0.0.1:5100", "8", "1"): EP_PINGS,
                     (at1 + "endpoint:udp:127.0.0.1:5100", "0", "0"): EP_PINGS})
     assert seen == want
-    info = capinfo(f1)
-    assert f"vn capture of vnet {h1.vn_json('vnets')[0]['id']} (97) on host {h1.name}, underlay {h1.ip}, " \
-           f"datapath {h1.datapath}; filter: icmp" in info, info
-    assert f"of vnet 0000:0000:0000:0000:0000:0000:0000:0097 on host {h1.name}, underlay {h1.ip}" in info, info
-    return h1, h2, vm1, vp
+    return h1, h2, vm1, vp, f1
 
 
 def underlay_of_a_conf_vnet_opens_with_its_key(lab, h1, h2, tmp_path: Path, vm97, ip97: str) -> None:

@@ -127,7 +127,7 @@ def test_original_forwarders_relays_reach_our_vms(lab, make_hosts):
 
 #: Bytes per TCP transfer: the first super-frame, a few kilobytes in, is what an
 #: original host cannot read, so this is plenty to see a transfer stall or complete.
-TRANSFER = 4_000_000
+TRANSFER = 1_000_000
 #: The original receiver reads a datagram into a 1700-byte buffer.
 ORIGINAL_DATAGRAM_MAX = 1700
 

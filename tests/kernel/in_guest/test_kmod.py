@@ -90,8 +90,8 @@ def test_counters_in_netdev_statistics(lab, make_hosts):
     assert hosts[1].counters()["udp-received"] >= 5
 
 
-#: Unload/load cycles: 5 in CI (its 15 minutes); ``VNET_RELOADS=50`` (or more) for a long run.
-RELOADS = int(os.environ.get("VNET_RELOADS", "5"))
+#: Unload/load cycles: 3 in CI (its 15 minutes); ``VNET_RELOADS=50`` (or more) for a long run.
+RELOADS = int(os.environ.get("VNET_RELOADS", "3"))
 
 
 def test_unload_and_load_repeatedly_with_vnets_and_traffic(lab, make_hosts):
