@@ -157,6 +157,10 @@ def test_module_endpoints_carry_qemu_framing_and_survive_restarts(lab, make_host
     for v in ("99", "9a"):
         peers[v].kill()
         peers[v].wait()
+    # The module has seen both connections end (until then it may still send on one,
+    # counting a frame no stand-in reads), then the new stand-ins start.
+    wait_states(qh, {"99": "waiting", "9a": "listening"})
+    for v in ("99", "9a"):
         peers[v] = start_peer(lab, PEERS[v], qh.host.ns, vms[v][0].port, host=qh.host)
     wait_states(qh, {v: "connected" for v in PEERS})
     base = snapshot(lab, qh, vh, vms)
