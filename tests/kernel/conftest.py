@@ -8,8 +8,7 @@ guest the roles swap: ``test_guest.py`` must not try to boot a guest of its own.
 The guest run is most of the suite's time, and under emulation one guest keeps
 about one core busy (its tests wait on one Python process at a time).  So when
 ``test_guest.py`` is selected, the module is built and ``$VNET_GUEST_SHARDS``
-guests (default 3: measured on the project's 2-core machines, a guest keeps only about
-three quarters of a core busy, so three use the machine better than two) are booted in background
+guests (default 2, one per core of the project's machines) are booted in background
 threads as soon as collection ends, each running every n-th guest test
 (in_guest/conftest.py); the host tests run meanwhile, ``test_guest.py`` runs last
 and its ``guest_run`` fixture waits for the results.  The guests are killed if the
@@ -46,7 +45,7 @@ GUEST_TIMEOUT = float(os.environ.get("VNET_GUEST_TIMEOUT", "1500"))
 #: one part of the module; CI runs them all.
 GUEST_TESTS = shlex.split(os.environ.get("VNET_GUEST_TESTS", "")) or ["tests/kernel/in_guest"]
 #: How many guests share the guest tests, booted at once; each boot costs seconds.
-GUEST_SHARDS = max(1, int(os.environ.get("VNET_GUEST_SHARDS", "3")))
+GUEST_SHARDS = max(1, int(os.environ.get("VNET_GUEST_SHARDS", "2")))
 #: Guest tests listed with their durations after a run ($VNET_GUEST_SLOWEST, default 8).
 SLOWEST = int(os.environ.get("VNET_GUEST_SLOWEST", "8"))
 

@@ -2,7 +2,7 @@
 
 The host kernel cannot load modules (see lab/guest.py), so everything under
 ``tests/kernel/in_guest/`` runs inside QEMU guests with Debian's stock kernel,
-several booted once per session (each boot costs seconds of emulation, and each guest
+two booted once per session (each boot costs seconds of emulation, and each guest
 keeps about one core busy), sharing the tests; conftest.py builds the module and
 starts them in the background, overlapping the host tests.  Here their results
 become two verdicts: did the guests' pytest pass, and did the guest kernels stay clean (a module can pass every functional test while leaving
