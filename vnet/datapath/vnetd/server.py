@@ -56,6 +56,7 @@ class Stream:
         self.queued = 0
         self.dropped = 0
         self.closed = False
+        self.events = 0  # what the loop watches the socket for (see _flush)
         #: Called once when the stream ends (the client went away, or vnetd closes it):
         #: the subscriber unregisters itself here.
         self.on_close: list[Callable[[], None]] = []
@@ -97,7 +98,10 @@ class Stream:
                 self.queue[0] = head[n:]
         # Nothing to read: the client shut its side down before the stream opened.
         # So with an empty queue only a hang-up (always reported) wakes _ready.
-        self.loop.watch(self.fd, self._ready, select.EPOLLOUT if self.queue else 0)
+        events = select.EPOLLOUT if self.queue else 0
+        if events != self.events:  # an epoll change only when it differs, not per message
+            self.events = events
+            self.loop.watch(self.fd, self._ready, events)
 
     def _ready(self) -> None:
         if not self.queue:
