@@ -5,84 +5,96 @@ expects (`Capture.wait_for`) with a generous deadline, rather than capturing for
 fixed time and counting afterwards: under emulation (the kernel-module guest runs
 about 20 times slower) a fixed window is sometimes too short, and a test that
 depends on it fails at random.
+
+The packet socket is opened in the node's namespace from a short-lived thread
+(lab.netns.run_in_ns) and read here, on a thread of this process: no helper
+program, whose interpreter start alone costs seconds in the emulated guest.
 """
 from __future__ import annotations
 
+import os
+import select
 import socket
-import subprocess
-import sys
+import struct
 import threading
 import time
 from collections.abc import Callable
 
 from lab.lab import Lab, NodeRef
+from lab.netns import run_in_ns
 
-#: A packet socket in the node's namespace; one hex line per frame, after "ready".
-#: On a switch, every frame enters the bridge once, on its sender's port: frames
-#: seen on the bridge device itself or as outgoing copies are left out, so each
-#: frame is reported once.  With a device named after "sent", only the frames the
-#: node sends out of that device (which may not exist yet) are reported; after
-#: "received", only those it receives on it.  The kernel takes a VLAN tag off a
-#: received frame before a packet socket sees it; it is put back (from
-#: PACKET_AUXDATA), so each frame is reported as it was on the wire.
-SCRIPT = r"""
-import socket, struct, sys
-s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(3))
-s.setsockopt(263, 8, 1)  # SOL_PACKET, PACKET_AUXDATA
-name, mode = sys.argv[1], sys.argv[2]
-print("ready", flush=True)
-while True:
-    f, anc, _flags, (ifname, _proto, pkttype, _ha, _addr) = s.recvmsg(65535, socket.CMSG_SPACE(20))
-    outgoing = pkttype == socket.PACKET_OUTGOING
-    if mode == "sent":
-        take = ifname == name and outgoing
-    elif mode == "received":
-        take = ifname == name and not outgoing
-    else:
-        take = ifname != name and not outgoing
-    if not take:
-        continue
-    for level, kind, data in anc:
-        status, _l, _s, _m, _n, tci, tpid = struct.unpack("IIIHHHH", data[:20])
-        if level == 263 and kind == 8 and status & 0x10:  # TP_STATUS_VLAN_VALID
-            f = f[:12] + struct.pack("!HH", tpid if status & 0x40 else 0x8100, tci) + f[12:]
-    sys.stdout.write(f.hex() + "\n")
-    sys.stdout.flush()
-"""
+SOL_PACKET, PACKET_AUXDATA = 263, 8
+TP_STATUS_VLAN_VALID, TP_STATUS_VLAN_TPID_VALID = 0x10, 0x40
 
 #: How long a test may wait for the frames it expects.  Generous: it is only reached
 #: when something is really wrong, and the emulated guest is slow.
 DEADLINE = 60.0
 
 
+def _packet_socket() -> socket.socket:
+    s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(3))  # ETH_P_ALL
+    s.setsockopt(SOL_PACKET, PACKET_AUXDATA, 1)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+    return s
+
+
 class Capture:
     """Frames seen in a node's namespace (a switch: its bridge ports), from start
-    until `stop`; with `sent`, the frames the node itself sends out of that device;
-    with `received`, the frames it receives on that device.
-    A context manager; `frames` grows as frames are seen."""
+    until `stop`; with `sent`, the frames the node itself sends out of that device
+    (which may not exist yet); with `received`, the frames it receives on that device.
+    A context manager; `frames` grows as frames are seen.
+
+    On a switch, every frame enters the bridge once, on its sender's port: frames seen
+    on the bridge device itself or as outgoing copies are left out, so each frame is
+    reported once.  The kernel takes a VLAN tag off a received frame before a packet
+    socket sees it; it is put back (from PACKET_AUXDATA), so each frame is reported
+    as it was on the wire."""
 
     def __init__(self, lab: Lab, node: NodeRef, bridge: str = "sw0", sent: str | None = None,
                  received: str | None = None) -> None:
         self.frames: list[bytes] = []
         self._lock = threading.Lock()
-        argv = ([sent, "sent"] if sent is not None else [received, "received"] if received is not None
-                else [bridge, "ports"])
-        self._proc = lab.popen(node, [sys.executable, "-u", "-c", SCRIPT, *argv],
-                               stdout=subprocess.PIPE, text=True)
-        assert self._proc.stdout is not None
-        first = self._proc.stdout.readline().strip()
-        if first != "ready":
-            self._proc.kill()
-            raise RuntimeError(f"the capture in {node} did not start: {first!r}")
+        if sent is not None:
+            self._name, self._mode = sent, "sent"
+        elif received is not None:
+            self._name, self._mode = received, "received"
+        else:
+            self._name, self._mode = bridge, "ports"
+        self._sock = run_in_ns(lab.ns_of(node), _packet_socket)
+        self._wake_r, self._wake_w = os.pipe()
         self._reader = threading.Thread(target=self._read, name="lab-capture", daemon=True)
         self._reader.start()
 
+    def _take(self, ifname: str, pkttype: int) -> bool:
+        outgoing = pkttype == socket.PACKET_OUTGOING
+        if self._mode == "sent":
+            return ifname == self._name and outgoing
+        if self._mode == "received":
+            return ifname == self._name and not outgoing
+        return ifname != self._name and not outgoing
+
     def _read(self) -> None:
-        assert self._proc.stdout is not None
-        for line in self._proc.stdout:
-            frame = bytes.fromhex(line.strip())
+        space = socket.CMSG_SPACE(20)
+        left = -1  # after stop: the frames still to read of those queued then
+        while left != 0:
+            if left < 0 and self._wake_r in select.select([self._sock, self._wake_r], [], [])[0]:
+                self._sock.setblocking(False)
+                left = 100000  # a bound: a busy link may keep the queue from emptying
+            try:
+                f, anc, _flags, (ifname, _proto, pkttype, _ha, _addr) = self._sock.recvmsg(65535, space)
+            except BlockingIOError:
+                return
+            left -= left > 0
+            if not self._take(ifname, pkttype):
+                continue
+            for level, kind, data in anc:
+                if level == SOL_PACKET and kind == PACKET_AUXDATA:
+                    status, _l, _s, _m, _n, tci, tpid = struct.unpack("IIIHHHH", data[:20])
+                    if status & TP_STATUS_VLAN_VALID:
+                        tpid = tpid if status & TP_STATUS_VLAN_TPID_VALID else 0x8100
+                        f = f[:12] + struct.pack("!HH", tpid, tci) + f[12:]
             with self._lock:
-                self.frames.append(frame)
+                self.frames.append(f)
 
     def snapshot(self) -> list[bytes]:
         with self._lock:
@@ -103,15 +115,14 @@ class Capture:
             time.sleep(0.05)
 
     def stop(self) -> list[bytes]:
-        """End the capture; every frame it saw."""
-        if self._proc.poll() is None:
-            self._proc.terminate()
-            try:
-                self._proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self._proc.kill()
-                self._proc.wait()
-        self._reader.join(10)
+        """End the capture; every frame it saw (those queued in the socket included)."""
+        if self._wake_w >= 0:
+            os.write(self._wake_w, b"x")
+            self._reader.join()
+            for fd in (self._wake_r, self._wake_w):
+                os.close(fd)
+            self._wake_w = -1
+            self._sock.close()
         return self.snapshot()
 
     def __enter__(self) -> Capture:

@@ -142,7 +142,8 @@ class Lab:
         Interface("lo", ns).set_up()
         return ns
 
-    def _ns_of(self, node: NodeRef) -> str:
+    def ns_of(self, node: NodeRef) -> str:
+        """The network namespace of ``node`` (a node or its name)."""
         if isinstance(node, str):
             found = self.nodes.get(node)
             return found.ns if found is not None else node
@@ -187,12 +188,12 @@ class Lab:
 
     def link_names(self, node: NodeRef) -> set[str]:
         """The names of the network devices in ``node``'s namespace."""
-        with rtnl(self._ns_of(node)) as ipr:
+        with rtnl(self.ns_of(node)) as ipr:
             return {link.get_attr("IFLA_IFNAME") for link in ipr.get_links()}
 
     def sysctl(self, node: NodeRef, values: dict[str, str]) -> None:
         """Write sysctls (dotted keys) inside ``node``'s namespace."""
-        write_sysctls(self._ns_of(node), values)
+        write_sysctls(self.ns_of(node), values)
 
     # -- topology ----------------------------------------------------------
 
@@ -308,7 +309,7 @@ class Lab:
         forget it, so that a node of the same name can be built again.  A simulated
         power loss, for tests of what a host brings back when it boots."""
         self._check_open()
-        ns = self._ns_of(node)
+        ns = self.ns_of(node)
         with guard.hold(escapable=False):
             kill_pids(pids_in_namespaces([ns]), grace=timeout, first=signal.SIGKILL)
             # Its cables first: the kernel tears a namespace down later, in the
@@ -332,13 +333,13 @@ class Lab:
         order instead of them dying mid-test.
         """
         self._check_open()
-        return self._procs.start(self._ns_of(node), argv, **kw)
+        return self._procs.start(self.ns_of(node), argv, **kw)
 
     def run(self, node: NodeRef, argv: list[str], timeout: float = 30, check: bool = False,
             **kw) -> subprocess.CompletedProcess:
         """Run ``argv`` in ``node`` to completion, capturing text output."""
         self._check_open()
-        return self._procs.run(self._ns_of(node), argv, timeout, check, **kw)
+        return self._procs.run(self.ns_of(node), argv, timeout, check, **kw)
 
     # -- ping ----------------------------------------------------------------
 
@@ -355,7 +356,7 @@ class Lab:
         without guessing a sleep.
         """
         return wait_answer(lambda: self.ping(node, address, count=1, interval=0.2, timeout=1),
-                           f"{address} did not answer ping from {self._ns_of(node)}", timeout)
+                           f"{address} did not answer ping from {self.ns_of(node)}", timeout)
 
     # -- teardown --------------------------------------------------------------
 

@@ -7,9 +7,9 @@ socket traffic, and each waits for its own end rather than for a fixed time.
 from __future__ import annotations
 
 import subprocess
-import sys
 
 from lab.lab import Lab, NodeRef
+from lab.procs import script_argv
 
 #: The receiving end of `transfer`: says "ready" once bound, then the byte (TCP) or
 #: datagram (UDP) count and the SHA-256 of what arrived.
@@ -91,9 +91,9 @@ for h in sys.argv[2:]:
 def transfer(lab: Lab, src: NodeRef, dst, kind: str, amount: int) -> None:
     """Send `amount` bytes (tcp) or datagrams (udp) from `src` to `dst` and check that
     exactly what was sent arrived (count and SHA-256)."""
-    sink = lab.popen(dst, [sys.executable, "-c", SINK, kind], stdout=subprocess.PIPE, text=True)
+    sink = lab.popen(dst, script_argv(SINK, kind), stdout=subprocess.PIPE, text=True)
     assert sink.stdout.readline().strip() == "ready"
-    sent = lab.run(src, [sys.executable, "-c", SOURCE, dst.ip, kind, str(amount)], timeout=60)
+    sent = lab.run(src, script_argv(SOURCE, dst.ip, kind, str(amount)), timeout=60)
     assert sent.returncode == 0, sent.stderr
     got = sink.stdout.readline().strip()
     sink.wait(10)
@@ -104,19 +104,19 @@ def send_datagrams(lab: Lab, node: NodeRef, dst: str, payloads: list[bytes], spo
                    port: int = 1798) -> None:
     """Send each payload as one UDP datagram from `node` (source port `sport`) to
     `dst`:`port`, byte for byte: crafted vnet messages, replays, garbage."""
-    r = lab.run(node, [sys.executable, "-c", DATAGRAMS, dst, str(sport), str(port)]
+    r = lab.run(node, script_argv(DATAGRAMS, dst, str(sport), str(port))
                 + [p.hex() for p in payloads])
     assert r.returncode == 0, r.stderr
 
 
 def send_udp(lab: Lab, node: NodeRef, dst: str, payload: bytes, count: int = 3) -> None:
     """Send `payload` `count` times to UDP port 7 of `dst`, 0.1 s apart."""
-    r = lab.run(node, [sys.executable, "-c", REPEAT, dst, payload.hex(), str(count)])
+    r = lab.run(node, script_argv(REPEAT, dst, payload.hex(), str(count)))
     assert r.returncode == 0, r.stderr
 
 
 def send_frames(lab: Lab, node: NodeRef, ifname: str, frames: list[bytes]) -> None:
     """Send each Ethernet frame, byte for byte, out of `ifname` of `node`: control
     protocols and tags no socket API would build."""
-    r = lab.run(node, [sys.executable, "-c", FRAMES, ifname] + [f.hex() for f in frames])
+    r = lab.run(node, script_argv(FRAMES, ifname) + [f.hex() for f in frames])
     assert r.returncode == 0, r.stderr

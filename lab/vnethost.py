@@ -28,12 +28,14 @@ import click
 
 from lab.lab import Host, Lab
 from lab.netns import enter_ns, ns_exists
+from lab.procs import in_this_interpreter
 from vnet.cli.vn import vn as vn_command
 from vnet.cli.xm import xm as xm_command
 from vnet.control.controller import DATAPATH_KINDS, vnetd_answers
 from vnet.control.protocol import VnetdClient
 from vnet.control.restore import restore
 from vnet.datapath.kmod import client as kmod
+from vnet.datapath.vnetd.daemon import cli as vnetd_cli
 from vnet.model.state import StateStore
 from vnet.model.vnetid import VnetId
 
@@ -183,10 +185,15 @@ class VnetHost:
             if code != 0:
                 raise RuntimeError(f"setting up the vnet module on {self.name} failed: {err}")
             return
+        args = ["--state-dir", str(self.state_dir), "-a", self.ip, "-V", *extra]
         with open(self.log, "a") as log:
+            # Forked from this process rather than started as `python -m` (see
+            # in_this_interpreter): the same daemon and command line, without an
+            # interpreter start, which costs over 10 s in the emulated guest.
             self.proc = self.lab.popen(
-                self.host, [sys.executable, "-m", "vnet.datapath.vnetd", "--state-dir", str(self.state_dir),
-                            "-a", self.ip, "-V", *extra], stdout=log, stderr=subprocess.STDOUT)
+                self.host, [sys.executable, "-m", "vnet.datapath.vnetd", *args], stdout=log,
+                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                preexec_fn=in_this_interpreter(vnetd_cli.main, args, "vnetd"))
         sock = self.state_dir / "vnetd.sock"
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -208,6 +215,13 @@ class VnetHost:
     def vn(self, *args: str, check: bool = True, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
         """Run `vn ARGS` on this host; `env` adds to its environment (VNET_FORMAT, ...)."""
         return self._run(vn_command, "vn", args, check, env)
+
+    def popen_vn(self, *args: str, **kw: Any) -> subprocess.Popen:
+        """`vn ARGS` left running in the background (`vn capture`, `vn monitor`), with
+        Popen's keywords for its streams; a fork of this process, as vnetd is."""
+        argv = ["--state-dir", str(self.state_dir), "--datapath", self.datapath, *args]
+        return self.lab.popen(self.host, [sys.executable, "-m", "vnet.cli.vn", *argv],
+                              preexec_fn=in_this_interpreter(vn_command.main, argv, "vn"), **kw)
 
     def xm(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
         """Run vnet's `xm` (its vnet-* commands) on this host, as `vn` is run."""

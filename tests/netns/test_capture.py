@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 from conftest import ROOT, needs_root
 from netns.test_ports import port_vm, wait_attached
+from netns.test_qemu_endpoints import start_peer
 
 from lab.traffic import transfer
 
@@ -45,8 +46,8 @@ class Running:
     """A `vn capture` in the background, started once it says it captures."""
 
     def __init__(self, lab, vh, *args: str) -> None:
-        self.proc = lab.popen(vh.host, vn_argv(vh, "capture", "--host-name", vh.name, *args),
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+        self.proc = vh.popen_vn("capture", "--host-name", vh.name, *args,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         self.said = ""
         while "capturing vnet" not in self.said:
             line = self.proc.stderr.readline()
@@ -89,10 +90,7 @@ def endpoint_vm(lab, vh):
     lab/qemu_socket_peer.py in vh's namespace."""
     vm = lab.vm("ve", vh.host, "", "10.97.0.3/24", plugged=False)
     lab.run(vh.host, ["ip", "link", "set", "vve", "up"], check=True)
-    peer = lab.popen(vh.host, [sys.executable, "-m", "lab.qemu_socket_peer", "--ifname", "vve",
-                               "--dgram", "127.0.0.1:5101", "127.0.0.1:5100"],
-                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT)
-    assert peer.stdout.readline().strip() == "ready"
+    start_peer(lab, ["--dgram", "127.0.0.1:5101", "127.0.0.1:5100"], vh.host.ns, "vve", host=vh.host)
     vh.vn("endpoint-add", "97", "udp", "127.0.0.1:5100", "127.0.0.1:5101")
     return vm
 

@@ -19,7 +19,6 @@ deadline.
 from __future__ import annotations
 
 import subprocess
-import sys
 import time
 
 import pytest
@@ -28,6 +27,7 @@ from netns.test_ports import port_vm, wait_attached
 
 from lab.nicguest import Nic, NicGuest
 from lab.ping import parse_ping
+from lab.procs import script_argv
 from vnet.model.vnetid import VnetId
 
 pytestmark = [pytest.mark.usefixtures("nic_guest_tools"), needs_root, pytest.mark.root, pytest.mark.qemu]
@@ -192,7 +192,7 @@ def bad_endpoint_input_leaves_nothing(lab, vh) -> None:
     hold = ("import socket, time\n"
             "s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
             "s.bind(('127.0.0.1', 5020)); print('bound', flush=True); time.sleep(600)")
-    holder = lab.popen(vh.host, [sys.executable, "-c", hold], stdout=subprocess.PIPE, text=True)
+    holder = lab.popen(vh.host, script_argv(hold), stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "bound"
         refused(("endpoint-add", "97", "udp", "127.0.0.1:5020", "127.0.0.1:5021"),

@@ -12,7 +12,6 @@ import json
 import logging
 import re
 import subprocess
-import sys
 import time
 
 import pytest
@@ -21,6 +20,7 @@ from conftest import needs_root
 from lab.capture import Capture, icmpv6_type
 from lab.lab import Lab
 from lab.links import Interface
+from lab.procs import script_argv
 
 pytestmark = [needs_root, pytest.mark.root]
 
@@ -94,7 +94,7 @@ def wait_settled(lab: Lab, nodes) -> None:
 
 
 def start_service(lab: Lab, node) -> None:
-    proc = lab.popen(node, [sys.executable, "-c", SERVICE, str(PORT)], stdout=subprocess.PIPE, text=True)
+    proc = lab.popen(node, script_argv(SERVICE, str(PORT)), stdout=subprocess.PIPE, text=True)
     assert proc.stdout.readline().strip() == "ready"
 
 
@@ -145,7 +145,7 @@ def probe_addresses(lab: Lab, vm, control, owner: dict[str, str]) -> list[str]:
     targets = [scoped(x) for x in owner]
     answered = pings(lab, vm, mine + targets)
     assert all(answered[t] for t in mine), answered
-    out = lab.run(vm, [sys.executable, "-c", CONNECT, str(PORT), *mine, *targets], timeout=120, check=True)
+    out = lab.run(vm, script_argv(CONNECT, str(PORT), *mine, *targets), timeout=120, check=True)
     outcomes = dict(line.split() for line in out.stdout.splitlines())
     assert [outcomes[t] for t in mine] == ["connected"] * 2, outcomes
     found = [f"{owner[t.split('%')[0]]}: answered a ping" for t in targets if answered[t]]
@@ -165,7 +165,7 @@ def probe_router_advertisement(lab: Lab, vm, others, hosts) -> list[str]:
     """A router advertisement from `vm`: what the hosts took from it, once the `others`
     (VMs) have taken its prefix."""
     before = {h.name: ipv6_state(lab, h) for h in hosts}
-    lab.run(vm, [sys.executable, "-c", ADVERTISE, str(RA_PREFIX.network_address)], check=True)
+    lab.run(vm, script_argv(ADVERTISE, str(RA_PREFIX.network_address)), check=True)
     deadline = time.monotonic() + DEADLINE
     while not all(any(ipaddress.ip_address(x) in RA_PREFIX for _, x in addresses(lab, o)) for o in others):
         assert time.monotonic() < deadline, "the VMs did not take the advertised prefix"

@@ -7,7 +7,6 @@ tests/kernel/in_guest/test_kmod_scenarios.py); the HTTP endpoint is vnetd's alon
 from __future__ import annotations
 
 import subprocess
-import sys
 import time
 
 import pytest
@@ -15,6 +14,7 @@ from conftest import needs_root
 from prometheus_client.parser import text_string_to_metric_families
 
 from lab.traffic import send_datagrams
+from lab.procs import script_argv
 from vnet.model.vnetid import VnetId
 from vnet.wire import stats
 
@@ -110,7 +110,7 @@ def test_vnetd_serves_metrics_and_refuses_an_address_in_use(lab, make_hosts):
     lan(lab, hosts)
 
     def scrape() -> str:
-        r = lab.run(hosts[1].host, [sys.executable, "-c", FETCH, f"http://{address}/metrics"], timeout=60)
+        r = lab.run(hosts[1].host, script_argv(FETCH, f"http://{address}/metrics"), timeout=60)
         assert r.returncode == 0, r.stderr
         content_type, _, page = r.stdout.partition("\n")
         assert content_type == "text/plain; version=0.0.4; charset=utf-8"
@@ -118,14 +118,14 @@ def test_vnetd_serves_metrics_and_refuses_an_address_in_use(lab, make_hosts):
 
     got, want = agree(hosts[0], scrape)
     assert got == want
-    r = lab.run(hosts[1].host, [sys.executable, "-c", FETCH, f"http://{address}/other"], timeout=60)
+    r = lab.run(hosts[1].host, script_argv(FETCH, f"http://{address}/other"), timeout=60)
     assert r.returncode != 0 and "404" in r.stderr
 
     # A third host whose metrics address is taken does not start, and says which.
     (third,) = make_hosts(1, first=3, start=False, switch=lab.nodes["sw"], datapath="vnetd")
     hold = ("import socket, sys; s = socket.socket(); s.bind(('0.0.0.0', 9798)); "
             "s.listen(); print('ready', flush=True); sys.stdin.read()")
-    holder = lab.popen(third.host, [sys.executable, "-c", hold],
+    holder = lab.popen(third.host, script_argv(hold),
                        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     assert holder.stdout.readline().strip() == "ready"
     with pytest.raises(RuntimeError, match=f"cannot serve metrics on {third.ip}:9798: Address already in use"):

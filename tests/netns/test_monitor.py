@@ -4,10 +4,8 @@ it: tests/kernel/in_guest/test_kmod_monitor.py)."""
 from __future__ import annotations
 
 import json
-import os
 import queue
 import subprocess
-import sys
 import threading
 import time
 from datetime import datetime
@@ -30,10 +28,7 @@ class MonitorReader:
     """A `vn monitor --json` running on a host, its events read as they come."""
 
     def __init__(self, lab, host) -> None:
-        env = {**os.environ, "VNET_DATAPATH": host.datapath}
-        self.proc = lab.popen(host.host, [sys.executable, "-m", "vnet.cli.vn", "--state-dir",
-                                          str(host.state_dir), "monitor", "--json"],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        self.proc = host.popen_vn("monitor", "--json", stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         self.events: list[dict] = []
         self.lines: queue.Queue = queue.Queue()
         threading.Thread(target=self._read, daemon=True).start()

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import socket
 import subprocess
-import sys
 
 import pytest
 from conftest import EXAMPLES, needs_root
@@ -13,6 +12,7 @@ from conftest import EXAMPLES, needs_root
 from lab.capture import Capture
 from lab.ping import parse_ping
 from lab.traffic import send_udp
+from lab.procs import script_argv
 from vnet.model.vnetid import VnetId
 from vnet.wire import formats as wire
 
@@ -49,7 +49,7 @@ def full_size_vlan_frames_cross_hosts(lab, make_hosts, datapath: str | None = No
         r = parse_ping(cp.stdout + cp.stderr, 3)
         assert r.received == 3 and r.duplicates == 0, r.output
     # Full-size UDP too, whose checksum the VM's stack leaves to offload.
-    sink = lab.popen(vms[1], [sys.executable, "-c", UDP_COUNT, "10.10.0.2", "3"], stdout=subprocess.PIPE, text=True)
+    sink = lab.popen(vms[1], script_argv(UDP_COUNT, "10.10.0.2", "3"), stdout=subprocess.PIPE, text=True)
     assert sink.stdout.readline().strip() == "ready"
     send_udp(lab, vms[0], "10.10.0.2", bytes(range(256)) * 5 + bytes(1472 - 1280), count=3)
     assert sink.stdout.readline().split() == ["3", "1472"], "full-size UDP over the VLAN did not arrive"
@@ -131,7 +131,7 @@ def test_multicast_too_long_for_a_vfwd_is_dropped_and_counted(lab, make_hosts):
     sizes = [VFWD_MAX_UDP_PAYLOAD + 5, VFWD_MAX_UDP_PAYLOAD + 1, VFWD_MAX_UDP_PAYLOAD]
     before_left, before_right = left.counters(), right.counters()
     with Capture(lab, sw2) as cap:
-        r = lab.run(sender, [sys.executable, "-c", GROUP_SEND, sender.ip, wire.DEFAULT_GROUP, message.hex(), *map(str, sizes)])
+        r = lab.run(sender, script_argv(GROUP_SEND, sender.ip, wire.DEFAULT_GROUP, message.hex(), *map(str, sizes)))
         assert r.returncode == 0, r.stderr
         after_left = left.wait_counters(before_left, {"udp-received": 3, "drop:oversize": 2})
         after_right = right.wait_counters(before_right, {"forwards-received": 1})

@@ -10,7 +10,6 @@ them too."""
 from __future__ import annotations
 
 import json
-import sys
 import time
 
 import pytest
@@ -19,6 +18,7 @@ from conftest import needs_root
 from lab.capture import Capture
 from lab.links import Interface
 from lab.ping import parse_ping
+from lab.procs import script_argv
 from vnet.model.vnetid import VnetId
 
 pytestmark = [needs_root, pytest.mark.root]
@@ -43,7 +43,7 @@ def mac_bytes(mac: str) -> bytes:
 
 
 def send_frames(lab, vm, frames: list[bytes]) -> None:
-    lab.run(vm, [sys.executable, "-c", SEND, "eth0", *(f.hex() for f in frames)], check=True, timeout=60)
+    lab.run(vm, script_argv(SEND, "eth0", *(f.hex() for f in frames)), check=True, timeout=60)
 
 
 def port_vm(lab, vh, name: str, address: str, mtu: int | None = None):

@@ -26,12 +26,14 @@ import sys
 import time
 
 import pytest
-from conftest import ROOT, long_run, needs_root
+from conftest import long_run, needs_root
 from endpoint_harness import EndpointHarness, free_port
 
 from lab.frames import Station, arp_reply_from, echo_reply
 from lab.lab import Lab
+from lab import qemu_socket_peer
 from lab.nicguest import Nic, NicGuest
+from lab.procs import in_this_interpreter
 from vnet.datapath.vnetd.endpoint import Endpoint
 from vnet.model.addr import format_mac
 
@@ -170,8 +172,11 @@ def test_endpoints_carry_frames_to_and_from_real_qemu_and_survive_its_restart(h)
 def start_peer(lab: Lab, args: list[str], ns: str, ifname: str, host=None) -> subprocess.Popen:
     """lab/qemu_socket_peer.py on `ifname` of namespace `ns`, its socket in ours, or in
     `host`'s namespace if given (where the endpoints it talks to are)."""
-    argv = [sys.executable, "-m", "lab.qemu_socket_peer", "--ifname", ifname, "--netns", ns, *args]
-    kw = {"stdout": subprocess.PIPE, "stderr": subprocess.STDOUT, "text": True, "cwd": ROOT}
+    argv = ["--ifname", ifname, "--netns", ns, *args]
+    # Forked from this process, not a new interpreter (seconds in the module's guest).
+    kw = {"stdout": subprocess.PIPE, "stderr": subprocess.STDOUT, "text": True,
+          "preexec_fn": in_this_interpreter(qemu_socket_peer.main, argv)}
+    argv = [sys.executable, "-m", "lab.qemu_socket_peer", *argv]
     proc = lab.popen(host, argv, **kw) if host is not None else subprocess.Popen(argv, **kw)
     assert proc.stdout is not None
     line = proc.stdout.readline()

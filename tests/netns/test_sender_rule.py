@@ -8,7 +8,6 @@ with the kernel module."""
 from __future__ import annotations
 
 import socket
-import sys
 import time
 
 import pytest
@@ -17,6 +16,7 @@ from netns.test_security import secure, sealed
 
 from lab.capture import Capture, ipv4_payloads
 from lab.traffic import send_datagrams
+from lab.procs import script_argv
 from vnet.model.vnetid import VnetId
 from vnet.wire import formats as wire
 from vnet.wire import seal
@@ -65,7 +65,7 @@ def test_our_own_sealed_floods_sent_back_are_dropped(lab, make_hosts, tmp_path):
         return out
 
     with Capture(lab, lab.nodes["sw"]) as cap:
-        lab.run(a, [sys.executable, "-c", BROADCASTS, "10.97.0.255"], check=True)  # floods
+        lab.run(a, script_argv(BROADCASTS, "10.97.0.255"), check=True)  # floods
         captured = floods_of_a(cap.wait_for(lambda fs: len(floods_of_a(fs)) >= 3, "3 sealed floods of VM a"))
     before = h1.counters()
     send_datagrams(lab, attacker, h1.ip, captured[:3])
@@ -134,7 +134,7 @@ def test_forged_senders_are_dropped_and_counted(lab, make_hosts, tmp_path):
         # A host's own IP source (here: a local process sending from loopback) is
         # ignored silently; the counted datagram after it shows it was handled.
         local = wire.vudp_prefix(vid98) + to_p
-        lab.run(h1.host, [sys.executable, "-c", LOOPBACK, local.hex()], check=True)
+        lab.run(h1.host, script_argv(LOOPBACK, local.hex()), check=True)
         send_datagrams(lab, attacker, h1.ip, [announce(vid98, "127.0.0.2")])
         h1.wait_counters(after, {"drop:bad-sender": 1})
     assert not any(f[6:12] == GHOST for f in at_a.frames + at_p.frames), "a forged frame reached a VM"

@@ -24,6 +24,7 @@ from netns.test_packet_limits import (  # noqa: F401  (collected here, with the 
 
 from lab.capture import Capture
 from lab.traffic import send_datagrams
+from lab.procs import script_argv
 from vnet.model.vnetid import VnetId
 from vnet.wire import formats as wire
 
@@ -128,7 +129,7 @@ def test_super_frame_cloned_by_an_underlay_capture(lab, make_hosts):
     for node in (host.host, sender):
         for intf in lab.link(node.eth0).intfs:
             intf.set_mtu(9000)
-    cap = lab.popen(host.host, [sys.executable, "-u", "-c", VNET_HDR_CAPTURE, "eth0"],
+    cap = lab.popen(host.host, script_argv(VNET_HDR_CAPTURE, "eth0", unbuffered=True),
                     stdout=subprocess.PIPE, text=True)
     assert cap.stdout.readline().strip() == "ready"
     seen: list[tuple[int, int]] = []
@@ -254,7 +255,7 @@ def test_super_frame_from_uneven_fragments_segmented_on_the_way(lab, make_hosts)
         frags = fragments(datagram, sender.ip, host.ip, 0x4000 + i, uneven_cuts(len(datagram), tcp_at))
         rnd.shuffle(frags)
         with Capture(lab, vm) as in_vm:
-            r = lab.run(sender, [sys.executable, "-c", RAW_SEND, host.ip, *(f.hex() for f in frags)])
+            r = lab.run(sender, script_argv(RAW_SEND, host.ip, *(f.hex() for f in frags)))
             assert r.returncode == 0, r.stderr
             in_vm.wait_for(lambda fs, one={seq: data}: arrived(fs, one), f"super-frame {i}'s data in the VM")
     counters = host.counters()

@@ -13,7 +13,6 @@ import os
 import re
 import struct
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -22,6 +21,7 @@ import pytest
 
 from lab.links import Link
 from lab.vnethost import run_in_namespace
+from lab.procs import script_argv
 from vnet.datapath.kmod import client as kmod
 from vnet.datapath.kmod import loader
 from vnet.datapath.kmod.family import VNET_CMD_PORT_ADD, VNET_CMD_VNET_ADD
@@ -140,7 +140,7 @@ class Frames:
     def __init__(self, lab, vm, ifname: str = "eth0") -> None:
         self.seen: list[bytes] = []
         self._lock = threading.Lock()
-        self._proc = lab.popen(vm, [sys.executable, "-u", "-c", CAPTURE, ifname],
+        self._proc = lab.popen(vm, script_argv(CAPTURE, ifname, unbuffered=True),
                                stdout=subprocess.PIPE, text=True)
         assert self._proc.stdout.readline().strip() == "ready"
         threading.Thread(target=self._read, daemon=True).start()
@@ -160,7 +160,7 @@ class Frames:
 
 
 def send(lab, vm, frames: list[bytes], ifname: str = "eth0") -> None:
-    lab.run(vm, [sys.executable, "-c", SEND, ifname], input="".join(f.hex() + "\n" for f in frames),
+    lab.run(vm, script_argv(SEND, ifname), input="".join(f.hex() + "\n" for f in frames),
             check=True, timeout=60)
 
 
