@@ -37,6 +37,22 @@ def script_argv(script: str, *args: str, unbuffered: bool = False) -> list[str]:
     return [sys.executable, "-S", *(["-u"] if unbuffered else []), "-c", script, *args]
 
 
+def run_as_main(func: Callable[..., object], *args: object) -> int:
+    """func(*args) as a program's main: its exit status (an int result, or a
+    SystemExit's code; a SystemExit message and any exception's traceback go to
+    sys.stderr, and make it 1)."""
+    try:
+        result = func(*args)
+        return result if isinstance(result, int) else 0
+    except SystemExit as e:
+        if e.code is None or isinstance(e.code, int):
+            return e.code or 0
+        print(e.code, file=sys.stderr)
+    except BaseException:
+        traceback.print_exc()
+    return 1
+
+
 def in_this_interpreter(func: Callable[..., object], *args: object) -> Callable[[], NoReturn]:
     """A ``preexec_fn`` that makes ``Lab.popen``'s child run ``func(*args)`` and exit,
     never exec'ing its argv (which then only names the program, for error messages).
@@ -70,15 +86,7 @@ def in_this_interpreter(func: Callable[..., object], *args: object) -> Callable[
             sys.stdin = open(0, closefd=False)  # noqa: SIM115 (for the child's lifetime)
             sys.stdout = open(1, "w", buffering=1, closefd=False)  # noqa: SIM115
             sys.stderr = open(2, "w", buffering=1, closefd=False)  # noqa: SIM115
-            result = func(*args)
-            status = result if isinstance(result, int) else 0
-        except SystemExit as e:
-            if e.code is None or isinstance(e.code, int):
-                status = e.code or 0
-            else:
-                print(e.code, file=sys.stderr)
-        except BaseException:
-            traceback.print_exc()
+            status = run_as_main(func, *args)
         finally:
             with contextlib.suppress(Exception):
                 sys.stdout.flush()

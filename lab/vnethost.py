@@ -28,7 +28,7 @@ import click
 
 from lab.lab import Host, Lab
 from lab.netns import enter_ns, ns_exists
-from lab.procs import in_this_interpreter
+from lab.procs import in_this_interpreter, run_as_main
 from vnet.cli.vn import vn as vn_command
 from vnet.cli.xm import xm as xm_command
 from vnet.control.controller import DATAPATH_KINDS, vnetd_answers
@@ -52,13 +52,7 @@ def _child(ns: str, env: dict[str, str], wfd: int, func: Callable[..., Any], arg
         sys.stdout, sys.stderr = out, err
         os.environ.update(env)
         enter_ns(ns)
-        result = func(*args)
-        status = result if isinstance(result, int) else 0
-    except SystemExit as e:
-        if e.code is None or isinstance(e.code, int):
-            status = e.code or 0
-        else:
-            err.write(f"{e.code}\n")
+        status = run_as_main(func, *args)
     except BaseException:
         traceback.print_exc(file=err)
     try:
