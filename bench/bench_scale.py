@@ -138,30 +138,33 @@ class Scale:
                 out.append((self.vms[a][sa], self.vms[b][sb]))
         return out
 
-    def start_pings(self, pairs: list[tuple], timeout: float) -> list[subprocess.Popen]:
-        """One `ping -c 1 -i 0.05` per pair, all at once: each ends at its first answer."""
-        return [self.lab.popen(src, ["ping", "-n", "-q", "-c", "1", "-i", "0.05", "-W", "1",
-                                     "-w", f"{timeout:g}", dst.ip],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-                for src, dst in pairs]
+    def start_pings(self, pairs: list[tuple], timeout: float) -> list:
+        """One `ping -c 1 -i 0.05` per pair, all at once, each with a thread that notes
+        when it ended (at its first answer)."""
+        started = []
+        for src, dst in pairs:
+            proc = self.lab.popen(src, ["ping", "-n", "-q", "-c", "1", "-i", "0.05", "-W", "1",
+                                        "-w", f"{timeout:g}", dst.ip],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            ended = [0.0]
 
-    def wait_pings(self, pairs: list[tuple], procs: list[subprocess.Popen], timeout: float) -> list[float]:
-        """When each ping got its answer (monotonic); raises if one got none."""
-        done: list[float] = [0.0] * len(procs)
-
-        def wait(k: int) -> None:
-            procs[k].wait()
-            done[k] = time.monotonic()
-        threads = [threading.Thread(target=wait, args=(k,)) for k in range(len(procs))]
-        for t in threads:
+            def wait(p=proc, e=ended) -> None:
+                p.wait()
+                e[0] = time.monotonic()
+            t = threading.Thread(target=wait)
             t.start()
-        for t in threads:
+            started.append((proc, ended, t))
+        return started
+
+    def wait_pings(self, pairs: list[tuple], started: list, timeout: float) -> list[float]:
+        """When each ping got its answer (monotonic); raises if one got none."""
+        for _, _, t in started:
             t.join()
-        failed = [pairs[k] for k, p in enumerate(procs) if p.returncode != 0]
+        failed = [pairs[k] for k, (p, _, _) in enumerate(started) if p.returncode != 0]
         if failed:
             raise RuntimeError(f"{len(failed)} of {len(pairs)} pairs did not answer within "
                                f"{timeout:g} s, e.g. {failed[0][0].name} -> {failed[0][1].name}")
-        return done
+        return [e[0] for _, e, _ in started]
 
     def ping_until(self, pairs: list[tuple], timeout: float) -> list[float]:
         return self.wait_pings(pairs, self.start_pings(pairs, timeout), timeout)

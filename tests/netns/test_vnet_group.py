@@ -61,8 +61,12 @@ def own_group_scenario(lab: Lab, hosts: list[VnetHost]) -> None:
     after_c = c.wait_counters(before_c, {"drop:unknown-vnet": 2 * N})
     grown = {k: after_c.get(k, 0) - before_c.get(k, 0) for k in
              ("udp-received", "etherip-received", "drop:unknown-vnet", "drop:other-group")}
-    assert grown == {"udp-received": 2 * N, "etherip-received": 0, "drop:unknown-vnet": 2 * N,
-                     "drop:other-group": 0}, grown
+    # c got vnet 96's broadcasts, and at most one announce of each of its two VMs (a
+    # MAC unseen for 60 s is announced again with its next frame, in a slow guest);
+    # any of vnet 97's (UDP) would add 2 * N, vnet 98's (raw) would show as etherip.
+    assert grown["etherip-received"] == grown["drop:other-group"] == 0, grown
+    assert grown["udp-received"] == grown["drop:unknown-vnet"], grown
+    assert 2 * N <= grown["udp-received"] <= 2 * N + 2, grown
     # a and b received each other's broadcasts on every vnet, from the network.
     for h, was in zip((a, b), before):
         deadline = time.monotonic() + 60
