@@ -11,7 +11,9 @@ from netns.test_vnet_group import (  # noqa: F401  (collected here, with the mod
 
 def test_own_group_on_mixed_module_and_vnetd_hosts(lab, make_hosts):
     sw = lab.switch("sw")
-    a = make_hosts(1, switch=sw, datapath="kmod")[0]
-    b = make_hosts(1, switch=sw, first=2, datapath="vnetd")[0]
-    c = make_hosts(1, switch=sw, first=3, datapath="kmod")[0]
+    a = make_hosts(1, switch=sw, datapath="kmod", start=False)[0]
+    b = make_hosts(1, switch=sw, first=2, datapath="vnetd", start=False)[0]
+    c = make_hosts(1, switch=sw, first=3, datapath="kmod", start=False)[0]
+    for h in (a, b, c):  # a generous deadline: a loaded guest starts vnetd slowly
+        h.start(timeout=600)
     own_group_scenario(lab, [a, b, c])
