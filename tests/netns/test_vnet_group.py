@@ -100,6 +100,7 @@ def test_group_is_checked_restored_and_deleted_with_its_vnet(lab, make_hosts):
         a.kill()
         a.start()
     assert [v.get("group") for v in a.vn_json("vnets")] == [GROUP_UDP]
+    assert f"group {GROUP_UDP}" in a.vn("-br", "vnets").stdout
     x = lab.vm("x", a.host, "vnet97", "10.97.0.1/24")
     y = lab.vm("y", b.host, "vnet97", "10.97.0.2/24")
     lab.wait_ping(x, y.ip, timeout=60)
