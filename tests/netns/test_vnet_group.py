@@ -50,7 +50,7 @@ def own_group_scenario(lab: Lab, hosts: list[VnetHost]) -> None:
             lab.sysctl(vm, {"net.ipv6.conf.all.disable_ipv6": "1"})
     # Reachable on every group: the first ARP request is a flood to the vnet's group.
     for x, y in vms.values():
-        lab.wait_ping(x, y.ip, timeout=60)
+        lab.wait_ping(x, y.ip, timeout=120)
     before = [rx_by_vnet(h) for h in (a, b)]
     before_c = c.counters()
     # Own groups first, the shared group last: once c has handled the last
@@ -98,12 +98,12 @@ def test_group_is_checked_restored_and_deleted_with_its_vnet(lab, make_hosts):
         h.vn("vnet-create", "--group", GROUP_UDP, "97")
     if a.datapath == "vnetd":
         a.kill()
-        a.start()
+        a.start(timeout=600)  # a generous deadline: a loaded machine starts vnetd slowly
     assert [v.get("group") for v in a.vn_json("vnets")] == [GROUP_UDP]
     assert f"group {GROUP_UDP}" in a.vn("-br", "vnets").stdout
     x = lab.vm("x", a.host, "vnet97", "10.97.0.1/24")
     y = lab.vm("y", b.host, "vnet97", "10.97.0.2/24")
-    lab.wait_ping(x, y.ip, timeout=60)
+    lab.wait_ping(x, y.ip, timeout=120)
     joined = lab.run(a.host, ["ip", "maddress", "show", "dev", "eth0"]).stdout
     assert GROUP_UDP in joined, joined
     a.vn("vnet-delete", "--force", "97")
