@@ -145,10 +145,11 @@ static void vnet_setup(struct net_device *dev)
  * Caller holds RTNL.  A secure vnet (@security auth or conf) takes @keys,
  * which are the device's from here on, or freed on failure.  @mtu is the
  * vnet's, or 0 for the encapsulation's default; the device may not exceed it.
+ * @group is the vnet's own multicast group (joined already), or 0.
  */
 int vnet_dev_create(struct vnet_net *vn, const u8 *id, const char *name,
-		    u8 encap, u8 security, u32 mtu, struct vnet_keyset *keys,
-		    struct netlink_ext_ack *extack)
+		    u8 encap, u8 security, u32 mtu, __be32 group,
+		    struct vnet_keyset *keys, struct netlink_ext_ack *extack)
 {
 	static const u8 vudp[VNET_MSG_HLEN] = { 0, VNET_MSG_VUDP, 0, 0 };
 	static const u8 word[2] = { 0x00, ETHERIP_VERSION << 4 };
@@ -186,6 +187,7 @@ int vnet_dev_create(struct vnet_net *vn, const u8 *id, const char *name,
 	vd->vn = vn;
 	vd->encap = encap;
 	vd->security = security;
+	vd->group = group;
 	memcpy(vd->id, id, VNET_ID_LEN);
 	if (security != VNET_SECURITY_NONE) {
 		struct vnet_replay_table *replay = vnet_replay_new();

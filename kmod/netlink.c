@@ -114,6 +114,7 @@ static int vnet_vnet_add(struct genl_info *info)
 	struct nlattr **a = info->attrs;
 	struct vnet_keyset *keys = NULL;
 	u8 encap, security;
+	__be32 group;
 	const u8 *id;
 	u32 mtu;
 	int err;
@@ -145,6 +146,13 @@ static int vnet_vnet_add(struct genl_info *info)
 				    ".." __stringify(VNET_MAX_MTU));
 		return -EINVAL;
 	}
+	group = a[VNET_A_GROUP] ? nla_get_in_addr(a[VNET_A_GROUP]) : 0;
+	if (a[VNET_A_GROUP] && (!ipv4_is_multicast(group) ||
+				ipv4_is_local_multicast(group))) {
+		NL_SET_ERR_MSG_ATTR(info->extack, a[VNET_A_GROUP],
+				    "a vnet's group is multicast (224.0.0.0/4), outside 224.0.0.0/24");
+		return -EINVAL;
+	}
 	if (a[VNET_A_KEYS]) {
 		/* Transforms are made here, where we may sleep and load. */
 		keys = vnet_parse_keys(info);
@@ -156,8 +164,14 @@ static int vnet_vnet_add(struct genl_info *info)
 	err = vnet_socket_open(vn, info->extack);
 	if (!err) {
 		rtnl_lock();
-		err = vnet_dev_create(vn, id, nla_data(a[VNET_A_IFNAME]), encap,
-				      security, mtu, keys, info->extack);
+		/* Joined before the vnet can flood to it. */
+		err = group ? vnet_sync_groups(vn, group, info->extack) : 0;
+		if (!err)
+			err = vnet_dev_create(vn, id, nla_data(a[VNET_A_IFNAME]),
+					      encap, security, mtu, group, keys,
+					      info->extack);
+		else
+			vnet_keyset_free(keys);
 		rtnl_unlock();
 		if (err)
 			vnet_maybe_close(vn);
@@ -616,6 +630,7 @@ static int vnet_fill_vnet(struct sk_buff *skb, struct netlink_callback *cb,
 	    nla_put_u32(skb, VNET_A_HEADER, vnet_header_size(vd)) ||
 	    vnet_put_keys(skb, vd) ||
 	    nla_put_u32(skb, VNET_A_MTU, vd->mtu) ||
+	    (vd->group && nla_put_in_addr(skb, VNET_A_GROUP, vd->group)) ||
 	    nla_put_u64_64bit(skb, VNET_A_RX_PACKETS, st.rx_packets, VNET_A_PAD) ||
 	    nla_put_u64_64bit(skb, VNET_A_TX_PACKETS, st.tx_packets, VNET_A_PAD) ||
 	    nla_put_u64_64bit(skb, VNET_A_RX_BYTES, st.rx_bytes, VNET_A_PAD) ||

@@ -73,6 +73,7 @@ const struct nla_policy vnet_nl_policy[VNET_A_MAX + 1] = {
 	[VNET_A_ENDPOINT_KIND]	= NLA_POLICY_MAX(NLA_U8, VNET_ENDPOINT_KIND_TCP_CONNECT),
 	[VNET_A_REMOTE_ADDR]	= { .type = NLA_BE32 },
 	[VNET_A_REMOTE_PORT]	= NLA_POLICY_MIN(NLA_U16, 1),
+	[VNET_A_GROUP]		= { .type = NLA_BE32 },
 };
 
 const struct genl_small_ops vnet_nl_ops[20] = {

@@ -260,7 +260,7 @@ static void vnet_vfwd_rcv(struct vnet_net *vn, struct sk_buff *skb,
 	const struct iphdr *iph;
 	struct vnet_peer *peer;
 	unsigned int ihl, tot, plen;
-	__be32 origin;
+	__be32 origin, group;
 	u8 proto, ttl;
 	bool bare;
 
@@ -307,6 +307,9 @@ static void vnet_vfwd_rcv(struct vnet_net *vn, struct sk_buff *skb,
 	origin = iph->saddr ?: src;
 	if (!vnet_sender_ok(vn, origin))
 		goto drop;
+	/* Re-sent to the vnet's own group if it is one of ours. */
+	group = vnet_our_group(vn, iph->daddr) ? iph->daddr :
+						  READ_ONCE(vn->group);
 	proto = iph->protocol;
 	if (pskb_trim_rcsum(skb, tot)) {
 		vnet_drop(vn, VNET_D_NO_MEMORY);
@@ -357,9 +360,8 @@ static void vnet_vfwd_rcv(struct vnet_net *vn, struct sk_buff *skb,
 		resend->ip_summed = CHECKSUM_NONE;
 		resend->mark = 0;
 		skb_clear_tstamp(resend);
-		vnet_ip_xmit(vn, resend, origin, READ_ONCE(vn->group), proto,
-			     ttl - 1, proto == VNET_IPPROTO_ETHERIP, NULL, 0,
-			     NULL);
+		vnet_ip_xmit(vn, resend, origin, group, proto, ttl - 1,
+			     proto == VNET_IPPROTO_ETHERIP, NULL, 0, NULL);
 	}
 	return;
 drop:
@@ -394,7 +396,7 @@ static void vnet_dispatch_msg(struct vnet_net *vn, struct sk_buff *skb,
 }
 
 /*
- * A multicast to the group, UDP or raw EtherIP.  Relay it to the peers
+ * A multicast to one of our groups, UDP or raw EtherIP.  Relay it to the peers
  * (keeping its hop budget) unless it is a relayed copy we have seen, then
  * handle it.  skb->data is at the payload.  Returns false when dropped.
  */
@@ -402,11 +404,11 @@ static bool vnet_group_rcv(struct vnet_net *vn, struct sk_buff *skb,
 			   u8 proto)
 {
 	const struct iphdr *iph = ip_hdr(skb);
-	__be32 src = iph->saddr;
+	__be32 src = iph->saddr, group = iph->daddr;
 	bool relayed;
 	u8 ttl = iph->ttl;
 
-	if (iph->daddr != READ_ONCE(vn->group)) {
+	if (!vnet_our_group(vn, group)) {
 		vnet_drop(vn, VNET_D_OTHER_GROUP);
 		return false;
 	}
@@ -425,7 +427,7 @@ static bool vnet_group_rcv(struct vnet_net *vn, struct sk_buff *skb,
 	if (!list_empty(&vn->peers) &&
 	    !(proto == IPPROTO_UDP && skb->data[0] == 0 &&
 	      skb->data[1] == VNET_MSG_VFWD))
-		vnet_to_peers(vn, skb, src, proto, ttl, src);
+		vnet_to_peers(vn, skb, src, group, proto, ttl, src);
 	return true;
 }
 

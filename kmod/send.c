@@ -21,14 +21,14 @@
 
 /*
  * Sends one VFWD copy of @skb's data to each peer but @skip: the packet as
- * the group would see it, in an inner IPv4 (+ UDP) header whose source is
+ * @group would see it, in an inner IPv4 (+ UDP) header whose source is
  * @origin, or 0.0.0.0 for our own packets (the peer fills in our address).
  * A copy goes in one UDP datagram: one too long for it (a multicast near
  * 64 KiB) would wrap its 16-bit lengths, and goes to no peer.
  * Called under RCU.
  */
 void vnet_to_peers(struct vnet_net *vn, const struct sk_buff *skb,
-		   __be32 origin, u8 proto, u8 ttl, __be32 skip)
+		   __be32 origin, __be32 group, u8 proto, u8 ttl, __be32 skip)
 {
 	unsigned int ulen = proto == IPPROTO_UDP ? sizeof(struct udphdr) : 0;
 	unsigned int hlen = VNET_MSG_HLEN + sizeof(struct iphdr) + ulen;
@@ -63,7 +63,7 @@ void vnet_to_peers(struct vnet_net *vn, const struct sk_buff *skb,
 		iph->ttl = ttl;
 		iph->protocol = proto;
 		iph->saddr = origin;
-		iph->daddr = READ_ONCE(vn->group);
+		iph->daddr = group;
 		if (ulen) {
 			struct udphdr *uh = skb_put(nskb, ulen);
 
@@ -103,7 +103,7 @@ void vnet_send_sealed(struct vnet_dev *vd, struct sk_buff *skb, u8 type,
 	if (!msg)
 		return;
 	if (ipv4_is_multicast(daddr) && !list_empty(&vn->peers))
-		vnet_to_peers(vn, msg, 0,
+		vnet_to_peers(vn, msg, 0, daddr,
 			      udp ? IPPROTO_UDP : VNET_IPPROTO_ETHERIP,
 			      VNET_TTL, 0);
 	if (udp)
@@ -114,15 +114,18 @@ void vnet_send_sealed(struct vnet_dev *vd, struct sk_buff *skb, u8 type,
 			     vd->df, NULL, 0, cache);
 }
 
-/* One plain (not GSO) frame to the group and the peers.  Consumes @skb. */
+/*
+ * One plain (not GSO) frame to the vnet's group and the peers.  Consumes
+ * @skb.
+ */
 static void vnet_flood_one(struct vnet_dev *vd, struct sk_buff *skb)
 {
 	struct vnet_net *vn = vd->vn;
 	bool udp = vd->encap == VNET_ENCAP_UDP;
+	__be32 group = vnet_dev_group(vd);
 
 	if (vd->security != VNET_SECURITY_NONE) {
-		vnet_send_sealed(vd, skb, VNET_SEAL_FRAME, READ_ONCE(vn->group),
-				 NULL);
+		vnet_send_sealed(vd, skb, VNET_SEAL_FRAME, group, NULL);
 		return;
 	}
 	if (!list_empty(&vn->peers)) {
@@ -134,16 +137,16 @@ static void vnet_flood_one(struct vnet_dev *vd, struct sk_buff *skb)
 		/* The peers get the payload the group gets, prefix included. */
 		memcpy(__skb_push(skb, vd->prefix_len), vd->prefix,
 		       vd->prefix_len);
-		vnet_to_peers(vn, skb, 0,
+		vnet_to_peers(vn, skb, 0, group,
 			      udp ? IPPROTO_UDP : VNET_IPPROTO_ETHERIP,
 			      VNET_TTL, 0);
 		__skb_pull(skb, vd->prefix_len);
 	}
 	if (udp)
-		vnet_udp_xmit(vn, skb, READ_ONCE(vn->group), htons(VNET_PORT),
+		vnet_udp_xmit(vn, skb, group, htons(VNET_PORT),
 			      vd->prefix, vd->prefix_len, NULL, false);
 	else
-		vnet_ip_xmit(vn, skb, 0, READ_ONCE(vn->group),
+		vnet_ip_xmit(vn, skb, 0, group,
 			     VNET_IPPROTO_ETHERIP, VNET_TTL, vd->df, vd->prefix,
 			     vd->prefix_len, NULL);
 }

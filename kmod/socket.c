@@ -78,6 +78,10 @@ int vnet_socket_open(struct vnet_net *vn, struct netlink_ext_ack *extack)
 		goto fail;
 	rtnl_lock();
 	err = vnet_group_op(vn, sock->sk, vn->group, true);
+	if (!err) {
+		WRITE_ONCE(vn->joined[0], vn->group);
+		WRITE_ONCE(vn->njoined, 1);
+	}
 	rtnl_unlock();
 	if (err) {
 		NL_SET_ERR_MSG(extack, "cannot join the multicast group on the underlay device");
@@ -104,6 +108,7 @@ void vnet_socket_close(struct vnet_net *vn)
 	if (!sock)
 		return;
 	RCU_INIT_POINTER(vn->sock, NULL);
+	WRITE_ONCE(vn->njoined, 0);
 	/* Waits for a grace period, so no receive path still uses the tables. */
 	udp_tunnel_sock_release(sock->sk);
 	cancel_delayed_work_sync(&vn->sweep);
@@ -112,13 +117,18 @@ void vnet_socket_close(struct vnet_net *vn)
 	vnet_super_flush(&vn->supers);
 }
 
-/* Frees port 1798 once nothing needs it.  Caller holds vn->lock. */
+/*
+ * Frees port 1798 once nothing needs it, else leaves the groups of vnets
+ * that are gone.  Caller holds vn->lock.
+ */
 void vnet_maybe_close(struct vnet_net *vn)
 {
 	bool idle;
 
 	rtnl_lock();
 	idle = !vnet_any(vn) && list_empty(&vn->peers);
+	if (!idle)
+		vnet_sync_groups(vn, 0, NULL);
 	rtnl_unlock();
 	if (idle)
 		vnet_socket_close(vn);
@@ -139,33 +149,106 @@ void vnet_idle_work(struct work_struct *work)
 	mutex_unlock(&vn->lock);
 }
 
+static bool vnet_group_in(const __be32 *groups, unsigned int n, __be32 group)
+{
+	while (n--)
+		if (groups[n] == group)
+			return true;
+	return false;
+}
+
+/*
+ * Makes the socket's memberships the groups the namespace needs: the shared
+ * one, each vnet's own and @extra (0: none; the group of a vnet about to be
+ * made).  Leaves first, as the kernel's limit counts memberships.  A failed
+ * join leaves the others joined; the caller syncs again after undoing what
+ * needed it.  Caller holds vn->lock and RTNL.
+ */
+int vnet_sync_groups(struct vnet_net *vn, __be32 extra,
+		     struct netlink_ext_ack *extack)
+{
+	struct socket *sock = rcu_dereference_protected(vn->sock,
+							lockdep_is_held(&vn->lock));
+	__be32 want[VNET_MAX_GROUPS];
+	unsigned int nwant = 0, i, n;
+	struct vnet_dev *vd;
+	int err;
+
+	ASSERT_RTNL();
+	if (!sock)
+		return 0;
+	want[nwant++] = vn->group;
+	if (extra && extra != vn->group)
+		want[nwant++] = extra;
+	for (i = 0; i < ARRAY_SIZE(vn->vnets); i++) {
+		hlist_for_each_entry_rcu(vd, &vn->vnets[i], node,
+					 lockdep_rtnl_is_held()) {
+			if (!vd->group || vnet_group_in(want, nwant, vd->group))
+				continue;
+			if (nwant == VNET_MAX_GROUPS) {
+				NL_SET_ERR_MSG(extack,
+					       "too many multicast groups in this namespace (at most "
+					       __stringify(VNET_MAX_GROUPS) ")");
+				return -ENOSPC;
+			}
+			want[nwant++] = vd->group;
+		}
+	}
+	for (i = 0, n = 0; i < vn->njoined; i++) {
+		if (vnet_group_in(want, nwant, vn->joined[i]))
+			WRITE_ONCE(vn->joined[n++], vn->joined[i]);
+		else
+			vnet_group_op(vn, sock->sk, vn->joined[i], false);
+	}
+	WRITE_ONCE(vn->njoined, n);
+	for (i = 0; i < nwant; i++) {
+		if (vnet_group_in(vn->joined, vn->njoined, want[i]))
+			continue;
+		err = vnet_group_op(vn, sock->sk, want[i], true);
+		if (err) {
+			NL_SET_ERR_MSG(extack,
+				       "cannot join the multicast group (more than net.ipv4.igmp_max_memberships?)");
+			return err;
+		}
+		WRITE_ONCE(vn->joined[vn->njoined], want[i]);
+		WRITE_ONCE(vn->njoined, vn->njoined + 1);
+	}
+	return 0;
+}
+
+/* Leaves every group, before the underlay device changes. */
+static void vnet_leave_groups(struct vnet_net *vn, struct socket *sock)
+{
+	unsigned int i;
+
+	for (i = 0; i < vn->njoined; i++)
+		vnet_group_op(vn, sock->sk, vn->joined[i], false);
+	WRITE_ONCE(vn->njoined, 0);
+}
+
 /* Caller holds vn->lock. */
 int vnet_set_group(struct vnet_net *vn, __be32 group,
 		   struct netlink_ext_ack *extack)
 {
-	struct socket *sock = rcu_dereference_protected(vn->sock,
-							lockdep_is_held(&vn->lock));
-	int err = 0;
+	__be32 old = vn->group;
+	int err;
 
 	if (!ipv4_is_multicast(group)) {
 		NL_SET_ERR_MSG(extack, "not a multicast address (224.0.0.0/4)");
 		return -EINVAL;
 	}
-	if (group == vn->group)
+	if (group == old)
 		return 0;
-	if (sock) {
-		rtnl_lock();
-		err = vnet_group_op(vn, sock->sk, group, true);
-		if (!err)
-			vnet_group_op(vn, sock->sk, vn->group, false);
-		rtnl_unlock();
-		if (err) {
-			NL_SET_ERR_MSG(extack, "cannot join the new multicast group");
-			return err;
-		}
-	}
+	rtnl_lock();
 	WRITE_ONCE(vn->group, group);
-	return 0;
+	err = vnet_sync_groups(vn, 0, extack);
+	if (err) {
+		NL_SET_ERR_MSG(extack, "cannot join the new multicast group");
+		WRITE_ONCE(vn->group, old);
+		vnet_sync_groups(vn, 0, NULL);
+	}
+	rtnl_unlock();
+	return err;
 }
 
 /* Caller holds vn->lock.  The address must be one of this namespace's. */
@@ -196,16 +279,17 @@ int vnet_set_underlay(struct vnet_net *vn, __be32 addr,
 		__be32 old_addr = vn->addr;
 		int old_ifindex = vn->ifindex;
 
-		vnet_group_op(vn, sock->sk, vn->group, false);
+		vnet_leave_groups(vn, sock);
 		WRITE_ONCE(vn->ifindex, dev->ifindex);
 		WRITE_ONCE(vn->addr, addr);
-		err = vnet_group_op(vn, sock->sk, vn->group, true);
+		err = vnet_sync_groups(vn, 0, NULL);
 		if (err) {
-			/* Keep receiving the group where we did. */
+			/* Keep receiving the groups where we did. */
+			vnet_leave_groups(vn, sock);
 			WRITE_ONCE(vn->ifindex, old_ifindex);
 			WRITE_ONCE(vn->addr, old_addr);
-			vnet_group_op(vn, sock->sk, vn->group, true);
-			NL_SET_ERR_MSG(extack, "cannot join the multicast group on that device");
+			vnet_sync_groups(vn, 0, NULL);
+			NL_SET_ERR_MSG(extack, "cannot join the multicast groups on that device");
 			goto out;
 		}
 	}

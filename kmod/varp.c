@@ -32,7 +32,8 @@ static struct sk_buff *varp_build(u16 op, const u8 *vnet, const u8 *mac,
 
 /*
  * A MAC seen on this host for the first time: forget where we thought it
- * was and claim it on the group and towards the peers.  Called under RCU.
+ * was and claim it on the vnet's group and towards the peers.  Called under
+ * RCU.
  */
 void varp_local_mac(struct vnet_dev *vd, const u8 *mac)
 {
@@ -49,13 +50,14 @@ void varp_local_mac(struct vnet_dev *vd, const u8 *mac)
 	}
 	vnet_count(vn, VNET_C_ANNOUNCES_SENT);
 	if (vd->security != VNET_SECURITY_NONE) {
-		vnet_send_sealed(vd, skb, VNET_SEAL_VARP, READ_ONCE(vn->group),
+		vnet_send_sealed(vd, skb, VNET_SEAL_VARP, vnet_dev_group(vd),
 				 NULL);
 		return;
 	}
 	if (!list_empty(&vn->peers))
-		vnet_to_peers(vn, skb, 0, IPPROTO_UDP, VNET_TTL, 0);
-	vnet_udp_xmit(vn, skb, READ_ONCE(vn->group), htons(VNET_PORT), NULL,
+		vnet_to_peers(vn, skb, 0, vnet_dev_group(vd), IPPROTO_UDP,
+			      VNET_TTL, 0);
+	vnet_udp_xmit(vn, skb, vnet_dev_group(vd), htons(VNET_PORT), NULL,
 		      0, NULL, false);
 }
 

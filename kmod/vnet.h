@@ -258,7 +258,13 @@ struct vnet_net {
 	struct work_struct idle;	/* closes the socket once unused */
 	struct work_struct adopt;	/* attaches waiting ports (port.c) */
 	atomic64_t seq;			/* of sealed packets, from the clock */
-	__be32 group;
+	__be32 group;			/* the shared one */
+	/*
+	 * The groups the socket has joined: the shared one and the vnets' own.
+	 * Writers hold lock and RTNL; the receive path reads them locklessly.
+	 */
+	__be32 joined[VNET_MAX_GROUPS];
+	unsigned int njoined;
 	__be32 addr;			/* underlay address, 0 until set */
 	__be32 mask;
 	int ifindex;
@@ -367,6 +373,7 @@ struct vnet_dev {
 	u8 prefix_len;
 	bool df;			/* raw EtherIP: its MTU fits, so DF is set */
 	u32 mtu;			/* the vnet's, whatever the device's */
+	__be32 group;			/* its own, or 0: the shared one */
 	struct list_head ports;		/* vnet_port; writers hold RTNL */
 	unsigned int nports;		/* under RTNL */
 	struct list_head endpoints;	/* vnet_endpoint; writers hold RTNL */
@@ -418,6 +425,24 @@ static inline struct dst_cache *vnet_entry_cache(struct vnet_mac_entry *e)
 	return e->remote ? &e->remote->dst_cache : NULL;
 }
 
+/* Where @vd floods: its own group, else the namespace's shared one. */
+static inline __be32 vnet_dev_group(const struct vnet_dev *vd)
+{
+	return vd->group ?: READ_ONCE(vd->vn->group);
+}
+
+/* A group the socket has joined (the receive path's lockless read). */
+static inline bool vnet_our_group(struct vnet_net *vn, __be32 group)
+{
+	unsigned int i, n = min_t(unsigned int, READ_ONCE(vn->njoined),
+				  VNET_MAX_GROUPS);
+
+	for (i = 0; i < n; i++)
+		if (READ_ONCE(vn->joined[i]) == group)
+			return true;
+	return false;
+}
+
 static inline bool vnet_onlink(struct vnet_net *vn, __be32 addr)
 {
 	return !((addr ^ READ_ONCE(vn->addr)) & READ_ONCE(vn->mask));
@@ -443,8 +468,8 @@ static inline bool vnet_unicast_addr(__be32 addr)
 struct vnet_dev *vnet_find(struct vnet_net *vn, const u8 *id);
 struct vnet_dev *vnet_find_plain(struct vnet_net *vn, const u8 *id);
 int vnet_dev_create(struct vnet_net *vn, const u8 *id, const char *name,
-		    u8 encap, u8 security, u32 mtu, struct vnet_keyset *keys,
-		    struct netlink_ext_ack *extack);
+		    u8 encap, u8 security, u32 mtu, __be32 group,
+		    struct vnet_keyset *keys, struct netlink_ext_ack *extack);
 bool vnet_is_vnif(const struct net_device *dev);
 void vnet_dev_delete_all(struct vnet_net *vn);
 bool vnet_any(struct vnet_net *vn);
@@ -458,6 +483,8 @@ void vnet_maybe_close(struct vnet_net *vn);
 void vnet_idle_work(struct work_struct *work);
 int vnet_set_group(struct vnet_net *vn, __be32 group,
 		   struct netlink_ext_ack *extack);
+int vnet_sync_groups(struct vnet_net *vn, __be32 extra,
+		     struct netlink_ext_ack *extack);
 int vnet_set_underlay(struct vnet_net *vn, __be32 addr,
 		      struct netlink_ext_ack *extack);
 void vnet_udp_xmit(struct vnet_net *vn, struct sk_buff *skb, __be32 daddr,
@@ -473,7 +500,7 @@ void vnet_frame_xmit(struct vnet_dev *vd, struct sk_buff *skb, u32 from);
 void vnet_send_sealed(struct vnet_dev *vd, struct sk_buff *skb, u8 type,
 		      __be32 daddr, struct dst_cache *cache);
 void vnet_to_peers(struct vnet_net *vn, const struct sk_buff *skb,
-		   __be32 origin, u8 proto, u8 ttl, __be32 skip);
+		   __be32 origin, __be32 group, u8 proto, u8 ttl, __be32 skip);
 
 /* receive.c */
 bool vnet_sender_ok(struct vnet_net *vn, __be32 addr);

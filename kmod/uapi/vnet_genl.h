@@ -17,10 +17,10 @@
  *
  * The commands (kmod/vnet.yaml documents each, with its errors):
  *
- * VNET_CMD_VNET_ADD        ID, IFNAME, ENCAP, SECURITY, KEYS, MTU
+ * VNET_CMD_VNET_ADD        ID, IFNAME, ENCAP, SECURITY, KEYS, MTU, GROUP
  * VNET_CMD_VNET_DEL        ID
  * VNET_CMD_VNET_GET        dump; each reply: ID, IFNAME, IFINDEX, ENCAP,
- *                          SECURITY, HEADER, KEYS, MTU, RX_PACKETS,
+ *                          SECURITY, HEADER, KEYS, MTU, GROUP, RX_PACKETS,
  *                          TX_PACKETS, RX_BYTES, TX_BYTES, RX_DROPPED,
  *                          TX_DROPPED, VARP_ENTRIES, VIF_ENTRIES, PORTS
  * VNET_CMD_VIF_ADD         ID, MAC
@@ -91,6 +91,13 @@
  * a namespace; secure vnets are held to max-vnet-macs only.
  */
 #define VNET_MAX_TABLE_MACS	65536
+
+/*
+ * Multicast groups the module's socket of a namespace joins at most: the shared
+ * one and those of vnets with a group of their own. The kernel's
+ * net.ipv4.igmp_max_memberships (20 by default) may be lower.
+ */
+#define VNET_MAX_GROUPS		32
 
 /* The smallest MTU a vnet may have (IPv4's minimum). */
 #define VNET_MIN_MTU		68
@@ -307,6 +314,11 @@ enum vnet_attr {
 	 * (CLOCK_REALTIME)
 	 */
 	VNET_A_TIME_NS,
+	/*
+	 * be32, a vnet's own multicast group for its floods and VARP messages,
+	 * or absent: the namespace's shared group (MCADDR)
+	 */
+	VNET_A_GROUP,
 	__VNET_A_MAX
 };
 

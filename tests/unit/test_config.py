@@ -376,3 +376,26 @@ def test_differences_count_endpoints_only_when_asked():
     plain, ep = cfg("(vnet (id 97))"), cfg("(vnet (id 97) (endpoint tcp-listen 127.0.0.1:5))")
     assert plain.differences(ep) == ["endpoint - (not (tcp-listen 127.0.0.1:5))"]
     assert plain.differences(ep, endpoints=False) == []
+
+
+def test_own_group_round_trip_and_written_only_when_given():
+    c = cfg("(vnet (id 97) (group 239.1.0.97))")
+    assert c.group == "239.1.0.97" and c.to_sxp()[-1] == ["group", "239.1.0.97"]
+    assert VnetConfig.from_sxp(c.to_sxp()) == c == VnetConfig.from_cli("97", group="239.1.0.97")
+    assert cfg("(vnet (id 97))").group is None
+    assert not any(x[0] == "group" for x in cfg("(vnet (id 97))").to_sxp())
+    assert cfg("(vnet (id 97))").differences(c) == ["group - (not 239.1.0.97)"]
+
+
+def test_own_group_errors():
+    assert "field 'group': 10.1.2.3 is not an IPv4 multicast address (224.0.0.0/4)" in \
+        error("(vnet (id 97) (group 10.1.2.3))")
+    assert "field 'group': 240.0.0.1 is not an IPv4 multicast address" in error("(vnet (id 97) (group 240.0.0.1))")
+    for linklocal in ("224.0.0.1", "224.0.0.251"):
+        assert f"field 'group': {linklocal} is in 224.0.0.0/24" in error(f"(vnet (id 97) (group {linklocal}))")
+    assert "field 'group': invalid IPv4 address 'x'" in error("(vnet (id 97) (group x))")
+    assert "field 'group': write '239.1.1' as 239.1.1.0" in error("(vnet (id 97) (group 239.1.1))")
+    assert "given twice" in error("(vnet (id 97) (group 239.1.0.1) (group 239.1.0.2))")
+    with pytest.raises(ConfigError, match="field 'group'"):
+        VnetConfig.from_cli("97", group="ff02::1")
+    assert cfg("(vnet (id 97) (group 224.0.1.0))").group == "224.0.1.0"

@@ -229,14 +229,15 @@ def _counters(view: Json, names: Iterable[str]) -> list[Cell]:
 
 
 def brief_vnets(views: list[Json], counters: bool) -> list[str]:
-    """ID VNETIF BRIDGE ENCAPSULATION SECURITY [keys K,K]; with -l the device's state,
+    """ID VNETIF BRIDGE ENCAPSULATION SECURITY [keys K,K] [group ADDR]; with -l the device's state,
     MTU and the bridge's other ports last; with -s the counters; with -a each vnet's
     vifs and VARP entries indented under it."""
     rows: list[list[Cell]] = []
     subs: list[list[list[Cell]]] = []
     for v in views:
         row: list[Cell] = [short_id(v["id"]), v["vnetif"], v["bridge"] or "-", v["encapsulation"],
-                           v["security"], "keys " + ",".join(map(str, v["keys"])) if v["keys"] else ""]
+                           v["security"], "keys " + ",".join(map(str, v["keys"])) if v["keys"] else "",
+                           "group " + v["group"] if v.get("group") else ""]
         dev = v.get("device")
         if "device" in v:
             row += [dev["state"], ("mtu", dev["mtu"])] if dev else ["-", ""]
@@ -305,9 +306,10 @@ def brief_stats(view: Json, counters: bool = False) -> list[str]:
 
 
 def brief_configs(views: list[Json], counters: bool = False) -> list[str]:
-    """ID VNETIF BRIDGE ENCAPSULATION SECURITY [KEY-FILE,...], as `vn -br vnets`."""
+    """ID VNETIF BRIDGE ENCAPSULATION SECURITY [KEY-FILE,...] [group ADDR], as `vn -br vnets`."""
     return table([[short_id(c["id"]), c["vnetif"], c["bridge"], c["encapsulation"], c["security"],
-                   ",".join(c["key_files"])] for c in views])
+                   ",".join(c["key_files"]), "group " + c["group"] if c.get("group") else ""]
+                  for c in views])
 
 
 def brief_keys(view: Json, counters: bool = False) -> list[str]:

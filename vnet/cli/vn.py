@@ -306,27 +306,31 @@ def vnets(ctx: click.Context, all_: bool, long_: bool, as_json: bool, ids: tuple
 @click.option("--endpoint", "endpoints", multiple=True, metavar="'KIND ADDR [ADDR]'",
               help="Join a QEMU socket NIC to the vnet: 'udp LOCAL:PORT REMOTE:PORT', "
                    "'tcp-listen ADDR:PORT' or 'tcp-connect ADDR:PORT' (repeatable; doc/endpoints.md).")
+@click.option("--group", metavar="ADDR",
+              help="Flood the vnet's broadcasts and VARP messages to its own multicast group ADDR, "
+                   "so hosts without the vnet do not receive them; every host of the vnet needs "
+                   "the same group [default: the host's shared group, vn varp].")
 @click.option("--exist-ok", is_flag=True,
               help="Succeed if the vnet exists with this config (and make sure it runs); still "
                    "fail if it exists with another one.")
 @click.argument("vnet")
 @click.pass_context
 def vnet_create(ctx: click.Context, security, bridge, vnetif, encapsulation, key_files, mtu, ports,
-                endpoints, exist_ok: bool, vnet: str) -> None:
+                endpoints, group, exist_ok: bool, vnet: str) -> None:
     """Create a vnet from an id (short hex like 97, or the long form) or from FILE.sxp.
 
     With -b none the vnet has no bridge: only its device and its ports."""
     if vnet.endswith(".sxp") or os.path.sep in vnet:
-        if (any(x is not None for x in (security, bridge, vnetif, encapsulation, mtu)) or key_files or ports
-                or endpoints):
-            raise click.UsageError("options -s/-b/-v/-e/-k/--mtu/--port/--endpoint apply to an id, not to "
-                                   "a config file")
+        if (any(x is not None for x in (security, bridge, vnetif, encapsulation, mtu, group)) or key_files
+                or ports or endpoints):
+            raise click.UsageError("options -s/-b/-v/-e/-k/--mtu/--port/--endpoint/--group apply to an id, "
+                                   "not to a config file")
         cfg = config_file(vnet)
     else:
         cfg = VnetConfig.from_cli(vnet, bridge=bridge, vnetif=vnetif, security=security,
                                   encapsulation=encapsulation,
                                   key_files=tuple(os.path.abspath(k) for k in key_files),
-                                  mtu=mtu, ports=ports, endpoints=endpoints)
+                                  mtu=mtu, ports=ports, endpoints=endpoints, group=group)
     _controller(ctx).create_vnet(cfg, exist_ok)
 
 

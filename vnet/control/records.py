@@ -22,6 +22,12 @@ def vnet_record(vid: VnetId, vnetif: str, security: str, header: int, **extra: A
     return rec
 
 
+def group_field(group: str | None) -> dict[str, str]:
+    """The `group` field of a vnet record: only for a vnet with its own group, so the
+    records of others (and their listings) stay the original's."""
+    return {"group": group} if group else {}
+
+
 def port_record(vnet: VnetId, ifname: str, state: str, ifindex: int, rx_packets: int,
                 tx_packets: int, rx_bytes: int, tx_bytes: int) -> Record:
     """A port of a vnet: `state` is attached, or waiting (no interface of that name

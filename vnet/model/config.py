@@ -4,7 +4,8 @@ The file format is xend's (``examples/vnet9x.sxp``) plus the optional fields
 ``(encapsulation udp|etherip)``, ``(mtu N)``, ``(port IFNAME)`` (repeatable: the
 interfaces attached to the vnet directly, doc/ports.md), ``(endpoint KIND ADDR...)``
 (repeatable: QEMU socket NICs, doc/endpoints.md) and ``(bridge none)`` (a vnet
-with ports only).  Unlike xend and the module, which
+with ports only) and ``(group ADDR)`` (a multicast group of the vnet's own for its
+floods and VARP messages, instead of the host's shared one: doc/config.md).  Unlike xend and the module, which
 ignored unknown keys, every mistake here is an error that names the source
 and the field, because a silently ignored key (``vnif`` for ``vnetif`` in
 the shipped vnet99.sxp) produced a vnet whose device name nobody expected.
@@ -33,7 +34,7 @@ from typing import Optional, Union
 import sxp
 from vnet.errors import VnetError
 
-from .addr import ifname_check
+from .addr import AddressError, ifname_check, parse_ipv4
 from .endpoint import EndpointError, EndpointSpec
 from .vnetid import InvalidVnetId, VnetId, check_usable
 
@@ -53,7 +54,8 @@ __all__ = [
 
 SECURITY_LEVELS = ("none", "auth", "conf")
 ENCAPSULATIONS = ("udp", "etherip")
-FIELDS = ("id", "bridge", "vnetif", "security", "encapsulation", "key-file", "mtu", "port", "endpoint")
+FIELDS = ("id", "bridge", "vnetif", "security", "encapsulation", "key-file", "mtu", "port", "endpoint",
+          "group")
 #: The fields that may be given more than once, in order.
 _REPEATABLE = ("port", "endpoint")
 #: The MTUs a vnet may have, on both encapsulations: above the default the outer
@@ -124,6 +126,7 @@ def _validated(
     mtu: object = None,
     ports: object = (),
     endpoints: object = (),
+    group: object = None,
 ) -> None:
     """The one set of rules shared by every way of building a VnetConfig."""
     if not isinstance(vid, VnetId):
@@ -181,6 +184,30 @@ def _validated(
         twice = sorted({p for p in ports if ports.count(p) > 1})
         raise ConfigError(source, f"field 'port' names {', '.join(twice)} twice")
     check_endpoints(endpoints, source)
+    if group is not None:
+        check_vnet_group(group, source)
+
+
+def check_vnet_group(group: object, source: Optional[str] = None) -> str:
+    """A group a vnet may flood to, in dotted-quad form, else ConfigError: IPv4
+    multicast (224.0.0.0/4) outside 224.0.0.0/24, whose link-local groups (all
+    hosts, routers, IGMP, OSPF, mDNS...) belong to other protocols."""
+    if not isinstance(group, str):
+        raise ConfigError(source, f"field 'group' must be an IPv4 address, not {type(group).__name__}")
+    try:
+        addr = parse_ipv4(group)
+    except AddressError as e:
+        raise ConfigError(source, f"field 'group': {e}") from None
+    first, second, third, _ = map(int, addr.split("."))
+    if not 224 <= first <= 239:
+        raise ConfigError(source, f"field 'group': {group} is not an IPv4 multicast address "
+                          "(224.0.0.0/4); e.g. (group 239.1.0.97)")
+    if (first, second, third) == (224, 0, 0):
+        raise ConfigError(source, f"field 'group': {group} is in 224.0.0.0/24, the link-local "
+                          "groups of other protocols; take one from 239.0.0.0/8, e.g. (group 239.1.0.97)")
+    if addr != group:
+        raise ConfigError(source, f"field 'group': write {group!r} as {addr}")
+    return addr
 
 
 def check_endpoints(endpoints: object, source: Optional[str] = None) -> None:
@@ -240,12 +267,14 @@ class VnetConfig:
     ports: tuple[str, ...] = ()
     #: QEMU socket NIC endpoints (doc/endpoints.md), in order.
     endpoints: tuple[EndpointSpec, ...] = ()
+    #: The vnet's own multicast group (dotted quad), or None: the host's shared one.
+    group: Optional[str] = None
 
     def __post_init__(self) -> None:
         # Validate here too so a hand-built config cannot bypass the rules
         # that from_sxp/from_cli report with a source.
         _validated(None, self.id, self.bridge, self.vnetif, self.security, self.encapsulation,
-                   self.key_files, self.mtu, self.ports, self.endpoints)
+                   self.key_files, self.mtu, self.ports, self.endpoints, self.group)
         if self.mtu is None:
             object.__setattr__(self, "mtu", self.default_mtu)
 
@@ -277,6 +306,7 @@ class VnetConfig:
         mtu: Optional[int] = None,
         ports: tuple[str, ...] = (),
         endpoints: tuple[str, ...] = (),
+        group: Optional[str] = None,
     ) -> VnetConfig:
         """Build from command-line options, filling in defaults; bridge "none" is a
         vnet without a bridge; each endpoint is its words, `udp LOCAL REMOTE`."""
@@ -289,7 +319,7 @@ class VnetConfig:
                 raise ConfigError(source, f"field 'id': {e}") from None
         specs = tuple(_endpoint(e.split() if isinstance(e, str) else e, source) for e in endpoints)
         return cls._build(source, vid, bridge, vnetif, security, encapsulation, key_files, mtu, ports,
-                          specs)
+                          specs, group)
 
     @classmethod
     def _build(
@@ -304,14 +334,16 @@ class VnetConfig:
         mtu: Optional[int] = None,
         ports: tuple[str, ...] = (),
         endpoints: tuple[EndpointSpec, ...] = (),
+        group: Optional[str] = None,
     ) -> VnetConfig:
         def_bridge, def_vnetif = default_names(vid)
         bridge = def_bridge if bridge is None else None if bridge == NO_BRIDGE else bridge
         vnetif = def_vnetif if vnetif is None else vnetif
         security = "none" if security is None else security
         encapsulation = "udp" if encapsulation is None else encapsulation
-        _validated(source, vid, bridge, vnetif, security, encapsulation, key_files, mtu, ports, endpoints)
-        return cls(vid, bridge, vnetif, security, encapsulation, key_files, mtu, ports, endpoints)
+        _validated(source, vid, bridge, vnetif, security, encapsulation, key_files, mtu, ports, endpoints,
+                   group)
+        return cls(vid, bridge, vnetif, security, encapsulation, key_files, mtu, ports, endpoints, group)
 
     @classmethod
     def from_sxp(cls, value: sxp.Value, source: str = "<string>", base: Optional[str] = None) -> VnetConfig:
@@ -382,6 +414,7 @@ class VnetConfig:
             _parse_mtu(given["mtu"], source) if "mtu" in given else None,
             tuple(ports),
             tuple(endpoints),
+            given.get("group"),
         )
 
     @classmethod
@@ -404,7 +437,8 @@ class VnetConfig:
         """Full record with every field spelled out, defaults included, so the
         stored form never depends on a future change of defaults; except the MTU,
         written only when it is not the default of the encapsulation and security,
-        which are spelled out (so records of vnets without one stay as they were)."""
+        which are spelled out (so records of vnets without one stay as they were),
+        and the group, written only when the vnet has its own."""
         return [
             "vnet",
             ["id", str(self.id)],
@@ -414,7 +448,8 @@ class VnetConfig:
             ["encapsulation", self.encapsulation],
         ] + ([["key-file", *self.key_files]] if self.key_files else []) + (
             [["mtu", str(self.mtu)]] if self.mtu != self.default_mtu else []) + [
-            ["port", p] for p in self.ports] + [e.to_sxp() for e in self.endpoints]
+            ["port", p] for p in self.ports] + [e.to_sxp() for e in self.endpoints] + (
+            [["group", self.group]] if self.group is not None else [])
 
     def with_keys(self, key_files: tuple[str, ...]) -> VnetConfig:
         """The same vnet holding other keys (rotation); validated like any config."""

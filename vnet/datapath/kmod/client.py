@@ -27,6 +27,7 @@ from pyroute2.netlink.exceptions import NetlinkError
 from pyroute2.netlink.generic import AsyncGenericNetlinkSocket, GenericNetlinkSocket
 
 from vnet.control import records
+from vnet.control.records import group_field
 from vnet.control.datapath import Datapath, Record
 from vnet.control.events import LOCAL, MacChange
 from vnet.datapath.kmod.capture import EndpointFrame, endpoint_frames
@@ -341,6 +342,8 @@ class KmodClient(Datapath):
                      ["VNET_A_ENCAP", ENCAP_VALUES.index(cfg.encapsulation)],
                      ["VNET_A_SECURITY", SECURITY_VALUES.index(cfg.security)],
                      ["VNET_A_MTU", mtu]]
+            if cfg.group:
+                attrs.append(["VNET_A_GROUP", cfg.group])
             if held:
                 attrs.append(keys_attr(held))
             self._call(VNET_CMD_VNET_ADD, attrs, f"cannot create vnet {cfg.id}")
@@ -394,7 +397,7 @@ class KmodClient(Datapath):
                     encapsulation=_name(ENCAP_VALUES, m.get_attr("VNET_A_ENCAP")),
                     rx_packets=m.get_attr("VNET_A_RX_PACKETS"), tx_packets=m.get_attr("VNET_A_TX_PACKETS"),
                     rx_bytes=m.get_attr("VNET_A_RX_BYTES"), tx_bytes=m.get_attr("VNET_A_TX_BYTES"),
-                    **extra))
+                    **extra, **group_field(m.get_attr("VNET_A_GROUP"))))
         return out
 
     # ---- ports ------------------------------------------------------------------------

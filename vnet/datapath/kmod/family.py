@@ -35,6 +35,10 @@ VNET_MAX_VNET_MACS = 4096
 #: vnets are held to max-vnet-macs only.
 VNET_MAX_TABLE_MACS = 65536
 
+#: Multicast groups the module's socket of a namespace joins at most: the shared one and those of
+#: vnets with a group of their own.
+VNET_MAX_GROUPS = 32
+
 #: The smallest MTU a vnet may have (IPv4's minimum).
 VNET_MIN_MTU = 68
 
@@ -163,6 +167,7 @@ class vnetmsg(genlmsg):
         ("VNET_A_CAPTURE_DIRECTION", "uint8"),  # u8, enum vnet_capture_direction
         ("VNET_A_FRAME", "cdata"),  # binary, an Ethernet frame, whole
         ("VNET_A_TIME_NS", "uint64"),  # u64, when the frame was seen, in nanoseconds since the epoch (CLOCK_REALTIME)
+        ("VNET_A_GROUP", "ip4addr"),  # be32, a vnet's own multicast group for its floods and VARP messages, or absent: the namespace's shared group (MCADDR)
     )
 
     class stats(nla):

@@ -31,6 +31,7 @@ from pyroute2 import IPRoute
 import sxp
 from vnet import __version__
 from vnet.control import metrics, records
+from vnet.control.records import group_field
 from vnet.control.datapath import Datapath, Record
 from vnet.control.events import LOCAL, MacChange
 from vnet.control.protocol import resolve_socket
@@ -113,11 +114,11 @@ class Vnetd(Datapath):
         for n, (src, _sport) in drain(receive, self.clock, self.tables.drops, D_RECV_ERROR):
             from_udp(mv[:n], src)
 
-    def _group_readable(self, sock: socket.socket) -> None:
+    def _group_readable(self, sock: socket.socket, group_b: bytes | None = None) -> None:
         mv, from_udp = self.mv, self.rx.from_udp
         receive = functools.partial(sock.recvmsg_into, [self.buf], socket.CMSG_SPACE(4))
         for n, anc, _flags, (src, _sport) in drain(receive, self.clock, self.tables.drops, D_RECV_ERROR):
-            from_udp(mv[:n], src, anc[0][2][0] if anc else wire.DEFAULT_TTL)
+            from_udp(mv[:n], src, anc[0][2][0] if anc else wire.DEFAULT_TTL, group_b)
 
     def _raw_readable(self) -> None:
         mv, from_raw = self.mv, self.rx.from_raw
@@ -148,11 +149,31 @@ class Vnetd(Datapath):
             if e.errno == errno.EBADFD and self.tables.vnets.get(v.vid) is v:
                 del self.tables.vnets[v.vid]
                 self._close_vnet(v)
+                self._sync_groups()
                 log.warning("vnet %s stopped: its device %s was deleted", v.cfg.id, v.cfg.vnetif)
 
     def _watch_group(self) -> None:
         sock = self.sockets.group
         self.loop.watch(sock.fileno(), lambda: self._group_readable(sock))
+
+    def _sync_groups(self, adding: VnetConfig | None = None) -> None:
+        """Receive exactly the groups of the vnets that have their own (and `adding`,
+        the vnet about to be made), besides the shared one: a socket per group, opened
+        with the first vnet that names it and closed with the last."""
+        wanted = {v.cfg.group for v in self.tables.vnets.values() if v.cfg.group}
+        if adding is not None and adding.group:
+            wanted.add(adding.group)
+        wanted.discard(self.here.mcaddr)
+        have = self.sockets.vnet_groups
+        for addr in [a for a in have if a not in wanted]:
+            sock = have.pop(addr)
+            self.loop.unwatch(sock.fileno())
+            sock.close()
+        for addr in sorted(wanted - have.keys()):
+            sock = have[addr] = self.sockets.group_socket(addr)
+            group_b = socket.inet_aton(addr)
+            self.loop.watch(sock.fileno(), lambda s=sock, g=group_b: self._group_readable(s, g))
+        self.here.set_vnet_groups(have)
 
     # ---- ports: attached while their interface exists --------------------------------
 
@@ -324,6 +345,14 @@ class Vnetd(Datapath):
         for name in cfg.ports:  # every existing one checked before anything is made
             if name in links:
                 netdev.check_port(self.ipr, name, links[name])
+        self._sync_groups(cfg)  # joined before the vnet floods; left again if it is not made
+        try:
+            self._make_vnet(cfg, held, links)
+        finally:
+            self._sync_groups()
+
+    def _make_vnet(self, cfg: VnetConfig, held: list[keys.Key], links: dict) -> None:
+        """The vnet's tap, bridge, ports and endpoints, all or none."""
         # Super-frames need UDP: raw EtherIP sets DF and cannot carry 58 KB packets.
         offload = self.offload and cfg.encapsulation == "udp"
         fd = netdev.open_tap(cfg.vnetif, offload)
@@ -359,7 +388,7 @@ class Vnetd(Datapath):
             if created:
                 netdev.delete_link(self.ipr, cfg.bridge)
             raise
-        by_id[v.vid] = v
+        self.tables.vnets[v.vid] = v
         self.loop.watch(fd, lambda: self._tap_readable(v))
         log.info("vnet %s up: %s on bridge %s (%s, security %s, mtu %d, ports %s, endpoints %s)", cfg.id,
                  cfg.vnetif, cfg.bridge or "none", cfg.encapsulation, cfg.security, cfg.mtu,
@@ -410,6 +439,7 @@ class Vnetd(Datapath):
         if v is None:
             raise DatapathError("ENOENT", f"vnet {vid} does not exist")
         self._close_vnet(v)
+        self._sync_groups()
         log.info("vnet %s removed", vid)
 
     def _close_vnet(self, v: Vnet) -> None:
@@ -430,7 +460,7 @@ class Vnetd(Datapath):
             out.append(records.vnet_record(
                 c.id, c.vnetif, c.security, c.header, bridge=c.bridge or "none",
                 encapsulation=c.encapsulation, rx_packets=v.rx_packets, tx_packets=v.tx_packets,
-                rx_bytes=v.rx_bytes, tx_bytes=v.tx_bytes, **extra))
+                rx_bytes=v.rx_bytes, tx_bytes=v.tx_bytes, **extra, **group_field(c.group)))
         return out
 
     def _need_vnet(self, vid: VnetId) -> Vnet:
@@ -504,6 +534,7 @@ class Vnetd(Datapath):
         self.loop.unwatch(self.sockets.group.fileno())
         self.sockets.join_group()
         self._watch_group()
+        self._sync_groups()  # a vnet's own group may be the shared one now, or no longer
 
     def stats(self) -> list[Record]:
         return [records.counters_record("counters", stats.named(stats.COUNTERS, self.tables.counts)),

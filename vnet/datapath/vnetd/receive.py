@@ -94,10 +94,12 @@ class Receive:
 
     # ---- from the sockets ------------------------------------------------------------
 
-    def from_udp(self, pkt: memoryview, src: str, group_ttl: int | None = None) -> None:
+    def from_udp(self, pkt: memoryview, src: str, group_ttl: int | None = None,
+                 group_b: bytes | None = None) -> None:
         """UDP to port 1798.  Unicast to us (group_ttl None): frames for our MACs, VARP
-        replies, peers' VFWD packets.  Multicast to the group, which arrived with IP TTL
-        group_ttl: relayed to the peers (keeping its TTL budget), then handled."""
+        replies, peers' VFWD packets.  Multicast to a group of ours (group_b, else the
+        shared one), which arrived with IP TTL group_ttl: relayed to the peers (keeping
+        its TTL budget), then handled."""
         if src in self.self_addrs or src.startswith(QUIET_PREFIXES):
             return
         self.counts[C_UDP_RECEIVED] += 1
@@ -111,27 +113,28 @@ class Receive:
             self.drops[D_DUPLICATE] += 1
             return
         if self.peers and not (pkt[0] == 0 and pkt[1] == wire.MSG_VFWD):
-            inner = wire.vfwd_inner_udp(socket.inet_aton(src), self.here.mcaddr_b, len(pkt), ttl=group_ttl)
+            inner = wire.vfwd_inner_udp(socket.inet_aton(src), group_b or self.here.mcaddr_b, len(pkt),
+                                        ttl=group_ttl)
             self.tx.to_peers((wire.VFWD_HEADER, inner, pkt), src)
         self.dispatch(pkt, src, vfwd_ok=False)
 
     def from_raw(self, ip: memoryview, src: str) -> None:
         """Raw EtherIP (protocol 97), IP header included: unicast to us, or multicast
-        to the group."""
+        to a group of ours (the shared one, or a vnet's own)."""
         if src in self.self_addrs or src.startswith(QUIET_PREFIXES) or len(ip) < wire.IPV4_HEADER_LEN:
             return
         self.counts[C_ETHERIP_RECEIVED] += 1
         pkt = ip[(ip[0] & 0x0F) * 4:]
         if ip[16] & 0xF0 == 0xE0:
-            here = self.here
-            if ip[16:20] != here.mcaddr_b:
+            group_b = bytes(ip[16:20])
+            if group_b not in self.here.groups_b:
                 self.drops[D_OTHER_GROUP] += 1
                 return
             if self.duplicate(src, pkt):
                 self.drops[D_DUPLICATE] += 1
                 return
             if self.peers:  # keeping its TTL budget, as UDP relays do
-                hdr = wire.ipv4_header(socket.inet_aton(src), here.mcaddr_b, wire.IPPROTO_ETHERIP,
+                hdr = wire.ipv4_header(socket.inet_aton(src), group_b, wire.IPPROTO_ETHERIP,
                                        len(pkt), ttl=ip[8], df=True, checksum=False)
                 self.tx.to_peers((wire.VFWD_HEADER, hdr, pkt), src)
         self.raw(pkt, src)
@@ -381,15 +384,19 @@ class Receive:
         if ttl <= 1:  # delivered here, but its hop budget is spent: no re-send
             self.drops[D_HOP_LIMIT] += 1
             return
-        # Re-send on our LAN as if the origin had multicast it here (spoofed source).
+        # Re-send on our LAN as if the origin had multicast it here (spoofed source):
+        # to the vnet's own group if it names one we take, else to the shared one.
         here = self.here
-        hdr = wire.ipv4_header(origin_b, here.mcaddr_b, proto, len(body), ttl=ttl - 1,
+        group_b = bytes(inner[16:20])
+        if group_b not in here.groups_b:
+            group_b = here.mcaddr_b
+        hdr = wire.ipv4_header(origin_b, group_b, proto, len(body), ttl=ttl - 1,
                                df=proto == wire.IPPROTO_ETHERIP)
         if bare and proto == wire.IPPROTO_UDP:  # its UDP length is 0: give the real one
             parts = (hdr, wire.udp_header(len(payload), body[0] << 8 | body[1], body[2] << 8 | body[3]), payload)
         else:
             parts = (hdr, body)
         try:
-            self.send_ip(parts, (), 0, (here.mcaddr, 0))
+            self.send_ip(parts, (), 0, (socket.inet_ntoa(group_b), 0))
         except OSError:
             self.drops[D_SEND_ERROR] += 1

@@ -210,31 +210,32 @@ class Transmit:
                          self.seq, body)
 
     def flood(self, v: Vnet, parts: tuple) -> None:
-        """One copy to the group, one VFWD copy to each peer (reference 4.6)."""
+        """One copy to the vnet's group, one VFWD copy to each peer (reference 4.6)."""
         self.counts[C_FLOODS] += 1
         n = sum(map(len, parts))
         if v.udp:
-            self.multicast_udp(parts, n)
+            self.multicast_udp(parts, n, v)
             return
-        here = self.here
+        group, group_b = (v.group, v.group_b) if v.group else (self.here.mcaddr, self.here.mcaddr_b)
         try:
-            (self.send_etherip_frag if v.fragments else self.send_etherip)(parts, (), 0, (here.mcaddr, 0))
+            (self.send_etherip_frag if v.fragments else self.send_etherip)(parts, (), 0, (group, 0))
         except OSError:
             self.drops[D_SEND_ERROR] += 1
         if self.peers:
-            hdr = wire.ipv4_header(ZERO_ADDR, here.mcaddr_b, wire.IPPROTO_ETHERIP, n,
+            hdr = wire.ipv4_header(ZERO_ADDR, group_b, wire.IPPROTO_ETHERIP, n,
                                    df=not v.fragments, checksum=False)
             self.to_peers((wire.VFWD_HEADER, hdr) + parts, None)
 
-    def multicast_udp(self, parts: tuple, length: int) -> None:
-        """A UDP payload of `length` bytes to the group, and as VFWD to each peer."""
-        here = self.here
+    def multicast_udp(self, parts: tuple, length: int, v: Vnet) -> None:
+        """A UDP payload of `length` bytes for vnet v to its group (its own, else the
+        shared one), and as VFWD to each peer."""
+        group, group_b = (v.group, v.group_b) if v.group else (self.here.mcaddr, self.here.mcaddr_b)
         try:
-            self.send_udp(parts, (), 0, (here.mcaddr, self.port))
+            self.send_udp(parts, (), 0, (group, self.port))
         except OSError:
             self.drops[D_SEND_ERROR] += 1
         if self.peers:
-            inner = wire.vfwd_inner_udp(ZERO_ADDR, here.mcaddr_b, length)
+            inner = wire.vfwd_inner_udp(ZERO_ADDR, group_b, length)
             self.to_peers((wire.VFWD_HEADER, inner) + parts, None)
 
     def to_peers(self, parts: tuple, origin: str | None) -> None:
@@ -265,4 +266,4 @@ class Transmit:
             self.tables.mac_changed(v.vid, mac, was, f"{LOCAL}:{a.name}")
         self.counts[C_ANNOUNCES_SENT] += 1
         parts = self.varp_parts(v, mac)
-        self.multicast_udp(parts, sum(map(len, parts)))
+        self.multicast_udp(parts, sum(map(len, parts)), v)

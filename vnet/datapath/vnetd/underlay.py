@@ -79,13 +79,21 @@ class Underlay:
         check_group(mcaddr)
         self.mcaddr = mcaddr
         self.mcaddr_b = socket.inet_aton(mcaddr)
+        self.set_vnet_groups(getattr(self, "vnet_groups", ()))
+
+    def set_vnet_groups(self, groups) -> None:
+        """The groups of vnets with their own (config `group`) that we receive too;
+        `groups_b` is every group we take, the shared one included, for the
+        per-packet checks."""
+        self.vnet_groups = frozenset(groups)
+        self.groups_b = frozenset(socket.inet_aton(g) for g in self.vnet_groups) | {self.mcaddr_b}
 
     def relayed(self, src: str) -> bool:
         """A multicast from an off-link source can only be a peer's re-send."""
         return int.from_bytes(socket.inet_aton(src), "big") & self.onlink_mask != self.onlink_net
 
-    def membership(self) -> bytes:
-        return struct.pack("4s4si", self.mcaddr_b, self.address_b, self.ifindex)
+    def membership(self, group_b: bytes | None = None) -> bytes:
+        return struct.pack("4s4si", group_b or self.mcaddr_b, self.address_b, self.ifindex)
 
 
 class Sockets:
@@ -93,7 +101,10 @@ class Sockets:
 
     `udp` (0.0.0.0:port, unicast only), `etherip` (raw protocol 97: unicast and the
     group), `ip` (raw IP with our own headers, for re-sending VFWD packets with the
-    origin's address) and `group` (group:port, reopened when the group changes)."""
+    origin's address) and `group` (group:port, reopened when the group changes);
+    and one socket group:port for each group of a vnet that has its own, in
+    `vnet_groups`.  The raw socket needs no membership of those: any socket's makes
+    the host take the group, and a raw socket gets every group the host takes."""
 
     def __init__(self, here: Underlay) -> None:
         self.here = here
@@ -135,6 +146,7 @@ class Sockets:
         for s in (u, self.etherip, self.etherip_frag, self.ip):
             s.setblocking(False)
         self.group: socket.socket | None = None
+        self.vnet_groups: dict[str, socket.socket] = {}
         self.join_group()
 
     def _multicast_options(self, s: socket.socket) -> None:
@@ -152,21 +164,34 @@ class Sockets:
                 pass
             self.group.close()
         membership = self.here.membership()
-        m = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        m.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        m.setsockopt(socket.IPPROTO_IP, IP_MULTICAST_ALL, 0)
-        m.setsockopt(socket.IPPROTO_IP, IP_RECVTTL, 1)
-        big_buffer(m)
-        m.bind((self.here.mcaddr, self.here.port))
-        m.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, membership)
-        m.setblocking(False)
+        m = self.group_socket(self.here.mcaddr)
         self.etherip.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, membership)
         self._joined = membership
         self.group = m
         return m
 
+    def group_socket(self, addr: str) -> socket.socket:
+        """A socket that receives the group `addr` on port 1798, with each packet's
+        arrival TTL, after joining it on the underlay device."""
+        m = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            m.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            m.setsockopt(socket.IPPROTO_IP, IP_MULTICAST_ALL, 0)
+            m.setsockopt(socket.IPPROTO_IP, IP_RECVTTL, 1)
+            big_buffer(m)
+            m.bind((addr, self.here.port))
+            m.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP,
+                         self.here.membership(socket.inet_aton(addr)))
+            m.setblocking(False)
+        except OSError as e:
+            m.close()
+            raise DatapathError.from_os_error(e, f"cannot join the multicast group {addr} on "
+                                              f"{self.here.device or self.here.address}") from None
+        return m
+
     def close(self) -> None:
-        for s in (self.udp, self.group, self.etherip, self.etherip_frag, self.ip, self.lock):
+        for s in (self.udp, self.group, self.etherip, self.etherip_frag, self.ip, self.lock,
+                  *self.vnet_groups.values()):
             if s is not None:
                 s.close()
 

@@ -13,6 +13,8 @@ on (doc/ports.md, "Local switching").
 """
 from __future__ import annotations
 
+import socket
+
 from vnet.datapath.vnetd.attach import Attachment, Tap
 from vnet.datapath.vnetd.offload import PLAIN_FRAME_MAX
 from vnet.model import keys
@@ -29,7 +31,7 @@ class Vnet:
     the send key's id and cipher, and a replay window per sender (doc/security.md)."""
 
     __slots__ = ("cfg", "vid", "fd", "prefix", "udp", "bridge_created", "mtu", "plain_max", "fragments",
-                 "level", "ciphers", "send_id", "send_cipher", "windows",
+                 "level", "ciphers", "send_id", "send_cipher", "windows", "group", "group_b",
                  "rx_packets", "tx_packets", "rx_bytes", "tx_bytes",
                  "tap", "ports", "endpoints", "attachments", "switching", "macs")
 
@@ -52,6 +54,9 @@ class Vnet:
         self.udp = cfg.encapsulation == "udp"
         self.prefix = wire.vudp_prefix(self.vid) if self.udp else wire.etherip_prefix(self.vid)
         self.bridge_created = bridge_created
+        #: The vnet's own group (config `group`), or None: floods go to the shared one.
+        self.group = cfg.group
+        self.group_b = socket.inet_aton(cfg.group) if cfg.group else None
         self.level = seal.LEVELS[cfg.security]
         self.windows: dict[bytes, seal.ReplayWindow] = {}
         self.set_keys(held)
