@@ -22,6 +22,7 @@ from typing import Optional, Union
 
 import sxp
 from vnet.errors import VnetError
+from vnet.host.privilege import user_namespace_note
 
 from .addr import parse_ipv4
 from .config import ConfigError, VnetConfig
@@ -352,7 +353,8 @@ class StateStore:
             self._ensure_dir()
             fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, _FILE_MODE)
         except PermissionError as e:
-            raise StateError(f"{e.filename}: {e.strerror}: changing the vnet state needs root") from None
+            raise StateError(f"{e.filename}: {e.strerror}: changing the vnet state needs root"
+                             f"{user_namespace_note()}") from None
         except OSError as e:
             raise StateError(f"{e.filename}: {e.strerror}") from None
         try:
