@@ -59,52 +59,59 @@ class Changes:
         self.state_dir = state_dir
         self.extra = state_dir.parent / f"{state_dir.name}-keys"
         self.made = 0
+        self.picked: Counter[str] = Counter()
 
     def default_key(self, short: str) -> str:
         return str(keys.default_path(self.state_dir, VnetId.parse(short)))
 
     def pick(self, m: Model) -> tuple[list[str], Callable[[Model], None]]:
         """One change that the model says must succeed: (argv, apply)."""
+        argv, apply = self._pick(m)
+        self.picked[argv[0]] += 1
+        return argv, apply
+
+    def _pick(self, m: Model) -> tuple[list[str], Callable[[Model], None]]:
         rng, vnets = self.rng, m["vnets"]
         used_ports = {p for v in vnets.values() for p in v["ports"]}
         used_eps = {e for v in vnets.values() for e in v["endpoints"]}
         secure = [i for i, v in vnets.items() if v["security"] != "none"]
-        choices: list[tuple[int, Callable]] = []
+        choices: list[tuple[str, Callable]] = []
         free_ids = [i for i in IDS if i not in vnets]
         if free_ids:
-            choices.append((3, lambda: self._create(rng.choice(free_ids), used_ports)))
+            choices.append(("vnet-create", lambda: self._create(rng.choice(free_ids), used_ports)))
         if vnets:
-            choices.append((2, lambda: self._delete(rng.choice(sorted(vnets)))))
+            choices.append(("vnet-delete", lambda: self._delete(rng.choice(sorted(vnets)))))
             free = [p for p in PORT_NAMES if p not in used_ports]
             if free:
-                choices.append((2, lambda: self._port_add(rng.choice(sorted(vnets)), rng.choice(free))))
+                choices.append(("port-add", lambda: self._port_add(rng.choice(sorted(vnets)), rng.choice(free))))
             eps = [f"udp 127.0.0.1:{p} 127.0.0.1:{p + 1000}" for p in ENDPOINT_PORTS]
             eps = [e for e in eps if e not in used_eps]
             if eps:
-                choices.append((2, lambda: self._endpoint_add(rng.choice(sorted(vnets)), rng.choice(eps))))
+                choices.append(("endpoint-add", lambda: self._endpoint_add(rng.choice(sorted(vnets)), rng.choice(eps))))
         with_ports = [i for i, v in vnets.items() if v["ports"]]
         if with_ports:
-            choices.append((2, lambda: self._port_del(m, rng.choice(sorted(with_ports)))))
+            choices.append(("port-del", lambda: self._port_del(m, rng.choice(sorted(with_ports)))))
         with_eps = [i for i, v in vnets.items() if v["endpoints"]]
         if with_eps:
-            choices.append((2, lambda: self._endpoint_del(m, rng.choice(sorted(with_eps)))))
-        choices.append((3, lambda: self._peer_add(rng.choice(PEERS), rng.choice([1798, 1799]))))
+            choices.append(("endpoint-del", lambda: self._endpoint_del(m, rng.choice(sorted(with_eps)))))
+        choices.append(("peer-add", lambda: self._peer_add(rng.choice(PEERS), rng.choice([1798, 1799]))))
         if m["peers"]:
-            choices.append((2, lambda: self._peer_del(rng.choice(sorted(m["peers"])))))
-        choices.append((1, self._key_gen))
+            choices.append(("peer-delete", lambda: self._peer_del(rng.choice(sorted(m["peers"])))))
+        choices.append(("key-gen", self._key_gen))
         one_key = [i for i in secure if len(vnets[i]["keys"]) == 1]
         if one_key:
             vid = rng.choice(sorted(one_key))
             held = m["keyfiles"][vnets[vid]["keys"][0]]
             files = sorted(f for f, kid in m["keyfiles"].items() if kid != held)
             if files:
-                choices.append((3, lambda: self._key_add(vid, rng.choice(files), rng.random() < 0.3)))
+                choices.append(("key-add", lambda: self._key_add(vid, rng.choice(files), rng.random() < 0.3)))
         two_keys = sorted(i for i in secure if len(vnets[i]["keys"]) == 2)
         if two_keys:
-            choices.append((2, lambda: self._key_use(m, rng.choice(two_keys))))
-            choices.append((2, lambda: self._key_del(m, rng.choice(two_keys))))
-        weights, makers = zip(*choices)
-        return rng.choices(makers, weights)[0]()
+            choices.append(("key-use", lambda: self._key_use(m, rng.choice(two_keys))))
+            choices.append(("key-del", lambda: self._key_del(m, rng.choice(two_keys))))
+        # Kinds picked less often so far weigh more, so that even a short run has a mix.
+        kinds, makers = zip(*choices)
+        return rng.choices(makers, [1 / (1 + self.picked[k]) for k in kinds])[0]()
 
     def _create(self, vid: str, used_ports: set[str]):
         security = self.rng.choice(["none", "none", "auth", "conf"])

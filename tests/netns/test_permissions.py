@@ -211,9 +211,11 @@ def test_root_of_an_unprivileged_user_namespace_cannot_use_vnetd(lab, make_hosts
             one_line(r, text)
 
     sock.chmod(0o666)
+    own_dir = host_dir / "own"  # a state directory of its own, to get as far as the socket
+    own_dir.mkdir(mode=0o777)
+    own_dir.chmod(0o777)
     socket_only = [[*vn, "vnets"], [*vn, "vif-add", "97", "aa:00:00:00:00:01"],
-                   [*vn, "--socket", str(sock), "--state-dir", str(Path(tempfile.gettempdir())), "peer-add",
-                    "10.0.0.9"]]
+                   [*vn, "--socket", str(sock), "--state-dir", str(own_dir), "peer-add", "10.0.0.9"]]
     for r in run_all_as(lab, h.host, USERNS_ROOT, socket_only):
         one_line(r, "vn: vnetd accepts commands from root only")
     assert (host_dir / "state.sxp").read_text() == state_file
