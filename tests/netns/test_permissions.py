@@ -182,3 +182,43 @@ def test_a_stale_control_socket_is_named_stale(make_hosts):
                 "select the host with --state-dir)")
     h.start()  # as the message says
     assert [v["id"] for v in h.vn_json("vnets")] == [ID97]
+
+
+#: Root of a user namespace that an ordinary user made (`unshare -Ur`, as a rootless
+#: container is): uid 0 and every capability inside, `nobody` to the host.
+USERNS_ROOT = [*NOBODY, "unshare", "--user", "--map-root-user"]
+
+
+def test_root_of_an_unprivileged_user_namespace_cannot_use_vnetd(lab, make_hosts, host_dir):
+    """Root of a user namespace reaches neither the state nor root's vnetd: in the host's
+    network namespace, or in one of its own (which the socket file does not care
+    about).  The messages say that this root is not the host's.  A socket left open to
+    everyone by mistake still serves only root: vnetd asks the kernel who connects."""
+    (h,) = make_hosts(1, start=False)
+    with StateStore(host_dir).transaction() as state:
+        state.add_vnet(VnetConfig.from_cli("97"))
+    state_file = (host_dir / "state.sxp").read_text()
+    VnetHost(lab, h.host, host_dir).start()
+    sock = host_dir / "vnetd.sock"
+    vn = ["vnet.cli.vn", "--state-dir", str(host_dir)]
+    note = "; root in a user namespace is not root of the host"
+    denied = f"vn: permission denied on {sock}: vn must run as root{note}"
+    locked = f"vn: {host_dir}/lock: Permission denied: changing the vnet state needs root{note}"
+    commands = [[*vn, "vnets"], [*vn, "vif-add", "97", "aa:00:00:00:00:01"], [*vn, "peer-add", "10.0.0.9"],
+                [*vn, "vnet-delete", "97"]]
+    for who in (USERNS_ROOT, [*USERNS_ROOT, "--net"]):
+        for r, text in zip(run_all_as(lab, h.host, who, commands), [denied, denied, locked, locked], strict=True):
+            one_line(r, text)
+
+    sock.chmod(0o666)
+    own_dir = host_dir / "own"  # a state directory of its own, to get as far as the socket
+    own_dir.mkdir(mode=0o777)
+    own_dir.chmod(0o777)
+    socket_only = [[*vn, "vnets"], [*vn, "vif-add", "97", "aa:00:00:00:00:01"],
+                   [*vn, "--socket", str(sock), "--state-dir", str(own_dir), "peer-add", "10.0.0.9"]]
+    for r in run_all_as(lab, h.host, USERNS_ROOT, socket_only):
+        one_line(r, "vn: vnetd accepts commands from root only")
+    assert (host_dir / "state.sxp").read_text() == state_file
+    listed = VnetHost(lab, h.host, host_dir)
+    assert [v["id"] for v in listed.vn_json("vnets")] == [ID97]
+    assert listed.vn_json("vifs")["entries"] == [] and listed.vn_json("peers") == []

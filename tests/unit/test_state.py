@@ -228,3 +228,44 @@ def test_ports_are_names_no_other_vnet_uses():
     assert s.remove_port(VnetId.parse("97"), "r1").ports == ()
     s.add_vnet(VnetConfig.from_cli("9a", bridge="none"))  # two vnets without a bridge
     assert State.from_sxp(s.to_sxp()) == s
+
+
+def test_a_torn_state_file_is_refused_naming_it(tmp_path):
+    """What a power loss can leave of a state file written in place (a prefix, or a
+    tail of zeros where blocks were allocated but never written): every such file is
+    refused, naming the file, and left as it is; only the whole file loads."""
+    store = StateStore(tmp_path)
+    with store.transaction() as st:
+        st.add_vnet(vcfg("97"))
+        st.add_vnet(vcfg("99", security="auth", key_files=("/k/99.key",), ports=("eth1",)))
+        st.add_peer("192.0.2.7", 1799)
+        st.settings["mcaddr"] = "224.10.0.1"
+    whole = store.path.read_bytes()
+    expected = store.load()
+    torn = [whole[:n] for n in range(len(whole.rstrip(b"\n")))]
+    torn += [whole[:n] + b"\0" * (len(whole) - n) for n in range(0, len(whole), 7)]
+    for content in torn:
+        store.path.write_bytes(content)
+        with pytest.raises(StateError) as exc:
+            store.load()
+        assert str(exc.value).startswith(f"cannot load vnet state from {store.path}: "), content
+        assert store.path.read_bytes() == content
+    store.path.write_bytes(whole.rstrip(b"\n"))
+    assert store.load() == expected
+
+
+def test_key_files_are_replaced_whole(tmp_path):
+    """A key file gets its name only once its contents are on disk: no temporary file
+    stays behind, an existing key is not touched without --force, and with it the
+    file is replaced by a new one (another inode), never truncated and rewritten."""
+    from vnet.model import keys
+    path = tmp_path / "keys" / "97.key"
+    first = keys.write_key(path, 1)
+    inode = path.stat().st_ino
+    with pytest.raises(keys.KeyFileError, match="already exists"):
+        keys.write_key(path, 2)
+    assert keys.load_key(path) == first
+    second = keys.write_key(path, 2, force=True)
+    assert path.stat().st_ino != inode and keys.load_key(path) == second
+    assert sorted(p.name for p in path.parent.iterdir()) == ["97.key"]
+    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700

@@ -22,6 +22,7 @@ import sxp
 from vnet.control.datapath import Datapath, Record
 from vnet.control.events import MacChange
 from vnet.errors import DatapathError
+from vnet.host.privilege import user_namespace_note
 from vnet.model.addr import format_mac
 from vnet.model.config import VnetConfig
 from vnet.model.endpoint import EndpointSpec
@@ -78,8 +79,11 @@ def _connect(path: Path, commands: list[sxp.Value], timeout: float | None) -> so
     s.settimeout(timeout)
     try:
         s.connect(str(path))
-        s.sendall("".join(sxp.show(c) + "\n" for c in commands).encode())
-        s.shutdown(socket.SHUT_WR)
+        try:
+            s.sendall("".join(sxp.show(c) + "\n" for c in commands).encode())
+            s.shutdown(socket.SHUT_WR)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # vnetd answered and hung up before reading (it refused us): read why
     except (FileNotFoundError, ConnectionRefusedError):
         s.close()
         why, fix = not_running(path)
@@ -88,7 +92,8 @@ def _connect(path: Path, commands: list[sxp.Value], timeout: float | None) -> so
             "host with --state-dir") from None
     except PermissionError:
         s.close()
-        raise DatapathError("EPERM", f"permission denied on {path}: vn must run as root") from None
+        raise DatapathError("EPERM", f"permission denied on {path}: vn must run as root"
+                            f"{user_namespace_note()}") from None
     except OSError as e:
         s.close()
         raise DatapathError.from_os_error(e, f"cannot connect to vnetd on {path}") from None
@@ -124,6 +129,11 @@ def request(path: Path, commands: list[sxp.Value], timeout: float = TIMEOUT) -> 
             chunks.append(chunk)
     except socket.timeout:
         raise DatapathError("ETIMEDOUT", f"vnetd did not answer within {timeout:g} s on {path}") from None
+    except ConnectionResetError as e:
+        # vnetd answered and closed without reading our commands (it refused us): the
+        # kernel reports the reset after the answer, which says why.
+        if not chunks:
+            raise DatapathError.from_os_error(e, f"lost the connection to vnetd on {path}") from None
     except OSError as e:
         raise DatapathError.from_os_error(e, f"lost the connection to vnetd on {path}") from None
     finally:

@@ -30,6 +30,29 @@ def effective_capabilities() -> int | None:
     return None
 
 
+def in_user_namespace() -> bool:
+    """Whether this process runs in a user namespace other than the host's (`unshare
+    -Ur`, a rootless container): its root is not the host's root, which is worth
+    saying when it is refused what it would be allowed as the host's root."""
+    try:
+        with open("/proc/self/uid_map") as f:
+            return f.read().split() != ["0", "0", "4294967295"]
+    except OSError:
+        return False
+
+
+#: Said after a refusal of what root may do, to root of a user namespace.
+NOT_HOST_ROOT = "root in a user namespace is not root of the host"
+#: Said after the module's refusal, to root of a user namespace (GENL_UNS_ADMIN_PERM).
+MODULE_NOT_OWNED = ("root in a user namespace has it only for the network namespaces "
+                    "its user namespace owns")
+
+
+def user_namespace_note(note: str = NOT_HOST_ROOT) -> str:
+    """"; `note`" when this process is root of a user namespace, else nothing."""
+    return f"; {note}" if os.geteuid() == 0 and in_user_namespace() else ""
+
+
 def require(what: str, *caps: int) -> None:
     """Refuse, in one line, unless this process holds every one of `caps`."""
     held = effective_capabilities()

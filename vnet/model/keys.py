@@ -10,11 +10,13 @@ from __future__ import annotations
 import os
 import re
 import stat
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
 from vnet.errors import DatapathError, VnetError
+from vnet.model.durable import fsync_dir, make_dir
 from vnet.model.vnetid import VnetId
 
 SECRET_LEN = 32
@@ -79,24 +81,51 @@ def load_keys(paths: Sequence[str]) -> list[Key]:
 
 
 def write_key(path: str | os.PathLike, key_id: int, force: bool = False) -> Key:
-    """Write a new random key; the file is created 0600 and never exists with a wider mode."""
+    """Write a new random key; the file is created 0600 and never exists with a wider mode.
+
+    The key is written to a temporary file in the same directory, fsynced, and only then
+    given its name (linked, so an existing file is refused, or renamed over it with
+    `force`), and the directory is fsynced: a power loss leaves the old key file or the
+    new one, never an empty or half-written one that a vnet's state names and that
+    would keep the vnet from coming back."""
     if not 0 <= key_id <= 255:
         raise KeyFileError(f"key id {key_id} is out of range: use 0 to 255")
     name = os.fspath(path)
     secret = os.urandom(SECRET_LEN)
-    flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC | (os.O_TRUNC if force else os.O_EXCL)
+    parent = Path(name).parent
     try:
-        Path(name).parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        fd = os.open(name, flags, 0o600)
+        make_dir(parent, 0o700)
+        if not force and os.path.lexists(name):
+            raise FileExistsError
+        fd, tmp = tempfile.mkstemp(prefix=f".{Path(name).name}.", suffix=".tmp", dir=parent)
     except FileExistsError:
         raise KeyFileError(f"key file {name} already exists; use --force to replace it") from None
     except OSError as e:
         raise KeyFileError(f"key file {name}: cannot create: {e.strerror}") from None
     try:
-        os.fchmod(fd, 0o600)
-        os.write(fd, f"(vnet-key (id {key_id}) (secret {secret.hex()}))\n".encode())
+        try:
+            os.fchmod(fd, 0o600)
+            data = memoryview(f"(vnet-key (id {key_id}) (secret {secret.hex()}))\n".encode())
+            while data:
+                data = data[os.write(fd, data):]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        if force:
+            os.rename(tmp, name)
+        else:
+            os.link(tmp, name)  # fails if the name was taken meanwhile; rename would replace it
+            os.unlink(tmp)
+        fsync_dir(parent)
+    except FileExistsError:
+        raise KeyFileError(f"key file {name} already exists; use --force to replace it") from None
+    except OSError as e:
+        raise KeyFileError(f"key file {name}: cannot create: {e.strerror}") from None
     finally:
-        os.close(fd)
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
     return Key(key_id, secret, name)
 
 

@@ -22,9 +22,11 @@ from typing import Optional, Union
 
 import sxp
 from vnet.errors import VnetError
+from vnet.host.privilege import user_namespace_note
 
 from .addr import parse_ipv4
 from .config import ConfigError, VnetConfig
+from .durable import fsync_dir, make_dir
 from .endpoint import EndpointSpec
 from .vnetid import InvalidVnetId, VnetId
 
@@ -351,7 +353,8 @@ class StateStore:
             self._ensure_dir()
             fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, _FILE_MODE)
         except PermissionError as e:
-            raise StateError(f"{e.filename}: {e.strerror}: changing the vnet state needs root") from None
+            raise StateError(f"{e.filename}: {e.strerror}: changing the vnet state needs root"
+                             f"{user_namespace_note()}") from None
         except OSError as e:
             raise StateError(f"{e.filename}: {e.strerror}") from None
         try:
@@ -367,10 +370,9 @@ class StateStore:
             os.close(fd)  # also drops the flock
 
     def _ensure_dir(self) -> None:
-        try:
-            self.dir.mkdir(mode=_DIR_MODE, parents=True)
-        except FileExistsError:
+        if self.dir.is_dir():
             return
+        make_dir(self.dir, _DIR_MODE)
         # mkdir's mode is masked by the umask; readers (e.g. `vn vnets` run
         # by an ordinary user) need to get in regardless.
         os.chmod(self.dir, _DIR_MODE)
@@ -402,11 +404,7 @@ class StateStore:
             except FileNotFoundError:
                 pass
             raise
-        dfd = os.open(self.dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
+        fsync_dir(self.dir)
 
     def _remove_stale_temps(self) -> None:
         # Only lock holders create temp files, so any present now were left
@@ -416,3 +414,4 @@ class StateStore:
                 stale.unlink()
             except FileNotFoundError:
                 pass
+

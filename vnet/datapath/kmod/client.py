@@ -66,6 +66,7 @@ from vnet.datapath.kmod.family import (
 )
 from vnet.errors import DatapathError
 from vnet.host import netdev
+from vnet.host.privilege import MODULE_NOT_OWNED, user_namespace_note
 from vnet.model import keys
 from vnet.model.addr import AddressError, format_mac, ifname_check, parse_ipv4
 from vnet.model.config import ENCAPSULATIONS, SECURITY_LEVELS, VnetConfig
@@ -164,7 +165,8 @@ def netlink_error(exc: NetlinkError, what: str, known: Mapping[int, str] | None 
     code = errno.errorcode.get(exc.code, "EIO")
     text = (known or {}).get(exc.code)
     if text is None and exc.code == errno.EPERM and ext_ack(exc) is None:  # uns-admin-perm
-        text = f"{what}: {os.strerror(exc.code)}: the vnet module's commands need root (or CAP_NET_ADMIN)"
+        text = (f"{what}: {os.strerror(exc.code)}: the vnet module's commands need root (or CAP_NET_ADMIN)"
+                f"{user_namespace_note(MODULE_NOT_OWNED)}")
     if text is None:
         text = f"{what}: {ext_ack(exc) or os.strerror(exc.code)}"
     return DatapathError(code, text)
@@ -595,7 +597,7 @@ class KmodClient(Datapath):
             except PermissionError:  # the group is CAP_NET_ADMIN's (kmod/vnet.yaml)
                 raise DatapathError("EPERM", "cannot listen to the vnet module's MAC events: "
                                     f"{os.strerror(errno.EPERM)}: the vnet module's commands need root "
-                                    "(or CAP_NET_ADMIN)") from None
+                                    f"(or CAP_NET_ADMIN){user_namespace_note(MODULE_NOT_OWNED)}") from None
             except (KeyError, OSError):
                 raise DatapathError("EOPNOTSUPP", "this vnet module sends no MAC events: load a newer "
                                     "one ('vn rmmod', then 'vn insmod')") from None
@@ -625,7 +627,7 @@ class KmodClient(Datapath):
         except PermissionError:  # the group is CAP_NET_ADMIN's (kmod/vnet.yaml)
             raise DatapathError("EPERM", "cannot capture the vnet module's endpoint frames: "
                                 f"{os.strerror(errno.EPERM)}: the vnet module's commands need root "
-                                "(or CAP_NET_ADMIN)") from None
+                                f"(or CAP_NET_ADMIN){user_namespace_note(MODULE_NOT_OWNED)}") from None
 
     def stats(self) -> list[Record]:
         s = self.settings()  # the module leaves out counters that are 0, as vnetd does

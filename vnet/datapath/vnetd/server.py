@@ -175,7 +175,11 @@ class ControlServer:
                 return
             uid = struct.unpack("3i", conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))[1]
             if uid != 0:
-                conn.sendall(encode_replies([error_reply(DatapathError("EPERM", "vnetd accepts commands from root only"))]))
+                try:
+                    conn.setblocking(False)  # a refusal that does not fit is not waited for
+                    conn.send(encode_replies([error_reply(DatapathError("EPERM", "vnetd accepts commands from root only"))]))
+                except OSError:
+                    pass  # it hung up already (`vn` probes with a bare connect): nothing to tell
                 conn.close()
                 continue
             conn.setblocking(False)
