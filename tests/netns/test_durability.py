@@ -364,4 +364,4 @@ def test_a_thousand_changes_survive_power_loss(make_hosts, tmp_path):
     counts = power_loss_scenario(h, tmp_path / "vn.log", changes=1000, losses=100, restart=_restart_vnetd,
                                  seed=int(os.environ.get("VNET_SEED", "1016")))
     print(counts)
-    assert counts["restarts"] >= 5 and len(counts["kinds"]) >= 8, counts0
+    assert counts["restarts"] >= 5 and len(counts["kinds"]) >= 8, counts
