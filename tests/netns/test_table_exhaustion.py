@@ -11,8 +11,12 @@ learned.  Meanwhile a VM pair on the same vnet and one on another vnet ping acro
 two hosts.  Written for both datapaths: tests/kernel/in_guest/test_kmod_scenarios.py
 runs it with the module.
 
-The exact counts assume that no flooded MAC's entry expires before the check: the
-flood must end within the entries' 60 s (a few seconds here, tens in the test guest).
+What is exact: on A, always, each made-up MAC is either announced (learned) or
+counted `table-full`, once.  The tables' sizes and B's count are exact only while no
+entry expires during the flood, which must then end within the entries' 60 s (the CI
+run: seconds here, tens in the test guest); over the long run entries expire, room
+comes back and is filled again, so the tables are checked against the bound (never
+above it) and B's count only for its size.
 """
 from __future__ import annotations
 
@@ -60,8 +64,9 @@ def macs_of(h: VnetHost, listing: str) -> dict[str, set[bytes]]:
     return out
 
 
-def exhaust(lab, make_hosts, count: int) -> dict:
-    """The scenario with `count` flooded MACs; returns what it measured."""
+def exhaust(lab, make_hosts, count: int, expiry_free: bool) -> dict:
+    """The scenario with `count` flooded MACs; returns what it measured.  With
+    `expiry_free` the flood is short enough that no entry expires meanwhile."""
     a, b = make_hosts(2)
     for h in (a, b):
         # The hosts' own stacks quiet on the vnets (their bridges and devices send
@@ -98,17 +103,23 @@ def exhaust(lab, make_hosts, count: int) -> dict:
     after_a, after_b = a.counters(), b.counters()
     rss_after = [rss_kib(a), rss_kib(b)]
 
-    # The tables stop at the bound, and only there.
-    assert len(vifs_a[V97]) == MAX_VNET_MACS, len(vifs_a[V97])
-    assert len(varp_b[V97]) == MAX_VNET_MACS, len(varp_b[V97])
-    learned_a, learned_b = set(flood) & vifs_a[V97], set(flood) & varp_b[V97]
-    # Each refusal counted: on A a MAC's one frame; on B its frame, and its announce
-    # if A announced it.
     full_a = after_a.get("drop:table-full", 0) - before_a.get("drop:table-full", 0)
     full_b = after_b.get("drop:table-full", 0) - before_b.get("drop:table-full", 0)
-    assert full_a == count - len(learned_a), (full_a, count, len(learned_a))
-    assert full_b == (count - len(learned_b)) + len(learned_a - learned_b), (full_b, count, len(learned_b))
-    assert after_a["announces-sent"] - before_a["announces-sent"] == len(learned_a)
+    announced = after_a["announces-sent"] - before_a["announces-sent"]
+    # On A each made-up MAC sent one frame: it was learned (and announced once) or not
+    # (and counted once).
+    assert announced + full_a == count, (announced, full_a, count)
+    assert len(vifs_a[V97]) <= MAX_VNET_MACS and len(varp_b[V97]) <= MAX_VNET_MACS
+    if expiry_free:
+        # The tables stop at the bound, and only there; each refusal counted: on A a
+        # MAC's one frame, on B its frame, and its announce if A announced it.
+        assert len(vifs_a[V97]) == MAX_VNET_MACS, len(vifs_a[V97])
+        assert len(varp_b[V97]) == MAX_VNET_MACS, len(varp_b[V97])
+        learned_a, learned_b = set(flood) & vifs_a[V97], set(flood) & varp_b[V97]
+        assert announced == len(learned_a), (announced, len(learned_a))
+        assert full_b == (count - len(learned_b)) + len(learned_a - learned_b), (full_b, count, len(learned_b))
+    else:
+        assert full_b > 0, full_b  # how many depends on when entries expired: reported
     # The other vnet kept its entries, and both pairs still talk.
     assert pairs[1][0].mac in {m.hex(":") for m in varp_b[V98]}
     for x, y in pairs:
@@ -117,7 +128,7 @@ def exhaust(lab, make_hosts, count: int) -> dict:
     return {
         "macs": count, "vifs_a": len(vifs_a[V97]), "varp_b": len(varp_b[V97]),
         "table_full_a": full_a, "table_full_b": full_b,
-        "loss_same_vnet": during[0].loss, "loss_other_vnet": during[1].loss,
+        "announced_a": announced, "loss_same_vnet": during[0].loss, "loss_other_vnet": during[1].loss,
         "pings": [r.transmitted for r in during],
         "rss_kib_before": rss_before, "rss_kib_after": rss_after,
         "entries_other_vnet_b": len(varp_b.get(V98, ())),
@@ -130,7 +141,7 @@ def report(result: dict) -> None:
 
 def test_a_vm_making_up_macs_fills_only_its_vnets_share(lab, make_hosts):
     """CI size: just past the bound."""
-    result = exhaust(lab, make_hosts, MAX_VNET_MACS + CHUNK)
+    result = exhaust(lab, make_hosts, MAX_VNET_MACS + CHUNK, expiry_free=True)
     report(result)
     rss = result["rss_kib_before"], result["rss_kib_after"]
     if rss[0][0] is not None:  # vnetd: 4,096 entries a table cost a few MB, not more
@@ -140,7 +151,7 @@ def test_a_vm_making_up_macs_fills_only_its_vnets_share(lab, make_hosts):
 @long_run
 def test_a_hundred_thousand_made_up_macs(lab, make_hosts):
     """10^5 MACs: the tables stay at the bound and vnetd's memory with them."""
-    result = exhaust(lab, make_hosts, 100_000)
+    result = exhaust(lab, make_hosts, 100_000, expiry_free=False)
     report(result)
     rss = result["rss_kib_before"], result["rss_kib_after"]
     if rss[0][0] is not None:
