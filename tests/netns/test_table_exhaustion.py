@@ -22,10 +22,11 @@ from __future__ import annotations
 
 import signal
 import subprocess
-from collections import Counter
+import time
 from pathlib import Path
 
 from conftest import long_run
+
 from lab.ping import parse_ping, ping_argv
 from lab.traffic import FrameStream, random_macs
 from lab.vnethost import VnetHost
@@ -88,6 +89,7 @@ def exhaust(lab, make_hosts, count: int, expiry_free: bool) -> dict:
     pings = [lab.popen(x, quiet(ping_argv(y.ip, 1_000_000, 0.2, 100_000)), stdout=subprocess.PIPE, text=True)
              for x, y in pairs]
     sender = FrameStream(lab, flooder, "eth0")
+    started = time.monotonic()
     try:
         for start in range(0, count, CHUNK):
             sender.send([NOBODY + m + b"\x88\xb5" + bytes(46) for m in flood[start:start + CHUNK]])
@@ -97,6 +99,7 @@ def exhaust(lab, make_hosts, count: int, expiry_free: bool) -> dict:
             announced = now_a.get("announces-sent", 0) - before_a.get("announces-sent", 0)
             b.wait_counters(before_b, {"udp-received": sender.sent + announced}, timeout=120)
     finally:
+        flood_s = time.monotonic() - started
         sender.close()
         for p in pings:
             p.send_signal(signal.SIGINT)
@@ -109,7 +112,7 @@ def exhaust(lab, make_hosts, count: int, expiry_free: bool) -> dict:
     full_b = after_b.get("drop:table-full", 0) - before_b.get("drop:table-full", 0)
     announced = after_a["announces-sent"] - before_a["announces-sent"]
     result = {
-        "macs": count, "vifs_a": len(vifs_a[V97]), "varp_b": len(varp_b[V97]),
+        "macs": count, "flood_s": round(flood_s, 1), "vifs_a": len(vifs_a[V97]), "varp_b": len(varp_b[V97]),
         "table_full_a": full_a, "table_full_b": full_b,
         "announced_a": announced, "loss_same_vnet": during[0].loss, "loss_other_vnet": during[1].loss,
         "pings": [r.transmitted for r in during],
