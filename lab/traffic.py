@@ -154,7 +154,7 @@ class FrameStream:
     def close(self) -> None:
         if self.proc.stdin is not None:
             self.proc.stdin.close()
-        self.proc.wait(30)
+        self.proc.wait(120)
 
 
 def random_macs(count: int, seed: int = 1) -> list[bytes]:
