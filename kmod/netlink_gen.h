@@ -92,7 +92,10 @@ enum vnet_drop {
 	VNET_D_BAD_TAG,
 	/* a sealed message whose body is malformed */
 	VNET_D_BAD_SEAL,
-	/* module only: a MAC not learned, its vnet's share of a table full */
+	/*
+	 * a MAC not learned: its vnet's share of the VARP cache or vif table is
+	 * full
+	 */
 	VNET_D_TABLE_FULL,
 	/* vnetd only: a socket read failed */
 	VNET_D_RECV_ERROR,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import ctypes
 import errno
 import json
+import random
 import socket
 import struct
 import subprocess
@@ -88,13 +89,23 @@ for _ in range(int(sys.argv[3])):
     time.sleep(0.1)
 """
 
-#: Ethernet frames given in hex, sent in order out of one interface (argv[1]).
+#: Ethernet frames given in hex, sent in order out of one interface (argv[1]).  With
+#: argv[2] "-", frames come on stdin instead, a line each, for as long as it is open,
+#: and an empty line is answered with the count sent so far (FrameStream).
 FRAMES = r"""
 import socket, sys
 s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
 s.bind((sys.argv[1], 0))
-for h in sys.argv[2:]:
-    s.send(bytes.fromhex(h))
+if sys.argv[2:] != ["-"]:
+    for h in sys.argv[2:]:
+        s.send(bytes.fromhex(h))
+    sys.exit()
+n = 0
+for line in sys.stdin:
+    if len(line) > 1:
+        s.send(bytes.fromhex(line)); n += 1
+    else:
+        print(n, flush=True)
 """
 
 
@@ -233,3 +244,38 @@ def blast(node: Host, dst: str, pool_path, count: int, timeout: float = 600) -> 
     code, out, err = run_in_namespace(node.ns, _storm, dst, str(pool_path), count, timeout=timeout)
     assert code == 0, err
     return json.loads(out)
+
+
+class FrameStream:
+    """Frames sent byte for byte out of `ifname` of `node` by one process with a raw
+    socket, batch by batch, for as many frames as a test has (send_frames takes what
+    one command line holds): `send(frames)` returns once all of them are out."""
+
+    def __init__(self, lab: Lab, node: NodeRef, ifname: str) -> None:
+        self.proc = lab.popen(node, script_argv(FRAMES, ifname, "-"),
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        self.sent = 0
+
+    def send(self, frames: list[bytes]) -> None:
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.write("".join(f.hex() + "\n" for f in frames) + "\n")
+        self.proc.stdin.flush()
+        self.sent += len(frames)
+        line = self.proc.stdout.readline()
+        assert line.strip() == str(self.sent), f"the sender said {line!r} after {self.sent} frames"
+
+    def close(self) -> None:
+        if self.proc.stdin is not None:
+            self.proc.stdin.close()
+        self.proc.wait(120)
+
+
+def random_macs(count: int, seed: int = 1) -> list[bytes]:
+    """`count` distinct random unicast, locally administered MACs (seeded): what a VM
+    that makes up source addresses sends from."""
+    rnd = random.Random(seed)
+    out: dict[bytes, None] = {}
+    while len(out) < count:
+        m = rnd.randbytes(6)
+        out[bytes([m[0] & 0xFC | 0x02]) + m[1:]] = None
+    return list(out)

@@ -82,13 +82,14 @@
 
 /*
  * MACs one vnet may hold in the VARP cache, and in the vif table, of a
- * namespace; past it that vnet learns no new MAC (drop reason table-full).
+ * namespace (the module) or of a vnetd; past it that vnet learns no new MAC
+ * (drop reason table-full).
  */
 #define VNET_MAX_VNET_MACS	4096
 
 /*
  * MACs of all plain vnets together in the VARP cache, and in the vif table, of
- * a namespace; secure vnets are held to max-vnet-macs only.
+ * a namespace (or a vnetd); secure vnets are held to max-vnet-macs only.
  */
 #define VNET_MAX_TABLE_MACS	65536
 

@@ -14,7 +14,7 @@ import struct
 
 import pytest
 
-from vnet.datapath.vnetd import receive
+from vnet.datapath.vnetd import receive, tables
 from vnet.datapath.vnetd.attach import Attachment
 from vnet.datapath.vnetd.ports import with_tag
 from vnet.datapath.vnetd.loop import BATCH, Clock, drain
@@ -24,6 +24,7 @@ from vnet.datapath.vnetd.tables import FloodFilter, Peer, Tables
 from vnet.datapath.vnetd.transmit import Transmit
 from vnet.datapath.vnetd.underlay import Underlay
 from vnet.datapath.vnetd.vnets import Vnet
+from vnet.errors import DatapathError
 from vnet.model.config import VnetConfig
 from vnet.model.keys import Key
 from vnet.wire import formats as wire
@@ -835,3 +836,88 @@ def test_jumbo_raw_etherip_goes_without_df(node):
     big = frame(MAC_B, MAC_A, size=9014)
     node.tx.from_tap(v, [ZERO_HDR + big])
     assert frag.to((LAN, 0)) == [wire.etherip_prefix(v.vid) + big] and node.etherip.to((LAN, 0)) == []
+
+
+# ---- bounds: what a sender can make vnetd hold (doc/kmod.md, "Bounds") -----------------
+
+
+def macs(n: int, first: int = 0xAA) -> list[bytes]:
+    return [bytes([first]) + i.to_bytes(5, "big") for i in range(n)]
+
+
+def test_vnetd_holds_the_modules_table_bounds():
+    from vnet.datapath.kmod.family import VNET_MAX_TABLE_MACS, VNET_MAX_VNET_MACS
+    assert (tables.MAX_VNET_MACS, tables.MAX_TABLE_MACS) == (VNET_MAX_VNET_MACS, VNET_MAX_TABLE_MACS)
+
+
+def test_a_vnets_varp_cache_stops_at_its_share_and_counts_the_rest(node):
+    """Frames and announces from more MACs than a vnet may hold: each is still
+    delivered, the cache keeps its share, `table-full` counts each MAC not learned,
+    and another vnet still learns.  Once entries expire there is room again."""
+    v, w = node.vnet("97"), node.vnet("98")
+    extra = 5
+    flood = macs(tables.MAX_VNET_MACS + extra)
+    delivered = 0
+    for i, m in enumerate(flood[:-2]):
+        node.rx.from_udp(vudp(v, frame(dst=BCAST, src=m)), LAN)
+        if i % 64 == 63:  # read the tap before its socket buffer fills
+            delivered += len(node.tapped(v))
+    for m in flood[-2:]:
+        node.rx.from_udp(memoryview(varp_msg(v, wire.VARP_ANNOUNCE, m)), LAN)
+    node.rx.from_udp(vudp(w, frame(dst=BCAST, src=MAC_B)), LAN)
+    assert node.tables.varp.per_vnet == {v.vid: tables.MAX_VNET_MACS, w.vid: 1}
+    assert node.drops() == {"table-full": extra}
+    delivered += len(node.tapped(v))
+    assert v.rx_packets == delivered == len(flood) - 2
+    assert node.where(v, flood[-1]) is None and node.where(w, MAC_B) == LAN
+    # A known MAC still moves while the vnet is full.
+    node.rx.from_udp(vudp(v, frame(dst=BCAST, src=flood[0])), LAN2)
+    assert node.where(v, flood[0]) == LAN2 and node.drops() == {"table-full": extra}
+    node.tables.sweep(T0 + 61)
+    node.rx.from_udp(vudp(v, frame(dst=BCAST, src=flood[-1])), LAN)
+    assert node.where(v, flood[-1]) == LAN and node.tables.varp.per_vnet == {v.vid: 1}
+
+
+def test_a_vm_sending_from_too_many_macs_fills_its_vnets_share_of_the_vif_table(node):
+    """Every frame still leaves; only the MACs that got an entry are announced."""
+    v = node.vnet("97")
+    extra = 3
+    flood = macs(tables.MAX_VNET_MACS + extra)
+    from_tap(node, v, *(frame(dst=BCAST, src=m) for m in flood))
+    assert node.tables.vifs.per_vnet == {v.vid: tables.MAX_VNET_MACS}
+    assert not node.tables.vifs.has(v.vid, flood[-1])
+    assert node.drops() == {"table-full": extra}
+    assert node.counts() == {"floods": len(flood),
+                             "announces-sent": tables.MAX_VNET_MACS}
+    with pytest.raises(DatapathError, match="the vif table is full: at most 4096 MACs a vnet") as e:
+        node.tables.vifs.touch(v.vid, flood[-1], T0)
+    assert e.value.code == "ENOSPC"
+    node.tables.vifs.touch(v.vid, flood[0], T0 + 1)  # a known one is refreshed
+    node.tables.vifs.remove(v.vid, flood[0])
+    assert node.tables.vifs.touch(v.vid, flood[-1], T0)
+
+
+def test_plain_vnets_together_are_bounded_but_never_crowd_out_a_secure_one(node, monkeypatch):
+    monkeypatch.setattr(tables, "MAX_VNET_MACS", 4)
+    monkeypatch.setattr(tables, "MAX_TABLE_MACS", 6)
+    a, b, s = node.vnet("97"), node.vnet("98"), node.vnet("96", security="auth", held=(Key(1, KEY1),))
+    for v in (a, b):
+        for m in macs(5):
+            node.rx.from_udp(vudp(v, frame(dst=BCAST, src=m)), LAN)
+    for i, m in enumerate(macs(5)):
+        node.rx.from_udp(sealed(s, frame(dst=BCAST, src=m), seq=10 + i), LAN)
+    assert [len(node.tapped(v)) for v in (a, b, s)] == [5, 5, 5]
+    assert node.tables.varp.per_vnet == {a.vid: 4, b.vid: 2, s.vid: 4}
+    assert node.tables.varp.plain == 6 and node.drops() == {"table-full": 1 + 3 + 1}
+    node.tables.varp.flush(a.vid)
+    assert node.tables.varp.plain == 2 and node.tables.varp.per_vnet == {b.vid: 2, s.vid: 4}
+    node.tables.varp.flush()
+    assert (node.tables.varp.plain, node.tables.varp.per_vnet, node.tables.varp.secure) == (0, {}, set())
+
+
+def test_the_flood_filter_stays_bounded_under_distinct_floods():
+    f = FloodFilter()
+    for i in range(3 * FloodFilter.MAX):
+        assert f.first_time(FAR, i.to_bytes(4, "big"), T0)
+        assert len(f.seen) <= FloodFilter.MAX
+    assert not f.first_time(FAR, (3 * FloodFilter.MAX - 1).to_bytes(4, "big"), T0)  # the newest are kept

@@ -51,7 +51,7 @@ DROPS: tuple[str, ...] = (
     "replay",  # a sealed message too old or seen before
     "bad-tag",  # a sealed message whose tag does not verify
     "bad-seal",  # a sealed message whose body is malformed
-    "table-full",  # module only: a MAC not learned, its vnet's share of a table full
+    "table-full",  # a MAC not learned: its vnet's share of the VARP cache or vif table is full
     "recv-error",  # vnetd only: a socket read failed
     "tap-read-error",  # vnetd only: a tap read failed
     "tap-write-error",  # vnetd only: a tap write failed

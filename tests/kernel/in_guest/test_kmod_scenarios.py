@@ -21,6 +21,10 @@ from netns.test_original_hosts import (  # noqa: F401  (collected here, with the
 
 # Jumbo frames and re-plugging: test_kmod_ports.py, through the module's own answers.
 from netns.test_ports import test_host_sends_nothing_into_a_port  # noqa: F401  (collected here)
+from netns.test_table_exhaustion import (  # noqa: F401  (collected here, with the module)
+    test_a_hundred_thousand_made_up_macs,
+    test_a_vm_making_up_macs_fills_only_its_vnets_share,
+)
 from netns.test_vnetd_net import (  # noqa: F401  (collected here, with the module)
     test_malformed_packets_are_dropped_and_counted,
     test_misconfigured_peers_do_not_loop,

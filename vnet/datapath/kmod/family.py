@@ -27,12 +27,12 @@ VNET_MAX_KEYS = 2
 #: is copied to each peer.
 VNET_MAX_PEERS = 256
 
-#: MACs one vnet may hold in the VARP cache, and in the vif table, of a namespace; past it that
-#: vnet learns no new MAC (drop reason table-full).
+#: MACs one vnet may hold in the VARP cache, and in the vif table, of a namespace (the module) or
+#: of a vnetd; past it that vnet learns no new MAC (drop reason table-full).
 VNET_MAX_VNET_MACS = 4096
 
-#: MACs of all plain vnets together in the VARP cache, and in the vif table, of a namespace; secure
-#: vnets are held to max-vnet-macs only.
+#: MACs of all plain vnets together in the VARP cache, and in the vif table, of a namespace (or a
+#: vnetd); secure vnets are held to max-vnet-macs only.
 VNET_MAX_TABLE_MACS = 65536
 
 #: Multicast groups the module's socket of a namespace joins at most: the shared one and those of

@@ -470,8 +470,12 @@ class Vnetd(Datapath):
         return v
 
     def vif_add(self, vid: VnetId, mac: bytes) -> None:
-        self._need_vnet(vid)
-        if self.tables.vifs.touch(vid.packed, mac, time.monotonic()):
+        v = self._need_vnet(vid)
+        try:
+            new = self.tables.vifs.touch(vid.packed, mac, time.monotonic(), not v.level)
+        except DatapathError as e:  # no room: worded as the module's VIF_ADD says it
+            raise DatapathError(e.code, f"cannot add vif {format_mac(mac)} to vnet {vid}: {e.message}") from None
+        if new:
             self.tables.mac_changed(vid.packed, mac, self.tables.varp.forget(vid.packed, mac), LOCAL)
 
     def _monitor(self, command: sxp.Value, stream: Stream) -> None:

@@ -48,6 +48,7 @@ from vnet.wire.stats import (
     D_SECURITY_MISMATCH,
     D_SEND_ERROR,
     D_SHORT,
+    D_TABLE_FULL,
     D_TAP_WRITE_ERROR,
     D_UNKNOWN_KEY,
     D_UNKNOWN_VNET,
@@ -260,7 +261,8 @@ class Receive:
         if smac[0] & 1:
             self.drops[D_BAD_SOURCE_MAC] += 1
             return
-        self.cache.learn(v.vid, smac, src, self.clock.now)
+        if not self.cache.learn(v.vid, smac, src, self.clock.now, None, not v.level):
+            self.drops[D_TABLE_FULL] += 1  # delivered all the same, as the module does
         if len(frame) > ORIGINAL_FRAME_MAX:  # only a host that takes super-frames sends one
             self.supers.add(src)
         hdr = ZERO_HDR if len(frame) <= v.plain_max else gso_header(frame, v.mtu)
@@ -323,7 +325,8 @@ class Receive:
             else:
                 self.supers.discard(addr)
             was_local = self.vifs.remove(vid, vmac)  # it lives elsewhere now
-            self.cache.learn(vid, vmac, addr, self.clock.now, LOCAL if was_local else None)
+            if not self.cache.learn(vid, vmac, addr, self.clock.now, LOCAL if was_local else None, not v.level):
+                self.drops[D_TABLE_FULL] += 1
         else:
             self.drops[D_BAD_OPCODE] += 1
 

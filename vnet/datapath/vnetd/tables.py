@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from vnet.control.events import LOCAL
+from vnet.errors import DatapathError
 from vnet.wire import stats
 
 if TYPE_CHECKING:  # vnets -> attach -> loop -> tables: for the annotation only
@@ -24,6 +25,17 @@ ENTRY_TTL = 60.0
 SWEEP_INTERVAL = 10.0
 
 STATE_REACHABLE = "reachable"
+
+#: MACs one vnet may hold in the VARP cache, and in the vif table; and the plain vnets
+#: together (a secure vnet's entries come from key holders only, so it is held to its
+#: own share and never crowded out).  The module's VNET_MAX_VNET_MACS and
+#: VNET_MAX_TABLE_MACS (kmod/vnet.yaml): a sender on the vnet or the underlay chooses
+#: the MACs, so a full table learns nothing new until entries expire (drop reason
+#: `table-full`), as in the module (doc/kmod.md, "Bounds").
+MAX_VNET_MACS = 4096
+MAX_TABLE_MACS = 65536
+VIFS_FULL = (f"the vif table is full: at most {MAX_VNET_MACS} MACs a vnet, "
+             f"{MAX_TABLE_MACS} of the plain vnets together")
 
 #: Told (vnet, MAC, old place, new place) when a MAC is learned (old None), moves, or
 #: expires (new None); a place is a host's address or "local:NAME" (vnet.control.events).
@@ -40,25 +52,76 @@ class VarpEntry:
         self.updated = updated
 
 
-class VarpCache:
-    """(vnet id bytes, MAC bytes) -> VarpEntry, learned from received frames and announces."""
+class MacTable:
+    """What the VARP cache and the vif table share: entries keyed by (vnet id, MAC), and
+    how many each vnet holds, so that a new MAC is refused once its vnet has
+    MAX_VNET_MACS, or a plain vnet's once the plain vnets have MAX_TABLE_MACS.
+
+    Only adding and removing entries counts; a refresh is the one dict store it was."""
 
     def __init__(self, ttl: float = ENTRY_TTL) -> None:
         self.ttl = ttl
+        self.entries: dict = {}
+        #: Entries per vnet id (vnets with none are not listed).
+        self.per_vnet: dict[bytes, int] = {}
+        #: The vnets among them whose entries do not count in `plain` (secure ones).
+        self.secure: set[bytes] = set()
+        self.plain = 0
+
+    def room(self, vnet: bytes, plain: bool = True) -> bool:
+        """Whether a new entry of `vnet` may be added."""
+        return self.per_vnet.get(vnet, 0) < MAX_VNET_MACS and (not plain or self.plain < MAX_TABLE_MACS)
+
+    def _added(self, vnet: bytes, plain: bool) -> None:
+        self.per_vnet[vnet] = self.per_vnet.get(vnet, 0) + 1
+        if plain:
+            self.plain += 1
+        else:
+            self.secure.add(vnet)
+
+    def _removed(self, vnet: bytes) -> None:
+        n = self.per_vnet[vnet] - 1
+        if vnet not in self.secure:
+            self.plain -= 1
+        if n:
+            self.per_vnet[vnet] = n
+        else:
+            del self.per_vnet[vnet]
+            self.secure.discard(vnet)
+
+    def _drop(self, keys: list) -> None:
+        for k in keys:
+            del self.entries[k]
+            self._removed(k[0])
+
+
+class VarpCache(MacTable):
+    """(vnet id bytes, MAC bytes) -> VarpEntry, learned from received frames and announces."""
+
+    def __init__(self, ttl: float = ENTRY_TTL) -> None:
+        super().__init__(ttl)
         self.entries: dict[tuple[bytes, bytes], VarpEntry] = {}
         #: Told of changes only (set by Tables), never of a refresh.
         self.notify: MacNotify | None = None
 
-    def learn(self, vnet: bytes, mac: bytes, addr: str, now: float, prev: str | None = None) -> None:
-        """Where `mac` lives now; `prev` is where it was if not in this cache (local)."""
+    def learn(self, vnet: bytes, mac: bytes, addr: str, now: float, prev: str | None = None,
+              plain: bool = True) -> bool:
+        """Where `mac` lives now; `prev` is where it was if not in this cache (local).
+        False when it is new and its vnet has no room (the caller counts `table-full`);
+        `plain` says whether the vnet is a plain one (security none)."""
         key = (vnet, mac)
         entry = self.entries.get(key)
         if entry is None or entry.addr != addr:
+            if entry is None:
+                if not self.room(vnet, plain):
+                    return False
+                self._added(vnet, plain)
             self.entries[key] = VarpEntry(addr, now)
             if self.notify is not None:
                 self.notify(vnet, mac, entry.addr if entry is not None else prev, addr)
         else:
             entry.updated = now
+        return True
 
     def lookup(self, vnet: bytes, mac: bytes) -> str | None:
         entry = self.entries.get((vnet, mac))
@@ -67,29 +130,35 @@ class VarpCache:
     def forget(self, vnet: bytes, mac: bytes) -> str | None:
         """Drop an entry; returns the address it had."""
         entry = self.entries.pop((vnet, mac), None)
-        return entry.addr if entry is not None else None
+        if entry is None:
+            return None
+        self._removed(vnet)
+        return entry.addr
 
     def flush(self, vnet: bytes | None = None) -> int:
         """Drop every entry (or every entry of one vnet); returns how many went."""
         if vnet is None:
             n = len(self.entries)
             self.entries.clear()
+            self.per_vnet.clear()
+            self.secure.clear()
+            self.plain = 0
             return n
         doomed = [k for k in self.entries if k[0] == vnet]
-        for k in doomed:
-            del self.entries[k]
+        self._drop(doomed)
         return len(doomed)
 
     def sweep(self, now: float) -> int:
         doomed = [k for k, e in self.entries.items() if now - e.updated > self.ttl]
         for k in doomed:
             entry = self.entries.pop(k)
+            self._removed(k[0])
             if self.notify is not None:
                 self.notify(k[0], k[1], entry.addr, None)
         return len(doomed)
 
 
-class VifTable:
+class VifTable(MacTable):
     """(vnet id bytes, MAC bytes) -> last time the MAC was seen on (or added to) this host.
 
     A vif decides whether we answer a VARP request, and a MAC that is new here
@@ -97,35 +166,50 @@ class VifTable:
     """
 
     def __init__(self, ttl: float = ENTRY_TTL) -> None:
-        self.ttl = ttl
+        super().__init__(ttl)
         self.entries: dict[tuple[bytes, bytes], float] = {}
         self.sweeps = 0
         #: Told of local MACs expiring (set by Tables); new ones are told by who
         #: adds them (Transmit.announce, the vif command), which knows where.
         self.notify: MacNotify | None = None
 
-    def touch(self, vnet: bytes, mac: bytes, now: float) -> bool:
-        """Record a local MAC; True when it was not known before."""
+    def add(self, vnet: bytes, mac: bytes, now: float, plain: bool = True) -> bool:
+        """Record a MAC not in the table; False when its vnet has no room."""
+        if not self.room(vnet, plain):
+            return False
+        self._added(vnet, plain)
+        self.entries[(vnet, mac)] = now
+        return True
+
+    def touch(self, vnet: bytes, mac: bytes, now: float, plain: bool = True) -> bool:
+        """Record a local MAC; True when it was not known before.  A new one its vnet
+        has no room for is refused with ENOSPC (`vn vif-add`, as the module's VIF_ADD)."""
         key = (vnet, mac)
-        new = key not in self.entries
-        self.entries[key] = now
-        return new
+        if key in self.entries:
+            self.entries[key] = now
+            return False
+        if not self.add(vnet, mac, now, plain):
+            raise DatapathError("ENOSPC", VIFS_FULL)
+        return True
 
     def remove(self, vnet: bytes, mac: bytes) -> bool:
-        return self.entries.pop((vnet, mac), None) is not None
+        if self.entries.pop((vnet, mac), None) is None:
+            return False
+        self._removed(vnet)
+        return True
 
     def has(self, vnet: bytes, mac: bytes) -> bool:
         return (vnet, mac) in self.entries
 
     def flush(self, vnet: bytes) -> None:
-        for k in [k for k in self.entries if k[0] == vnet]:
-            del self.entries[k]
+        self._drop([k for k in self.entries if k[0] == vnet])
 
     def sweep(self, now: float) -> int:
         self.sweeps += 1
         doomed = [k for k, t in self.entries.items() if now - t > self.ttl]
         for k in doomed:
             del self.entries[k]
+            self._removed(k[0])
             if self.notify is not None:
                 self.notify(k[0], k[1], LOCAL, None)
         return len(doomed)
@@ -152,6 +236,12 @@ class FloodFilter:
     """
 
     WINDOW = 0.5
+    #: Packets remembered at most.  Past it (more distinct floods within the window
+    #: than this), the oldest half is forgotten at once: forgetting can only let one
+    #: duplicate through, never drop a new packet, and in one step the cost stays
+    #: constant per packet.  The module keeps 1024 slots, a collision evicting the
+    #: older key: the same policy, in its own shape.
+    MAX = 4096
 
     def __init__(self, window: float = WINDOW) -> None:
         self.window = window
@@ -173,9 +263,13 @@ class FloodFilter:
         self._put(hash((origin, bytes(payload))), now)
 
     def _put(self, key: int, now: float) -> None:
-        self.seen[key] = now
-        if len(self.seen) > 4096:
+        seen = self.seen
+        seen[key] = now
+        if len(seen) > self.MAX:
             self.sweep(now)
+            if len(self.seen) > self.MAX // 2:  # a storm of distinct floods: keep the newest half
+                keep = list(self.seen.items())[-(self.MAX // 2):]
+                self.seen = dict(keep)
 
     def sweep(self, now: float) -> None:
         self.seen = {k: t for k, t in self.seen.items() if now - t <= self.window}

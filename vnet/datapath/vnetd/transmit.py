@@ -16,7 +16,7 @@ from vnet.control.events import LOCAL
 from vnet.datapath.vnetd.attach import Attachment
 from vnet.datapath.vnetd.loop import Clock
 from vnet.datapath.vnetd.offload import PLAIN_FRAME_MAX, VNET_HDR_LEN, finish_checksum, segment
-from vnet.datapath.vnetd.tables import Tables
+from vnet.datapath.vnetd.tables import MAX_VNET_MACS, Tables
 from vnet.datapath.vnetd.underlay import Sender, Underlay
 from vnet.datapath.vnetd.vnets import Vnet
 from vnet.host.netdev import SUPER_FRAME_MAX
@@ -29,6 +29,7 @@ from vnet.wire.stats import (
     D_OVERSIZE,
     D_PAUSE_FRAME,
     D_SEND_ERROR,
+    D_TABLE_FULL,
     D_TAP_RUNT,
     D_TAP_WRITE_ERROR,
 )
@@ -37,9 +38,6 @@ ZERO_ADDR = b"\0\0\0\0"
 #: An 802.3x pause frame: to 01:80:c2:00:00:01 (the tail after its first byte, 01),
 #: ethertype 0x8808.  The one frame a port does not carry across (doc/ports.md).
 PAUSE_TAIL = b"\x80\xc2\x00\x00\x01"
-#: Local MACs a vnet remembers the attachment of; beyond, it forgets them all and
-#: learns again (frames to a forgotten MAC go to every attachment meanwhile).
-MAX_LOCAL_MACS = 4096
 
 
 class Transmit:
@@ -103,9 +101,10 @@ class Transmit:
             src = bytes(frame[6:12])
             if not src[0] & 1:
                 key = (vid, src)
-                if key not in vifs:
-                    self.announce(v, src, a or v.tap)
-                vifs[key] = now
+                if key in vifs:
+                    vifs[key] = now
+                else:
+                    self.local_mac(v, src, a or v.tap, now)
             entry = None if frame[0] & 1 else cache.get((vid, bytes(frame[0:6])))
             if (len(frame) > PLAIN_FRAME_MAX and raw[1] and not v.level
                     and (entry is None or entry.addr not in self.supers or len(frame) > SUPER_FRAME_MAX)):
@@ -155,9 +154,9 @@ class Transmit:
             a.rx_packets += 1
             a.rx_bytes += n
             src = bytes(raw[16:22])
-            if not src[0] & 1 and macs.get(src) is not a:
-                if len(macs) >= MAX_LOCAL_MACS:
-                    macs.clear()
+            # A local MAC's attachment is kept beside its vif entry and goes with it
+            # (Vnetd._sweep): at most as many as the vnet's share of the vif table.
+            if not src[0] & 1 and macs.get(src) is not a and (src in macs or len(macs) < MAX_VNET_MACS):
                 macs[src] = a
             if not raw[10] & 1:
                 dst = bytes(raw[10:16])
@@ -176,9 +175,10 @@ class Transmit:
                     v.tx_bytes += n
                     if not src[0] & 1:
                         key = (v.vid, src)
-                        if key not in self.vifs.entries:
-                            self.announce(v, src, a)
-                        self.vifs.entries[key] = self.clock.now
+                        if key in self.vifs.entries:
+                            self.vifs.entries[key] = self.clock.now
+                        else:
+                            self.local_mac(v, src, a, self.clock.now)
                     continue
             for o in others:
                 try:
@@ -257,6 +257,15 @@ class Transmit:
         """An announce that `mac` of vnet v lives here, sealed on a secure vnet."""
         msg = wire.pack_varp(wire.VARP_ANNOUNCE, v.vid, mac, self.address) + self.varp_ext
         return self.seal(v, seal.TYPE_VARP, msg) if v.level else (msg,)
+
+    def local_mac(self, v: Vnet, mac: bytes, a: Attachment, now: float) -> None:
+        """A source MAC not in the vif table: recorded and announced, or, when its vnet
+        has no room, counted `table-full` (the frame still goes on, as in the module;
+        the MAC is neither local here nor announced until room comes back)."""
+        if self.vifs.add(v.vid, mac, now, not v.level):
+            self.announce(v, mac, a)
+        else:
+            self.drops[D_TABLE_FULL] += 1
 
     def announce(self, v: Vnet, mac: bytes, a: Attachment) -> None:
         """A MAC seen here for the first time, on attachment `a`: claim it, so a moved
