@@ -1,0 +1,168 @@
+"""Fuzz target: vnetd's receive rules (vnet/datapath/vnetd/receive.py), as the daemon
+runs them per packet.
+
+Each input is one or more packets (tests/fuzz/scenario.py: channel, source, TTL,
+bytes): a UDP 1798 datagram to our address or to the group (VUDP, VARP, VFWD,
+sealed), or a packet of IP protocol 97 as the raw socket reads it, IP header
+included.  They go to `Receive.from_udp` / `from_raw` of one host with vnets of every
+kind (plain, auth with two keys, conf, raw EtherIP with two attachments), two peers
+and a local VM.  Its taps are datagram socketpairs and its senders real UDP sockets
+that send everything to a sink on 127.0.0.1, so every write and send is a real one.
+
+Beyond "no exception escapes" (the daemon calls these without a try), each packet
+must have exactly one outcome: ignored silently (from one of our own addresses or
+loopback) with nothing counted, or counted received and then exactly one of a drop
+by reason, a frame delivered, or a VARP message taken; and everything delivered and
+sent is accounted for by the counters.  Soft state is reset between inputs, so a
+crash replays from its input alone.
+"""
+from __future__ import annotations
+
+import socket
+
+from tests.fuzz import scenario as sc
+from tests.fuzz.harness import instrumented, run
+
+with instrumented():
+    from vnet.datapath.vnetd.attach import Tap
+    from vnet.datapath.vnetd.loop import Clock
+    from vnet.datapath.vnetd.receive import Receive
+    from vnet.datapath.vnetd.tables import Peer, Tables
+    from vnet.datapath.vnetd.transmit import Transmit
+    from vnet.datapath.vnetd.underlay import Underlay
+    from vnet.datapath.vnetd.vnets import Vnet
+    from vnet.model.config import VnetConfig
+    from vnet.model.keys import Key
+    from vnet.wire import stats
+
+T0 = 1000.0
+#: Drops that come after a packet's outcome, not instead of one: a spent hop budget
+#: (delivered, not re-sent), a relay too big for one datagram, a failed send.
+AFTER = {stats.D_HOP_LIMIT, stats.D_OVERSIZE, stats.D_SEND_ERROR}
+#: Sends to 127.0.0.1 and writes to a drained socketpair do not fail: one that does
+#: is a bug in what the rules hand to sendmsg/writev.
+NEVER = {stats.D_SEND_ERROR, stats.D_TAP_WRITE_ERROR}
+TAKEN = (stats.C_VARP_REQUESTS, stats.C_ANNOUNCES_RECEIVED)
+
+
+class ToSink:
+    """A Sender: a real UDP socket whose every send goes to the sink on 127.0.0.1,
+    whatever address the rules give (their peers and group are not reachable here)."""
+
+    def __init__(self, sink: tuple[str, int]) -> None:
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.setblocking(False)
+        self.sink = sink
+
+    def sendmsg(self, buffers, ancdata=(), flags: int = 0, address=None) -> int:
+        return self.sock.sendmsg(buffers, ancdata, flags, self.sink)
+
+
+def drain(sock: socket.socket) -> int:
+    n = 0
+    while True:
+        try:
+            sock.recv(70000)
+        except BlockingIOError:
+            return n
+        n += 1
+
+
+class Host:
+    """One vnetd host's receive rules over real sockets (scenario.py's host)."""
+
+    def __init__(self) -> None:
+        self.sink = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sink.bind(("127.0.0.1", 0))
+        self.sink.setblocking(False)
+        self.sink.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+        to = self.sink.getsockname()
+        here = Underlay(sc.HERE, sc.PREFIX_LEN, {sc.HERE, sc.HERE2}, "eth0", 2, sc.GROUP)
+        self.tables = Tables()
+        self.clock = Clock(T0)
+        tx = Transmit(here, ToSink(to), ToSink(to), self.tables, self.clock, seq=1)
+        self.rx = Receive(here, ToSink(to), self.tables, self.clock, tx)
+        self.taps: list[tuple[Vnet, list[socket.socket]]] = []
+        self.ours: list[socket.socket] = []  # the vnets' ends: kept open for the process's life
+        for name, (security, encapsulation, key_ids, n_attached) in sc.VNETS.items():
+            cfg = VnetConfig.from_cli(name, security=security, encapsulation=encapsulation)
+            ends = [self.tap_pair() for _ in range(n_attached)]
+            self.ours += [ours for ours, _ in ends]
+            v = Vnet(cfg, ends[0][0].fileno(), False, [Key(i, sc.KEYS[i]) for i in key_ids])
+            if n_attached > 1:
+                v.attachments = [Tap(f"{cfg.vnetif}-{i}", ours.fileno()) for i, (ours, _) in enumerate(ends)]
+                v.switching = True
+            self.tables.vnets[v.vid] = v
+            self.taps.append((v, [theirs for _, theirs in ends]))
+        for addr in sc.PEERS:
+            self.tables.peers[addr] = Peer(addr, 1798)
+        self.vifs = {(v.vid, mac): T0 for v, _ in self.taps for mac in sc.LOCAL_MACS}
+
+    @staticmethod
+    def tap_pair() -> tuple[socket.socket, socket.socket]:
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+        ours.setblocking(False)
+        theirs.setblocking(False)
+        return ours, theirs
+
+    def reset(self) -> None:
+        """Forget what earlier inputs taught: caches, windows, flood filter, local MACs."""
+        t = self.tables
+        t.varp.entries.clear()
+        t.vifs.entries.clear()
+        t.vifs.entries.update(self.vifs)
+        t.floods.seen.clear()
+        t.supers.addrs.clear()
+        for v, _ in self.taps:
+            v.windows.clear()
+            v.macs.clear()
+
+    def snapshot(self) -> tuple:
+        t = self.tables
+        return (list(t.counts), list(t.drops), [v.rx_packets for v, _ in self.taps],
+                sum(p.tx_packets for p in t.peers.values()))
+
+    def packet(self, channel: int, src: str, ttl: int, payload: bytes) -> None:
+        before = self.snapshot()
+        pkt = memoryview(payload)
+        if channel == sc.UNICAST:
+            self.rx.from_udp(pkt, src)
+        elif channel == sc.GROUP_UDP:
+            self.rx.from_udp(pkt, src, ttl)
+        else:
+            self.rx.from_raw(pkt, src)
+        self.check(before, self.snapshot(), [[drain(s) for s in ends] for _, ends in self.taps],
+                   drain(self.sink))
+
+    @staticmethod
+    def check(before: tuple, after: tuple, tapped: list[list[int]], sent: int) -> None:
+        counts = [a - b for a, b in zip(after[0], before[0])]
+        drops = {i: a - b for i, (a, b) in enumerate(zip(after[1], before[1])) if a != b}
+        delivered = [a - b for a, b in zip(after[2], before[2])]
+        received = counts[stats.C_UDP_RECEIVED] + counts[stats.C_ETHERIP_RECEIVED]
+        outcomes = (sum(n for i, n in drops.items() if i not in AFTER) + sum(delivered)
+                    + sum(counts[i] for i in TAKEN))
+        named = stats.named(stats.DROPS, after[1])
+        assert received in (0, 1), f"one packet counted received {received} times"
+        assert outcomes == received, f"{outcomes} outcomes for {received} packets received: drops {drops}"
+        assert not NEVER & drops.keys(), f"a send or tap write failed: {named}"
+        assert counts[stats.C_FORWARDS_RECEIVED] <= received
+        for n, frames in zip(delivered, tapped):
+            # One attachment gets each frame (two when switching floods it to both).
+            assert n <= sum(frames) <= n * len(frames), f"{n} frames delivered, {frames} written"
+        resent = counts[stats.C_FORWARDS_RECEIVED] - drops.get(stats.D_HOP_LIMIT, 0)
+        expected = counts[stats.C_ANNOUNCES_SENT] + (after[3] - before[3]) + resent
+        assert sent == expected, f"{sent} datagrams sent, the counters account for {expected}"
+
+
+HOST = Host()
+
+
+def one_input(data: bytes) -> None:
+    HOST.reset()
+    for channel, src, ttl, payload in sc.records(data):
+        HOST.packet(channel, src, ttl, payload)
+
+
+if __name__ == "__main__":
+    run(one_input)
