@@ -5,7 +5,7 @@ Each input is one or more packets (tests/fuzz/scenario.py: channel, source, TTL,
 bytes): a UDP 1798 datagram to our address or to the group (VUDP, VARP, VFWD,
 sealed), or a packet of IP protocol 97 as the raw socket reads it, IP header
 included.  They go to `Receive.from_udp` / `from_raw` of one host with vnets of every
-kind (plain, auth with two keys, conf, raw EtherIP with two attachments), two peers
+kind (plain, auth with two keys, conf, raw EtherIP with two attachments, MTU 68), two peers
 and a local VM.  Its taps are datagram socketpairs and its senders real UDP sockets
 that send everything to a sink on 127.0.0.1, so every write and send is a real one.
 
@@ -85,8 +85,8 @@ class Host:
         self.rx = Receive(here, ToSink(to), self.tables, self.clock, tx)
         self.taps: list[tuple[Vnet, list[socket.socket]]] = []
         self.ours: list[socket.socket] = []  # the vnets' ends: kept open for the process's life
-        for name, (security, encapsulation, key_ids, n_attached) in sc.VNETS.items():
-            cfg = VnetConfig.from_cli(name, security=security, encapsulation=encapsulation)
+        for name, (security, encapsulation, key_ids, n_attached, mtu) in sc.VNETS.items():
+            cfg = VnetConfig.from_cli(name, security=security, encapsulation=encapsulation, mtu=mtu)
             ends = [self.tap_pair() for _ in range(n_attached)]
             self.ours += [ours for ours, _ in ends]
             v = Vnet(cfg, ends[0][0].fileno(), False, [Key(i, sc.KEYS[i]) for i in key_ids])

@@ -23,13 +23,15 @@ PEERS = (A, C)
 #: doc/security.md's key (00 01 .. 1f, id 1), and a second one for rotation.
 KEY1 = bytes(range(32))
 KEY2 = bytes(range(1, 33))
-#: Vnet id text -> (security, encapsulation, key ids held, attachments).  97 is the
-#: vnet of the worked examples; 9a has two attachments, so the rules switch for it.
+#: Vnet id text -> (security, encapsulation, key ids held, attachments, MTU or None for
+#: the default).  97 is the vnet of the worked examples; 9a has two attachments, so
+#: the rules switch for it; 9b has the smallest MTU a vnet can have.
 VNETS = {
-    "97": ("none", "udp", (), 1),
-    "98": ("auth", "udp", (1, 2), 1),
-    "99": ("conf", "udp", (1,), 1),
-    "9a": ("none", "etherip", (), 2),
+    "97": ("none", "udp", (), 1, None),
+    "98": ("auth", "udp", (1, 2), 1, None),
+    "99": ("conf", "udp", (1,), 1, None),
+    "9a": ("none", "etherip", (), 2, None),
+    "9b": ("none", "udp", (), 1, 68),
 }
 KEYS = {1: KEY1, 2: KEY2}
 VM1 = bytes.fromhex("aa0000110011")

@@ -109,6 +109,7 @@ def receive() -> dict[str, bytes]:
         "request-97": r(U, sc.B, request["97"]),
         "announce-97": r(G, sc.A, announce["97"]),
         "vudp-super": r(U, sc.B, wire.vudp_prefix(vid("97")) + tcp_frame(3000)),
+        "vudp-super-mtu-68": r(U, sc.B, wire.vudp_prefix(vid("9b")) + tcp_frame(2000)),
         "raw-switching": r(R, sc.B, wire.ipv4_header(aton(sc.B), aton(sc.GROUP), wire.IPPROTO_ETHERIP, 56)
                            + wire.etherip_prefix(vid("9a")) + arp),
         "raw-unicast-switching": r(R, sc.B, wire.ipv4_header(aton(sc.B), aton(sc.HERE), wire.IPPROTO_ETHERIP, 56)
