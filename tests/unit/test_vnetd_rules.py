@@ -83,8 +83,8 @@ class Node:
         self.closing: list[socket.socket] = []
 
     def vnet(self, name: str = "97", security: str = "none", encapsulation: str = "udp",
-             held: tuple[Key, ...] = ()) -> Vnet:
-        cfg = VnetConfig.from_cli(name, security=security, encapsulation=encapsulation)
+             held: tuple[Key, ...] = (), mtu: int | None = None) -> Vnet:
+        cfg = VnetConfig.from_cli(name, security=security, encapsulation=encapsulation, mtu=mtu)
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
         theirs.setblocking(False)
         self.closing += (ours, theirs)
@@ -189,6 +189,23 @@ def test_super_frame_is_written_with_gso_metadata(node):
     big = MAC_A + MAC_B + b"\x08\x00" + tcp + bytes(PLAIN_FRAME_MAX * 2)
     node.rx.from_udp(vudp(v, big), LAN)
     assert node.tapped(v) == [gso_header(big, v.mtu) + big] and gso_header(big, v.mtu) != ZERO_HDR
+
+
+@pytest.mark.parametrize("l3", [
+    bytes([0x4F]) + bytes(8) + b"\x06" + bytes(50),   # IPv4 with 40 bytes of options (IHL 15)
+    bytes([0x60]) + bytes(5) + b"\x06" + bytes(33),   # IPv6, next header TCP
+], ids=["ipv4", "ipv6"])
+def test_super_frame_with_no_room_for_a_segment_at_the_mtu_is_written_plain(node, l3):
+    """Seen while writing tests/fuzz/fuzz_receive.py (whose host now has such a vnet):
+    on a vnet with an MTU of 120 or less, the IP and TCP headers of a super-frame from
+    the network (here 60 bytes of TCP header, data offset 15) left a segment size below
+    1, and struct.error stopped vnetd.  Such a frame cannot be segmented for this vnet:
+    it is written as a plain frame, as a long frame that is not TCP is."""
+    v = node.vnet(mtu=68)
+    ethertype = b"\x08\x00" if l3[0] >> 4 == 4 else b"\x86\xdd"
+    big = MAC_A + MAC_B + ethertype + l3 + bytes(12) + bytes([0xF0]) + bytes(47) + bytes(PLAIN_FRAME_MAX * 2)
+    node.rx.from_udp(vudp(v, big), LAN)
+    assert node.tapped(v) == [ZERO_HDR + big] and node.drops() == {} and v.rx_packets == 1
 
 
 @pytest.mark.parametrize("pkt,reason", [

@@ -48,7 +48,10 @@ def finish_checksum(data: bytes) -> bytearray:
 
 
 def gso_header(frame, mtu: int) -> bytes:
-    """Virtio header for writing a received super-frame; ZERO_HDR if it is not TCP."""
+    """Virtio header for writing a received super-frame; ZERO_HDR if it is not TCP, or
+    if its IP and TCP headers leave no room for a segment at this MTU (a small vnet
+    MTU and long headers: the frame cannot be segmented for this vnet, and is written
+    as it came, like a long frame that is not TCP)."""
     ethertype = frame[12] << 8 | frame[13]
     if ethertype == 0x0800 and len(frame) >= 34:
         ihl = (frame[14] & 0x0F) * 4
@@ -64,7 +67,10 @@ def gso_header(frame, mtu: int) -> bytes:
     if len(frame) < l4 + 20:
         return ZERO_HDR
     thl = (frame[l4 + 12] >> 4) * 4
-    return _HDR.pack(_NEEDS_CSUM, gso_type, l4 + thl, mtu - (l4 - 14) - thl, l4, 16)
+    mss = mtu - (l4 - 14) - thl
+    if mss < 1:
+        return ZERO_HDR
+    return _HDR.pack(_NEEDS_CSUM, gso_type, l4 + thl, mss, l4, 16)
 
 
 def _fold(data) -> int:
