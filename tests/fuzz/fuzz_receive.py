@@ -117,9 +117,12 @@ class Host:
     def reset(self) -> None:
         """Forget what earlier inputs taught: caches, windows, flood filter, local MACs."""
         t = self.tables
-        t.varp.entries.clear()
-        t.vifs.entries.clear()
-        t.vifs.entries.update(self.vifs)
+        t.varp.flush()
+        plain = {v.vid: not v.level for v, _ in self.taps}
+        for vid in plain:
+            t.vifs.flush(vid)
+        for (vid, mac), seen in self.vifs.items():  # through add: the tables count their entries
+            t.vifs.add(vid, mac, seen, plain[vid])
         t.floods.seen.clear()
         t.supers.addrs.clear()
         for v, _ in self.taps:
