@@ -3,6 +3,7 @@
 #   sudo ./setup.sh demo    install, then build three simulated hosts and show vnets working
 #   sudo ./setup.sh test    install, then run the whole test suite
 #   sudo ./setup.sh bench   install, then run the throughput/latency benchmark
+#   sudo ./setup.sh debug-kernel  install, then build the module tests' debug kernel (slow)
 #   sudo ./setup.sh install install only
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -27,6 +28,9 @@ cd "$(dirname "$0")"
 APT_PACKAGES=(iputils-ping iperf3 iproute2
               qemu-system-x86 linux-headers-amd64 make busybox-static cpio kmod man-db
               systemd systemd-container dkms dwarves lldpd libpcap0.8 tshark)
+# The debug kernel (lab/debug_kernel.py: Debian's 6.1 source with KASAN, lockdep,
+# kmemleak...) is built from source, only on request: a compiler and kbuild's tools.
+[ "${1:-}" = debug-kernel ] && APT_PACKAGES+=(gcc flex bison bc libelf-dev libssl-dev xz-utils)
 PYTHON=${PYTHON:-python3}
 "$PYTHON" -c "import ensurepip, venv" 2>/dev/null || APT_PACKAGES+=(python3-venv)
 
@@ -64,6 +68,7 @@ case "${1:-install}" in
     demo)    exec "$PYTHON" -m lab.demo ;;
     test)    exec "$PYTHON" -m pytest -q -p no:cacheprovider tests ;;
     bench)   exec "$PYTHON" -m bench.bench_throughput ;;
+    debug-kernel) exec "$PYTHON" -m lab.debug_kernel ;;
     install) echo "vnet installed: vn, vnetd, network-vnet, xm and vnet-demo in $(dirname "$("$PYTHON" -c 'import sys; print(sys.executable)')")" ;;
-    *) echo "usage: setup.sh [install|demo|test|bench]" >&2; exit 2 ;;
+    *) echo "usage: setup.sh [install|demo|test|bench|debug-kernel]" >&2; exit 2 ;;
 esac

@@ -25,10 +25,18 @@ mounted with ``cache=loose`` (3-4x faster than no caching under emulation).
 Environment knobs: ``VNET_GUEST_CACHE`` (cache dir, default
 /var/cache/vnet-guest), ``VNET_GUEST_ABI`` (kernel ABI, default: what
 linux-headers-amd64 depends on), ``VNET_GUEST_BUSYBOX`` (a static busybox),
-``VNET_GUEST_VERBOSE=1`` (stream the guest's serial console to stderr).
+``VNET_GUEST_VERBOSE=1`` (stream the guest's serial console to stderr),
+``VNET_GUEST_KERNEL`` (boot a kernel built from source instead of the stock
+one, and build the module against it: the directory ``python -m
+lab.debug_kernel`` prints, see :func:`guest_kernel`).
+
+When the booted kernel has kmemleak (the debug kernel does), the guest marks
+everything allocated during boot as seen before the command runs and, after
+unloading the module, scans twice and appends what kmemleak reports to the
+kernel log, where :func:`kernel_problems` finds it.
 
 Public API: :func:`run_in_guest`, :func:`kernel_problems`, :func:`build_module`,
-:func:`kernel_abi`, :func:`fetch_kernel`, :func:`build_initramfs`,
+:func:`kernel_abi`, :func:`fetch_kernel`, :func:`guest_kernel`, :func:`build_initramfs`,
 :func:`check_tools`.  Used by the kernel tests (``tests/kernel/``) and by
 ``bench/bench_kmod.py``.
 """
@@ -64,6 +72,7 @@ __all__ = [
     "build_module",
     "check_tools",
     "fetch_kernel",
+    "guest_kernel",
     "kernel_abi",
     "kernel_problems",
     "run_in_guest",
@@ -113,6 +122,10 @@ PASSTHROUGH_ENV: tuple[str, ...] = (
 #: powering off takes under a second).
 BOOT_ALLOWANCE = 90.0
 
+#: What a kernel built from source (the debug kernel) gets on top: see run_in_guest.
+DEBUG_ALLOWANCE = 600.0
+DEBUG_MEM_MB = 2048
+
 _MIN_MEM_MB = 256
 
 
@@ -154,10 +167,18 @@ class GuestResult:
 
 @dataclasses.dataclass(frozen=True)
 class KernelTree:
-    """An unpacked ``linux-image-<abi>`` package in the cache."""
+    """A kernel the guest boots: an unpacked ``linux-image-<abi>`` package in the
+    cache, or (with ``build`` set) a kernel built from source, such as the debug
+    kernel of lab/debug_kernel.py."""
 
-    abi: str
-    root: Path  # the package's file tree (boot/, lib/modules/<abi>/)
+    abi: str  # the kernel release (``uname -r`` in the guest)
+    root: Path  # its file tree (boot/, lib/modules/<abi>/)
+    build: Path | None = None  # kbuild's object tree of a kernel built from source
+
+    @property
+    def kdir(self) -> Path:
+        """The tree out-of-tree modules build against (make's ``KDIR``)."""
+        return self.build or Path("/lib/modules") / self.abi / "build"
 
     @property
     def vmlinuz(self) -> Path:
@@ -269,10 +290,13 @@ def check_tools(build: bool = True) -> None:
             missing.append(f"{tool} (package {pkg})")
     if build and shutil.which("make") is None:
         missing.append("make (package make)")
-    try:
-        kernel_abi()
-    except ToolsMissing:
-        missing.append("kernel headers (package linux-headers-amd64)")
+    if os.environ.get("VNET_GUEST_KERNEL"):
+        own_kernel()  # raises GuestError saying what is wrong with the tree
+    else:
+        try:
+            kernel_abi()
+        except ToolsMissing:
+            missing.append("kernel headers (package linux-headers-amd64)")
     if missing:
         raise ToolsMissing("missing for the kernel-module guest: " + ", ".join(missing)
                            + f"; {INSTALL_HINT}")
@@ -378,6 +402,37 @@ def fetch_kernel(abi: str | None = None) -> KernelTree:
     return tree
 
 
+def own_kernel() -> KernelTree | None:
+    """The kernel tree ``$VNET_GUEST_KERNEL`` names, or None when it is not set.
+
+    The directory holds ``root/`` (``boot/vmlinuz-<release>`` and
+    ``lib/modules/<release>/``, as ``make modules_install INSTALL_MOD_PATH=root``
+    leaves it) and ``build/`` (kbuild's object tree, with ``modules_prepare``
+    done, so the module builds against it): what ``python -m lab.debug_kernel``
+    makes and prints.
+    """
+    path = os.environ.get("VNET_GUEST_KERNEL")
+    if not path:
+        return None
+    base = Path(path).resolve()
+    releases = sorted(p.name for p in (base / "root" / "lib" / "modules").glob("*") if p.is_dir())
+    if len(releases) != 1:
+        raise GuestError(f"VNET_GUEST_KERNEL={path}: expected one kernel release in "
+                         f"{base}/root/lib/modules, found {releases or 'none'} (build the tree "
+                         "with `python -m lab.debug_kernel`)")
+    tree = KernelTree(releases[0], base / "root", base / "build")
+    for need in (tree.vmlinuz, tree.kdir / "Module.symvers"):
+        if not need.exists():
+            raise GuestError(f"VNET_GUEST_KERNEL={path}: {need} is missing (build the tree "
+                             "with `python -m lab.debug_kernel`)")
+    return tree
+
+
+def guest_kernel() -> KernelTree:
+    """The kernel the guest boots: ``$VNET_GUEST_KERNEL``'s if set, else Debian's stock one."""
+    return own_kernel() or fetch_kernel()
+
+
 # ---------------------------------------------------------------------------
 # Out-of-tree module
 
@@ -386,14 +441,15 @@ def build_module(src_dir: str | os.PathLike[str], abi: str | None = None,
                  name: str = "vnet") -> Path:
     """Build the out-of-tree module in ``src_dir``; returns the path of ``<name>.ko``.
 
-    Runs ``make -C <src_dir> KDIR=/lib/modules/<abi>/build``: the module's own
+    Runs ``make -C <src_dir> KDIR=/lib/modules/<abi>/build`` (without ``abi``,
+    against the kernel the guest boots, see :func:`guest_kernel`): the module's own
     Makefile decides how to call kbuild, we only say which kernel.  Any failure
     raises ModuleBuildError carrying make's output, since that output is the
     only useful thing to show when a test fails for it.
     """
     src = Path(src_dir).resolve()
-    abi = abi or kernel_abi()
-    kdir = Path("/lib/modules") / abi / "build"
+    own = own_kernel() if abi is None else None
+    kdir = own.kdir if own else Path("/lib/modules") / (abi or kernel_abi()) / "build"
     if not (src / "Makefile").exists():
         raise ModuleBuildError(f"no Makefile in {src}: nothing to build {name}.ko from")
     if shutil.which("make") is None:
@@ -477,6 +533,9 @@ ln -s /proc/self/fd /host/dev/fd
 ln -s /proc/self/fd/0 /host/dev/stdin
 ln -s /proc/self/fd/1 /host/dev/stdout
 ln -s /proc/self/fd/2 /host/dev/stderr
+# kmemleak (a debug kernel's): what boot allocated is not the command's to leak.
+KMEMLEAK=/host/sys/kernel/debug/kmemleak
+[ -w $KMEMLEAK ] && echo clear > $KMEMLEAK
 say "running command"
 echo "$(cut -d' ' -f1 /proc/uptime)" > $R/boot-seconds
 setsid chroot /host /bin/sh $GUEST_RESULTS/run.sh < /dev/null > $R/output.log 2>&1 &
@@ -508,6 +567,14 @@ for m in $UNLOAD; do
         say "rmmod $m failed (left in use by the command?): $(cat /tmp/rmmod.out)"
     fi
 done
+# Leaks show once the module is gone; kmemleak wants two scans some seconds
+# apart (an object just freed or in flight can look unreferenced to one scan).
+if [ -w $KMEMLEAK ]; then
+    say "kmemleak: scanning"
+    echo scan > $KMEMLEAK; sleep 6; echo scan > $KMEMLEAK
+    cat $KMEMLEAK > $R/kmemleak.log
+    say "kmemleak: $(grep -c 'unreferenced object' $R/kmemleak.log) suspected leaks"
+fi
 say "kernel tainted=$(cat /proc/sys/kernel/tainted)"
 dmesg > $R/dmesg.log
 sync
@@ -587,7 +654,7 @@ def build_initramfs(tree: KernelTree) -> Path:
             cp = _run([_tool("depmod"), "-b", str(stage), tree.abi])
             if cp.returncode != 0:
                 raise GuestError(f"depmod for the initramfs failed:\n{cp.stdout}")
-            (stage / "modules.load").write_text("\n".join(order) + "\n")
+            (stage / "modules.load").write_text("".join(f"{o}\n" for o in order))
             (stage / "init").write_text(init)
             (stage / "init").chmod(0o755)
             write_cpio(stage, image)
@@ -695,9 +762,16 @@ def run_in_guest(
     workdir = Path(cwd).resolve() if cwd is not None else REPO_ROOT
     _check_visible(workdir, "working directory")
     _check_visible(Path(sys.executable), "python")
-    tree = fetch_kernel()
+    tree = guest_kernel()
     _check_visible(tree.root, "kernel cache")
     initrd = build_initramfs(tree)
+    allowance = BOOT_ALLOWANCE
+    if tree.build is not None:
+        # A kernel of our own is the debug kernel: its detectors slow boot and
+        # shutdown several times over under emulation, KASAN takes an eighth of
+        # the memory for its shadow, and kmemleak's scans read all of it.
+        mem_mb = max(mem_mb, DEBUG_MEM_MB)
+        allowance += DEBUG_ALLOWANCE
 
     with contextlib.ExitStack() as stack:
         if results_dir is None:
@@ -706,7 +780,7 @@ def run_in_guest(
             rdir = Path(results_dir)
             rdir.mkdir(parents=True, exist_ok=True)
             for stale in ("rc", "output.log", "dmesg.log", "timed-out", "boot-seconds",
-                          "console.log"):
+                          "console.log", "kmemleak.log"):
                 (rdir / stale).unlink(missing_ok=True)
         env = _guest_env(extra_env, tree.abi)
         script = "\n".join([
@@ -729,7 +803,7 @@ def run_in_guest(
         # not after the default 120 s.  log_buf_len: keep a long run's whole log.
         append = ("console=ttyS0 panic=-1 log_buf_len=4M rdinit=/init"
                   " sysctl.kernel.hung_task_timeout_secs=30")
-        host_timeout = timeout + BOOT_ALLOWANCE
+        host_timeout = timeout + allowance
         cmd = [
             "timeout", "-k", "10", str(int(host_timeout)),
             qemu, *_accel(),
@@ -777,6 +851,9 @@ def run_in_guest(
         console = _read(console_path)
         output = _read(rdir / "output.log")
         dmesg = _read(rdir / "dmesg.log")
+        leaks = _read(rdir / "kmemleak.log")
+        if dmesg and leaks.strip():
+            dmesg += f"vnet-guest: kmemleak report after the run:\n{leaks}"
         rc_text = _read(rdir / "rc").strip()
         timed_out = (rdir / "timed-out").exists()
         try:
@@ -815,6 +892,11 @@ PROBLEM_MARKERS: tuple[str, ...] = (
     "unreferenced object", "general protection fault", "kernel BUG",
     "blocked for more than", "unregister_netdevice: waiting for", "Kernel panic",
     "vnet-guest: PROBLEM:",
+    # The debug kernel's detectors (lab/debug_kernel.py): reference count misuse,
+    # netdevice/netns reference leaks, debugobjects, RCU stalls, and a detector
+    # that switched itself off (a clean log would then prove nothing).
+    "refcount_t:", "ref_tracker:", "ODEBUG:", "detected stall",
+    "irq lock inversion", "Kernel memory leak detector disabled",
 )
 #: Messages that look alarming but are expected for an unsigned out-of-tree module.
 BENIGN: tuple[str, ...] = (
@@ -839,8 +921,9 @@ def kernel_problems(log: str) -> list[str]:
     """Lines of a guest kernel log that report a kernel problem.
 
     Matches warnings, BUGs, oopses, sanitizer and lockdep reports, kmemleak
-    leaks, hung tasks and netdevice refcount leaks; a "Call Trace:" (with its
-    first frames) only when it belongs to one of those, since sysrq and
+    leaks, RCU stalls, hung tasks, reference count and tracker reports and
+    netdevice refcount leaks; a "Call Trace:" (or kmemleak's "backtrace:") with its
+    first frames only when it belongs to one of those, since sysrq and
     informational dumps print traces too.  The taint line the guest's /init
     logs at the end turns bad taint flags into problems, which catches reports
     that scrolled out of the ring buffer.  Messages about loading an unsigned
@@ -864,7 +947,8 @@ def kernel_problems(log: str) -> list[str]:
         elif any(marker in body for marker in PROBLEM_MARKERS):
             problems.append(line.rstrip())
             last_report = i
-        elif "Call Trace:" in body and i - last_report <= _STACK_CONTEXT:
+        elif ("Call Trace:" in body or body.strip() == "backtrace:") \
+                and i - last_report <= _STACK_CONTEXT:
             problems.append(line.rstrip())
             j = i + 1
             while j < len(lines) and j - i <= _FRAMES:
