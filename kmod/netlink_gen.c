@@ -15,6 +15,9 @@ const char * const vnet_counter_names[VNET_C_COUNT] = {
 	[VNET_C_UDP_RECEIVED]		= "udp-received",
 	[VNET_C_ETHERIP_RECEIVED]	= "etherip-received",
 	[VNET_C_CAPTURE_LOST]		= "capture-lost",
+	[VNET_C_CHALLENGES_SENT]	= "challenges-sent",
+	[VNET_C_ANSWERS_SENT]		= "answers-sent",
+	[VNET_C_SESSIONS_CONFIRMED]	= "sessions-confirmed",
 };
 
 const char * const vnet_drop_names[VNET_D_COUNT] = {
@@ -42,6 +45,9 @@ const char * const vnet_drop_names[VNET_D_COUNT] = {
 	[VNET_D_REPLAY]			= "replay",
 	[VNET_D_BAD_TAG]		= "bad-tag",
 	[VNET_D_BAD_SEAL]		= "bad-seal",
+	[VNET_D_OLD_SEAL]		= "old-seal",
+	[VNET_D_UNCONFIRMED]		= "unconfirmed",
+	[VNET_D_BAD_ANSWER]		= "bad-answer",
 	[VNET_D_TABLE_FULL]		= "table-full",
 	[VNET_D_RECV_ERROR]		= "recv-error",
 	[VNET_D_TAP_READ_ERROR]		= "tap-read-error",

@@ -31,6 +31,14 @@ enum vnet_counter {
 	 * message)
 	 */
 	VNET_C_CAPTURE_LOST,
+	/*
+	 * challenges sent to a host whose session this host has not confirmed
+	 */
+	VNET_C_CHALLENGES_SENT,
+	/* answers sent to a host that challenged this one */
+	VNET_C_ANSWERS_SENT,
+	/* answers that confirmed another host's session */
+	VNET_C_SESSIONS_CONFIRMED,
 	VNET_C_COUNT,
 	VNET_C_MAX = (VNET_C_COUNT - 1)
 };
@@ -92,6 +100,15 @@ enum vnet_drop {
 	VNET_D_BAD_TAG,
 	/* a sealed message whose body is malformed */
 	VNET_D_BAD_SEAL,
+	/*
+	 * a sealed message of the old format (message id 4), from a host not
+	 * upgraded
+	 */
+	VNET_D_OLD_SEAL,
+	/* a sealed message from a session this host has not confirmed (yet) */
+	VNET_D_UNCONFIRMED,
+	/* an answer to no challenge of this host's */
+	VNET_D_BAD_ANSWER,
 	/*
 	 * a MAC not learned: its vnet's share of the VARP cache or vif table is
 	 * full

@@ -22,6 +22,9 @@ COUNTERS: tuple[str, ...] = (
     "udp-received",  # UDP packets accepted from another host
     "etherip-received",  # raw protocol-97 packets accepted from another host
     "capture-lost",  # module only: endpoint frames a capture missed (no memory for their message)
+    "challenges-sent",  # challenges sent to a host whose session this host has not confirmed
+    "answers-sent",  # answers sent to a host that challenged this one
+    "sessions-confirmed",  # answers that confirmed another host's session
 )
 
 #: Why a packet was dropped, per namespace (doc/wire-format.md and doc/security.md give the checks
@@ -51,6 +54,9 @@ DROPS: tuple[str, ...] = (
     "replay",  # a sealed message too old or seen before
     "bad-tag",  # a sealed message whose tag does not verify
     "bad-seal",  # a sealed message whose body is malformed
+    "old-seal",  # a sealed message of the old format (message id 4), from a host not upgraded
+    "unconfirmed",  # a sealed message from a session this host has not confirmed (yet)
+    "bad-answer",  # an answer to no challenge of this host's
     "table-full",  # a MAC not learned: its vnet's share of the VARP cache or vif table is full
     "recv-error",  # vnetd only: a socket read failed
     "tap-read-error",  # vnetd only: a tap read failed
@@ -68,6 +74,9 @@ C_FORWARDS_RECEIVED = 5
 C_UDP_RECEIVED = 6
 C_ETHERIP_RECEIVED = 7
 C_CAPTURE_LOST = 8
+C_CHALLENGES_SENT = 9
+C_ANSWERS_SENT = 10
+C_SESSIONS_CONFIRMED = 11
 
 D_SHORT = 0
 D_BAD_MESSAGE_ID = 1
@@ -93,12 +102,15 @@ D_UNKNOWN_KEY = 20
 D_REPLAY = 21
 D_BAD_TAG = 22
 D_BAD_SEAL = 23
-D_TABLE_FULL = 24
-D_RECV_ERROR = 25
-D_TAP_READ_ERROR = 26
-D_TAP_WRITE_ERROR = 27
-D_TAP_RUNT = 28
-D_PAUSE_FRAME = 29
+D_OLD_SEAL = 24
+D_UNCONFIRMED = 25
+D_BAD_ANSWER = 26
+D_TABLE_FULL = 27
+D_RECV_ERROR = 28
+D_TAP_READ_ERROR = 29
+D_TAP_WRITE_ERROR = 30
+D_TAP_RUNT = 31
+D_PAUSE_FRAME = 32
 
 
 def named(names: tuple[str, ...], counts: list[int]) -> dict[str, int]:
