@@ -12,8 +12,9 @@ that send everything to a sink on 127.0.0.1, so every write and send is a real o
 Beyond "no exception escapes" (the daemon calls these without a try), each packet
 must have exactly one outcome: ignored silently (from one of our own addresses or
 loopback) with nothing counted, or counted received and then exactly one of a drop
-by reason, a frame delivered, or a VARP message taken; and everything delivered and
-sent is accounted for by the counters.  Soft state is reset between inputs, so a
+by reason, a frame delivered, a VARP message taken, a challenge answered or a session
+confirmed; and everything delivered and sent (challenges and answers too) is
+accounted for by the counters.  Soft state is reset between inputs, so a
 crash replays from its input alone.
 """
 from __future__ import annotations
@@ -31,7 +32,7 @@ with instrumented():
     from vnet.datapath.vnetd.tables import Peer, Tables
     from vnet.datapath.vnetd.transmit import Transmit
     from vnet.datapath.vnetd.underlay import Underlay
-    from vnet.datapath.vnetd.vnets import Vnet
+    from vnet.datapath.vnetd.vnets import SenderEntry, Vnet
     from vnet.model.config import VnetConfig
     from vnet.model.keys import Key
     from vnet.wire import stats
@@ -43,7 +44,13 @@ AFTER = {stats.D_HOP_LIMIT, stats.D_OVERSIZE, stats.D_SEND_ERROR}
 #: Sends to 127.0.0.1 and writes to a drained socketpair do not fail: one that does
 #: is a bug in what the rules hand to sendmsg/writev.
 NEVER = {stats.D_SEND_ERROR, stats.D_TAP_WRITE_ERROR}
-TAKEN = (stats.C_VARP_REQUESTS, stats.C_ANNOUNCES_RECEIVED)
+TAKEN = (stats.C_VARP_REQUESTS, stats.C_ANNOUNCES_RECEIVED, stats.C_ANSWERS_SENT, stats.C_SESSIONS_CONFIRMED)
+#: What the rules send on their own besides announces and relays.
+SENT = (stats.C_ANNOUNCES_SENT, stats.C_CHALLENGES_SENT, stats.C_ANSWERS_SENT)
+#: The senders whose session (sc.SESSION) is confirmed at reset, on every secure vnet.
+CONFIRMED = (sc.A, sc.B, sc.C, sc.FAR)
+#: Our own session (a fixed one: a crash replays from its input alone).
+OURS = bytes(range(0x30, 0x40))
 
 
 class ToSink:
@@ -81,7 +88,7 @@ class Host:
         here = Underlay(sc.HERE, sc.PREFIX_LEN, {sc.HERE, sc.HERE2}, "eth0", 2, sc.GROUP)
         self.tables = Tables()
         self.clock = Clock(T0)
-        tx = Transmit(here, ToSink(to), ToSink(to), self.tables, self.clock, seq=1)
+        tx = Transmit(here, ToSink(to), ToSink(to), self.tables, self.clock, session=OURS, counter=1)
         self.rx = Receive(here, ToSink(to), self.tables, self.clock, tx)
         self.taps: list[tuple[Vnet, list[socket.socket]]] = []
         self.ours: list[socket.socket] = []  # the vnets' ends: kept open for the process's life
@@ -115,7 +122,9 @@ class Host:
         return ours, theirs
 
     def reset(self) -> None:
-        """Forget what earlier inputs taught: caches, windows, flood filter, local MACs."""
+        """Forget what earlier inputs taught: caches, sender entries, flood filter, local
+        MACs; then confirm the seeds' session for every sender, through the entries'
+        API as an answer would, with a challenge pending for B."""
         t = self.tables
         t.varp.flush()
         plain = {v.vid: not v.level for v, _ in self.taps}
@@ -126,8 +135,14 @@ class Host:
         t.floods.seen.clear()
         t.supers.addrs.clear()
         for v, _ in self.taps:
-            v.windows.clear()
+            v.senders.clear()
             v.macs.clear()
+            if v.level:
+                for addr in CONFIRMED:
+                    e = v.senders[socket.inet_aton(addr)] = SenderEntry()
+                    e.confirm(sc.SESSION, 0)
+                b = v.senders[socket.inet_aton(sc.B)]
+                b.challenge, b.sent = sc.CHALLENGE, T0
 
     def packet(self, channel: int, src: str, ttl: int, payload: bytes) -> None:
         """Hand one packet to the rules and check its outcome.  This runs a million
@@ -154,7 +169,7 @@ class Host:
         after = sum(grew(i, drops, drops0) for i in AFTER)
         dropped = sum(drops) - sum(drops0) - after
         delivered = [v.rx_packets - n for v, n in zip(vnets, rx0)]
-        taken = grew(stats.C_VARP_REQUESTS) + grew(stats.C_ANNOUNCES_RECEIVED)
+        taken = sum(grew(i) for i in TAKEN)
         outcomes = dropped + sum(delivered) + taken
         assert received in (0, 1), f"one packet counted received {received} times"
         assert outcomes == received, (f"{outcomes} outcomes for {received} packets received: "
@@ -168,7 +183,7 @@ class Host:
             frames = sum(written[s.fileno()] for s in ends)
             assert n <= frames <= n * len(ends), f"{n} frames delivered, {frames} written"
         resent = forwarded - grew(stats.D_HOP_LIMIT, drops, drops0)
-        expected = grew(stats.C_ANNOUNCES_SENT) + sum(p.tx_packets for p in self.peers) - peers_tx0 + resent
+        expected = sum(grew(i) for i in SENT) + sum(p.tx_packets for p in self.peers) - peers_tx0 + resent
         sent = written[self.sink.fileno()]
         assert sent == expected, f"{sent} datagrams sent, the counters account for {expected}"
 

@@ -34,6 +34,13 @@ VNETS = {
     "9b": ("none", "udp", (), 1, 68),
 }
 KEYS = {1: KEY1, 2: KEY2}
+#: The session the sealed seeds are sealed in: confirmed for every sender on every
+#: secure vnet when the target resets (doc/security.md, "Sessions"), so sealed seeds
+#: reach the rules after confirmation.  Any other session is unconfirmed.
+SESSION = bytes(range(0x10, 0x20))
+#: A challenge pending for sender B on every secure vnet at reset: an answer carrying
+#: it confirms the session it is sealed in.
+CHALLENGE = bytes(range(0x20, 0x30))
 VM1 = bytes.fromhex("aa0000110011")
 VM2 = bytes.fromhex("aa0000110012")   # a VM on this host, on every vnet
 LOCAL_MACS = (VM2,)

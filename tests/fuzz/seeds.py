@@ -1,7 +1,7 @@
 """Seed corpora for the fuzz targets, made from the documented vectors at run time.
 
 Nothing binary is committed: the seeds are read out of the documents and the unit
-tests (hex dumps of doc/wire-format.md T2-T6 and doc/security.md S1-S3, the config
+tests (hex dumps of doc/wire-format.md T2-T6 and doc/security.md S1-S5, the config
 and state records printed in doc/, doc/examples, the S-expressions the unit tests
 parse) or built with the project's own encoders (formats, and the public seal API,
 so sealed seeds follow any change of the sealed format).
@@ -19,7 +19,6 @@ from pathlib import Path
 
 from tests.fuzz import scenario as sc
 from vnet.model.config import VnetConfig
-from vnet.model.endpoint import EndpointSpec
 from vnet.model.state import State
 from vnet.model.vnetid import VnetId
 from vnet.wire import formats as wire
@@ -77,7 +76,7 @@ def receive() -> dict[str, bytes]:
     """Packets of every kind the receive rules take, each as an input of one or two
     records (tests/fuzz/scenario.py)."""
     t2, t3, t4, t5, t6 = doc_dumps("wire-format.md")
-    s1, s2, s3 = doc_dumps("security.md")
+    s1, s2, s3, s4, s5 = doc_dumps("security.md")
     arp = t4[0x32:]
     udp_t4, udp_t6 = t4[28:], t6[28:]
     U, G, R = sc.UNICAST, sc.GROUP_UDP, sc.RAW
@@ -86,12 +85,13 @@ def receive() -> dict[str, bytes]:
         "t2-request": r(G, sc.A, t2), "t3-announce": r(U, sc.B, t3), "t4-flood": r(G, sc.A, udp_t4),
         "t4-unicast": r(U, sc.A, udp_t4), "t5-raw": r(R, sc.A, t5), "t6-vfwd": r(U, sc.A, udp_t6),
         "s1-auth-97": r(U, sc.A, s1), "s2-conf-97": r(U, sc.A, s2), "s3-varp-97": r(U, sc.B, s3),
+        "s4-challenge-97": r(U, sc.B, s4), "s5-answer-97": r(U, sc.A, s5),
     }
 
     def sealed(name: str, level: int, mtype: int, body: bytes, sender: str = sc.A, seq: int = 2,
-               key_id: int = 1) -> bytes:
-        return b"".join(seal.seal(seal.aead(sc.KEYS[key_id]), level, mtype, vid(name), key_id, aton(sender),
-                                  seq, body))
+               key_id: int = 1, session: bytes = sc.SESSION) -> bytes:
+        return b"".join(seal.seal(seal.aead(sc.KEYS[key_id], session), level, mtype, vid(name), key_id,
+                                  aton(sender), session, seq, body))
 
     request = {n: wire.pack_varp(wire.VARP_REQUEST, vid(n), sc.VM2, sc.A) for n in sc.VNETS}
     announce = {n: wire.pack_varp(wire.VARP_ANNOUNCE, vid(n), sc.VM1, sc.A) + wire.VARP_EXT_SUPER
@@ -104,7 +104,7 @@ def receive() -> dict[str, bytes]:
         "auth-request": r(U, sc.A, sealed("98", seal.AUTH, seal.TYPE_VARP, request["98"])),
         "conf-frame": r(G, sc.B, sealed("99", seal.CONF, seal.TYPE_FRAME, arp, sc.B)),
         "conf-announce": r(U, sc.A, sealed("99", seal.CONF, seal.TYPE_VARP, announce["99"])),
-        "conf-raw": r(R, sc.A, wire.ipv4_header(aton(sc.A), aton(sc.HERE), wire.IPPROTO_ETHERIP, 96)
+        "conf-raw": r(R, sc.A, wire.ipv4_header(aton(sc.A), aton(sc.HERE), wire.IPPROTO_ETHERIP, 108)
                       + sealed("99", seal.CONF, seal.TYPE_FRAME, arp)),
         "request-97": r(U, sc.B, request["97"]),
         "announce-97": r(G, sc.A, announce["97"]),
@@ -129,7 +129,27 @@ def receive() -> dict[str, bytes]:
     bare[9], bare[12:16], bare[16:20] = wire.IPPROTO_UDP, aton(sc.FAR), aton(sc.GROUP)
     out["vfwd-bare"] = r(U, sc.C, wire.VFWD_HEADER + bytes(bare) + bytes(8) + flood)
     out["vfwd-sealed"] = r(U, sc.A, wire.VFWD_HEADER + wire.vfwd_inner_udp(
-        aton(sc.FAR), aton(sc.GROUP), 96, ttl=2) + sealed("98", seal.AUTH, seal.TYPE_FRAME, arp, sc.FAR))
+        aton(sc.FAR), aton(sc.GROUP), 108, ttl=2) + sealed("98", seal.AUTH, seal.TYPE_FRAME, arp, sc.FAR))
+    # Sessions: a sender's new session (unconfirmed: challenged), a challenge to
+    # answer, B's answer to the challenge pending for it and then a frame in the session
+    # it confirmed, a wrong answer, and the format before sessions.
+    new = bytes(range(0x40, 0x50))
+    out.update({
+        "auth-new-session": r(U, sc.A, sealed("98", seal.AUTH, seal.TYPE_FRAME, arp, session=new)),
+        "conf-new-session-twice": r(G, sc.C, sealed("99", seal.CONF, seal.TYPE_VARP, announce["99"], sc.C,
+                                                    session=new))
+        + r(G, sc.C, sealed("99", seal.CONF, seal.TYPE_VARP, announce["99"], sc.C, 3, session=new)),
+        "auth-challenge": r(U, sc.A, sealed("98", seal.AUTH, seal.TYPE_CHALLENGE, sc.CHALLENGE)),
+        "conf-challenge-raw": r(R, sc.A, wire.ipv4_header(aton(sc.A), aton(sc.HERE), wire.IPPROTO_ETHERIP, 82)
+                                + sealed("99", seal.CONF, seal.TYPE_CHALLENGE, sc.CHALLENGE)),
+        "conf-answer-then-frame": r(U, sc.B, sealed("99", seal.CONF, seal.TYPE_ANSWER, sc.CHALLENGE, sc.B, 7,
+                                                    session=new))
+        + r(U, sc.B, sealed("99", seal.CONF, seal.TYPE_FRAME, arp, sc.B, 8, session=new)),
+        "auth-bad-answer": r(U, sc.A, sealed("98", seal.AUTH, seal.TYPE_ANSWER, bytes(16))),
+        "old-seal": r(U, sc.A, b"\x00\x04" + s2[2:]),
+        "old-seal-raw": r(R, sc.A, wire.ipv4_header(aton(sc.A), aton(sc.HERE), wire.IPPROTO_ETHERIP, len(s2))
+                          + b"\x00\x04" + s2[2:]),
+    })
     out["short"] = r(U, sc.B, b"\x00\x02")
     return out
 
