@@ -36,7 +36,7 @@ def test_every_listing_matches_its_schema(lab, make_hosts, tmp_path):
     hosts, key, a, b = two_hosts_with_traffic(lab, make_hosts, tmp_path)
     h = hosts[0]
     v96, v97 = check("vnets", h.vn_json("vnets"))
-    assert (v96["id"], v96["keys"], v96["header"]) == (ID96, [1], 88)
+    assert (v96["id"], v96["keys"], v96["header"]) == (ID96, [1], 100)
     assert (v97["id"], v97["keys"], v97["header"]) == (ID97, [], 64)
     assert v97["tx_packets"] > 0 and "device" not in v97 and "vifs" not in v97
     # -l nests each vnet's device; its bridge's other ports are a list even with one.

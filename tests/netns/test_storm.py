@@ -10,7 +10,8 @@ What the counters must show (doc/wire-format.md, "Counters (not drops)"): every 
 the host counted as received (`udp-received` + `etherip-received`) ends in exactly one
 outcome: delivered to a vnet device (its rx_packets; with the module also its
 rx_dropped, where the stack counts a frame it could not take), a VARP request or
-announce taken (`varp-requests`, `announces-received`) or one drop reason, leaving out
+announce taken (`varp-requests`, `announces-received`), a challenge answered
+(`answers-sent`), a session confirmed (`sessions-confirmed`) or one drop reason, leaving out
 the reasons that count a packet already counted under its outcome or a send
 (NOT_OUTCOMES).  What never reached the datapath is read from the kernel in the host's
 namespace: datagrams a full socket buffer dropped (/proc/net/snmp `Udp: RcvbufErrors`,
@@ -170,11 +171,18 @@ def storm_pool(rnd: random.Random, held: dict[int, keys.Key], attacker: str, oth
         n = rnd.choice((98, 99))
         v = VnetId.parse(str(n)).packed
         seq[0] += rnd.randrange(1, 5000)
-        kind = rnd.choice((seal.TYPE_FRAME, seal.TYPE_VARP))
-        body = frame() if kind == seal.TYPE_FRAME else varp(v)
+        kind = rnd.choice((seal.TYPE_FRAME, seal.TYPE_VARP, seal.TYPE_FRAME, seal.TYPE_VARP,
+                           seal.TYPE_CHALLENGE, seal.TYPE_ANSWER))
+        if kind in (seal.TYPE_CHALLENGE, seal.TYPE_ANSWER):
+            # Answered (challenges) to the sealed sender: the attacker, so that the
+            # answer's send cannot fail for want of a route.
+            body, sender = rnd.randbytes(seal.CHALLENGE_LEN), attacker
+        else:
+            body = frame() if kind == seal.TYPE_FRAME else varp(v)
+            sender = rnd.choice((attacker, addr()))
         key = held[n]
         return sealed(key, seal.LEVELS["auth" if n == 98 else "conf"], kind, body,
-                      rnd.choice((attacker, addr())), seq[0], vid=VnetId.parse(str(n)))
+                      sender, seq[0], vid=VnetId.parse(str(n)))
 
     def inner_udp() -> bytes:
         return rnd.choice((lambda: wire.vudp_prefix(vid()) + frame(), lambda: varp(vid()), sealed_msg))()
@@ -303,6 +311,7 @@ def accounted(d: dict[str, int]) -> tuple[int, int]:
     """(received, outcomes) over a delta of `counts`."""
     received = d.get("udp-received", 0) + d.get("etherip-received", 0)
     outcomes = (d["delivered"] + d.get("varp-requests", 0) + d.get("announces-received", 0)
+                + d.get("answers-sent", 0) + d.get("sessions-confirmed", 0)
                 + sum(n for k, n in d.items() if k.startswith("drop:") and k[5:] not in NOT_OUTCOMES))
     return received, outcomes
 
