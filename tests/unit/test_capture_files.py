@@ -72,3 +72,33 @@ def test_the_underlay_filter_takes_only_its_vnets_packets():
         sealed = b"\x00\x05\x02\x02" + v.packed + bytes(30)
         assert outer.matches(udp(sealed)) is want and outer.matches(raw(sealed)) is want
     assert not outer.matches(ICMP)
+
+
+def test_decrypt_opens_each_session_with_its_own_cipher_made_once(monkeypatch):
+    """--decrypt opens doc/security.md's S2 (A's session) with the vector key; the
+    session key is derived once per (key id, session), not per packet; S1 (auth) and
+    a message of the format before sessions stay as captured, with a note saying why."""
+    from test_seal import ARP as S_ARP
+    from test_seal import KEY, S1_AUTH, S2_CONF
+
+    from vnet.capture import underlay
+    from vnet.model.keys import Key
+    from vnet.wire import seal
+
+    def outer(msg: bytes) -> bytes:
+        ip = wire.ipv4_header(bytes([192, 0, 2, 1]), bytes([192, 0, 2, 2]), wire.IPPROTO_UDP,
+                              wire.UDP_HEADER_LEN + len(msg))
+        return ICMP[:12] + b"\x08\x00" + ip + wire.udp_header(len(msg)) + msg
+
+    made = []
+    real = seal.aead
+    monkeypatch.setattr(seal, "aead", lambda secret, session: made.append(session) or real(secret, session))
+    opener = underlay.Opener([Key(1, KEY)])
+    for _ in range(3):
+        frame, note = opener.open(outer(S2_CONF))
+        assert frame == S_ARP and note.startswith("opened with the vnet's key: sealed by 192.0.2.1 session a0a1")
+    assert made == [S2_CONF[seal.SESSION_AT:seal.COUNTER_AT]]
+    assert opener.open(outer(S1_AUTH))[0] is None
+    frame, note = opener.open(outer(b"\x00\x04" + S2_CONF[2:]))
+    assert frame is None and "format before sessions" in note
+    assert "holds no key 2" in opener.open(outer(S2_CONF[:20] + b"\x02" + S2_CONF[21:]))[1]
