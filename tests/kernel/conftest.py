@@ -91,12 +91,14 @@ class BackgroundGuest:
             # then never compiles the project under emulation.
             for top in ("vnet", "sxp", "lab", "tests"):
                 compileall.compile_dir(str(ROOT / top), quiet=2)
-            shards = [threading.Thread(target=self._shard, args=(i, ko), name=f"vnet-guest-{i}")
-                      for i in range(GUEST_SHARDS)]
-            for t in shards:
-                t.start()
-            for t in shards:
-                t.join()
+            with tempfile.TemporaryDirectory(prefix="vnet-guest-queue-") as queue:
+                shards = [threading.Thread(target=self._shard, args=(i, ko, queue),
+                                           name=f"vnet-guest-{i}")
+                          for i in range(GUEST_SHARDS)]
+                for t in shards:
+                    t.start()
+                for t in shards:
+                    t.join()
             self.run.results = [r for r in self._results if r is not None]
             self.run.durations.sort(reverse=True)
             if len(self.run.results) < GUEST_SHARDS and not self.run.problem:
@@ -106,8 +108,11 @@ class BackgroundGuest:
         except Exception as exc:  # reported by the fixture, not lost on the thread
             self.run.problem = f"the guest run failed: {exc!r}"
 
-    def _shard(self, index: int, ko: Path) -> None:
-        """Guest `index`: its share of the tests, in a QEMU of its own."""
+    def _shard(self, index: int, ko: Path, queue: str) -> None:
+        """Guest `index`: its share of the tests, in a QEMU of its own.  The guests take
+        the tests as they go from one queue (`queue`, shared by all of them; see
+        tests/kernel/in_guest/conftest.py), so they finish together however long each
+        test turns out to be."""
         try:
             with tempfile.TemporaryDirectory(prefix="vnet-guest-results-") as results:
                 res = guest.run_in_guest(
@@ -115,7 +120,7 @@ class BackgroundGuest:
                      *GUEST_TESTS, f"--junitxml={guest.GUEST_RESULTS}/junit.xml"],
                     timeout=GUEST_TIMEOUT,
                     extra_env={"VNET_KO": str(ko), "VNET_GUEST_SHARD": f"{index}/{GUEST_SHARDS}"},
-                    results_dir=results, cancel=self.cancel)
+                    results_dir=results, cancel=self.cancel, shared_dir=queue)
                 junit = Path(results) / "junit.xml"
                 with self._lock:
                     self._results[index] = res
