@@ -258,7 +258,7 @@ class Lab:
         is then the admin's step.
         """
         ip, _ = split_cidr(address)
-        # The VM's interface takes its LAN's MTU (1412 on a secure raw EtherIP vnet),
+        # The VM's interface takes its LAN's MTU (1400 on a secure raw EtherIP vnet),
         # as a hypervisor configured for the vnet would set it.
         mtu = Interface.wait(host.ns, bridge, timeout, self.POLL_INTERVAL).mtu if plugged else None
         ns = self._new_ns(name)

@@ -47,7 +47,7 @@ def test_full_config():
     c = cfg("(vnet (id 0:0:0:0:0:0:0:98) (bridge br98) (vnetif vn98) (security auth) (encapsulation etherip))")
     assert c.id == VnetId(0x98)
     assert (c.bridge, c.vnetif, c.security, c.encapsulation) == ("br98", "vn98", "auth", "etherip")
-    assert c.header == 88 and c.mtu == 1412  # a secure raw EtherIP vnet (doc/security.md)
+    assert c.header == 100 and c.mtu == 1400  # a secure raw EtherIP vnet (doc/security.md)
 
 
 def test_to_sxp_round_trip():
@@ -266,8 +266,8 @@ def test_from_file_missing(tmp_path):
 
 
 def test_secure_header_and_mtu():
-    assert header_size("udp", "conf") == 96 and default_mtu("udp", "conf") == 1500
-    assert header_size("etherip", "auth") == 88 and default_mtu("etherip", "auth") == 1412
+    assert header_size("udp", "conf") == 108 and default_mtu("udp", "conf") == 1500
+    assert header_size("etherip", "auth") == 100 and default_mtu("etherip", "auth") == 1400
 
 
 def test_key_files_one_or_two_send_key_first():
@@ -307,7 +307,7 @@ def test_ports_mtu_and_no_bridge_round_trip():
 
 def test_default_mtu_is_a_field_and_not_written():
     for text, mtu in (("(vnet (id 97))", 1500), ("(vnet (id 97) (encapsulation etherip))", 1448),
-                      ("(vnet (id 97) (encapsulation etherip) (security auth) (key-file /k))", 1412)):
+                      ("(vnet (id 97) (encapsulation etherip) (security auth) (key-file /k))", 1400)):
         c = cfg(text)
         assert c.mtu == mtu and not c.fragments and not any(x[0] == "mtu" for x in c.to_sxp())
     c = cfg("(vnet (id 97) (mtu 1500))")

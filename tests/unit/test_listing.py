@@ -22,7 +22,7 @@ MAC_A, MAC_B, MAC_C = (bytes.fromhex(h) for h in ("aa0000110011", "aa0000110012"
 
 
 def vnet_records() -> list:
-    return [records.vnet_record(V96, "vnif96", "conf", 88, bridge="vnet96", encapsulation="etherip",
+    return [records.vnet_record(V96, "vnif96", "conf", 100, bridge="vnet96", encapsulation="etherip",
                                 rx_packets=3, tx_packets=4, rx_bytes=300, tx_bytes=4000, keys=[2]),
             records.vnet_record(V97, "vnif97", "none", 64, bridge="vnet97", encapsulation="udp",
                                 rx_packets=19, tx_packets=18, rx_bytes=1666, tx_bytes=1556)]
@@ -128,7 +128,7 @@ def test_views_match_their_schema(name: str) -> None:
 def test_schemas_refuse_the_old_shapes() -> None:
     """The shapes that changed with the data (issue 11) no longer pass."""
     vnet = listing.vnets(vnet_records())[0]
-    for bad in ({**vnet, "keys": 2}, {**vnet, "type": "vnet"}, {**vnet, "header": "88"},
+    for bad in ({**vnet, "keys": 2}, {**vnet, "type": "vnet"}, {**vnet, "header": "100"},
                 {k: v for k, v in vnet.items() if k != "keys"}):
         assert not validator("vnets").is_valid([bad]), bad
     with_device = listing.vnets(vnet_records(), {str(V97): device_record("veth-a")})[1]
@@ -268,7 +268,7 @@ def test_vnet_list_views_give_mtu_and_ports() -> None:
     """mtu is always there (a record leaves out a default one), ports always a list."""
     views = listing.configs(config_records() + ported_config_records())
     assert [(v["mtu"], v["ports"], v["bridge"]) for v in views] == [
-        (1500, [], "vnet97"), (1412, [], "vnet96"), (9000, ["veth-a", "veth-b"], "none"),
+        (1500, [], "vnet97"), (1400, [], "vnet96"), (9000, ["veth-a", "veth-b"], "none"),
         (1500, ["veth-c"], "vnet99")]
     assert [v["endpoints"] for v in views] == [
         [], [], [], ["udp 127.0.0.1:5000 127.0.0.1:5001", "tcp-listen 0.0.0.0:5555"]]

@@ -23,7 +23,7 @@ from vnet.datapath.vnetd.receive import Receive
 from vnet.datapath.vnetd.tables import FloodFilter, Peer, Tables
 from vnet.datapath.vnetd.transmit import Transmit
 from vnet.datapath.vnetd.underlay import Underlay
-from vnet.datapath.vnetd.vnets import Vnet
+from vnet.datapath.vnetd.vnets import SenderEntry, Vnet
 from vnet.errors import DatapathError
 from vnet.model.config import VnetConfig
 from vnet.model.keys import Key
@@ -41,6 +41,10 @@ MAC_B = bytes.fromhex("aa0000000002")   # a VM elsewhere
 BCAST = b"\xff" * 6
 T0 = 1000.0
 SEQ0 = 5000
+#: seal.aead itself, for the tests' own sealing (one test counts the rules' calls).
+AEAD = seal.aead
+#: This host's session, and the one its peers seal in (doc/security.md, "Sessions").
+OURS, THEIRS, THEIRS_NEXT = bytes(range(0xA0, 0xB0)), bytes(range(0xB0, 0xC0)), bytes(range(0xC0, 0xD0))
 
 
 def frame(dst: bytes = MAC_A, src: bytes = MAC_B, size: int = 60) -> bytes:
@@ -77,7 +81,8 @@ class Node:
         self.udp, self.etherip, self.ip = Recorder(), Recorder(), Recorder()
         self.tables = Tables()
         self.clock = Clock(T0)
-        self.tx = Transmit(self.here, self.udp, self.etherip, self.tables, self.clock, seq=SEQ0)
+        self.tx = Transmit(self.here, self.udp, self.etherip, self.tables, self.clock, session=OURS,
+                           counter=SEQ0)
         self.rx = Receive(self.here, self.ip, self.tables, self.clock, self.tx)
         self.taps: dict[bytes, socket.socket] = {}
         self.closing: list[socket.socket] = []
@@ -136,10 +141,20 @@ def ip_packet(src: str, dst: str, proto: int, payload: bytes, ttl: int = 64) -> 
 
 
 def sealed(v: Vnet, body: bytes, sender: str = LAN2, seq: int = 7, msg_type: int = seal.TYPE_FRAME,
-           key: bytes = KEY1, key_id: int = 1, level: int | None = None, vid: bytes | None = None) -> memoryview:
+           key: bytes = KEY1, key_id: int = 1, level: int | None = None, vid: bytes | None = None,
+           session: bytes = THEIRS) -> memoryview:
+    """A message sealed by a key holder at `sender` in `session` with counter `seq`."""
     level = v.level if level is None else level
-    return memoryview(b"".join(seal.seal(seal.aead(key), level, msg_type, vid or v.vid, key_id, aton(sender),
-                                         seq, body)))
+    return memoryview(b"".join(seal.seal(AEAD(key, session), level, msg_type, vid or v.vid, key_id,
+                                         aton(sender), session, seq, body)))
+
+
+def confirmed(v: Vnet, sender: str = LAN2, session: bytes = THEIRS, floor: int = 0) -> SenderEntry:
+    """v's entry for `sender` as after an answer in `session` with counter `floor`
+    (the round trip itself is test_an_unconfirmed_sender_is_challenged_then_confirmed)."""
+    e = v.senders[aton(sender)] = SenderEntry()
+    e.confirm(session, floor)
+    return e
 
 
 def vfwd_udp(payload: bytes, origin: str = FAR, ttl: int = 5, dst: str = GROUP) -> memoryview:
@@ -214,7 +229,7 @@ def test_super_frame_with_no_room_for_a_segment_at_the_mtu_is_written_plain(node
     (wire.VUDP_HEADER + b"\x00\x30" + bytes(16) + frame(), "bad-version"),
     (wire.vudp_prefix(bytes(15) + b"\x98") + frame(), "unknown-vnet"),
     (wire.vudp_prefix(bytes(15) + b"\x97") + frame(src=b"\x01" + MAC_B[1:]), "bad-source-mac"),
-    (b"\x00\x05\x00\x00" + bytes(40), "bad-message-id"),
+    (b"\x00\x06\x00\x00" + bytes(40), "bad-message-id"),
 ])
 def test_plain_receive_drops(node, pkt, reason):
     v = node.vnet()
@@ -269,14 +284,16 @@ def secure(node):
 def test_sealed_frame_is_delivered_and_learned_at_its_sender(node, level):
     v = node.vnet(security={seal.AUTH: "auth", seal.CONF: "conf"}[level], held=(Key(1, KEY1),))
     f = frame()
+    confirmed(v)
     node.rx.from_udp(sealed(v, f, sender=LAN2, seq=42), LAN)  # relayed by LAN, sealed by LAN2
     assert node.tapped(v) == [ZERO_HDR + f] and node.drops() == {}
     assert node.where(v, MAC_B) == LAN2
-    window = v.windows[aton(LAN2)]
+    window = v.senders[aton(LAN2)].window
     assert window.top == 42 and not window.fresh(42) and window.fresh(41)
 
 
 def test_sealed_frame_by_raw_etherip(node, secure):
+    confirmed(secure)
     node.rx.from_raw(ip_packet(LAN, HERE, wire.IPPROTO_ETHERIP, bytes(sealed(secure, frame()))), LAN)
     assert len(node.tapped(secure)) == 1 and node.drops() == {}
 
@@ -294,14 +311,20 @@ def test_sealed_drops_in_the_documented_order(node, secure):
         (sealed(secure, frame(), key=KEY2, key_id=2), "unknown-key"),
         (sealed(secure, frame(), key=KEY2), "bad-tag"),              # right id, wrong secret
         (sealed(secure, frame()[:13]), "bad-seal"),                  # a frame shorter than 14
-        (sealed(secure, frame(), msg_type=3), "bad-seal"),
+        (sealed(secure, frame(), msg_type=3), "bad-seal"),               # a challenge is 16 bytes
+        (sealed(secure, bytes(15), msg_type=seal.TYPE_ANSWER), "bad-seal"),
+        (sealed(secure, bytes(16), msg_type=5), "bad-seal"),
+        (memoryview(bytes(good[:1]) + b"\x04" + bytes(good[2:])), "old-seal"),
+        (sealed(secure, frame()), "unconfirmed"),
     ]
     for pkt, reason in cases:
         node.tables.drops[:] = [0] * len(stats.DROPS)
         node.rx.from_udp(pkt, LAN)
         assert node.drops() == {reason: 1}, reason
-    assert secure.windows == {} and node.tapped(secure) == [] and node.tables.varp.entries == {}
+    assert node.tapped(secure) == [] and node.tables.varp.entries == {}
+    assert list(secure.senders) == [aton(LAN2)] and secure.senders[aton(LAN2)].session is None
 
+    confirmed(secure)
     node.tables.drops[:] = [0] * len(stats.DROPS)
     node.rx.from_udp(good, LAN)
     node.rx.from_udp(good, LAN)                                      # the same again
@@ -312,6 +335,7 @@ def test_sealed_drops_in_the_documented_order(node, secure):
 
 
 def test_sealed_varp_must_come_by_udp_and_name_its_own_vnet(node, secure):
+    confirmed(secure)
     other = bytes(15) + b"\x42"
     node.rx.from_raw(ip_packet(LAN, HERE, wire.IPPROTO_ETHERIP,
                                bytes(sealed(secure, varp_msg(secure, wire.VARP_ANNOUNCE), msg_type=seal.TYPE_VARP))),
@@ -319,7 +343,10 @@ def test_sealed_varp_must_come_by_udp_and_name_its_own_vnet(node, secure):
     node.rx.from_udp(sealed(secure, wire.pack_varp(wire.VARP_ANNOUNCE, other, MAC_B, LAN2), seq=8,
                             msg_type=seal.TYPE_VARP), LAN)
     node.rx.from_udp(sealed(secure, varp_msg(secure, wire.VARP_ANNOUNCE)[:42], seq=9, msg_type=seal.TYPE_VARP), LAN)
-    assert node.drops() == {"bad-seal": 3} and node.tables.varp.entries == {}
+    for kind in (seal.TYPE_CHALLENGE, seal.TYPE_ANSWER):  # also by UDP only
+        node.rx.from_raw(ip_packet(LAN, HERE, wire.IPPROTO_ETHERIP, bytes(sealed(secure, bytes(16), msg_type=kind))),
+                         LAN)
+    assert node.drops() == {"bad-seal": 5} and node.tables.varp.entries == {} and node.udp.sent == []
 
 
 @pytest.mark.parametrize("sender, reason", [
@@ -332,11 +359,14 @@ def test_sealed_message_naming_no_other_host_as_sender_is_refused(node, secure, 
     node.rx.from_udp(sealed(secure, frame(src=MAC_A), sender=sender), LAN)
     node.rx.from_udp(sealed(secure, varp_msg(secure, wire.VARP_ANNOUNCE, MAC_A, addr=LAN2), sender=sender,
                             seq=8, msg_type=seal.TYPE_VARP), LAN)
-    assert node.drops() == {reason: 2}
-    assert node.tapped(secure) == [] and node.tables.varp.entries == {} and secure.windows == {}
+    node.rx.from_udp(sealed(secure, bytes(16), sender=sender, msg_type=seal.TYPE_CHALLENGE), LAN)
+    assert node.drops() == {reason: 3}
+    assert node.tapped(secure) == [] and node.tables.varp.entries == {} and secure.senders == {}
+    assert node.udp.sent == []
 
 
 def test_sealed_announce_naming_us_is_refused(node, secure):
+    confirmed(secure)
     node.rx.from_udp(sealed(secure, varp_msg(secure, wire.VARP_ANNOUNCE, MAC_A, addr=HERE),
                             msg_type=seal.TYPE_VARP), LAN)
     node.rx.from_udp(sealed(secure, varp_msg(secure, wire.VARP_ANNOUNCE, MAC_B, addr="127.0.0.1"),
@@ -348,8 +378,148 @@ def test_a_new_sender_beyond_the_bound_is_refused(node, secure, monkeypatch):
     monkeypatch.setattr(receive, "MAX_SENDERS", 1)
     node.rx.from_udp(sealed(secure, frame(), sender=LAN2), LAN)
     node.rx.from_udp(sealed(secure, frame(src=MAC_A), sender=FAR), LAN)
-    assert node.drops() == {"replay": 1} and list(secure.windows) == [aton(LAN2)]
+    assert node.drops() == {"unconfirmed": 1, "replay": 1} and list(secure.senders) == [aton(LAN2)]
     assert node.where(secure, MAC_A) is None
+    assert [a for _, a in node.udp.sent] == [(LAN2, PORT)]  # a challenge to LAN2 only
+
+
+def opened(node: Node, msg: bytes, key: bytes = KEY1) -> tuple[int, bytes, int, bytes]:
+    """A message this host sent: (type, session, counter, body), its tag checked."""
+    _id, mtype, level, _vid, _key_id, sender, session, counter = seal.HEADER.unpack_from(msg)
+    assert sender == aton(HERE)
+    return mtype, session, counter, bytes(seal.unseal(seal.aead(key, session), level, memoryview(msg)))
+
+
+@pytest.mark.parametrize("security", ["auth", "conf"])
+def test_an_unconfirmed_sender_is_challenged_then_confirmed(node, security):
+    v = node.vnet(security=security, held=(Key(1, KEY1),), encapsulation="etherip")
+    f = frame()
+    node.rx.from_udp(sealed(v, f, seq=100), LAN)
+    node.rx.from_udp(sealed(v, f, seq=101), LAN)  # the challenge is on its way: none again
+    ((challenge, to),) = node.udp.sent  # by UDP, even on a raw EtherIP vnet
+    assert to == (LAN2, PORT) and node.etherip.sent == []
+    mtype, session, counter, value = opened(node, challenge)
+    assert (mtype, session, counter, len(value)) == (seal.TYPE_CHALLENGE, OURS, SEQ0 + 1, 16)
+    assert node.drops() == {"unconfirmed": 2} and node.counts() == {"udp-received": 2, "challenges-sent": 1}
+    assert node.tapped(v) == []
+
+    node.rx.from_udp(sealed(v, value, seq=102, msg_type=seal.TYPE_ANSWER), LAN)
+    assert node.counts()["sessions-confirmed"] == 1 and v.senders[aton(LAN2)].session == THEIRS
+    node.rx.from_udp(sealed(v, value, seq=110, msg_type=seal.TYPE_ANSWER), LAN)  # answered once only
+    for seq in (101, 102):  # sealed before the answer, or the answer itself
+        node.rx.from_udp(sealed(v, f, seq=seq), LAN)
+    assert node.drops() == {"unconfirmed": 2, "bad-answer": 1, "replay": 2} and node.tapped(v) == []
+    node.rx.from_udp(sealed(v, f, seq=103), LAN)
+    assert node.tapped(v) == [ZERO_HDR + f] and len(node.udp.sent) == 1
+
+
+def test_a_pending_challenge_is_sent_again_after_a_second(node, secure):
+    node.rx.from_udp(sealed(secure, frame(), seq=1), LAN)
+    node.clock.now = T0 + 0.9
+    node.rx.from_udp(sealed(secure, frame(), seq=2), LAN)
+    node.clock.now = T0 + 1.0
+    node.rx.from_udp(sealed(secure, frame(), seq=3), LAN)
+    first, second = (opened(node, m)[3] for m, _ in node.udp.sent)
+    assert first != second and node.counts()["challenges-sent"] == 2 and node.drops() == {"unconfirmed": 3}
+    node.rx.from_udp(sealed(secure, first, seq=4, msg_type=seal.TYPE_ANSWER), LAN)  # no longer pending
+    node.rx.from_udp(sealed(secure, second, seq=5, msg_type=seal.TYPE_ANSWER, session=THEIRS_NEXT), LAN)
+    assert node.drops() == {"unconfirmed": 3, "bad-answer": 1} and node.counts()["sessions-confirmed"] == 1
+    # Whichever session answers is the one confirmed: THEIRS is not (any more) taken.
+    assert secure.senders[aton(LAN2)].session == THEIRS_NEXT
+    node.rx.from_udp(sealed(secure, frame(), seq=9), LAN)
+    assert node.drops()["unconfirmed"] == 4 and node.tapped(secure) == []
+
+
+def test_a_restarted_sender_is_taken_again_after_one_round_trip(node, secure):
+    """The old session stays confirmed until the new one answers; then only the new."""
+    confirmed(secure, floor=50)
+    f = frame()
+    node.rx.from_udp(sealed(secure, f, seq=60), LAN)
+    node.rx.from_udp(sealed(secure, f, seq=1, session=THEIRS_NEXT), LAN)  # restarted: counter from 1
+    (challenge, _), = node.udp.sent
+    node.rx.from_udp(sealed(secure, f, seq=61), LAN)
+    node.rx.from_udp(sealed(secure, opened(node, challenge)[3], seq=2, msg_type=seal.TYPE_ANSWER,
+                            session=THEIRS_NEXT), LAN)
+    node.rx.from_udp(sealed(secure, f, seq=62), LAN)  # the old session, recorded or not
+    node.rx.from_udp(sealed(secure, f, seq=3, session=THEIRS_NEXT), LAN)
+    assert len(node.tapped(secure)) == 3 and node.drops() == {"unconfirmed": 2}
+    assert node.counts() == {"udp-received": 6, "challenges-sent": 2, "sessions-confirmed": 1}
+
+
+def test_an_answer_in_the_confirmed_session_keeps_its_window(node, secure):
+    e = confirmed(secure, floor=10)
+    e.window.record(30)
+    e.challenge, e.sent = bytes(range(16)), T0
+    node.rx.from_udp(sealed(secure, bytes(range(16)), seq=31, msg_type=seal.TYPE_ANSWER), LAN)
+    assert node.counts()["sessions-confirmed"] == 1 and e.challenge is None
+    node.rx.from_udp(sealed(secure, frame(), seq=20), LAN)  # between the floor and the top, unseen
+    assert len(node.tapped(secure)) == 1 and node.drops() == {}
+
+
+@pytest.mark.parametrize("encapsulation", ["udp", "etherip"])
+def test_a_challenge_is_answered_in_our_session_by_udp(node, encapsulation):
+    v = node.vnet(security="conf", held=(Key(2, KEY2), Key(1, KEY1)), encapsulation=encapsulation)
+    value = bytes(range(100, 116))
+    node.rx.from_udp(sealed(v, value, sender=FAR, msg_type=seal.TYPE_CHALLENGE), LAN)
+    node.rx.from_udp(sealed(v, value, sender=FAR, msg_type=seal.TYPE_CHALLENGE), LAN)  # replayed: harmless
+    assert [a for _, a in node.udp.sent] == [(FAR, PORT)] * 2 and node.etherip.sent == []
+    for (msg, _), counter in zip(node.udp.sent, (SEQ0 + 1, SEQ0 + 2)):
+        assert seal.HEADER.unpack_from(msg)[4] == 2  # sealed with the send key
+        assert opened(node, msg, KEY2) == (seal.TYPE_ANSWER, OURS, counter, value)
+    assert node.counts() == {"udp-received": 2, "answers-sent": 2} and node.drops() == {}
+    assert v.senders == {}  # a challenge makes no entry
+    node.udp.error = errno.ENETUNREACH
+    node.rx.from_udp(sealed(v, value, sender=FAR, msg_type=seal.TYPE_CHALLENGE), LAN)
+    assert node.drops() == {"send-error": 1}
+
+
+def test_answers_without_our_challenge_are_refused(node, secure):
+    node.rx.from_udp(sealed(secure, bytes(16), msg_type=seal.TYPE_ANSWER), LAN)  # no entry
+    e = confirmed(secure)
+    node.rx.from_udp(sealed(secure, bytes(16), msg_type=seal.TYPE_ANSWER), LAN)  # none pending
+    e.challenge, e.sent = bytes(range(16)), T0
+    node.rx.from_udp(sealed(secure, bytes(range(1, 17)), msg_type=seal.TYPE_ANSWER), LAN)  # another value
+    assert node.drops() == {"bad-answer": 3} and e.challenge is not None
+
+
+@pytest.mark.parametrize("raw", [False, True])
+def test_messages_of_the_format_before_sessions_count_old_seal(node, secure, raw):
+    old = b"\x00\x04\x02\x01" + secure.vid + bytes(70)
+    if raw:
+        node.rx.from_raw(ip_packet(LAN, HERE, wire.IPPROTO_ETHERIP, old), LAN)
+    else:
+        node.rx.from_udp(memoryview(old), LAN)
+    assert node.drops() == {"old-seal": 1} and node.udp.sent == [] and secure.senders == {}
+
+
+def test_session_keys_are_derived_once_per_session_not_per_packet(node, secure, monkeypatch):
+    made = []
+    real = seal.aead
+    monkeypatch.setattr(seal, "aead", lambda secret, session: made.append(session) or real(secret, session))
+    confirmed(secure)
+    node.tables.vifs.touch(secure.vid, MAC_A, T0)
+    for i in range(5):
+        node.rx.from_udp(sealed(secure, frame(), seq=10 + i), LAN)
+        from_tap(node, secure, frame(dst=MAC_B, src=MAC_A))
+    assert len(node.tapped(secure)) == 5 and made == [THEIRS, OURS]
+    secure.set_keys([Key(1, KEY1)])  # a key set replaced: the cached ciphers go
+    node.rx.from_udp(sealed(secure, frame(), seq=20), LAN)
+    from_tap(node, secure, frame(dst=MAC_B, src=MAC_A))
+    assert made == [THEIRS, OURS, THEIRS, OURS] and secure.senders[aton(LAN2)].session == THEIRS
+
+
+def test_our_counter_runs_for_every_vnet_and_a_spent_one_starts_a_new_session(node):
+    a = node.vnet("97", security="auth", held=(Key(1, KEY1),))
+    b = node.vnet("98", security="conf", held=(Key(1, KEY2),))
+    node.tables.vifs.touch(a.vid, MAC_A, T0)
+    node.tables.vifs.touch(b.vid, MAC_A, T0)
+    node.tx.counter = (1 << 64) - 2
+    for v in (a, b, a):
+        from_tap(node, v, frame(dst=BCAST, src=MAC_A))
+    sent = [seal.HEADER.unpack_from(m)[6:] for m in node.udp.to((GROUP, PORT))]
+    assert sent[:2] == [(OURS, (1 << 64) - 1)] * 1 + [(sent[1][0], 1)]
+    assert sent[1][0] != OURS and sent[2] == (sent[1][0], 2)
+    assert opened(node, node.udp.to((GROUP, PORT))[2])[1:3] == (sent[1][0], 2)
 
 
 # ---- VARP -------------------------------------------------------------------------------
@@ -366,14 +536,15 @@ def test_request_is_answered_only_for_a_local_vif(node):
 
 
 def test_secure_request_gets_a_sealed_answer_sent_to_the_sealer(node, secure):
+    confirmed(secure)
     node.tables.vifs.touch(secure.vid, MAC_A, T0)
     node.rx.from_udp(sealed(secure, varp_msg(secure, wire.VARP_REQUEST, MAC_A), sender=LAN2,
                             msg_type=seal.TYPE_VARP), LAN)
     ((reply, to),) = node.udp.sent
     assert to == (LAN2, PORT)
-    _id, mtype, _lvl, _vid, key_id, sender, seq = seal.HEADER.unpack_from(reply)
-    assert (mtype, key_id, sender, seq) == (seal.TYPE_VARP, 1, aton(HERE), SEQ0 + 1)
-    body = seal.unseal(seal.aead(KEY1), seal.AUTH, memoryview(reply))
+    _id, mtype, _lvl, _vid, key_id, sender, session, seq = seal.HEADER.unpack_from(reply)
+    assert (mtype, key_id, sender, session, seq) == (seal.TYPE_VARP, 1, aton(HERE), OURS, SEQ0 + 1)
+    body = seal.unseal(seal.aead(KEY1, OURS), seal.AUTH, memoryview(reply))
     assert bytes(body) == wire.pack_varp(wire.VARP_ANNOUNCE, secure.vid, MAC_A, HERE) + wire.VARP_EXT_SUPER
 
 
@@ -688,9 +859,9 @@ def test_secure_vnet_seals_once_for_every_copy_with_rising_numbers(node):
     assert len(group) == 2 and [r[-len(g):] for r, g in zip(relayed, group)] == group
     seqs = []
     for msg in group:
-        _id, mtype, level, _vid, key_id, sender, seq = seal.HEADER.unpack_from(msg)
-        assert (mtype, level, key_id, sender) == (seal.TYPE_FRAME, seal.CONF, 3, aton(HERE))
-        assert seal.unseal(seal.aead(KEY1), seal.CONF, memoryview(msg)) == f
+        _id, mtype, level, _vid, key_id, sender, session, seq = seal.HEADER.unpack_from(msg)
+        assert (mtype, level, key_id, sender, session) == (seal.TYPE_FRAME, seal.CONF, 3, aton(HERE), OURS)
+        assert seal.unseal(seal.aead(KEY1, OURS), seal.CONF, memoryview(msg)) == f
         seqs.append(seq)
     assert seqs == [SEQ0 + 1, SEQ0 + 2]
 
@@ -842,7 +1013,8 @@ def test_vlan_tag_put_back():
 def test_jumbo_raw_etherip_goes_without_df(node):
     """A raw EtherIP vnet with an MTU above its default sends through the DF-clear socket."""
     frag = Recorder()
-    node.tx = Transmit(node.here, node.udp, node.etherip, node.tables, node.clock, seq=SEQ0, etherip_frag=frag)
+    node.tx = Transmit(node.here, node.udp, node.etherip, node.tables, node.clock, session=OURS, counter=SEQ0,
+                        etherip_frag=frag)
     cfg = VnetConfig.from_cli("97", encapsulation="etherip", mtu=9000)
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
     node.closing += (ours, theirs)
@@ -918,6 +1090,7 @@ def test_plain_vnets_together_are_bounded_but_never_crowd_out_a_secure_one(node,
     monkeypatch.setattr(tables, "MAX_VNET_MACS", 4)
     monkeypatch.setattr(tables, "MAX_TABLE_MACS", 6)
     a, b, s = node.vnet("97"), node.vnet("98"), node.vnet("96", security="auth", held=(Key(1, KEY1),))
+    confirmed(s)
     for v in (a, b):
         for m in macs(5):
             node.rx.from_udp(vudp(v, frame(dst=BCAST, src=m)), LAN)

@@ -48,11 +48,11 @@ _IFF_NO_PI = 0x1000
 _IFF_VNET_HDR = 0x4000
 _TUN_F_CSUM, _TUN_F_TSO4, _TUN_F_TSO6 = 0x01, 0x02, 0x04
 
-#: Longest super-frame an offloading tap may hand us: with the 54 bytes of a sealed
+#: Longest super-frame an offloading tap may hand us: with the 66 bytes of a sealed
 #: message (doc/security.md; 22 for plain VUDP) it must fit one UDP datagram (65507
 #: bytes).  One cap for every vnet keeps the rule simple.  The kernel segments longer
 #: GSO packets in software before they reach the tap.
-SUPER_FRAME_MAX = 65507 - 54
+SUPER_FRAME_MAX = 65507 - 66
 
 
 def open_tap(name: str, offload: bool = False) -> int:

@@ -65,9 +65,10 @@ MTU_MIN, MTU_MAX = 68, 65000
 NO_BRIDGE = "none"
 
 _HEADER_SIZE = {"udp": 64, "etherip": 52}
-#: What sealing adds to a frame of a secure vnet: the 54-byte sealed message in place
-#: of the 22-byte VUDP or 18-byte EtherIP prefix (doc/security.md).
-_SEALED_EXTRA = {"udp": 54 - 22, "etherip": 54 - 18}
+#: What sealing adds to a frame of a secure vnet: the 66 bytes of a sealed message
+#: (header and tag, seal.OVERHEAD) in place of the 22-byte VUDP or 18-byte EtherIP
+#: prefix (doc/security.md).
+_SEALED_EXTRA = {"udp": 66 - 22, "etherip": 66 - 18}
 _ETH_MTU = 1500
 MAX_KEY_FILES = 2
 

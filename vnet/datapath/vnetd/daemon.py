@@ -432,7 +432,7 @@ class Vnetd(Datapath):
             raise DatapathError("EINVAL", f"vnet.keys: {e}") from None
         v.set_keys(keys.for_vnet(cfg.id, cfg.security, key_files))
         v.cfg = cfg
-        log.info("vnet %s: keys %s, sending with key %d", vid, " ".join(map(str, v.ciphers)), v.send_id)
+        log.info("vnet %s: keys %s, sending with key %d", vid, " ".join(map(str, v.secrets)), v.send_id)
 
     def vnet_del(self, vid: VnetId) -> None:
         v = self.tables.vnets.pop(vid.packed, None)
@@ -456,7 +456,7 @@ class Vnetd(Datapath):
         out = []
         for v in sorted(self.tables.vnets.values(), key=lambda v: v.cfg.id):
             c = v.cfg
-            extra = {"keys": [v.send_id] + [k for k in v.ciphers if k != v.send_id]} if v.level else {}
+            extra = {"keys": [v.send_id] + [k for k in v.secrets if k != v.send_id]} if v.level else {}
             out.append(records.vnet_record(
                 c.id, c.vnetif, c.security, c.header, bridge=c.bridge or "none",
                 encapsulation=c.encapsulation, rx_packets=v.rx_packets, tx_packets=v.tx_packets,

@@ -11,6 +11,7 @@ This is the per-packet path: slicing, dict lookups and struct codecs, no logging
 """
 from __future__ import annotations
 
+import hmac
 import os
 import socket
 
@@ -20,16 +21,20 @@ from vnet.datapath.vnetd.offload import ORIGINAL_FRAME_MAX, ZERO_HDR, gso_header
 from vnet.datapath.vnetd.tables import Tables
 from vnet.datapath.vnetd.transmit import ZERO_ADDR, Transmit
 from vnet.datapath.vnetd.underlay import Sender, Underlay
-from vnet.datapath.vnetd.vnets import Vnet
+from vnet.datapath.vnetd.vnets import SenderEntry, Vnet
 from vnet.wire import formats as wire
 from vnet.wire import seal
 from vnet.wire.stats import (
     C_ANNOUNCES_RECEIVED,
     C_ANNOUNCES_SENT,
+    C_ANSWERS_SENT,
+    C_CHALLENGES_SENT,
     C_ETHERIP_RECEIVED,
     C_FORWARDS_RECEIVED,
+    C_SESSIONS_CONFIRMED,
     C_UDP_RECEIVED,
     C_VARP_REQUESTS,
+    D_BAD_ANSWER,
     D_BAD_FAMILY,
     D_BAD_FORWARD,
     D_BAD_MESSAGE_ID,
@@ -42,6 +47,7 @@ from vnet.wire.stats import (
     D_DUPLICATE,
     D_HOP_LIMIT,
     D_NOT_A_PEER,
+    D_OLD_SEAL,
     D_OTHER_GROUP,
     D_OWN_PACKET,
     D_REPLAY,
@@ -50,14 +56,18 @@ from vnet.wire.stats import (
     D_SHORT,
     D_TABLE_FULL,
     D_TAP_WRITE_ERROR,
+    D_UNCONFIRMED,
     D_UNKNOWN_KEY,
     D_UNKNOWN_VNET,
     D_UNPROTECTED,
 )
 
-#: Replay windows a secure vnet keeps (one per sending host).  Only a key holder can
-#: add one, so this bounds memory against a misbehaving member, not the public.
+#: Sender entries (session, replay window, challenge) a secure vnet keeps, one per
+#: sending host.  Only a key holder can add one, so this bounds memory against a
+#: misbehaving member, not the public.
 MAX_SENDERS = 1024
+#: Seconds before a sender whose session is unconfirmed is challenged again.
+CHALLENGE_EVERY = 1.0
 
 #: The sender rule (doc/security.md), per packet one index and one set lookup: first
 #: bytes of the addresses no host can have (0/8, loopback, multicast), and the
@@ -156,6 +166,8 @@ class Receive:
             self.etherip(pkt[wire.VNET_MSG_HEADER_LEN:], src)
         elif msg == seal.MSG_SEALED:
             self.sealed(pkt, raw=False)
+        elif msg == seal.MSG_OLD_SEALED:
+            self.drops[D_OLD_SEAL] += 1
         elif msg == wire.MSG_VARP:
             self.varp(pkt, src)
         elif msg == wire.MSG_VFWD and vfwd_ok:
@@ -164,9 +176,12 @@ class Receive:
             self.drops[D_BAD_MESSAGE_ID] += 1
 
     def raw(self, pkt: memoryview, src: str) -> None:
-        """An IP protocol 97 payload: a sealed message (00 04) or plain EtherIP."""
+        """An IP protocol 97 payload: a sealed message (00 05), one of the format before
+        sessions (00 04), or plain EtherIP."""
         if len(pkt) > 1 and pkt[0] == 0 and pkt[1] == seal.MSG_SEALED:
             self.sealed(pkt, raw=True)
+        elif len(pkt) > 1 and pkt[0] == 0 and pkt[1] == seal.MSG_OLD_SEALED:
+            self.drops[D_OLD_SEAL] += 1
         else:
             self.etherip(pkt, src)
 
@@ -194,12 +209,14 @@ class Receive:
         return v
 
     def sealed(self, pkt: memoryview, raw: bool) -> None:
-        """A sealed message (doc/security.md): checked in the documented order, and
-        nothing is learned, answered or delivered unless every check passes."""
+        """A sealed message (doc/security.md, "Receive rules"): checked in the
+        documented order, and nothing is learned, answered or delivered unless every
+        check passes.  Each message ends in exactly one count: a drop reason, a frame
+        or VARP message handled, `answers-sent` or `sessions-confirmed`."""
         if len(pkt) < seal.OVERHEAD:
             self.drops[D_SHORT] += 1
             return
-        _id, mtype, level, vid, key_id, sender, seq = seal.HEADER.unpack_from(pkt)
+        _id, mtype, level, vid, key_id, sender, session, counter = seal.HEADER.unpack_from(pkt)
         v = self.by_id.get(vid)
         if v is None:
             self.drops[D_UNKNOWN_VNET] += 1
@@ -207,16 +224,22 @@ class Receive:
         if level != v.level or not level:  # a (security none) vnet takes no sealed message
             self.drops[D_SECURITY_MISMATCH] += 1
             return
-        cipher = v.ciphers.get(key_id)
-        if cipher is None:
+        secret = v.secrets.get(key_id)
+        if secret is None:
             self.drops[D_UNKNOWN_KEY] += 1
             return
-        if self.refused_sender(sender):  # we keep no window for ourselves
+        if self.refused_sender(sender):  # we keep no entry for ourselves
             return
-        window = v.windows.get(sender)
-        if window is not None and not window.fresh(seq):
+        entry = v.senders.get(sender)
+        data = mtype == seal.TYPE_FRAME or mtype == seal.TYPE_VARP
+        confirmed = entry is not None and entry.session == session
+        if data and confirmed and not entry.window.fresh(counter):
             self.drops[D_REPLAY] += 1
             return
+        cipher = None if entry is None else entry.ciphers.get((key_id, session))
+        cached = cipher is not None
+        if not cached:  # a session new to us: one HChaCha20, kept once the tag verified
+            cipher = seal.aead(secret, session)
         try:
             body = seal.unseal(cipher, level, pkt)
         except seal.InvalidTag:
@@ -224,23 +247,75 @@ class Receive:
             return
         if mtype == seal.TYPE_FRAME:
             ok = len(body) >= wire.ETH_HEADER_LEN
+        elif mtype == seal.TYPE_VARP:
+            ok = not raw and len(body) >= wire.VARP_LEN and body[4:20] == vid
         else:
-            ok = (mtype == seal.TYPE_VARP and not raw and len(body) >= wire.VARP_LEN
-                  and body[4:20] == vid)
+            ok = (mtype == seal.TYPE_CHALLENGE or mtype == seal.TYPE_ANSWER) and not raw \
+                and len(body) == seal.CHALLENGE_LEN
         if not ok:
             self.drops[D_BAD_SEAL] += 1
             return
-        if window is None:
-            if len(v.windows) >= MAX_SENDERS:
-                self.drops[D_REPLAY] += 1  # no room to remember it: refuse, never forget one
-                return
-            window = v.windows[sender] = seal.ReplayWindow()
-        window.record(seq)
+        if not data:
+            if mtype == seal.TYPE_CHALLENGE:
+                self.answer(v, bytes(body), sender)
+            else:
+                self.answered(v, entry, bytes(body), key_id, session, counter, cipher)
+            return
+        if not confirmed:
+            self.unconfirmed(v, entry, sender, key_id, session, cipher)
+            return
+        if not cached:
+            entry.keep_cipher(key_id, session, cipher)
+        entry.window.record(counter)
         src = socket.inet_ntoa(sender)
         if mtype == seal.TYPE_FRAME:
             self.deliver(v, body, src)
         else:
             self.varp_message(v, memoryview(body), src)
+
+    def answer(self, v: Vnet, value: bytes, sender: bytes) -> None:
+        """A challenge: answered with its value in our session (no entry needed; a
+        replayed one is answered again, which is harmless)."""
+        try:
+            self.tx.control(v, seal.TYPE_ANSWER, value, socket.inet_ntoa(sender))
+        except OSError:
+            self.drops[D_SEND_ERROR] += 1
+            return
+        self.counts[C_ANSWERS_SENT] += 1
+
+    def answered(self, v: Vnet, entry: SenderEntry | None, value: bytes, key_id: int,
+                 session: bytes, counter: int, cipher) -> None:
+        """An answer: the session it is sealed in is confirmed if it carries the
+        challenge we wait for, with nothing up to its counter ever accepted."""
+        if entry is None or entry.challenge is None or not hmac.compare_digest(entry.challenge, value):
+            self.drops[D_BAD_ANSWER] += 1
+            return
+        entry.confirm(session, counter)
+        entry.keep_cipher(key_id, session, cipher)
+        self.counts[C_SESSIONS_CONFIRMED] += 1
+
+    def unconfirmed(self, v: Vnet, entry: SenderEntry | None, sender: bytes, key_id: int,
+                    session: bytes, cipher) -> None:
+        """A frame or VARP message of a session not (yet) confirmed: dropped, and its
+        sender challenged unless a challenge is on its way (at most one a second)."""
+        now = self.clock.now
+        if entry is None:
+            if len(v.senders) >= MAX_SENDERS:
+                self.drops[D_REPLAY] += 1  # no room to remember it: refuse, never forget one
+                return
+            entry = v.senders[sender] = SenderEntry()
+        elif entry.challenge is not None and now - entry.sent < CHALLENGE_EVERY:
+            self.drops[D_UNCONFIRMED] += 1
+            return
+        self.drops[D_UNCONFIRMED] += 1
+        entry.keep_cipher(key_id, session, cipher)  # its answer comes in this session
+        entry.challenge = os.urandom(seal.CHALLENGE_LEN)
+        entry.sent = now
+        try:
+            self.tx.control(v, seal.TYPE_CHALLENGE, entry.challenge, socket.inet_ntoa(sender))
+        except OSError:  # the packet is counted (unconfirmed); tried again a second later
+            return
+        self.counts[C_CHALLENGES_SENT] += 1
 
     def refused_sender(self, addr: bytes) -> bool:
         """The sender rule (doc/security.md): a message that names as its sender (sealed

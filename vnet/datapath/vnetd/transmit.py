@@ -35,6 +35,8 @@ from vnet.wire.stats import (
 )
 
 ZERO_ADDR = b"\0\0\0\0"
+#: The last counter of a session (doc/security.md): the next message starts a new one.
+COUNTER_MAX = (1 << 64) - 1
 #: An 802.3x pause frame: to 01:80:c2:00:00:01 (the tail after its first byte, 01),
 #: ethertype 0x8808.  The one frame a port does not carry across (doc/ports.md).
 PAUSE_TAIL = b"\x80\xc2\x00\x00\x01"
@@ -44,10 +46,13 @@ class Transmit:
     """The tap -> network rules, and the sends every rule makes.
 
     `udp` and `etherip` are the Senders for UDP port `here.port` and raw protocol 97.
-    `seq` is this host's one sealing counter (doc/security.md), for every secure vnet."""
+    `session` and `counter` are this host's one sealing session and counter
+    (doc/security.md, "Sessions"), for every secure vnet and key: a fresh random
+    session at every start of the process (tests may give one), the counter from 0."""
 
     def __init__(self, here: Underlay, udp: Sender, etherip: Sender, tables: Tables, clock: Clock,
-                 seq: int | None = None, offload: bool = True, etherip_frag: Sender | None = None) -> None:
+                 session: bytes | None = None, offload: bool = True, etherip_frag: Sender | None = None,
+                 counter: int = 0) -> None:
         self.here = here
         self.address = here.address
         self.address_b = here.address_b
@@ -65,7 +70,8 @@ class Transmit:
         self.peers = tables.peers
         self.counts = tables.counts
         self.drops = tables.drops
-        self.seq = seal.new_sequence() if seq is None else seq
+        self.session = seal.new_session() if session is None else session
+        self.counter = counter
         self.supers = tables.supers.addrs
         # What our announces say after their 43 bytes: that super-frames are welcome
         # here, unless this host runs without them (vnetd --no-offload).
@@ -204,10 +210,18 @@ class Transmit:
             self.drops[D_SEND_ERROR] += 1
 
     def seal(self, v: Vnet, msg_type: int, body) -> tuple:
-        """Body sealed with the vnet's send key, numbered by this host's one counter."""
-        self.seq += 1
-        return seal.seal(v.send_cipher, v.level, msg_type, v.vid, v.send_id, self.address_b,
-                         self.seq, body)
+        """Body sealed with the vnet's send key in this host's session, numbered by its
+        one counter; a counter that would pass 2^64-1 starts a new session."""
+        self.counter += 1
+        if self.counter > COUNTER_MAX:
+            self.session, self.counter = seal.new_session(), 1
+        return seal.seal(v.cipher_to_send(self.session), v.level, msg_type, v.vid, v.send_id,
+                         self.address_b, self.session, self.counter, body)
+
+    def control(self, v: Vnet, msg_type: int, value: bytes, addr: str) -> None:
+        """A challenge or an answer (16 bytes) of vnet v to `addr`: always by UDP to the
+        port, also on a raw EtherIP vnet, as VARP replies.  Raises OSError."""
+        self.send_udp(self.seal(v, msg_type, value), (), 0, (addr, self.port))
 
     def flood(self, v: Vnet, parts: tuple) -> None:
         """One copy to the vnet's group, one VFWD copy to each peer (reference 4.6)."""
