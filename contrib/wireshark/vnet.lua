@@ -6,15 +6,15 @@
 -- UDP port 1798 carries the vnet messages: VARP (1), VUDP (2: EtherIP header + frame),
 -- VFWD (3: a whole IPv4 packet, handed to Wireshark's IP dissector, which brings it back
 -- here for its UDP 1798 or protocol 97 payload) and the sealed messages of secure
--- vnets (4).  IP protocol 97 carries our 18-byte EtherIP header (not RFC 3378's two
+-- vnets (5; 4 is their format before sessions, shown as such).  IP protocol 97 carries our 18-byte EtherIP header (not RFC 3378's two
 -- bytes) or a sealed message; anything else of protocol 97 goes on to Wireshark's own
 -- RFC 3378 EtherIP dissector, which this one takes the place of.
 
 local vnet = Proto("vnet", "vnet (EtherIP-in-UDP, VARP)")
 
-local MSG = { [1] = "VARP", [2] = "VUDP", [3] = "VFWD", [4] = "sealed" }
+local MSG = { [1] = "VARP", [2] = "VUDP", [3] = "VFWD", [4] = "sealed (format before sessions)", [5] = "sealed" }
 local VARP_OP = { [1] = "request", [2] = "announce" }
-local SEAL_TYPE = { [1] = "VARP message", [2] = "Ethernet frame" }
+local SEAL_TYPE = { [1] = "VARP message", [2] = "Ethernet frame", [3] = "challenge", [4] = "answer" }
 local SEAL_LEVEL = { [1] = "auth", [2] = "conf" }
 
 local f = {
@@ -42,7 +42,9 @@ local f = {
     seal_keyid = ProtoField.uint8("vnet.seal.keyid", "Key id", base.DEC),
     seal_reserved = ProtoField.bytes("vnet.seal.reserved", "Reserved"),
     seal_sender = ProtoField.ipv4("vnet.seal.sender", "Sender"),
-    seal_seq = ProtoField.uint64("vnet.seal.seq", "Sequence", base.DEC),
+    seal_session = ProtoField.bytes("vnet.seal.session", "Session"),
+    seal_counter = ProtoField.uint64("vnet.seal.counter", "Counter", base.DEC),
+    seal_seq = ProtoField.uint64("vnet.seal.seq", "Sequence (format before sessions)", base.DEC),
     seal_body = ProtoField.bytes("vnet.seal.body", "Sealed body"),
     seal_tag = ProtoField.bytes("vnet.seal.tag", "Tag (Poly1305)"),
 }
@@ -51,7 +53,9 @@ vnet.fields = f
 local e_short = ProtoExpert.new("vnet.short", "Shorter than its headers", expert.group.MALFORMED, expert.severity.ERROR)
 local e_version = ProtoExpert.new("vnet.bad_version", "EtherIP version word not accepted", expert.group.MALFORMED,
     expert.severity.WARN)
-vnet.experts = { e_short, e_version }
+local e_old_seal = ProtoExpert.new("vnet.old_seal", "Sealed in the format before sessions: dropped as old-seal",
+    expert.group.PROTOCOL, expert.severity.WARN)
+vnet.experts = { e_short, e_version, e_old_seal }
 
 local eth = Dissector.get("eth_withoutfcs")
 local ip = Dissector.get("ip")
@@ -135,8 +139,10 @@ local function dissect_varp(tvb, pinfo, sub)
     end
 end
 
+-- A sealed message (doc/security.md): a 50-byte header with the sender's session and
+-- counter, the body, a 16-byte tag.
 local function dissect_sealed(tvb, pinfo, tree, sub)
-    if tvb:len() < 38 + 16 then
+    if tvb:len() < 50 + 16 then
         sub:add_proto_expert_info(e_short)
         return
     end
@@ -145,15 +151,17 @@ local function dissect_sealed(tvb, pinfo, tree, sub)
     sub:add(f.seal_level, tvb(3, 1))
     local id = add_id(sub, tvb(4, 16))
     sub:add(f.seal_keyid, tvb(20, 1))
-    sub:add(f.seal_reserved, tvb(21, 5))
-    sub:add(f.seal_sender, tvb(26, 4))
-    sub:add(f.seal_seq, tvb(30, 8))
-    local n = tvb:len() - 38 - 16
-    local body = tvb(38, n)
+    sub:add(f.seal_reserved, tvb(21, 1))
+    sub:add(f.seal_sender, tvb(22, 4))
+    sub:add(f.seal_session, tvb(26, 16))
+    sub:add(f.seal_counter, tvb(42, 8))
+    local n = tvb:len() - 50 - 16
+    local body = tvb(50, n)
     sub:add(f.seal_body, body)
-    sub:add(f.seal_tag, tvb(38 + n, 16))
-    info(pinfo, string.format("sealed %s %s vnet %s key %d from %s seq %s", SEAL_LEVEL[level] or "?",
-        SEAL_TYPE[kind] or "?", id, tvb(20, 1):uint(), tostring(tvb(26, 4):ipv4()), tostring(tvb(30, 8):uint64())))
+    sub:add(f.seal_tag, tvb(50 + n, 16))
+    info(pinfo, string.format("sealed %s %s vnet %s key %d from %s session %s counter %s", SEAL_LEVEL[level] or "?",
+        SEAL_TYPE[kind] or "?", id, tvb(20, 1):uint(), tostring(tvb(22, 4):ipv4()), tvb(26, 4):bytes():tohex(true) .. "..",
+        tostring(tvb(42, 8):uint64())))
     if level ~= 1 then
         return  -- conf: the body is ciphertext
     end
@@ -163,6 +171,28 @@ local function dissect_sealed(tvb, pinfo, tree, sub)
         dissect_varp(body:tvb(), pinfo, sub)
         pinfo.cols.info = "sealed auth " .. tostring(pinfo.cols.info)
     end
+end
+
+-- A sealed message of the format before sessions (message id 4: a 38-byte header with
+-- the sender's address and a sequence number), which hosts now drop as old-seal.
+local function dissect_old_sealed(tvb, pinfo, sub)
+    sub:add_proto_expert_info(e_old_seal)
+    if tvb:len() < 38 + 16 then
+        sub:add_proto_expert_info(e_short)
+        return
+    end
+    sub:add(f.seal_type, tvb(2, 1))
+    sub:add(f.seal_level, tvb(3, 1))
+    local id = add_id(sub, tvb(4, 16))
+    sub:add(f.seal_keyid, tvb(20, 1))
+    sub:add(f.seal_reserved, tvb(21, 5))
+    sub:add(f.seal_sender, tvb(26, 4))
+    sub:add(f.seal_seq, tvb(30, 8))
+    local n = tvb:len() - 38 - 16
+    sub:add(f.seal_body, tvb(38, n))
+    sub:add(f.seal_tag, tvb(38 + n, 16))
+    info(pinfo, string.format("sealed, format before sessions (old-seal), vnet %s from %s seq %s", id,
+        tostring(tvb(26, 4):ipv4()), tostring(tvb(30, 8):uint64())))
 end
 
 local function dissect_vfwd(tvb, pinfo, tree, sub)
@@ -205,8 +235,11 @@ function vnet.dissector(tvb, pinfo, tree)
     end
     local id = tvb(0, 2):uint()
     sub:add(f.msg, tvb(0, 2))
-    if id == 4 then
+    if id == 5 then
         dissect_sealed(tvb, pinfo, tree, sub)
+        return
+    elseif id == 4 then
+        dissect_old_sealed(tvb, pinfo, sub)
         return
     end
     sub:add(f.opcode, tvb(2, 2))
@@ -230,8 +263,9 @@ local function is_ours(tvb)
         return false
     end
     local b0, b1 = tvb(0, 1):uint(), tvb(1, 1):uint()
-    if b0 == 0 and b1 == 4 then
-        return n >= 54 and tvb(2, 1):uint() == 2 and (tvb(3, 1):uint() == 1 or tvb(3, 1):uint() == 2)
+    if b0 == 0 and (b1 == 5 or b1 == 4) then
+        return n >= (b1 == 5 and 66 or 54) and tvb(2, 1):uint() == 2
+            and (tvb(3, 1):uint() == 1 or tvb(3, 1):uint() == 2)
     end
     return n >= 18 + 14 and version_ok(b0, b1)
 end
@@ -244,9 +278,13 @@ function vnet_etherip.dissector(tvb, pinfo, tree)
         return 0
     end
     local sub = tree:add(vnet, tvb())
-    if tvb(0, 2):uint() == 4 then
+    local msg = tvb(0, 2):uint()
+    if msg == 5 then
         sub:add(f.msg, tvb(0, 2))
         dissect_sealed(tvb, pinfo, tree, sub)
+    elseif msg == 4 then
+        sub:add(f.msg, tvb(0, 2))
+        dissect_old_sealed(tvb, pinfo, sub)
     else
         dissect_etherip(tvb, pinfo, tree, sub, "EtherIP")
     end

@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
+import sys
 import time
 
 import pytest
@@ -25,6 +26,8 @@ pytestmark = [needs_root, pytest.mark.root]
 
 VID = VnetId.parse("97").packed
 SECRET_TEXT = b"vnet-known-payload-0123456789"
+#: The session of the messages a test seals itself (a key holder that is no vnetd).
+TEST_SESSION = bytes(range(0x50, 0x60))
 
 
 def secure_vnet(hosts, key: keys.Key, level: str, *extra: str) -> None:
@@ -43,11 +46,61 @@ def secure(hosts, tmp_path, level: str, *extra: str) -> keys.Key:
 
 
 def sealed(key: keys.Key, level: int, msg_type: int, body: bytes, sender: str, seq: int,
-           vid: VnetId = VnetId.parse("97"), key_id: int | None = None) -> bytes:
-    """A sealed message as a host holding `key` would send it (vnet/wire/seal.py)."""
-    parts = seal.seal(seal.aead(key.secret), level, msg_type, vid.packed,
-                      key.id if key_id is None else key_id, socket.inet_aton(sender), seq, body)
+           vid: VnetId = VnetId.parse("97"), key_id: int | None = None, session: bytes = TEST_SESSION) -> bytes:
+    """A sealed message as a host holding `key` would send it in `session` with counter
+    `seq` (vnet/wire/seal.py)."""
+    parts = seal.seal(seal.aead(key.secret, session), level, msg_type, vid.packed,
+                      key.id if key_id is None else key_id, socket.inet_aton(sender), session, seq, body)
     return b"".join(parts)
+
+
+#: Run in a key holder's namespace: make `host` confirm our session (doc/security.md,
+#: "Sessions").  A sealed frame in the session draws a challenge to our port 1798,
+#: which is answered in the same session; prints the next free counter.
+CONFIRM = r"""
+import socket, sys
+from vnet.wire import seal
+host, secret, key_id, level, vid, me, session, counter = sys.argv[1:9]
+secret, vid, session = bytes.fromhex(secret), bytes.fromhex(vid), bytes.fromhex(session)
+key_id, level, counter = int(key_id), int(level), int(counter)
+cipher = seal.aead(secret, session)
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind((me, 1798))
+s.settimeout(1)
+frame = bytes.fromhex("ffffffffffffaa00000000e188b5") + bytes(50)
+for attempt in range(30):  # a lost challenge is sent again after a second
+    counter += 1
+    msg = b"".join(seal.seal(cipher, level, seal.TYPE_FRAME, vid, key_id, socket.inet_aton(me), session,
+                             counter, frame))
+    s.sendto(msg, (host, 1798))
+    try:
+        got, src = s.recvfrom(2048)
+    except socket.timeout:
+        continue
+    h = seal.HEADER.unpack_from(got)
+    if src[0] != host or h[1] != seal.TYPE_CHALLENGE:
+        continue
+    value = seal.unseal(seal.aead(secret, h[6]), level, memoryview(got))
+    counter += 1
+    s.sendto(b"".join(seal.seal(cipher, level, seal.TYPE_ANSWER, vid, key_id, socket.inet_aton(me), session,
+                                counter, bytes(value))), (host, 1798))
+    print(counter + 1)
+    sys.exit(0)
+sys.exit("no challenge came from " + host)
+"""
+
+
+def confirm_session(lab, node, host, key: keys.Key, level: int, me: str, vid: VnetId = VnetId.parse("97"),
+                    session: bytes = TEST_SESSION, counter: int = 0) -> int:
+    """From `node` (which has address `me`, port 1798 free), have `host` confirm
+    `session` as me's; returns the next counter to seal with.  A test that sends as a
+    key holder does this first, as a real host would: host drops anything before."""
+    before = host.counters()
+    r = lab.run(node, [sys.executable, "-c", CONFIRM, host.ip, key.secret.hex(), str(key.id), str(level),
+                       vid.packed.hex(), me, session.hex(), str(counter)])
+    assert r.returncode == 0, r.stderr
+    host.wait_counters(before, {"sessions-confirmed": 1})
+    return int(r.stdout)
 
 
 def drops(host) -> dict[str, int]:
@@ -72,19 +125,20 @@ def test_secure_vnet_carries_traffic_and_conf_hides_it(lab, make_hosts, tmp_path
     assert len(found) >= 10
     # Every vnet packet on the underlay is a sealed message of vnet 97 with key 1.
     for p in found:
-        assert p[:4] == bytes([0, 4, p[2], seal.LEVELS[level]]) and p[4:20] == VID and p[20] == 1, p.hex()
+        assert p[:4] == bytes([0, 5, p[2], seal.LEVELS[level]]) and p[4:20] == VID and p[20] == 1, p.hex()
     seen = any(SECRET_TEXT in f for f in frames)
     assert seen == (level == "auth"), "conf must hide the payload; auth sends it in the clear"
     # The format is the documented one: the captured packets open with the key.
     frames_sealed = [p for p in found if p[2] == seal.TYPE_FRAME]
     for p in frames_sealed[:5]:
-        body = seal.unseal(seal.aead(key.secret), seal.LEVELS[level], memoryview(p))
+        body = seal.unseal(seal.aead(key.secret, p[seal.SESSION_AT:seal.COUNTER_AT]), seal.LEVELS[level],
+                           memoryview(p))
         assert len(body) >= 14
     # Larger transfers: super-frames are sealed whole.
     transfer(lab, a, b, "tcp", 4 << 20)
     transfer(lab, b, a, "udp", 100)
     listing = hosts[0].vn_json("vnets")[0]
-    assert listing["security"] == level and listing["keys"] == [1] and listing["header"] == 96
+    assert listing["security"] == level and listing["keys"] == [1] and listing["header"] == 108
 
 
 def test_secure_raw_etherip_vnet(lab, make_hosts, tmp_path):
@@ -96,10 +150,10 @@ def test_secure_raw_etherip_vnet(lab, make_hosts, tmp_path):
     r = lab.ping(a, b.ip, count=3)
     assert r.received == 3 and r.duplicates == 0, r.output
     listing = hosts[1].vn_json("vnets")[0]
-    assert listing["header"] == 88 and hosts[1].counters()["etherip-received"] >= 3
-    transfer(lab, a, b, "tcp", 1 << 20)  # MTU 1412 fits the underlay with DF set
+    assert listing["header"] == 100 and hosts[1].counters()["etherip-received"] >= 3
+    transfer(lab, a, b, "tcp", 1 << 20)  # MTU 1400 fits the underlay with DF set
     if hosts[1].datapath == "vnetd":  # a restarted vnetd reads its keys again, and its
-        hosts[1].kill()               # new sequence numbers start above the old ones
+        hosts[1].kill()               # new session is confirmed, not taken for a replay
         hosts[1].start()
         lab.wait_ping(a, b.ip)
         assert drops(hosts[0]).get("replay", 0) == 0
@@ -115,7 +169,7 @@ def test_tampered_replayed_forged_and_unprotected_are_dropped(lab, make_hosts, t
     lab.wait_ping(a, b.ip)
     def recorded_of(frames: list[bytes]) -> list[bytes]:
         return [p for src, dst, p in ipv4_payloads(frames)
-                if src == hosts[0].ip and dst == hosts[1].ip and p[:2] == b"\x00\x04"]
+                if src == hosts[0].ip and dst == hosts[1].ip and p[:2] == b"\x00\x05"]
     with Capture(lab, lab.nodes["sw"]) as cap:
         assert lab.ping(a, b.ip, count=4, interval=0.2).received == 4
         recorded = recorded_of(cap.wait_for(lambda fs: len(recorded_of(fs)) >= 4, "4 sealed requests"))
@@ -126,11 +180,11 @@ def test_tampered_replayed_forged_and_unprotected_are_dropped(lab, make_hosts, t
     frame = bytes.fromhex(b.mac.replace(":", "")) + bytes.fromhex("aa0000000066") + b"\x08\x00" + SECRET_TEXT
     forged_announce = wire.pack_varp(wire.VARP_ANNOUNCE, VID, mac_a, attacker.ip)
     wrong = keys.Key(key.id, os.urandom(32))
-    # A recorded packet changed: a body bit, and a fresh sequence number so the replay
-    # window does not stop it before the tag is checked.
+    # A recorded packet changed: a body bit, and a fresh counter so the replay window
+    # does not stop it before the tag is checked.
     tampered = bytearray(recorded[1])
     tampered[60] ^= 0x80
-    tampered[30:38] = (time.time_ns() << 1).to_bytes(8, "big")
+    tampered[seal.COUNTER_AT:seal.HEADER_LEN] = (1 << 62).to_bytes(8, "big")
 
     seq = time.time_ns()
     injected = {

@@ -8,11 +8,10 @@ with the kernel module."""
 from __future__ import annotations
 
 import socket
-import time
 
 import pytest
 from conftest import needs_root
-from netns.test_security import secure, sealed
+from netns.test_security import confirm_session, secure, sealed
 
 from lab.capture import Capture, ipv4_payloads
 from lab.traffic import send_datagrams
@@ -26,9 +25,6 @@ pytestmark = [needs_root, pytest.mark.root]
 GROUP = wire.DEFAULT_GROUP
 GHOST = bytes.fromhex("aa00000000e1")  # the source MAC of every forged frame
 NO_HOST = ("127.0.0.1", "0.0.0.0", "224.1.2.3", "255.255.255.255")
-#: The sender of sealed announces that pass every check but the announced address: no
-#: real host, whose replay window their numbers from the future would spoil.
-KEY_HOLDER = "10.0.0.77"
 
 
 def mac_bytes(mac: str) -> bytes:
@@ -52,14 +48,14 @@ def test_our_own_sealed_floods_sent_back_are_dropped(lab, make_hosts, tmp_path):
     b = lab.vm("b", hosts[1].host, "vnet97", "10.97.0.2/24")
     lab.wait_ping(a, b.ip, timeout=20)
     assert lab.ping(c, a.ip, count=2).received == 2  # c knows a's MAC from here on
-    cipher = seal.aead(key.secret)
 
     def floods_of_a(frames: list[bytes]) -> list[bytes]:
         """Host 1's sealed floods of frames from VM a (the test holds the key; the
         attacker just replays what host 1 sent to the group)."""
         out = []
         for src, dst, p in ipv4_payloads(frames):
-            if src == h1.ip and dst == GROUP and p[:3] == b"\x00\x04\x02":
+            if src == h1.ip and dst == GROUP and p[:3] == b"\x00\x05\x02":
+                cipher = seal.aead(key.secret, p[seal.SESSION_AT:seal.COUNTER_AT])
                 if bytes(seal.unseal(cipher, seal.CONF, p))[6:12] == mac_bytes(a.mac):
                     out.append(p)
         return out
@@ -104,7 +100,10 @@ def test_forged_senders_are_dropped_and_counted(lab, make_hosts, tmp_path):
     vid97, vid98 = VnetId.parse("97").packed, VnetId.parse("98").packed
     to_a = mac_bytes(a.mac) + GHOST + b"\x88\xb5" + bytes(50)
     to_p = mac_bytes(p.mac) + GHOST + b"\x88\xb5" + bytes(50)
-    seq = time.time_ns() + 10**12  # above anything a host sent: fresh
+    # The sealed announces below pass every check but the announced address: they come
+    # from a key holder (the attacker's address) whose session host 1 confirmed.
+    key_holder = attacker.ip
+    seq = confirm_session(lab, attacker, h1, key, seal.CONF, key_holder)
 
     def vfwd(origin: str) -> bytes:
         inner = wire.vudp_prefix(vid98) + to_p
@@ -116,12 +115,12 @@ def test_forged_senders_are_dropped_and_counted(lab, make_hosts, tmp_path):
 
     own = [
         sealed(key, seal.CONF, seal.TYPE_FRAME, to_a, h1.ip, seq),
-        sealed(key, seal.CONF, seal.TYPE_VARP, announce(vid97, h1.ip), KEY_HOLDER, seq + 1),
+        sealed(key, seal.CONF, seal.TYPE_VARP, announce(vid97, h1.ip), key_holder, seq + 1),
         vfwd(h1.ip),
         announce(vid98, h1.ip),
     ]
     bad = ([sealed(key, seal.CONF, seal.TYPE_FRAME, to_a, addr, seq + 10 + i) for i, addr in enumerate(NO_HOST)]
-           + [sealed(key, seal.CONF, seal.TYPE_VARP, announce(vid97, addr), KEY_HOLDER, seq + 20 + i)
+           + [sealed(key, seal.CONF, seal.TYPE_VARP, announce(vid97, addr), key_holder, seq + 20 + i)
               for i, addr in enumerate(NO_HOST)]
            + [vfwd(addr) for addr in NO_HOST if addr != "0.0.0.0"]  # origin 0: the peer itself
            + [announce(vid98, addr) for addr in NO_HOST])

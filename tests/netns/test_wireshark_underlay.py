@@ -18,8 +18,8 @@ from vnet.model.vnetid import VnetId
 pytestmark = [needs_root, pytest.mark.root]
 
 FIELDS = ("vnet.msg", "vnet.id", "vnet.varp.op", "vnet.varp.mac", "vnet.varp.addr", "vnet.varp.super",
-          "vnet.seal.level", "vnet.seal.keyid", "vnet.seal.sender", "vnet.seal.seq", "vnet.vfwd.src",
-          "vnet.vfwd.dst", "ip.src", "icmp.type", "frame.protocols")
+          "vnet.seal.level", "vnet.seal.keyid", "vnet.seal.sender", "vnet.seal.session", "vnet.seal.counter",
+          "vnet.vfwd.src", "vnet.vfwd.dst", "ip.src", "icmp.type", "frame.protocols")
 
 #: vnet -> (vn vnet-create options, VM subnet)
 VNETS = {"97": ((), "10.97.0"), "98": (("-e", "etherip"), "10.98.0"),
@@ -85,17 +85,19 @@ def test_tshark_decodes_every_message_of_a_live_underlay(lab, make_hosts, tmp_pa
     assert {"8", "0"} <= {r["icmp.type"] for r in frames_raw}, raw
     assert any(r["vnet.msg"] == "3" and "udp:vnet:ip:vnet_etherip:eth:" in r["frame.protocols"] for r in raw), raw
 
-    # Sealed: level, key id, sender and a fresh sequence number per message of a sender;
+    # Sealed: level, key id, sender, one session per sender and a fresh counter per
+    # message of a sender;
     # the auth body is decoded (ICMP inside raw EtherIP), the conf body is not.
     for vnet, level, icmp in (("99", "2", set()), ("9a", "1", {"8", "0"})):
         sealed = by_vnet[vnet]
         assert sealed and all(r["vnet.seal.level"] == level and r["vnet.seal.keyid"] == "1" for r in sealed), sealed
-        assert {r["vnet.seal.sender"] for r in sealed if r["vnet.msg"] in ("4", "")} == {h1, h2}, sealed
+        assert {r["vnet.seal.sender"] for r in sealed if r["vnet.msg"] in ("5", "")} == {h1, h2}, sealed
         assert {r["icmp.type"] for r in sealed} - {""} == icmp, sealed
         for sender in (h1, h2):
             # A sealed flood's VFWD copy to the peer is the same message: left out.
-            seqs = [int(r["vnet.seal.seq"]) for r in sealed
-                    if r["vnet.seal.sender"] == sender and r["vnet.msg"] in ("4", "")]
-            assert len(set(seqs)) == len(seqs) and min(seqs) > 10**18, seqs  # clock-started, never reused
+            mine = [(r["vnet.seal.session"], int(r["vnet.seal.counter"])) for r in sealed
+                    if r["vnet.seal.sender"] == sender and r["vnet.msg"] in ("5", "")]
+            assert len(set(mine)) == len(mine) and min(c for _, c in mine) >= 1, mine  # never reused
+            assert len({s for s, _ in mine}) == 1 and len(mine[0][0]) == 32, mine  # one random session a start
     # The auth vnet's announces are sealed VARP messages whose body is shown.
     assert any(r["vnet.varp.mac"] == mac("9a", 1) and r["vnet.seal.sender"] == h1 for r in by_vnet["9a"])

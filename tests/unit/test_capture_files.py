@@ -69,6 +69,6 @@ def test_the_underlay_filter_takes_only_its_vnets_packets():
         assert outer.matches(udp(wire.vudp_prefix(v.packed) + ICMP)) is want
         assert outer.matches(raw(wire.etherip_prefix(v.packed) + ICMP)) is want
         assert outer.matches(udp(wire.pack_varp(wire.VARP_REQUEST, v.packed, bytes(6), "10.0.0.1"))) is want
-        sealed = b"\x00\x04\x02\x02" + v.packed + bytes(18)
+        sealed = b"\x00\x05\x02\x02" + v.packed + bytes(30)
         assert outer.matches(udp(sealed)) is want and outer.matches(raw(sealed)) is want
     assert not outer.matches(ICMP)

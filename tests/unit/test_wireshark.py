@@ -1,7 +1,7 @@
 """The Wireshark dissector (contrib/wireshark/vnet.lua) on the documented test vectors.
 
 tshark is the judge: the vectors of doc/wire-format.md (T2-T6) and doc/security.md
-(S1-S3), and packets made with vnet/wire's builders, are written into a pcap and read
+(S1-S5), and packets made with vnet/wire's builders, are written into a pcap and read
 back with `tshark -X lua_script:vnet.lua -T fields`.  A genuine RFC 3378 EtherIP packet
 must still be Wireshark's own etherip.  No root needed.
 """
@@ -11,7 +11,7 @@ import socket
 import struct
 
 import pytest
-from test_seal import S1_AUTH, S2_CONF, S3_VARP
+from test_seal import S1_AUTH, S2_CONF, S3_VARP, S4_CHALLENGE, S5_ANSWER
 from test_wire import ARP, T2, T3, T4, T5, T6
 
 from lab import wireshark
@@ -21,9 +21,15 @@ VID = (0x97).to_bytes(16, "big")
 A, B, C = (socket.inet_aton(a) for a in ("192.0.2.1", "192.0.2.2", "203.0.113.7"))
 GROUP = socket.inet_aton(wire.DEFAULT_GROUP)
 VM1, VM2 = bytes.fromhex("aa0000110011"), bytes.fromhex("aa0000110012")
+SESSION_A, SESSION_B = bytes(range(0xA0, 0xB0)).hex(), bytes(range(0xB0, 0xC0)).hex()
+#: S2 in the format before sessions (message id 4, a 38-byte header, sequence 0x100000002).
+OLD_S2 = bytes.fromhex(
+    "0004020200000000000000000000000000000097010000000000c00002010000000100000002b8e368367f391782142dbce7d08ab171"
+    "9281aa90dd0fbe56e824ba92e632cd105be9a34941b3e81a4421fa2a3aaf501065d1a1f944b659bd4001")
 
 FIELDS = ("vnet.msg", "vnet.id", "vnet.varp.op", "vnet.varp.mac", "vnet.varp.addr", "vnet.varp.super",
           "vnet.seal.type", "vnet.seal.level", "vnet.seal.keyid", "vnet.seal.sender", "vnet.seal.seq",
+          "vnet.seal.session", "vnet.seal.counter", "vnet.seal.body",
           "vnet.vfwd.src", "vnet.vfwd.dst", "vnet.vfwd.original", "vnet.frame_len", "vnet.superframe",
           "arp.dst.proto_ipv4", "icmp.type", "icmp.seq", "tcp.dstport", "etherip.ver", "frame.protocols")
 
@@ -62,6 +68,10 @@ PACKETS = {
     "S2 conf frame": udp(A, GROUP, S2_CONF),
     "S3 conf VARP": udp(B, A, S3_VARP),
     "S2 on raw EtherIP": raw(A, B, S2_CONF),
+    "S4 challenge": udp(B, A, S4_CHALLENGE),
+    "S5 answer": udp(A, B, S5_ANSWER),
+    "old format": udp(A, GROUP, OLD_S2),
+    "old format on raw EtherIP": raw(A, B, OLD_S2),
     "ping on VUDP": udp(A, B, wire.vudp_prefix(VID) + ipv4_frame(VM1, VM2, 1, icmp_echo(7))),
     "ping on raw EtherIP": raw(A, B, wire.etherip_prefix(VID) + ipv4_frame(VM1, VM2, 1, icmp_echo(8))),
     "super-frame": udp(A, B, wire.vudp_prefix(VID) + ipv4_frame(
@@ -81,16 +91,28 @@ EXPECTED = {
                        "arp.dst.proto_ipv4": "198.51.100.12", "etherip.ver": ""},
     "T6 VFWD": {"vnet.msg": "3,2", "vnet.id": "97", "vnet.vfwd.src": "0.0.0.0", "vnet.vfwd.dst": "224.10.0.1",
                 "vnet.vfwd.original": "", "arp.dst.proto_ipv4": "198.51.100.12"},
-    "S1 auth frame": {"vnet.msg": "4", "vnet.id": "97", "vnet.seal.type": "2", "vnet.seal.level": "1",
-                      "vnet.seal.keyid": "1", "vnet.seal.sender": "192.0.2.1", "vnet.seal.seq": str(0x100000002),
-                      "vnet.frame_len": "42", "arp.dst.proto_ipv4": "198.51.100.12"},
-    "S2 conf frame": {"vnet.msg": "4", "vnet.seal.type": "2", "vnet.seal.level": "2", "vnet.seal.keyid": "1",
-                      "vnet.seal.sender": "192.0.2.1", "vnet.seal.seq": str(0x100000002), "vnet.frame_len": "",
-                      "arp.dst.proto_ipv4": ""},
-    "S3 conf VARP": {"vnet.msg": "4", "vnet.seal.type": "1", "vnet.seal.level": "2", "vnet.seal.keyid": "1",
-                     "vnet.seal.sender": "192.0.2.2", "vnet.seal.seq": str(0x100000003), "vnet.varp.mac": ""},
-    "S2 on raw EtherIP": {"vnet.msg": "4", "vnet.id": "97", "vnet.seal.level": "2",
-                          "vnet.seal.sender": "192.0.2.1", "etherip.ver": ""},
+    "S1 auth frame": {"vnet.msg": "5", "vnet.id": "97", "vnet.seal.type": "2", "vnet.seal.level": "1",
+                      "vnet.seal.keyid": "1", "vnet.seal.sender": "192.0.2.1", "vnet.seal.session": SESSION_A,
+                      "vnet.seal.counter": "2", "vnet.seal.seq": "", "vnet.frame_len": "42",
+                      "arp.dst.proto_ipv4": "198.51.100.12"},
+    "S2 conf frame": {"vnet.msg": "5", "vnet.seal.type": "2", "vnet.seal.level": "2", "vnet.seal.keyid": "1",
+                      "vnet.seal.sender": "192.0.2.1", "vnet.seal.session": SESSION_A, "vnet.seal.counter": "2",
+                      "vnet.frame_len": "", "arp.dst.proto_ipv4": ""},
+    "S3 conf VARP": {"vnet.msg": "5", "vnet.seal.type": "1", "vnet.seal.level": "2", "vnet.seal.keyid": "1",
+                     "vnet.seal.sender": "192.0.2.2", "vnet.seal.session": SESSION_B, "vnet.seal.counter": "3",
+                     "vnet.varp.mac": ""},
+    "S2 on raw EtherIP": {"vnet.msg": "5", "vnet.id": "97", "vnet.seal.level": "2",
+                          "vnet.seal.sender": "192.0.2.1", "vnet.seal.counter": "2", "etherip.ver": ""},
+    "S4 challenge": {"vnet.msg": "5", "vnet.seal.type": "3", "vnet.seal.level": "2", "vnet.seal.sender": "192.0.2.2",
+                     "vnet.seal.session": SESSION_B, "vnet.seal.counter": "4",
+                     "vnet.seal.body": S4_CHALLENGE[50:66].hex()},
+    "S5 answer": {"vnet.msg": "5", "vnet.seal.type": "4", "vnet.seal.sender": "192.0.2.1",
+                  "vnet.seal.session": SESSION_A, "vnet.seal.counter": "3"},
+    "old format": {"vnet.msg": "4", "vnet.id": "97", "vnet.seal.type": "2", "vnet.seal.level": "2",
+                   "vnet.seal.sender": "192.0.2.1", "vnet.seal.seq": str(0x100000002), "vnet.seal.counter": "",
+                   "vnet.seal.session": ""},
+    "old format on raw EtherIP": {"vnet.msg": "4", "vnet.id": "97", "vnet.seal.sender": "192.0.2.1",
+                                  "vnet.seal.seq": str(0x100000002), "etherip.ver": ""},
     "ping on VUDP": {"vnet.msg": "2", "vnet.id": "97", "icmp.type": "8", "icmp.seq": "7"},
     "ping on raw EtherIP": {"vnet.id": "97", "icmp.type": "8", "icmp.seq": "8"},
     "super-frame": {"vnet.msg": "2", "vnet.superframe": "1", "vnet.frame_len": str(14 + 20 + 20 + 3000),

@@ -13,6 +13,7 @@ from __future__ import annotations
 import struct
 
 from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 
 from vnet.model.keys import Key
 from vnet.model.vnetid import VnetId
@@ -38,11 +39,31 @@ def underlay_expression(vid: VnetId) -> str:
             f"(ip proto {wire.IPPROTO_ETHERIP} and (({raw}) or ({raw_sealed})))")
 
 
+#: Ciphers an Opener keeps: one per (key id, session) seen, and a capture sees few
+#: (one session per host and start); beyond this the cache starts again.
+OPENER_CIPHERS = 256
+
+
 class Opener:
-    """Opens the sealed frames of one conf vnet with the keys held for it."""
+    """Opens the sealed frames of one conf vnet with the keys held for it.  Each
+    sender's session has its own session key (doc/security.md, "Algorithm"): derived
+    once per (key id, session), not per packet."""
 
     def __init__(self, keys: list[Key]) -> None:
-        self.ciphers = {k.id: seal.aead(k.secret) for k in keys}
+        self.secrets = {k.id: k.secret for k in keys}
+        self.ciphers: dict[tuple[int, bytes], ChaCha20Poly1305] = {}
+
+    def cipher(self, key_id: int, session: bytes) -> ChaCha20Poly1305 | None:
+        """The cipher of (key id, session), or None when no such key is held."""
+        cipher = self.ciphers.get((key_id, session))
+        if cipher is None:
+            secret = self.secrets.get(key_id)
+            if secret is None:
+                return None
+            if len(self.ciphers) >= OPENER_CIPHERS:
+                self.ciphers.clear()
+            cipher = self.ciphers[key_id, session] = seal.aead(secret, session)
+        return cipher
 
     def open(self, frame: bytes) -> tuple[bytes | None, str]:
         """(the inner Ethernet frame, a note) for a sealed frame message; (None, why
@@ -55,13 +76,15 @@ class Opener:
         total = struct.unpack_from("!H", frame, ip + 2)[0]
         start = ip + ihl + (wire.UDP_HEADER_LEN if proto == wire.IPPROTO_UDP else 0)
         msg = memoryview(frame)[start:ip + total]
-        if len(msg) < seal.OVERHEAD or bytes(msg[:2]) != b"\x00\x04":
+        if len(msg) >= 2 and msg[0] == 0 and msg[1] == seal.MSG_OLD_SEALED:
+            return None, "sealed in the format before sessions (message id 4): not opened"
+        if len(msg) < seal.OVERHEAD or msg[0] != 0 or msg[1] != seal.MSG_SEALED:
             return None, "not sealed"
-        _id, mtype, level, _vnet, key_id, sender, seq = seal.HEADER.unpack_from(msg)
-        who = f"sealed by {'.'.join(map(str, sender))} seq {seq} key {key_id}"
+        _id, mtype, level, _vnet, key_id, sender, session, counter = seal.HEADER.unpack_from(msg)
+        who = f"sealed by {'.'.join(map(str, sender))} session {session.hex()} counter {counter} key {key_id}"
         if mtype != seal.TYPE_FRAME or level != seal.CONF:
             return None, who
-        cipher = self.ciphers.get(key_id)
+        cipher = self.cipher(key_id, session)
         if cipher is None:
             return None, f"{who}: this host holds no key {key_id} for the vnet"
         try:
