@@ -40,7 +40,6 @@ static int __net_init vnet_net_init(struct net *net)
 	INIT_DELAYED_WORK(&vn->sweep, vnet_sweep_work);
 	INIT_WORK(&vn->idle, vnet_idle_work);
 	vn->group = vnet_default_group;
-	spin_lock_init(&vn->session_lock);
 	err = vnet_session_new(vn, GFP_KERNEL);
 	if (err)
 		return err;

@@ -27,8 +27,6 @@
  * frame that TCP still holds (a clone) is never written; opening works in
  * place, after skb_cow_data() where conf's buffers are shared, as ESP does.
  */
-#include <asm/unaligned.h>
-#include <crypto/algapi.h>
 #include <crypto/chacha.h>
 #include <crypto/chacha20poly1305.h>
 #include <crypto/poly1305.h>
@@ -335,17 +333,17 @@ static void vnet_replay_floor(struct vnet_replay *r, u64 top)
 static void vnet_session_key(u8 out[CHACHA20POLY1305_KEY_SIZE],
 			     const u8 *secret, const u8 *session)
 {
-	u32 state[CHACHA_STATE_WORDS];
+	struct chacha_state state;
 	u32 k[CHACHA_KEY_SIZE / sizeof(u32)];
 	unsigned int i;
 
 	for (i = 0; i < ARRAY_SIZE(k); i++)
 		k[i] = get_unaligned_le32(secret + 4 * i);
-	chacha_init(state, k, session);
-	hchacha_block(state, k, 20);
+	chacha_init(&state, k, session);
+	hchacha_block(&state, k, 20);
 	for (i = 0; i < ARRAY_SIZE(k); i++)
 		put_unaligned_le32(k[i], out + 4 * i);
-	memzero_explicit(state, sizeof(state));
+	memzero_explicit(&state, sizeof(state));
 	memzero_explicit(k, sizeof(k));
 }
 
@@ -361,7 +359,7 @@ static void vnet_auth_tag(const u8 *key, const struct vnet_seal_hdr *h,
 	static const u8 zero[POLY1305_KEY_SIZE];
 	unsigned int total = VNET_SEAL_HLEN + len, consumed = 0, n;
 	struct poly1305_desc_ctx desc;
-	u32 state[CHACHA_STATE_WORDS];
+	struct chacha_state state;
 	u32 k[CHACHA_KEY_SIZE / sizeof(u32)];
 	struct skb_seq_state st;
 	u8 iv[CHACHA_IV_SIZE];
@@ -376,8 +374,8 @@ static void vnet_auth_tag(const u8 *key, const struct vnet_seal_hdr *h,
 	/* Block counter 0, then 00 00 00 00 and the counter as sent. */
 	memset(iv, 0, 8);
 	memcpy(iv + 8, (const u8 *)h + VNET_COUNTER_AT, 8);
-	chacha_init(state, k, iv);
-	chacha20_crypt(state, b.block0, zero, sizeof(b.block0));
+	chacha_init(&state, k, iv);
+	chacha20_crypt(&state, b.block0, zero, sizeof(b.block0));
 	poly1305_init(&desc, b.block0);
 	poly1305_update(&desc, (const u8 *)h, VNET_SEAL_HLEN);
 	skb_prepare_seq_read(skb, off, off + len, &st);
@@ -391,7 +389,7 @@ static void vnet_auth_tag(const u8 *key, const struct vnet_seal_hdr *h,
 	b.lens[1] = 0;
 	poly1305_update(&desc, (const u8 *)b.lens, sizeof(b.lens));
 	poly1305_final(&desc, tag);
-	memzero_explicit(state, sizeof(state));
+	memzero_explicit(&state, sizeof(state));
 	memzero_explicit(k, sizeof(k));
 	memzero_explicit(&b, sizeof(b));
 	memzero_explicit(&desc, sizeof(desc));

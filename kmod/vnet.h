@@ -287,8 +287,7 @@ struct vnet_net {
 	struct delayed_work sweep;
 	struct work_struct idle;	/* closes the socket once unused */
 	struct work_struct adopt;	/* attaches waiting ports (port.c) */
-	struct vnet_session __rcu *session;	/* of sealed packets */
-	spinlock_t session_lock;	/* replacing it */
+	struct vnet_session __rcu *session;	/* of sealed packets; xchg() */
 	__be32 group;			/* the shared one */
 	/*
 	 * The groups the socket has joined: the shared one and the vnets' own.
