@@ -378,11 +378,17 @@ static void vnet_auth_tag(const u8 *key, const struct vnet_seal_hdr *h,
 	chacha20_crypt(&state, b.block0, zero, sizeof(b.block0));
 	poly1305_init(&desc, b.block0);
 	poly1305_update(&desc, (const u8 *)h, VNET_SEAL_HLEN);
+	/* A block may run past off + len (the tag): skb_seq_read() does not
+	 * stop there, so each is cut to what is left.
+	 */
 	skb_prepare_seq_read(skb, off, off + len, &st);
-	while ((n = skb_seq_read(consumed, &data, &st)) != 0) {
+	while (consumed < len &&
+	       (n = skb_seq_read(consumed, &data, &st)) != 0) {
+		n = min(n, len - consumed);
 		poly1305_update(&desc, data, n);
 		consumed += n;
 	}
+	skb_abort_seq_read(&st);
 	if (total & 0xf)
 		poly1305_update(&desc, zero, 0x10 - (total & 0xf));
 	b.lens[0] = cpu_to_le64(total);
