@@ -11,12 +11,24 @@
 #ifndef _VNET_COMPAT_H
 #define _VNET_COMPAT_H
 
+#include <crypto/chacha.h>
 #include <linux/netdevice.h>
 #include <linux/version.h>
 #include <net/ip_tunnels.h>
 #include <net/udp_tunnel.h>
 
 /* 6.5 moved skb_gso_segment() out of <linux/netdevice.h>. */
+/* 6.12 moved <asm/unaligned.h> to <linux/unaligned.h>, and crypto_memneq() to
+ * <crypto/utils.h> (since 6.4).
+ */
+#if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 12, 0)
+#include <crypto/utils.h>
+#include <linux/unaligned.h>
+#else
+#include <asm/unaligned.h>
+#include <crypto/algapi.h>
+#endif
+
 #if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 5, 0)
 #include <net/gso.h>
 #endif
@@ -78,6 +90,22 @@ static inline void vnet_set_netns_immutable(struct net_device *dev)
 	setup_udp_tunnel_sock(net, (sk)->sk_socket, cfg)
 #define udp_tunnel_sock_release(sk)					\
 	udp_tunnel_sock_release((sk)->sk_socket)
+#endif
+
+/*
+ * 6.16 typed the ChaCha state (struct chacha_state, a struct around the 16
+ * words that were passed as a u32 array before); seal.c uses the struct.
+ */
+#if LINUX_VERSION_CODE < KERNEL_VERSION(6, 16, 0)
+struct chacha_state {
+	u32 x[CHACHA_STATE_WORDS];
+};
+
+#define chacha_init(state, key, iv)	chacha_init((state)->x, key, iv)
+#define hchacha_block(state, out, nrounds)				\
+	hchacha_block((state)->x, out, nrounds)
+#define chacha20_crypt(state, dst, src, bytes)				\
+	chacha20_crypt((state)->x, dst, src, bytes)
 #endif
 
 #endif /* _VNET_COMPAT_H */

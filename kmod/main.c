@@ -40,13 +40,14 @@ static int __net_init vnet_net_init(struct net *net)
 	INIT_DELAYED_WORK(&vn->sweep, vnet_sweep_work);
 	INIT_WORK(&vn->idle, vnet_idle_work);
 	vn->group = vnet_default_group;
-	/* Above every number this host sealed before, unless the clock
-	 * went back further than the namespace lived.
-	 */
-	atomic64_set(&vn->seq, ktime_get_real_ns());
+	err = vnet_session_new(vn, GFP_KERNEL);
+	if (err)
+		return err;
 	vn->stats = alloc_percpu_gfp(struct vnet_stats, GFP_KERNEL_ACCOUNT);
-	if (!vn->stats)
-		return -ENOMEM;
+	if (!vn->stats) {
+		err = -ENOMEM;
+		goto free_session;
+	}
 	err = vnet_table_init(&vn->varp, VNET_TABLE_VARP);
 	if (err)
 		goto free_stats;
@@ -64,6 +65,8 @@ free_varp:
 	vnet_table_free(&vn->varp);
 free_stats:
 	free_percpu(vn->stats);
+free_session:
+	vnet_session_free(vn);
 	return err;
 }
 
@@ -91,6 +94,7 @@ static void __net_exit vnet_net_exit(struct net *net)
 	vnet_table_free(&vn->vifs);
 	vnet_table_free(&vn->varp);
 	free_percpu(vn->stats);
+	vnet_session_free(vn);
 }
 
 static struct pernet_operations vnet_net_ops = {
@@ -110,12 +114,9 @@ static int __init vnet_init(void)
 		       varp_mcaddr);
 		return -EINVAL;
 	}
-	err = vnet_seal_init();
-	if (err)
-		return err;
 	err = vnet_link_init();
 	if (err)
-		goto unseal;
+		return err;
 	err = register_pernet_device(&vnet_net_ops);
 	if (err)
 		goto unlink;
@@ -140,8 +141,6 @@ unpernet:
 	unregister_pernet_device(&vnet_net_ops);
 unlink:
 	vnet_link_exit();
-unseal:
-	vnet_seal_exit();
 	return err;
 }
 
@@ -155,11 +154,10 @@ static void __exit vnet_exit(void)
 	/* ...so no interface is a port when the notifier goes. */
 	vnet_port_exit();
 	vnet_link_exit();
-	/* Then the keys and ports of the deleted vnets, freed after grace
-	 * periods.
+	/* Then the keys, windows, sessions and ports of the deleted vnets,
+	 * freed after grace periods by our callbacks.
 	 */
 	rcu_barrier();
-	vnet_seal_exit();
 	pr_info("vnet: unloaded\n");
 }
 

@@ -225,6 +225,11 @@ static void vnet_etherip_rcv(struct vnet_net *vn, struct sk_buff *skb,
 		vnet_sealed_rcv(vn, skb, false);
 		return;
 	}
+	if (raw && skb->len >= VNET_MSG_HLEN && skb->data[0] == 0 &&
+	    skb->data[1] == VNET_MSG_OLD_SEALED) {
+		vnet_drop(vn, VNET_D_OLD_SEAL);
+		goto drop;
+	}
 	if (!pskb_may_pull(skb, ETHERIP_HLEN + ETH_HLEN)) {
 		vnet_drop(vn, VNET_D_SHORT);
 		goto drop;
@@ -387,6 +392,10 @@ static void vnet_dispatch_msg(struct vnet_net *vn, struct sk_buff *skb,
 		varp_rcv(vn, skb, src);
 	} else if (id == VNET_MSG_SEALED) {
 		vnet_sealed_rcv(vn, skb, true);
+	} else if (id == VNET_MSG_OLD_SEALED) {
+		/* The format before sessions (doc/security.md): upgrade. */
+		vnet_drop(vn, VNET_D_OLD_SEAL);
+		kfree_skb(skb);
 	} else if (id == VNET_MSG_VFWD && vfwd_ok) {
 		vnet_vfwd_rcv(vn, skb, src);
 	} else {

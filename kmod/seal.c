@@ -1,79 +1,79 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * Secure vnets (doc/security.md): per-vnet keys, sealed messages with
- * ChaCha20-Poly1305 (RFC 8439) and the replay windows.
+ * Secure vnets (doc/security.md): per-vnet keys, sealed messages, sessions
+ * and the receiver entries with their replay windows.
  *
- * A sealed message is a 38-byte header in the clear, the body (the frame or
- * VARP message: plaintext with auth, ciphertext with conf) and a 16-byte tag.
- * The nonce is the header's sender address and sequence number; every host
- * numbers what it seals with one counter per namespace that starts at the
- * clock and never goes back (vnet_seq_reseed), so a nonce is never used twice
- * under one key.
+ * A sealed message is a 50-byte header in the clear, the body (the frame,
+ * VARP message, challenge or answer: plaintext with auth, ciphertext with
+ * conf) and a 16-byte tag.  The crypto is XChaCha20-Poly1305 under the vnet
+ * key with the header's session and counter as the 24-byte nonce, computed as
+ * vnetd does: HChaCha20 of the key and the session gives a session key, and
+ * ChaCha20-Poly1305 (RFC 8439) under it takes the counter as its nonce.  A
+ * namespace draws a random session whenever the module starts sending for it
+ * and counts from 1 in it, so no (key, nonce) pair is used twice, whoever
+ * shares our address or whatever the clock says.
  *
- * Sealing builds a new packet and encrypts into it from the frame's own
- * buffers, so a frame that TCP still holds (a clone) is never written.
- * Opening works in place, after skb_cow_data() where the buffers are shared,
- * as ESP input does.  Only synchronous AEAD implementations are used: both
- * paths run in softirq or transmit context and finish before they return.
+ * A receiver accepts frames and VARP messages only in the sender's confirmed
+ * session: the first message of another session is answered with a sealed
+ * challenge, and the sender's answer (in its current session) confirms that
+ * session with every counter up to the answer's counting as seen.  So a
+ * packet recorded before either host restarted is never accepted again.
+ *
+ * The kernel's ChaCha20-Poly1305 library does the work, as in WireGuard, in
+ * softirq or transmit context with nothing to sleep on: conf encrypts and
+ * decrypts in place over the packet's buffers; auth, whose associated data
+ * is the header and the whole body, feeds Poly1305 from the buffers as they
+ * are (no linearising of super-frames).  Sealing builds a new packet, so a
+ * frame that TCP still holds (a clone) is never written; opening works in
+ * place, after skb_cow_data() where conf's buffers are shared, as ESP does.
  */
-#include <crypto/aead.h>
+#include <crypto/chacha.h>
+#include <crypto/chacha20poly1305.h>
+#include <crypto/poly1305.h>
 #include <linux/hash.h>
+#include <linux/random.h>
 #include <linux/scatterlist.h>
 #include <linux/slab.h>
 #include <net/ip_tunnels.h>
 
 #include "vnet.h"
 
-#define VNET_AEAD		"rfc7539(chacha20,poly1305)"
 /* Sealed messages up to this size are built linear, longer ones paged. */
 #define VNET_SEAL_LINEAR_MAX	2048
+/* Scatterlist entries on the stack: a linear packet, or a few pages. */
+#define VNET_SG_STACK		4
+#define VNET_COUNTER_AT		offsetof(struct vnet_seal_hdr, counter)
 
-static struct workqueue_struct *vnet_seal_wq;
+static_assert(sizeof(struct vnet_seal_hdr) == VNET_SEAL_HLEN);
+static_assert(VNET_COUNTER_AT == 42);
+static_assert(VNET_KEY_LEN == CHACHA20POLY1305_KEY_SIZE);
+static_assert(VNET_SEAL_TAGLEN == POLY1305_DIGEST_SIZE);
 
 /* ---- keys ---------------------------------------------------------------- */
 
-/* Freeing a transform wipes its key (crypto_destroy_tfm is kfree_sensitive). */
-static void vnet_keyset_destroy(struct vnet_keyset *ks)
+static void vnet_keyset_free_rcu(struct rcu_head *head)
 {
-	unsigned int i;
-
-	for (i = 0; i < ks->n; i++)
-		crypto_free_aead(ks->key[i].tfm);
-	kfree_sensitive(ks);
+	/* Wipes the secrets. */
+	kfree_sensitive(container_of(head, struct vnet_keyset, rcu));
 }
 
-static void vnet_keyset_free_work(struct work_struct *work)
-{
-	vnet_keyset_destroy(container_of(to_rcu_work(work), struct vnet_keyset,
-					 free_work));
-}
-
-/*
- * Frees a key set once no CPU can still be using it: after a grace period,
- * in process context (freeing a transform may sleep).
- */
+/* Frees (and wipes) a key set once no CPU can still be using it. */
 void vnet_keyset_free(struct vnet_keyset *ks)
 {
-	if (!ks)
-		return;
-	INIT_RCU_WORK(&ks->free_work, vnet_keyset_free_work);
-	queue_rcu_work(vnet_seal_wq, &ks->free_work);
+	if (ks)
+		call_rcu(&ks->rcu, vnet_keyset_free_rcu);
 }
 
 /*
- * A key set of @n keys (the send key first) with a transform each, from
- * @n secrets of VNET_KEY_LEN bytes and @n ids.  The secrets are copied into
- * the transforms; the caller wipes its copies.
- * Process context.
+ * A key set of @n keys (the send key first) from @n secrets of VNET_KEY_LEN
+ * bytes and @n ids.  The secrets are copied; the caller wipes its copies.
  */
 struct vnet_keyset *vnet_keyset_new(const u8 *secrets, const u8 *ids,
 				    unsigned int n,
 				    struct netlink_ext_ack *extack)
 {
 	struct vnet_keyset *ks;
-	struct crypto_aead *tfm;
 	unsigned int i;
-	int err;
 
 	if (n < 1 || n > VNET_MAX_KEYS)
 		return ERR_PTR(-EINVAL);
@@ -81,33 +81,12 @@ struct vnet_keyset *vnet_keyset_new(const u8 *secrets, const u8 *ids,
 	if (!ks)
 		return ERR_PTR(-ENOMEM);
 	for (i = 0; i < n; i++) {
-		tfm = crypto_alloc_aead(VNET_AEAD, 0, CRYPTO_ALG_ASYNC);
-		if (IS_ERR(tfm)) {
-			NL_SET_ERR_MSG(extack, VNET_AEAD " is not available in this kernel");
-			err = PTR_ERR(tfm);
-			goto fail;
-		}
-		ks->key[i].tfm = tfm;
+		memcpy(ks->key[i].secret, secrets + i * VNET_KEY_LEN,
+		       VNET_KEY_LEN);
 		ks->key[i].id = ids[i];
-		ks->n = i + 1;
-		if (crypto_aead_ivsize(tfm) != VNET_SEAL_NONCE_LEN) {
-			NL_SET_ERR_MSG(extack, "unexpected nonce size of " VNET_AEAD);
-			err = -EINVAL;
-			goto fail;
-		}
-		err = crypto_aead_setkey(tfm, secrets + i * VNET_KEY_LEN,
-					 VNET_KEY_LEN);
-		if (!err)
-			err = crypto_aead_setauthsize(tfm, VNET_SEAL_TAGLEN);
-		if (err) {
-			NL_SET_ERR_MSG(extack, "cannot set the key of " VNET_AEAD);
-			goto fail;
-		}
 	}
+	ks->n = n;
 	return ks;
-fail:
-	vnet_keyset_destroy(ks);
-	return ERR_PTR(err);
 }
 
 static const struct vnet_key *vnet_key_find(const struct vnet_keyset *ks,
@@ -121,28 +100,60 @@ static const struct vnet_key *vnet_key_find(const struct vnet_keyset *ks,
 	return NULL;
 }
 
-/* ---- the sealing counter ------------------------------------------------ */
+/* ---- our session --------------------------------------------------------- */
 
 /*
- * Moves the counter of a namespace the module starts (again) to send for up
- * to the real-time clock, never down.  Whoever sealed for the namespace
- * before (a vnetd while our socket was closed, this module before it) started
- * at the clock when it started and counted one a packet, so it did not get
- * past the clock now: the peers' replay windows take our numbers, and no
- * nonce repeats.  vnetd starts its counter the same way (doc/security.md).
+ * Starts a new session for @vn: 16 random bytes and a counter at 0.  A CPU
+ * sealing meanwhile takes its counter from the session it found, so no
+ * counter is used twice in a session.
  */
-void vnet_seq_reseed(struct vnet_net *vn)
+int vnet_session_new(struct vnet_net *vn, gfp_t gfp)
 {
-	s64 now = ktime_get_real_ns();
-	s64 seq = atomic64_read(&vn->seq);
+	struct vnet_session *s = kmalloc(sizeof(*s), gfp), *old;
 
-	do {
-		if ((u64)seq >= (u64)now)
-			return;
-	} while (!atomic64_try_cmpxchg(&vn->seq, &seq, now));
+	if (!s)
+		return -ENOMEM;
+	get_random_bytes(s->id, sizeof(s->id));
+	atomic64_set(&s->counter, 0);
+	old = unrcu_pointer(xchg(&vn->session, RCU_INITIALIZER(s)));
+	if (old)
+		kfree_rcu(old, rcu);
+	return 0;
 }
 
-/* ---- replay windows ------------------------------------------------------ */
+void vnet_session_free(struct vnet_net *vn)
+{
+	struct vnet_session *s = unrcu_pointer(xchg(&vn->session, NULL));
+
+	if (s)
+		kfree_rcu(s, rcu);
+}
+
+/*
+ * The session and next counter for a message to seal.  A session whose
+ * counter reached 2^64 - 1 is replaced.  Called under RCU.
+ */
+static bool vnet_session_next(struct vnet_net *vn, u8 *id, u64 *counter)
+{
+	struct vnet_session *s;
+	s64 last;
+
+	for (;;) {
+		s = rcu_dereference(vn->session);
+		if (unlikely(!s))
+			return false;
+		last = atomic64_fetch_add_unless(&s->counter, 1, -1);
+		if (likely(last != -1))
+			break;
+		if (vnet_session_new(vn, GFP_ATOMIC))
+			return false;
+	}
+	memcpy(id, s->id, VNET_SESSION_LEN);
+	*counter = (u64)last + 1;
+	return true;
+}
+
+/* ---- receiver entries ---------------------------------------------------- */
 
 struct vnet_replay_table *vnet_replay_new(void)
 {
@@ -171,7 +182,7 @@ static void vnet_replay_free_rcu(struct rcu_head *head)
 	kfree(t);
 }
 
-/* Frees a vnet's windows after a grace period. */
+/* Frees a vnet's entries after a grace period. */
 void vnet_replay_free(struct vnet_replay_table *t)
 {
 	if (t)
@@ -198,15 +209,48 @@ static struct vnet_replay *vnet_replay_find(struct vnet_replay_table *t,
 }
 
 /*
- * The window holds the highest number accepted (top) and the ones up to
- * VNET_REPLAY_WINDOW - 1 below it, as bits of a ring indexed by the number.
+ * @sender's entry, made (unconfirmed, nothing pending) if there is none:
+ * NULL with -ENOSPC when the vnet has VNET_REPLAY_MAX of them, or -ENOMEM.
+ */
+static struct vnet_replay *vnet_replay_get(struct vnet_replay_table *t,
+					   __be32 sender, int *err)
+{
+	struct vnet_replay *r = vnet_replay_find(t, sender);
+
+	if (r)
+		return r;
+	spin_lock(&t->lock);
+	r = vnet_replay_find(t, sender);
+	if (r)
+		goto out;
+	if (t->count >= VNET_REPLAY_MAX) {
+		*err = -ENOSPC;
+		goto out;
+	}
+	r = kzalloc(sizeof(*r), GFP_ATOMIC);
+	if (!r) {
+		*err = -ENOMEM;
+		goto out;
+	}
+	spin_lock_init(&r->lock);
+	r->sender = sender;
+	hlist_add_head_rcu(&r->node, vnet_replay_bucket(t, sender));
+	t->count++;
+out:
+	spin_unlock(&t->lock);
+	return r;
+}
+
+/*
+ * The window holds the highest counter accepted (top) and the ones up to
+ * VNET_REPLAY_WINDOW - 1 below it, as bits of a ring indexed by the counter.
  * Entering a new word of the ring clears it, so bits above top are clear.
  *
- * Only the holder of r->lock writes top and seen; the check before the tag
- * reads them without it, so writers and that reader mark their accesses.  A
- * lockless answer may be stale (or, where u64 is not one word, torn): "fresh"
- * is confirmed under the lock when the number is recorded, and "seen" is
- * asked again under the lock before a packet is dropped for it.
+ * Only the holder of r->lock writes an entry; the check before the tag
+ * reads it without, so writers and that reader mark their accesses.  A
+ * lockless answer may be stale or torn: what is accepted is decided under
+ * the lock when the counter is recorded, and "seen" is asked again under the
+ * lock before a packet is dropped for it.
  */
 static bool vnet_replay_fresh(const struct vnet_replay *r, u64 seq)
 {
@@ -219,23 +263,36 @@ static bool vnet_replay_fresh(const struct vnet_replay *r, u64 seq)
 	       !(READ_ONCE(r->seen[BIT_WORD(bit)]) & BIT_MASK(bit));
 }
 
-/* Before the tag is checked: is @seq from @sender neither too old nor seen? */
-static bool vnet_replay_check(struct vnet_replay_table *t, __be32 sender,
-			      u64 seq)
+/* Whether @h's session is @r's confirmed one.  Exact under r->lock. */
+static bool vnet_replay_ours(const struct vnet_replay *r,
+			     const struct vnet_seal_hdr *h)
 {
-	struct vnet_replay *r = vnet_replay_find(t, sender);
+	if (!READ_ONCE(r->confirmed))
+		return false;
+	/* Lockless callers check again under r->lock before they decide. */
+	return !data_race(memcmp(r->session, h->session, VNET_SESSION_LEN));
+}
+
+/*
+ * Before the tag is checked, for frames and VARP messages: is the counter
+ * neither too old nor seen, if the message is in the confirmed session?
+ */
+static bool vnet_replay_check(struct vnet_replay_table *t,
+			      const struct vnet_seal_hdr *h, u64 seq)
+{
+	struct vnet_replay *r = vnet_replay_find(t, h->sender);
 	bool fresh;
 
-	if (!r || vnet_replay_fresh(r, seq))
+	if (!r || !vnet_replay_ours(r, h) || vnet_replay_fresh(r, seq))
 		return true;
 	/* Replays are rare: never drop a packet on a stale read. */
 	spin_lock(&r->lock);
-	fresh = vnet_replay_fresh(r, seq);
+	fresh = !vnet_replay_ours(r, h) || vnet_replay_fresh(r, seq);
 	spin_unlock(&r->lock);
 	return fresh;
 }
 
-/* Caller holds r->lock, or owns a window not yet published. */
+/* Caller holds r->lock. */
 static void vnet_replay_set(struct vnet_replay *r, u64 seq)
 {
 	const unsigned int longs = VNET_REPLAY_RING / BITS_PER_LONG;
@@ -254,75 +311,94 @@ static void vnet_replay_set(struct vnet_replay *r, u64 seq)
 }
 
 /*
- * After the tag verified: records @seq, unless another CPU accepted the same
- * number meanwhile (-EEXIST).  -ENOSPC when the vnet has too many senders.
+ * A new confirmed session whose every counter up to @top counts as seen:
+ * all of the ring but the bits above top in its word, which later counters
+ * reach without clearing the word.  Caller holds r->lock.
  */
-static int vnet_replay_record(struct vnet_replay_table *t, __be32 sender,
-			      u64 seq)
+static void vnet_replay_floor(struct vnet_replay *r, u64 top)
 {
-	struct vnet_replay *r = vnet_replay_find(t, sender);
-	int err = 0;
+	unsigned int bit = top & (VNET_REPLAY_RING - 1);
+	unsigned int i;
 
-	if (!r) {
-		spin_lock(&t->lock);
-		r = vnet_replay_find(t, sender);
-		if (!r) {
-			if (t->count >= VNET_REPLAY_MAX) {
-				err = -ENOSPC;
-			} else {
-				r = kzalloc(sizeof(*r), GFP_ATOMIC);
-				if (r) {
-					spin_lock_init(&r->lock);
-					r->sender = sender;
-					r->top = seq;
-					vnet_replay_set(r, seq);
-					hlist_add_head_rcu(&r->node,
-							   vnet_replay_bucket(t, sender));
-					t->count++;
-					r = NULL;	/* recorded */
-				} else {
-					err = -ENOMEM;
-				}
-			}
-		}
-		spin_unlock(&t->lock);
-		if (!r)
-			return err;
-	}
-	spin_lock(&r->lock);
-	if (vnet_replay_fresh(r, seq))
-		vnet_replay_set(r, seq);
-	else
-		err = -EEXIST;
-	spin_unlock(&r->lock);
-	return err;
+	for (i = 0; i < ARRAY_SIZE(r->seen); i++)
+		WRITE_ONCE(r->seen[i], ~0UL);
+	WRITE_ONCE(r->seen[BIT_WORD(bit)],
+		   GENMASK(bit % BITS_PER_LONG, 0));
+	WRITE_ONCE(r->top, top);
 }
 
 /* ---- crypto -------------------------------------------------------------- */
 
-/* An AEAD request followed by room for @nsg scatterlist entries. */
-static struct aead_request *vnet_aead_req(struct crypto_aead *tfm,
-					  unsigned int nsg,
-					  struct scatterlist **sg)
+/* HChaCha20(@secret, @session): the key of one sender's session. */
+static void vnet_session_key(u8 out[CHACHA20POLY1305_KEY_SIZE],
+			     const u8 *secret, const u8 *session)
 {
-	unsigned int len = ALIGN(sizeof(struct aead_request) +
-				 crypto_aead_reqsize(tfm),
-				 __alignof__(struct scatterlist));
-	struct aead_request *req;
+	struct chacha_state state;
+	u32 k[CHACHA_KEY_SIZE / sizeof(u32)];
+	unsigned int i;
 
-	req = kmalloc(len + nsg * sizeof(**sg), GFP_ATOMIC);
-	if (!req)
-		return NULL;
-	aead_request_set_tfm(req, tfm);
-	aead_request_set_callback(req, 0, NULL, NULL);
-	*sg = (struct scatterlist *)((u8 *)req + len);
-	return req;
+	for (i = 0; i < ARRAY_SIZE(k); i++)
+		k[i] = get_unaligned_le32(secret + 4 * i);
+	chacha_init(&state, k, session);
+	hchacha_block(&state, k, 20);
+	for (i = 0; i < ARRAY_SIZE(k); i++)
+		put_unaligned_le32(k[i], out + 4 * i);
+	memzero_explicit(&state, sizeof(state));
+	memzero_explicit(k, sizeof(k));
 }
 
-static void vnet_aead_req_free(struct aead_request *req)
+/*
+ * The RFC 8439 tag of an empty plaintext whose associated data is the
+ * header @h and @len bytes of @skb from @off, under @key with the header's
+ * counter as the nonce: auth's tag.  The data is read where it lies.
+ */
+static void vnet_auth_tag(const u8 *key, const struct vnet_seal_hdr *h,
+			  struct sk_buff *skb, unsigned int off,
+			  unsigned int len, u8 tag[POLY1305_DIGEST_SIZE])
 {
-	/* It held the key stream's state: leave none of it behind. */
-	kfree_sensitive(req);
+	static const u8 zero[POLY1305_KEY_SIZE];
+	unsigned int total = VNET_SEAL_HLEN + len, consumed = 0, n;
+	struct poly1305_desc_ctx desc;
+	struct chacha_state state;
+	u32 k[CHACHA_KEY_SIZE / sizeof(u32)];
+	struct skb_seq_state st;
+	u8 iv[CHACHA_IV_SIZE];
+	const u8 *data;
+	union {
+		u8 block0[POLY1305_KEY_SIZE];
+		__le64 lens[2];
+	} b;
+
+	for (n = 0; n < ARRAY_SIZE(k); n++)
+		k[n] = get_unaligned_le32(key + 4 * n);
+	/* Block counter 0, then 00 00 00 00 and the counter as sent. */
+	memset(iv, 0, 8);
+	memcpy(iv + 8, (const u8 *)h + VNET_COUNTER_AT, 8);
+	chacha_init(&state, k, iv);
+	chacha20_crypt(&state, b.block0, zero, sizeof(b.block0));
+	poly1305_init(&desc, b.block0);
+	poly1305_update(&desc, (const u8 *)h, VNET_SEAL_HLEN);
+	/* A block may run past off + len (the tag): skb_seq_read() does not
+	 * stop there, so each is cut to what is left.
+	 */
+	skb_prepare_seq_read(skb, off, off + len, &st);
+	while (consumed < len &&
+	       (n = skb_seq_read(consumed, &data, &st)) != 0) {
+		n = min(n, len - consumed);
+		poly1305_update(&desc, data, n);
+		consumed += n;
+	}
+	skb_abort_seq_read(&st);
+	if (total & 0xf)
+		poly1305_update(&desc, zero, 0x10 - (total & 0xf));
+	b.lens[0] = cpu_to_le64(total);
+	b.lens[1] = 0;
+	poly1305_update(&desc, (const u8 *)b.lens, sizeof(b.lens));
+	poly1305_final(&desc, tag);
+	memzero_explicit(&state, sizeof(state));
+	memzero_explicit(k, sizeof(k));
+	memzero_explicit(&b, sizeof(b));
+	memzero_explicit(&desc, sizeof(desc));
 }
 
 /* Scatterlist entries that skb_to_sgvec() may fill for @skb's data. */
@@ -334,6 +410,42 @@ static unsigned int vnet_skb_nsg(const struct sk_buff *skb)
 	skb_walk_frags(skb, frag)
 		n += vnet_skb_nsg(frag);
 	return n;
+}
+
+/*
+ * ChaCha20-Poly1305 in place over @len bytes of @skb from @off (with conf's
+ * tag after them: written when sealing, checked when opening), the header
+ * @h as associated data.  @nsg: entries skb_to_sgvec() may need.
+ */
+static int vnet_conf_crypt(const u8 *key, const struct vnet_seal_hdr *h,
+			   struct sk_buff *skb, unsigned int off,
+			   unsigned int len, int nsg, bool seal)
+{
+	struct scatterlist stack_sg[VNET_SG_STACK], *sg = stack_sg;
+	/* The counter's wire bytes are the nonce's last 8 (the spec's rule). */
+	u64 nonce = get_unaligned_le64((const u8 *)h + VNET_COUNTER_AT);
+	const u8 *ad = (const u8 *)h;
+	int err;
+
+	if (nsg > VNET_SG_STACK) {
+		sg = kmalloc_array(nsg, sizeof(*sg), GFP_ATOMIC);
+		if (!sg)
+			return -ENOMEM;
+	}
+	sg_init_table(sg, nsg);
+	err = skb_to_sgvec(skb, sg, off, len + VNET_SEAL_TAGLEN);
+	if (err >= 0 && seal)
+		err = chacha20poly1305_encrypt_sg_inplace(sg, len, ad,
+							  VNET_SEAL_HLEN, nonce,
+							  key) ? 0 : -EINVAL;
+	else if (err >= 0)
+		err = chacha20poly1305_decrypt_sg_inplace(sg, len + VNET_SEAL_TAGLEN,
+							  ad, VNET_SEAL_HLEN,
+							  nonce, key) ?
+		      0 : -EBADMSG;
+	if (sg != stack_sg)
+		kfree(sg);
+	return err;
 }
 
 /* A packet of @total bytes: linear, or a head and page fragments. */
@@ -383,22 +495,21 @@ static int vnet_seal_copy(struct sk_buff *nskb, const struct sk_buff *skb,
 }
 
 /*
- * Seals @skb's data (a frame or a VARP message, @type) with the vnet's send
- * key into a new packet: header, body and tag, with headroom for the outer
- * headers.  @skb is left as it was.  Returns NULL, counted, on failure.
- * Called under RCU.
+ * Seals @skb's data (a frame, VARP message, challenge or answer: @type) with
+ * the vnet's send key, our session and its next counter into a new packet:
+ * header, body and tag, with headroom for the outer headers.  @skb is left
+ * as it was.  Returns NULL, counted, on failure.  Called under RCU.
  */
 struct sk_buff *vnet_seal(struct vnet_dev *vd, struct sk_buff *skb, u8 type)
 {
 	const struct vnet_keyset *ks = rcu_dereference(vd->keys);
-	bool conf = vd->security == VNET_SECURITY_CONF;
 	struct vnet_net *vn = vd->vn;
 	unsigned int body = skb->len;
-	struct scatterlist *sg, *dst;
-	struct aead_request *req;
+	u8 key[CHACHA20POLY1305_KEY_SIZE];
+	u8 tag[VNET_SEAL_TAGLEN];
 	struct vnet_seal_hdr *h;
 	struct sk_buff *nskb;
-	unsigned int nsrc;
+	u64 counter;
 	int err;
 
 	if (unlikely(!ks)) {
@@ -418,48 +529,31 @@ struct sk_buff *vnet_seal(struct vnet_dev *vd, struct sk_buff *skb, u8 type)
 	h->level = vd->security;
 	memcpy(h->vnet, vd->id, VNET_ID_LEN);
 	h->key_id = ks->key[0].id;
-	memset(h->reserved, 0, sizeof(h->reserved));
+	h->reserved = 0;
 	h->sender = READ_ONCE(vn->addr);
-	h->seq = cpu_to_be64(atomic64_inc_return(&vn->seq));
-
-	nsrc = conf ? 1 + vnet_skb_nsg(skb) : 0;
-	req = vnet_aead_req(ks->key[0].tfm,
-			    nsrc + 1 + skb_shinfo(nskb)->nr_frags, &sg);
-	if (!req) {
+	if (!vnet_session_next(vn, h->session, &counter)) {
 		kfree_skb(nskb);
 		goto nomem;
 	}
-	dst = sg + nsrc;
-	sg_init_table(dst, 1 + skb_shinfo(nskb)->nr_frags);
-	err = skb_to_sgvec(nskb, dst, 0, nskb->len);
-	if (err < 0)
-		goto fail;
-	if (conf) {
-		/* Out of place, from the frame's buffers into the new packet. */
-		sg_init_table(sg, nsrc);
-		sg_set_buf(sg, h, VNET_SEAL_HLEN);
-		err = skb_to_sgvec(skb, sg + 1, 0, body);
-		if (err < 0)
-			goto fail;
-		aead_request_set_ad(req, VNET_SEAL_HLEN);
-		aead_request_set_crypt(req, sg, dst, body,
-				       (u8 *)h + VNET_SEAL_NONCE_AT);
-	} else {
-		/* The body in the clear; the tag covers header and body. */
-		err = vnet_seal_copy(nskb, skb, body);
-		if (err)
-			goto fail;
-		aead_request_set_ad(req, VNET_SEAL_HLEN + body);
-		aead_request_set_crypt(req, dst, dst, 0,
-				       (u8 *)h + VNET_SEAL_NONCE_AT);
-	}
-	err = crypto_aead_encrypt(req);
+	h->counter = cpu_to_be64(counter);
+	err = vnet_seal_copy(nskb, skb, body);
 	if (err)
 		goto fail;
-	vnet_aead_req_free(req);
+	vnet_session_key(key, ks->key[0].secret, h->session);
+	if (vd->security == VNET_SECURITY_CONF) {
+		err = vnet_conf_crypt(key, h, nskb, VNET_SEAL_HLEN, body,
+				      1 + skb_shinfo(nskb)->nr_frags, true);
+	} else {
+		/* The body in the clear; the tag covers header and body. */
+		vnet_auth_tag(key, h, nskb, VNET_SEAL_HLEN, body, tag);
+		err = skb_store_bits(nskb, VNET_SEAL_HLEN + body, tag,
+				     VNET_SEAL_TAGLEN);
+	}
+	memzero_explicit(key, sizeof(key));
+	if (err)
+		goto fail;
 	return nskb;
 fail:
-	vnet_aead_req_free(req);
 	kfree_skb(nskb);
 	vnet_drop(vn, VNET_D_SEND_ERROR);
 	return NULL;
@@ -470,48 +564,154 @@ nomem:
 
 /*
  * Verifies (and with conf decrypts) the sealed message that is all of
- * @skb's data, in place.  Returns 0, -EBADMSG for a bad tag, or another
- * negative errno.
+ * @skb's data, in place; @h is a copy of its header.  Returns 0, -EBADMSG
+ * for a bad tag, or another negative errno.
  */
-static int vnet_open(const struct vnet_key *key, struct sk_buff *skb,
-		     bool conf, const u8 *nonce)
+static int vnet_open(const struct vnet_key *k, struct sk_buff *skb,
+		     bool conf, const struct vnet_seal_hdr *h)
 {
 	unsigned int body = skb->len - VNET_SEAL_OVERHEAD;
-	struct aead_request *req;
+	u8 key[CHACHA20POLY1305_KEY_SIZE];
+	u8 tag[VNET_SEAL_TAGLEN], want[VNET_SEAL_TAGLEN];
 	struct sk_buff *trailer;
-	struct scatterlist *sg;
-	u8 iv[VNET_SEAL_NONCE_LEN];
 	int nsg, err;
 
-	/* Writable buffers for conf; auth only reads, so clones may stay. */
-	if (!conf || (!skb_cloned(skb) && !skb_has_frag_list(skb) &&
-		      !skb_has_shared_frag(skb))) {
-		nsg = vnet_skb_nsg(skb);
-	} else {
-		nsg = skb_cow_data(skb, 0, &trailer);
+	if (conf) {
+		/* Writable buffers: clones and shared pages are copied. */
+		if (!skb_cloned(skb) && !skb_has_frag_list(skb) &&
+		    !skb_has_shared_frag(skb))
+			nsg = vnet_skb_nsg(skb);
+		else
+			nsg = skb_cow_data(skb, 0, &trailer);
 		if (nsg < 0)
 			return nsg;
 	}
-	/* skb_cow_data() may have moved the header: the nonce is a copy. */
-	memcpy(iv, nonce, sizeof(iv));
-	req = vnet_aead_req(key->tfm, nsg, &sg);
-	if (!req)
-		return -ENOMEM;
-	sg_init_table(sg, nsg);
-	err = skb_to_sgvec(skb, sg, 0, skb->len);
-	if (err < 0)
-		goto out;
+	vnet_session_key(key, k->secret, h->session);
 	if (conf) {
-		aead_request_set_ad(req, VNET_SEAL_HLEN);
-		aead_request_set_crypt(req, sg, sg, body + VNET_SEAL_TAGLEN, iv);
+		err = vnet_conf_crypt(key, h, skb, VNET_SEAL_HLEN, body, nsg,
+				      false);
 	} else {
-		aead_request_set_ad(req, VNET_SEAL_HLEN + body);
-		aead_request_set_crypt(req, sg, sg, VNET_SEAL_TAGLEN, iv);
+		/* Auth only reads: clones may stay. */
+		vnet_auth_tag(key, h, skb, VNET_SEAL_HLEN, body, tag);
+		err = skb_copy_bits(skb, VNET_SEAL_HLEN + body, want,
+				    VNET_SEAL_TAGLEN);
+		if (!err && crypto_memneq(tag, want, VNET_SEAL_TAGLEN))
+			err = -EBADMSG;
 	}
-	err = crypto_aead_decrypt(req);
-out:
-	vnet_aead_req_free(req);
+	memzero_explicit(key, sizeof(key));
 	return err;
+}
+
+/*
+ * Sends @value as a sealed challenge or answer (@type) to @daddr by UDP,
+ * port 1798, whatever the vnet's encapsulation.  Returns false, counted,
+ * when it could not be sent.  Called under RCU.
+ */
+static bool vnet_send_value(struct vnet_dev *vd, u8 type, __be32 daddr,
+			    const u8 *value)
+{
+	struct sk_buff *skb = alloc_skb(VNET_CTRL_HEADROOM + VNET_CHALLENGE_LEN,
+					GFP_ATOMIC);
+
+	if (!skb) {
+		vnet_drop(vd->vn, VNET_D_NO_MEMORY);
+		return false;
+	}
+	skb_reserve(skb, VNET_CTRL_HEADROOM);
+	skb_put_data(skb, value, VNET_CHALLENGE_LEN);
+	return vnet_send_sealed(vd, skb, type, daddr, NULL);
+}
+
+/*
+ * An answer from @h->sender: if it carries the challenge pending for that
+ * sender, confirm its session (a new one with every counter up to the
+ * answer's seen; the confirmed one as it is).
+ */
+static bool vnet_answer_rcv(struct vnet_replay_table *t,
+			    const struct vnet_seal_hdr *h, u64 seq,
+			    const u8 *value)
+{
+	struct vnet_replay *r = vnet_replay_find(t, h->sender);
+	bool ok;
+
+	if (!r)
+		return false;
+	spin_lock(&r->lock);
+	ok = r->pending &&
+	     !crypto_memneq(r->challenge, value, VNET_CHALLENGE_LEN);
+	if (ok) {
+		if (!vnet_replay_ours(r, h)) {
+			memcpy(r->session, h->session, VNET_SESSION_LEN);
+			vnet_replay_floor(r, seq);
+			WRITE_ONCE(r->confirmed, true);
+		}
+		r->pending = false;
+	}
+	spin_unlock(&r->lock);
+	return ok;
+}
+
+/*
+ * After the tag, a frame or VARP message: records its counter if it is in
+ * the sender's confirmed session (0, or -EEXIST: seen meanwhile).
+ * Otherwise -EAGAIN, and the sender is challenged unless a challenge went
+ * out less than VNET_CHALLENGE_RETRY ago; -ENOSPC (nothing sent) when the
+ * vnet has no room for another sender, -ENOMEM.
+ */
+static int vnet_replay_accept(struct vnet_dev *vd,
+			      struct vnet_replay_table *t,
+			      const struct vnet_seal_hdr *h, u64 seq)
+{
+	u8 value[VNET_CHALLENGE_LEN];
+	struct vnet_replay *r;
+	bool challenge = false;
+	int err = 0;
+
+	r = vnet_replay_get(t, h->sender, &err);
+	if (!r)
+		return err;
+	spin_lock(&r->lock);
+	if (vnet_replay_ours(r, h)) {
+		if (vnet_replay_fresh(r, seq))
+			vnet_replay_set(r, seq);
+		else
+			err = -EEXIST;
+	} else {
+		err = -EAGAIN;
+		if (!r->pending ||
+		    time_after_eq(jiffies, r->challenged + VNET_CHALLENGE_RETRY)) {
+			get_random_bytes(r->challenge, VNET_CHALLENGE_LEN);
+			memcpy(value, r->challenge, VNET_CHALLENGE_LEN);
+			r->pending = true;
+			r->challenged = jiffies;
+			challenge = true;
+		}
+	}
+	spin_unlock(&r->lock);
+	if (challenge &&
+	    vnet_send_value(vd, VNET_SEAL_CHALLENGE, h->sender, value))
+		vnet_count(vd->vn, VNET_C_CHALLENGES_SENT);
+	return err;
+}
+
+/* Whether a verified message's body suits its type (@udp: came by UDP). */
+static bool vnet_body_ok(const struct vnet_seal_hdr *h,
+			 const struct sk_buff *skb, unsigned int body,
+			 bool udp)
+{
+	switch (h->type) {
+	case VNET_SEAL_FRAME:
+		return body >= ETH_HLEN;
+	case VNET_SEAL_VARP:
+		return udp && body >= VARP_LEN &&
+		       !memcmp(((struct varp_msg *)(skb->data +
+						    VNET_SEAL_HLEN))->vnet,
+			       h->vnet, VNET_ID_LEN);
+	case VNET_SEAL_CHALLENGE:
+	case VNET_SEAL_ANSWER:
+		return udp && body == VNET_CHALLENGE_LEN;
+	}
+	return false;
 }
 
 /*
@@ -527,6 +727,7 @@ void vnet_sealed_rcv(struct vnet_net *vn, struct sk_buff *skb, bool udp)
 	struct vnet_seal_hdr h;
 	struct vnet_dev *vd;
 	unsigned int body;
+	bool data;
 	u64 seq;
 	int err;
 
@@ -551,16 +752,16 @@ void vnet_sealed_rcv(struct vnet_net *vn, struct sk_buff *skb, bool udp)
 		vnet_drop(vn, VNET_D_UNKNOWN_KEY);
 		goto drop;
 	}
-	/* We keep no replay window for ourselves. */
+	/* We keep no entry for ourselves. */
 	if (!vnet_sender_ok(vn, h.sender))
 		goto drop;
-	seq = be64_to_cpu(h.seq);
-	if (!vnet_replay_check(t, h.sender, seq)) {
+	seq = be64_to_cpu(h.counter);
+	data = h.type == VNET_SEAL_FRAME || h.type == VNET_SEAL_VARP;
+	if (data && !vnet_replay_check(t, &h, seq)) {
 		vnet_drop(vn, VNET_D_REPLAY);
 		goto drop;
 	}
-	err = vnet_open(key, skb, vd->security == VNET_SECURITY_CONF,
-			(const u8 *)&h + VNET_SEAL_NONCE_AT);
+	err = vnet_open(key, skb, vd->security == VNET_SECURITY_CONF, &h);
 	if (err) {
 		vnet_drop(vn, err == -EBADMSG ? VNET_D_BAD_TAG : VNET_D_NO_MEMORY);
 		goto drop;
@@ -578,19 +779,35 @@ void vnet_sealed_rcv(struct vnet_net *vn, struct sk_buff *skb, bool udp)
 		vnet_drop(vn, VNET_D_NO_MEMORY);
 		goto drop;
 	}
-	if (!(h.type == VNET_SEAL_FRAME && body >= ETH_HLEN) &&
-	    !(h.type == VNET_SEAL_VARP && udp && body >= VARP_LEN &&
-	      !memcmp(((struct varp_msg *)(skb->data + VNET_SEAL_HLEN))->vnet,
-		      h.vnet, VNET_ID_LEN))) {
+	if (!vnet_body_ok(&h, skb, body, udp)) {
 		vnet_drop(vn, VNET_D_BAD_SEAL);
 		goto drop;
 	}
-	/* A sender the full table has no room for is refused, as vnetd does:
+	if (h.type == VNET_SEAL_CHALLENGE) {
+		/* No entry needed: answering twice is harmless. */
+		if (vnet_send_value(vd, VNET_SEAL_ANSWER, h.sender,
+				    skb->data + VNET_SEAL_HLEN))
+			vnet_count(vn, VNET_C_ANSWERS_SENT);
+		consume_skb(skb);
+		return;
+	}
+	if (h.type == VNET_SEAL_ANSWER) {
+		if (vnet_answer_rcv(t, &h, seq, skb->data + VNET_SEAL_HLEN)) {
+			vnet_count(vn, VNET_C_SESSIONS_CONFIRMED);
+			consume_skb(skb);
+			return;
+		}
+		vnet_drop(vn, VNET_D_BAD_ANSWER);
+		goto drop;
+	}
+	/*
+	 * A sender the full table has no room for is refused, as vnetd does:
 	 * forgetting another one's window would let its packets be replayed.
 	 */
-	err = vnet_replay_record(t, h.sender, seq);
+	err = vnet_replay_accept(vd, t, &h, seq);
 	if (err) {
-		vnet_drop(vn, err == -ENOMEM ? VNET_D_NO_MEMORY : VNET_D_REPLAY);
+		vnet_drop(vn, err == -EAGAIN ? VNET_D_UNCONFIRMED :
+			      err == -ENOMEM ? VNET_D_NO_MEMORY : VNET_D_REPLAY);
 		goto drop;
 	}
 	if (h.type == VNET_SEAL_VARP) {
@@ -607,16 +824,4 @@ void vnet_sealed_rcv(struct vnet_net *vn, struct sk_buff *skb, bool udp)
 	return;
 drop:
 	kfree_skb(skb);
-}
-
-int __init vnet_seal_init(void)
-{
-	vnet_seal_wq = alloc_workqueue("vnet_seal", 0, 0);
-	return vnet_seal_wq ? 0 : -ENOMEM;
-}
-
-/* After rcu_barrier(): every key set freed so far is queued; wait for it. */
-void vnet_seal_exit(void)
-{
-	destroy_workqueue(vnet_seal_wq);
 }

@@ -84,24 +84,25 @@ void vnet_to_peers(struct vnet_net *vn, const struct sk_buff *skb,
 }
 
 /*
- * Seals @skb (a frame or VARP message, @type) for @vd's secure vnet and sends
- * the sealed message to @daddr: a host, or the group, in which case the peers
- * get VFWD copies of the same sealed bytes.  Frames of raw EtherIP vnets go
- * as IP protocol 97 with DF set, everything else by UDP with DF clear (a
- * sealed super-frame is one datagram, fragmented by IP).  Consumes @skb.
+ * Seals @skb (a frame, VARP message, challenge or answer: @type) for @vd's
+ * secure vnet and sends the sealed message to @daddr: a host, or the group,
+ * in which case the peers get VFWD copies of the same sealed bytes.  Frames
+ * of raw EtherIP vnets go as IP protocol 97 with DF set, everything else by
+ * UDP with DF clear (a sealed super-frame is one datagram, fragmented by IP).
+ * Consumes @skb.  Returns false, counted, when nothing could be sealed.
  * Called under RCU.
  */
-void vnet_send_sealed(struct vnet_dev *vd, struct sk_buff *skb, u8 type,
+bool vnet_send_sealed(struct vnet_dev *vd, struct sk_buff *skb, u8 type,
 		      __be32 daddr, struct dst_cache *cache)
 {
-	bool udp = type == VNET_SEAL_VARP || vd->encap == VNET_ENCAP_UDP;
+	bool udp = type != VNET_SEAL_FRAME || vd->encap == VNET_ENCAP_UDP;
 	struct vnet_net *vn = vd->vn;
 	struct sk_buff *msg;
 
 	msg = vnet_seal(vd, skb, type);
 	consume_skb(skb);
 	if (!msg)
-		return;
+		return false;
 	if (ipv4_is_multicast(daddr) && !list_empty(&vn->peers))
 		vnet_to_peers(vn, msg, 0, daddr,
 			      udp ? IPPROTO_UDP : VNET_IPPROTO_ETHERIP,
@@ -112,6 +113,7 @@ void vnet_send_sealed(struct vnet_dev *vd, struct sk_buff *skb, u8 type,
 	else
 		vnet_ip_xmit(vn, msg, 0, daddr, VNET_IPPROTO_ETHERIP, VNET_TTL,
 			     vd->df, NULL, 0, cache);
+	return true;
 }
 
 /*

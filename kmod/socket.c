@@ -64,6 +64,15 @@ int vnet_socket_open(struct vnet_net *vn, struct netlink_ext_ack *extack)
 		NL_SET_ERR_MSG(extack, "no underlay address set in this namespace");
 		return -EDESTADDRREQ;
 	}
+	/*
+	 * A vnetd may have sealed for this namespace while the port was free,
+	 * and the peers' windows may hold our old session: start a new one.
+	 */
+	err = vnet_session_new(vn, GFP_KERNEL);
+	if (err) {
+		NL_SET_ERR_MSG(extack, "no memory for a new sealing session");
+		return err;
+	}
 	err = udp_sock_create(vn->net, &port, &sock);
 	if (err) {
 		NL_SET_ERR_MSG(extack,
@@ -88,8 +97,6 @@ int vnet_socket_open(struct vnet_net *vn, struct netlink_ext_ack *extack)
 		goto fail;
 	}
 	setup_udp_tunnel_sock(vn->net, sock->sk, &cfg);
-	/* A vnetd may have sealed for this namespace while the port was free. */
-	vnet_seq_reseed(vn);
 	rcu_assign_pointer(vn->sock, sock);
 	queue_delayed_work(system_power_efficient_wq, &vn->sweep,
 			   VNET_SWEEP_INTERVAL);

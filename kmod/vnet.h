@@ -17,7 +17,6 @@
 #include <linux/spinlock.h>
 #include <linux/udp.h>
 #include <linux/workqueue.h>
-#include <crypto/aead.h>
 #include <net/dst_cache.h>
 #include <net/gro_cells.h>
 #include <net/net_namespace.h>
@@ -31,7 +30,8 @@
 #define VNET_MSG_VARP		1
 #define VNET_MSG_VUDP		2
 #define VNET_MSG_VFWD		3
-#define VNET_MSG_SEALED		4
+#define VNET_MSG_SEALED		5
+#define VNET_MSG_OLD_SEALED	4	/* before sessions: dropped, counted */
 #define VARP_OP_REQUEST		1
 #define VARP_OP_ANNOUNCE	2
 #define VARP_AF_INET		2
@@ -70,27 +70,34 @@
 #define VNET_MTU_ETHERIP	1448
 
 /*
- * Secure vnets (doc/security.md): a 38-byte header and a 16-byte tag around
+ * Secure vnets (doc/security.md): a 50-byte header and a 16-byte tag around
  * each frame or VARP message, in place of the 22-byte VUDP or 18-byte EtherIP
- * prefix.
+ * prefix.  The nonce is the header's session and counter (XChaCha20).
  */
-#define VNET_SEAL_HLEN		38
+#define VNET_SEAL_HLEN		50
 #define VNET_SEAL_TAGLEN	16
 #define VNET_SEAL_OVERHEAD	(VNET_SEAL_HLEN + VNET_SEAL_TAGLEN)
 #define VNET_SEAL_VARP		1
 #define VNET_SEAL_FRAME		2
-#define VNET_SEAL_NONCE_AT	26
-#define VNET_SEAL_NONCE_LEN	12
-#define VNET_HEADER_UDP_SEALED	96
-#define VNET_HEADER_ETHERIP_SEALED 88
-#define VNET_MTU_ETHERIP_SEALED	1412
+#define VNET_SEAL_CHALLENGE	3
+#define VNET_SEAL_ANSWER	4
+#define VNET_SESSION_LEN	16
+#define VNET_CHALLENGE_LEN	16
+#define VNET_HEADER_UDP_SEALED	108
+#define VNET_HEADER_ETHERIP_SEALED 100
+#define VNET_MTU_ETHERIP_SEALED	1400
 /* The largest UDP payload (65507) less the overhead: a sealed super-frame. */
 #define VNET_SEAL_MAX_FRAME	(65507 - VNET_SEAL_OVERHEAD)
-/* Replay windows: per (vnet, sender), at most this many senders a vnet. */
+/*
+ * Receiver entries: per (vnet, sender), at most VNET_REPLAY_MAX senders a
+ * vnet; a sender beyond it is refused.  A pending challenge is sent again
+ * after VNET_CHALLENGE_RETRY.
+ */
 #define VNET_REPLAY_WINDOW	2048
 #define VNET_REPLAY_RING	4096	/* bits; a power of two above the window */
 #define VNET_REPLAY_BITS	6
 #define VNET_REPLAY_MAX		1024
+#define VNET_CHALLENGE_RETRY	HZ
 
 /* Entries live 60 s after their last refresh; tables are swept every 10 s. */
 #define VNET_ENTRY_TTL		(60 * HZ)
@@ -122,9 +129,10 @@ struct vnet_seal_hdr {
 	u8 level;
 	u8 vnet[VNET_ID_LEN];
 	u8 key_id;
-	u8 reserved[5];
+	u8 reserved;
 	__be32 sender;
-	__be64 seq;
+	u8 session[VNET_SESSION_LEN];
+	__be64 counter;
 } __packed;
 
 struct varp_msg {
@@ -213,25 +221,47 @@ struct vnet_peer {
 	atomic64_t rx_packets;
 };
 
-/* A vnet's keys; key[0] is the send key.  Replaced whole, under RCU. */
+/*
+ * A vnet's keys; key[0] is the send key.  Replaced whole, under RCU, and
+ * wiped when freed.
+ */
 struct vnet_key {
-	struct crypto_aead *tfm;
+	u8 secret[VNET_KEY_LEN];
 	u8 id;
 };
 
 struct vnet_keyset {
-	struct rcu_work free_work;
+	struct rcu_head rcu;
 	unsigned int n;
 	struct vnet_key key[VNET_MAX_KEYS];
 };
 
-/* Per (vnet, sender): the highest sequence accepted and the ones below it. */
+/*
+ * What a namespace seals with: a random session drawn whenever the module
+ * starts sending for it, and the last counter used in it.  Replaced whole,
+ * under RCU, so a counter is never taken from one session for another.
+ */
+struct vnet_session {
+	struct rcu_head rcu;
+	atomic64_t counter;
+	u8 id[VNET_SESSION_LEN];
+};
+
+/*
+ * Per (vnet, sender): the sender's confirmed session, the highest counter
+ * accepted in it and the ones below it, and the challenge we sent last.
+ */
 struct vnet_replay {
 	struct hlist_node node;
-	spinlock_t lock;		/* top and seen */
+	spinlock_t lock;		/* everything below */
 	__be32 sender;
+	bool confirmed;
+	bool pending;			/* a challenge was sent at challenged */
+	u8 session[VNET_SESSION_LEN];
 	u64 top;
 	unsigned long seen[BITS_TO_LONGS(VNET_REPLAY_RING)];
+	u8 challenge[VNET_CHALLENGE_LEN];
+	unsigned long challenged;	/* jiffies */
 };
 
 struct vnet_replay_table {
@@ -257,7 +287,7 @@ struct vnet_net {
 	struct delayed_work sweep;
 	struct work_struct idle;	/* closes the socket once unused */
 	struct work_struct adopt;	/* attaches waiting ports (port.c) */
-	atomic64_t seq;			/* of sealed packets, from the clock */
+	struct vnet_session __rcu *session;	/* of sealed packets; xchg() */
 	__be32 group;			/* the shared one */
 	/*
 	 * The groups the socket has joined: the shared one and the vnets' own.
@@ -497,7 +527,7 @@ void vnet_ip_xmit(struct vnet_net *vn, struct sk_buff *skb, __be32 saddr,
 /* send.c */
 netdev_tx_t vnet_xmit(struct sk_buff *skb, struct net_device *dev);
 void vnet_frame_xmit(struct vnet_dev *vd, struct sk_buff *skb, u32 from);
-void vnet_send_sealed(struct vnet_dev *vd, struct sk_buff *skb, u8 type,
+bool vnet_send_sealed(struct vnet_dev *vd, struct sk_buff *skb, u8 type,
 		      __be32 daddr, struct dst_cache *cache);
 void vnet_to_peers(struct vnet_net *vn, const struct sk_buff *skb,
 		   __be32 origin, __be32 group, u8 proto, u8 ttl, __be32 skip);
@@ -555,11 +585,10 @@ struct vnet_keyset *vnet_keyset_new(const u8 *secrets, const u8 *ids,
 void vnet_keyset_free(struct vnet_keyset *ks);
 struct vnet_replay_table *vnet_replay_new(void);
 void vnet_replay_free(struct vnet_replay_table *t);
-void vnet_seq_reseed(struct vnet_net *vn);
+int vnet_session_new(struct vnet_net *vn, gfp_t gfp);
+void vnet_session_free(struct vnet_net *vn);
 struct sk_buff *vnet_seal(struct vnet_dev *vd, struct sk_buff *skb, u8 type);
 void vnet_sealed_rcv(struct vnet_net *vn, struct sk_buff *skb, bool udp);
-int vnet_seal_init(void);
-void vnet_seal_exit(void);
 
 /* table.c */
 int vnet_table_init(struct vnet_mac_table *t, enum vnet_table_kind kind);

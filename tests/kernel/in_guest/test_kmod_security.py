@@ -2,7 +2,7 @@
 sealed messages, what the underlay sees, the module's bytes checked against the Python
 reference (vnet/wire/seal.py), forged packets dropped and counted by reason, key rotation
 under traffic, a mixed module/vnetd vnet, and secrets kept out of listings and the
-kernel log."""
+kernel log.  Restarts and sessions: test_kmod_sessions.py."""
 from __future__ import annotations
 
 import errno
@@ -11,10 +11,11 @@ import socket
 import subprocess
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 from netns.test_network_vnet import hook
-from netns.test_security import sealed, secure_vnet
+from netns.test_security import secure_vnet
 from pyroute2 import NetNS
 
 from lab.capture import Capture, ipv4_payloads
@@ -47,6 +48,29 @@ def two_vms(lab, hosts):
     return a, b
 
 
+class Header(NamedTuple):
+    id: int
+    type: int
+    level: int
+    vnet: bytes
+    key_id: int
+    sender: bytes
+    session: bytes
+    counter: int
+
+
+def header(p: bytes) -> Header:
+    return Header(*seal.HEADER.unpack_from(p))
+
+
+def sealed(key: keys.Key, level: int, msg_type: int, body: bytes, sender: str, counter: int,
+           session: bytes, vid: VnetId = VID, key_id: int | None = None) -> bytes:
+    """A sealed message as a host holding `key` would send it in `session`."""
+    return b"".join(seal.seal(seal.aead(key.secret, session), level, msg_type, vid.packed,
+                              key.id if key_id is None else key_id, socket.inet_aton(sender),
+                              session, counter, body))
+
+
 def delta(before: dict, after: dict, name: str) -> int:
     return after.get(name, 0) - before.get(name, 0)
 
@@ -73,7 +97,7 @@ def test_secure_vnet_carries_ping_tcp_and_udp(lab, make_hosts, tmp_path, level):
     transfer(lab, a, b, "udp", 100)
     listed = hosts[0].vn_json("vnets")[0]
     assert listed["security"] == level and listed["keys"] == [1], listed
-    assert int(listed["header"]) == 96
+    assert int(listed["header"]) == 108
     assert listed["tx_bytes"] / listed["tx_packets"] > 1514, "no super-frames were sealed"
     drops = {k: v for k, v in hosts[1].counters().items() if k.startswith("drop:")}
     for reason in ("bad-tag", "replay", "unknown-key", "bad-seal", "security-mismatch", "unprotected"):
@@ -86,18 +110,18 @@ def test_secure_raw_etherip_vnet(lab, make_hosts, tmp_path):
     secure_vnet(hosts, key, "conf", "-e", "etherip")
     a, b = two_vms(lab, hosts)
     listed = hosts[0].vn_json("vnets")[0]
-    assert int(listed["header"]) == 88
+    assert int(listed["header"]) == 100
     with NetNS(hosts[0].host.ns, flags=0) as ipr:
-        assert ipr.get_links(ifname=listed["vnetif"])[0].get_attr("IFLA_MTU") == 1412
+        assert ipr.get_links(ifname=listed["vnetif"])[0].get_attr("IFLA_MTU") == 1400
     with Capture(lab, lab.nodes["sw"]) as cap:
         r = lab.ping(a, b.ip, count=4, interval=0.2)
         assert r.received == 4, r.output
         # Full-size frames fit: DF is set on raw EtherIP.
-        r = lab.run(a, ["ping", "-n", "-c", "2", "-M", "do", "-s", str(1412 - 28), "-W", "2", b.ip])
+        r = lab.run(a, ["ping", "-n", "-c", "2", "-M", "do", "-s", str(1400 - 28), "-W", "2", b.ip])
         assert "2 received" in r.stdout, r.stdout
         frames = cap.wait_for(lambda fs: len(ipv4_payloads(fs, proto=97)) >= 12, "12 raw EtherIP messages")
     raw = ipv4_payloads(frames, proto=97)
-    assert raw and all(p[:2] == b"\x00\x04" and p[2] == 2 and p[3] == 2 for _, _, p in raw)
+    assert raw and all(p[:2] == b"\x00\x05" and p[2] == 2 and p[3] == 2 for _, _, p in raw)
     transfer(lab, a, b, "tcp", 1 << 20)
 
 
@@ -120,19 +144,20 @@ def test_underlay_sees_sealed_messages_only(lab, make_hosts, tmp_path, level):
     msgs = messages(frames)
     assert len(msgs) >= 9, msgs
     # Nothing on the wire is a plain VUDP frame or VARP message: all are sealed.
-    assert all(p[:2] == b"\x00\x04" for _, _, p in msgs), [p[:4].hex() for _, _, p in msgs]
+    assert all(p[:2] == b"\x00\x05" for _, _, p in msgs), [p[:4].hex() for _, _, p in msgs]
     if level == "conf":
         assert not any(MARK in f for f in frames), "a VM's payload crossed the underlay in the clear"
     else:
         assert sum(MARK in p for _, _, p in msgs) >= 3
-    # Each message opens with the reference implementation and the shared key.
-    cipher = seal.aead(key.secret)
+    # Each message opens with the reference implementation, the shared key and the
+    # header's session.
     found = 0
     for src, _dst, p in msgs:
-        mid, mtype, mlevel, vnet, key_id, sender, seq = seal.HEADER.unpack_from(p)
-        assert (mid, mlevel, vnet, key_id) == (4, seal.LEVELS[level], VID.packed, key.id)
-        assert socket.inet_ntoa(sender) == src
-        body = bytes(seal.unseal(cipher, mlevel, p))
+        h = header(p)
+        mtype, mlevel = h.type, h.level
+        assert (h.id, mlevel, h.vnet, h.key_id) == (5, seal.LEVELS[level], VID.packed, key.id)
+        assert socket.inet_ntoa(h.sender) == src
+        body = bytes(seal.unseal(seal.aead(key.secret, h.session), mlevel, p))
         assert len(body) == len(p) - seal.OVERHEAD
         if mtype == 2 and MARK in body:
             found += 1
@@ -146,11 +171,13 @@ def test_underlay_sees_sealed_messages_only(lab, make_hosts, tmp_path, level):
     p = bytearray(msgs[0][2])
     p[-20] ^= 1
     with pytest.raises(seal.InvalidTag):
-        seal.unseal(cipher, seal.LEVELS[level], bytes(p))
-    # One counter per host: sequence numbers only go up.
-    seqs = [seal.HEADER.unpack_from(p)[6] for s, _, p in msgs if s == hosts[0].ip]
+        seal.unseal(seal.aead(key.secret, header(p).session), seal.LEVELS[level], bytes(p))
+    # One session and one counter per host: counters only go up, from 1 (no clock).
+    mine = [header(p) for s, _, p in msgs if s == hosts[0].ip]
+    assert len({h.session for h in mine}) == 1
+    seqs = [h.counter for h in mine]
     assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
-    assert abs(seqs[0] - time.time_ns()) < 3600 * 10**9, "the counter did not start at the clock"
+    assert seqs[-1] < 10**6, "the counter did not start at 1"
 
 
 # ---- forged packets ----------------------------------------------------------------
@@ -180,28 +207,38 @@ def test_forged_packets_are_dropped_and_counted(lab, make_hosts, tmp_path):
     # A frame to VM b that a sniffer there would recognise.
     frame = bytes.fromhex(b.mac.replace(":", "")) + FORGED_MAC + b"\x88\xb5" + bytes(50)
     other = keys.Key(1, bytes(range(32)))
-    seq = time.time_ns() + 10**12  # above anything a host sent: fresh
     ip0 = hosts[0].ip
+    # In h0's confirmed session, above anything it sent, so fresh (a key holder could).
+    session0 = header(real[-1]).session
+    seq = max(header(p).counter for p in real) + 1000
+    stranger = seal.new_session()
     # A byte flipped in a captured message: its number was seen, so it is a replay
     # (checked before the tag); in fresh ones (body, reserved header byte): a bad tag.
     tampered = bytearray(real[-1])
-    tampered[50] ^= 0x80
-    fresh_body = bytearray(sealed(key, 2, 2, frame, ip0, seq + 8))
-    fresh_body[60] ^= 1
-    fresh_header = bytearray(sealed(key, 2, 2, frame, ip0, seq + 9))
-    fresh_header[22] ^= 1
+    tampered[60] ^= 0x80
+    fresh_body = bytearray(sealed(key, 2, 2, frame, ip0, seq - 8, session0))
+    fresh_body[70] ^= 1
+    fresh_header = bytearray(sealed(key, 2, 2, frame, ip0, seq - 9, session0))
+    fresh_header[21] ^= 1
     varp_plain = wire.pack_varp(wire.VARP_ANNOUNCE, VID.packed, bytes.fromhex("aa0000000066"), ip0)
     bad = {
         "unprotected": [wire.vudp_prefix(VID.packed) + frame, varp_plain],
-        "short": [b"\x00\x04\x02\x02" + bytes(30), sealed(key, 2, 2, frame, ip0, seq)[:53]],
-        "unknown-vnet": [sealed(key, 2, 2, frame, ip0, seq + 1, vid=VnetId.parse("1234"))],
-        "security-mismatch": [sealed(key, 1, 2, frame, ip0, seq + 2)],
-        "unknown-key": [sealed(key, 2, 2, frame, ip0, seq + 3, key_id=9)],
+        "short": [b"\x00\x05\x02\x02" + bytes(30), sealed(key, 2, 2, frame, ip0, seq - 10, session0)[:65]],
+        "old-seal": [b"\x00\x04\x02\x02" + bytes(90)],
+        "unknown-vnet": [sealed(key, 2, 2, frame, ip0, seq - 1, session0, vid=VnetId.parse("1234"))],
+        "security-mismatch": [sealed(key, 1, 2, frame, ip0, seq - 2, session0)],
+        "unknown-key": [sealed(key, 2, 2, frame, ip0, seq - 3, session0, key_id=9)],
         "replay": [real[0], real[-1], bytes(tampered)],
-        "bad-tag": [bytes(fresh_body), bytes(fresh_header), sealed(other, 2, 2, frame, ip0, seq + 4)],
-        "bad-seal": [sealed(key, 2, 2, frame[:13], ip0, seq + 5),
+        "bad-tag": [bytes(fresh_body), bytes(fresh_header), sealed(other, 2, 2, frame, ip0, seq - 4, session0)],
+        "bad-seal": [sealed(key, 2, 2, frame[:13], ip0, seq - 5, session0),
                      sealed(key, 2, 1, wire.pack_varp(wire.VARP_ANNOUNCE, VnetId.parse("98").packed,
-                                                      bytes.fromhex("aa0000000066"), ip0), ip0, seq + 6)],
+                                                      bytes.fromhex("aa0000000066"), ip0), ip0, seq - 6, session0),
+                     sealed(key, 2, seal.TYPE_CHALLENGE, bytes(15), ip0, seq - 11, session0),
+                     sealed(key, 2, 9, bytes(16), ip0, seq - 12, session0)],
+        # An answer to no challenge: h1 has none pending for h0.
+        "bad-answer": [sealed(key, 2, seal.TYPE_ANSWER, bytes(16), ip0, seq - 13, session0)],
+        # A key holder's session h1 never confirmed (its challenge goes unanswered).
+        "unconfirmed": [sealed(key, 2, 2, frame, "10.0.0.77", 1, stranger)],
     }
     with Capture(lab, b, bridge="") as sniff:
         before = hosts[1].counters()
@@ -209,19 +246,20 @@ def test_forged_packets_are_dropped_and_counted(lab, make_hosts, tmp_path):
         after = hosts[1].wait_counters(before, {"drop:" + r: len(ps) for r, ps in bad.items()})
         for reason, packets in bad.items():
             assert delta(before, after, "drop:" + reason) == len(packets), (reason, before, after)
+        assert delta(before, after, "challenges-sent") == 1, (before, after)
     assert forged(sniff.frames) == 0, "a forged frame reached the VM"
     varp = hosts[1].varp_table()
     assert "aa:00:00:00:00:66" not in varp, varp
-    # The same frame, sealed with the key, is delivered once, and its source MAC is
-    # learned at the header's sender, not at the IP source (the attacker's address).
+    # The same frame, sealed with the key in h0's session, is delivered once, and its
+    # source MAC is learned at the header's sender, not at the IP source (the attacker).
     with Capture(lab, b, bridge="") as sniff:
-        good = sealed(key, 2, 2, frame, "10.0.0.77", seq + 7)
+        good = sealed(key, 2, 2, frame, ip0, seq, session0)
         send_datagrams(lab, attacker, hosts[1].ip, [good, good])
         hosts[1].wait_counters(after, {"drop:replay": 1})  # the copy: handled after the first
         sniff.wait_for(lambda fs: forged(fs) >= 1, "the sealed frame at the VM")
     assert forged(sniff.frames) == 1
     varp = hosts[1].varp_table()
-    assert varp.get("aa:00:00:00:00:66") == "10.0.0.77", varp
+    assert varp.get("aa:00:00:00:00:66") == ip0, varp
     assert delta(after, hosts[1].counters(), "drop:replay") == 1
     r = lab.ping(a, b.ip, count=3)
     assert r.received == 3, r.output
@@ -398,8 +436,9 @@ def test_mixed_conf_vnet_module_and_vnetd(lab, make_hosts, tmp_path):
 
 
 def test_module_takes_over_from_vnetd_without_replays(lab, make_hosts, tmp_path):
-    """vnetd serves a host for a while, then the module again: the module's numbers
-    start above vnetd's (both start from the clock), so the peer takes them."""
+    """vnetd serves a host for a while, then the module again: each starts a new
+    session, which the peer confirms by a challenge, so it takes the module's packets
+    again without counting any as a replay."""
     hosts = make_hosts(2)
     h0, h1 = hosts
     key = make_key(tmp_path)

@@ -86,10 +86,33 @@ def default_module_path(tree: Path = SOURCE_TREE, modules: Path | None = None) -
                         f"({modules}/modules.dep); {build}, or give its path with --module")
 
 
-def insmod(path: Path | None = None, params: str = "") -> Path:
-    """Load the module (finit_module); returns the file loaded."""
-    params = module_params(params)
-    path = path or default_module_path()
+def module_depends(path: Path) -> list[str]:
+    """The modules `path` needs loaded first (its .modinfo ``depends=``), as kbuild's
+    modpost listed them.  A compressed module is not read: none listed."""
+    if path.suffix in _COMPRESSED:
+        return []
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return []
+    at = data.find(b"\0depends=")
+    if at < 0:
+        return []
+    value = data[at + len(b"\0depends="):data.index(b"\0", at + 1)].decode(errors="replace")
+    return [name for name in value.split(",") if name]
+
+
+def _module_name(path: str) -> str:
+    """The kernel's name of a module file: kernel/lib/crypto/libchacha.ko -> libchacha,
+    with '-' as '_' (as /sys/module spells it)."""
+    name = path.rsplit("/", 1)[-1]
+    for suffix in _COMPRESSED:
+        name = name.removesuffix(suffix)
+    return name.removesuffix(".ko").replace("-", "_")
+
+
+def _finit(path: Path, params: str) -> int:
+    """finit_module(2) of `path`: 0 or the errno."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except FileNotFoundError:
@@ -106,7 +129,52 @@ def insmod(path: Path | None = None, params: str = "") -> Path:
         err = ctypes.get_errno()
     finally:
         os.close(fd)
-    if rc == 0:
+    return 0 if rc == 0 else err
+
+
+def load_depends(path: Path, modules: Path | None = None, sys_module: Path = Path("/sys/module")) -> list[str]:
+    """Load the stock modules `path` depends on (the ChaCha20-Poly1305 library and its
+    arch code, since the module seals with it), each after its own dependencies as
+    modules.dep of the running kernel (`modules` = /lib/modules/RELEASE) lists them, as
+    modprobe would, so `vn insmod` needs no kmod tools.  Loaded or built-in ones are
+    skipped.  Returns the names still missing: not loaded and not found."""
+    wanted = [name.replace("-", "_") for name in module_depends(path)]
+    if not wanted:
+        return []
+    modules = modules or Path("/lib/modules") / os.uname().release
+    table: dict[str, list[str]] = {}
+    try:
+        for line in (modules / "modules.dep").read_text().splitlines():
+            target, sep, deps = line.partition(":")
+            if sep:
+                table[_module_name(target)] = [target, *deps.split()]
+    except OSError:
+        pass
+    missing = []
+    for name in wanted:
+        if (sys_module / name).exists():
+            continue
+        entry = table.get(name)
+        if entry is None:
+            missing.append(name)
+            continue
+        # modules.dep lists a module's dependencies so that the last loads first.
+        for file in [*reversed(entry[1:]), entry[0]]:
+            if not (sys_module / _module_name(file)).exists():
+                err = _finit(modules / file, "")
+                if err not in (0, errno.EEXIST):
+                    missing.append(_module_name(file))
+    return missing
+
+
+def insmod(path: Path | None = None, params: str = "") -> Path:
+    """Load the module (finit_module), after the stock modules it depends on; returns
+    the file loaded."""
+    params = module_params(params)
+    path = path or default_module_path()
+    missing = load_depends(path) if path.is_file() else []
+    err = _finit(path, params)
+    if err == 0:
         return path
     messages = {
         errno.EEXIST: f"module {MODULE_NAME} is already loaded",
@@ -116,6 +184,9 @@ def insmod(path: Path | None = None, params: str = "") -> Path:
         errno.ENOEXEC: f"{path} is not a module this kernel ({os.uname().release}) can load; rebuild it "
                        "with 'make -C kmod'",
     }
+    if missing:
+        messages[errno.ENOENT] = (f"{path} needs the modules {', '.join(missing)}, which could not be "
+                                  f"loaded; try 'modprobe -a {' '.join(missing)}'")
     raise DatapathError(errno.errorcode.get(err, "EIO"),
                         messages.get(err, f"cannot load {path}: {os.strerror(err)}"))
 
