@@ -441,3 +441,41 @@ def test_endpoint_messages_carry_every_kind_both_ways() -> None:
         assert kmod._endpoint_spec(back) == spec
         assert kmod.stat_values(back.get_attr("VNET_A_COUNTERS")) == counters
         assert records.endpoint_drops(counters) == 6
+
+
+def test_module_depends_reads_modpost_list(tmp_path):
+    """vnet.ko's .modinfo names the stock modules it needs (the ChaCha20-Poly1305
+    library); `vn insmod` loads them first because finit_module does not."""
+    ko = tmp_path / "vnet.ko"
+    ko.write_bytes(b"\x7fELF junk\0license=GPL\0depends=libchacha20poly1305,udp_tunnel\0name=vnet\0")
+    assert loader.module_depends(ko) == ["libchacha20poly1305", "udp_tunnel"]
+    (tmp_path / "none.ko").write_bytes(b"\x7fELF\0depends=\0")
+    assert loader.module_depends(tmp_path / "none.ko") == []
+    assert loader.module_depends(tmp_path / "missing.ko") == []
+
+
+def test_load_depends_loads_dependencies_first_and_names_the_missing(tmp_path, monkeypatch):
+    ko = tmp_path / "vnet.ko"
+    ko.write_bytes(b"\0depends=libchacha20poly1305,udp_tunnel,not_there\0")
+    mods = tmp_path / "modules"
+    mods.mkdir()
+    (mods / "modules.dep").write_text(
+        "kernel/lib/crypto/libchacha20poly1305.ko: kernel/lib/crypto/libpoly1305.ko "
+        "kernel/arch/x86/crypto/chacha-x86_64.ko kernel/lib/crypto/libchacha.ko\n"
+        "kernel/net/ipv4/udp_tunnel.ko:\n")
+    sysmod = tmp_path / "sys_module"
+    (sysmod / "udp_tunnel").mkdir(parents=True)  # already loaded: left alone
+    (sysmod / "libpoly1305").mkdir()
+    loaded: list[str] = []
+
+    def finit(path, params):
+        loaded.append(str(path.relative_to(mods)))
+        (sysmod / loader._module_name(str(path))).mkdir()
+        return 0
+
+    monkeypatch.setattr(loader, "_finit", finit)
+    missing = loader.load_depends(ko, modules=mods, sys_module=sysmod)
+    assert missing == ["not_there"]
+    # modules.dep's last dependency loads first; loaded ones are skipped.
+    assert loaded == ["kernel/lib/crypto/libchacha.ko", "kernel/arch/x86/crypto/chacha-x86_64.ko",
+                      "kernel/lib/crypto/libchacha20poly1305.ko"]
