@@ -139,6 +139,15 @@ local function dissect_varp(tvb, pinfo, sub)
     end
 end
 
+-- The fields both sealed formats start with: type, level, vnet id, key id; returns the id.
+local function add_seal_start(tvb, sub)
+    sub:add(f.seal_type, tvb(2, 1))
+    sub:add(f.seal_level, tvb(3, 1))
+    local id = add_id(sub, tvb(4, 16))
+    sub:add(f.seal_keyid, tvb(20, 1))
+    return id
+end
+
 -- A sealed message (doc/security.md): a 50-byte header with the sender's session and
 -- counter, the body, a 16-byte tag.
 local function dissect_sealed(tvb, pinfo, tree, sub)
@@ -147,10 +156,7 @@ local function dissect_sealed(tvb, pinfo, tree, sub)
         return
     end
     local kind, level = tvb(2, 1):uint(), tvb(3, 1):uint()
-    sub:add(f.seal_type, tvb(2, 1))
-    sub:add(f.seal_level, tvb(3, 1))
-    local id = add_id(sub, tvb(4, 16))
-    sub:add(f.seal_keyid, tvb(20, 1))
+    local id = add_seal_start(tvb, sub)
     sub:add(f.seal_reserved, tvb(21, 1))
     sub:add(f.seal_sender, tvb(22, 4))
     sub:add(f.seal_session, tvb(26, 16))
@@ -181,10 +187,7 @@ local function dissect_old_sealed(tvb, pinfo, sub)
         sub:add_proto_expert_info(e_short)
         return
     end
-    sub:add(f.seal_type, tvb(2, 1))
-    sub:add(f.seal_level, tvb(3, 1))
-    local id = add_id(sub, tvb(4, 16))
-    sub:add(f.seal_keyid, tvb(20, 1))
+    local id = add_seal_start(tvb, sub)
     sub:add(f.seal_reserved, tvb(21, 5))
     sub:add(f.seal_sender, tvb(26, 4))
     sub:add(f.seal_seq, tvb(30, 8))
