@@ -48,6 +48,10 @@ GUEST_TESTS = shlex.split(os.environ.get("VNET_GUEST_TESTS", "")) or ["tests/ker
 GUEST_SHARDS = max(1, int(os.environ.get("VNET_GUEST_SHARDS", "2")))
 #: Guest tests listed with their durations after a run ($VNET_GUEST_SLOWEST, default 8).
 SLOWEST = int(os.environ.get("VNET_GUEST_SLOWEST", "8"))
+#: Where to keep each guest's pytest output and kernel log ($VNET_GUEST_OUTPUT, a dir:
+#: guest-N.log and guest-N.dmesg), for the long and debug-kernel runs whose figures and
+#: logs are wanted even when they pass.
+OUTPUT = os.environ.get("VNET_GUEST_OUTPUT")
 
 
 @dataclass
@@ -121,6 +125,11 @@ class BackgroundGuest:
                     timeout=GUEST_TIMEOUT,
                     extra_env={"VNET_KO": str(ko), "VNET_GUEST_SHARD": f"{index}/{GUEST_SHARDS}"},
                     results_dir=results, cancel=self.cancel, shared_dir=queue)
+                if OUTPUT:
+                    out = Path(OUTPUT)
+                    out.mkdir(parents=True, exist_ok=True)
+                    (out / f"guest-{index}.log").write_text(res.output)
+                    (out / f"guest-{index}.dmesg").write_text(res.kernel_log)
                 junit = Path(results) / "junit.xml"
                 with self._lock:
                     self._results[index] = res
