@@ -49,9 +49,10 @@ def wait_port(vh, name: str, ok, timeout: float = DEADLINE) -> dict:
         time.sleep(0.1)
 
 
-def pings(lab, vm, address: str, count: int, interval: float, timeout: float = 120):
-    """iputils ping with its replies' round-trip times (ms)."""
-    argv = ["ping", "-n", "-c", str(count), "-i", str(interval), "-W", "2", address]
+def pings(lab, vm, address: str, count: int, interval: float, timeout: float = 120, wait: int = 2):
+    """iputils ping with its replies' round-trip times (ms); `wait` is how long ping
+    waits for a reply after its last request (-W)."""
+    argv = ["ping", "-n", "-c", str(count), "-i", str(interval), "-W", str(wait), address]
     r = lab.run(vm, argv, timeout=timeout)
     out = (r.stdout or "") + (r.stderr or "")
     rtts = [float(w.split("=")[1]) for w in out.split() if w.startswith("time=")]
