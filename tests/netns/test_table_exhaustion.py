@@ -26,17 +26,22 @@ import time
 from pathlib import Path
 
 from conftest import long_run
+from netns.test_security import secure, sealed
 
 from lab.ping import parse_ping, ping_argv
-from lab.traffic import FrameStream, random_macs
+from lab.traffic import FrameStream, random_macs, send_datagrams
 from lab.vnethost import VnetHost
 from vnet.datapath.vnetd.tables import MAX_VNET_MACS
 from vnet.model.vnetid import VnetId
+from vnet.wire import seal
 
 #: Frames the sender has out before waiting for both hosts to have handled them: fewer
 #: than a CPU's receive backlog (net.core.netdev_max_backlog, 1000) holds, with the
 #: announces A adds on the way to B, so that no frame is lost on the way.
 CHUNK = 256
+#: Sender entries (session, replay window, challenge) a secure vnet keeps, on both
+#: datapaths (doc/security.md; vnetd's receive.MAX_SENDERS, the module's VNET_REPLAY_MAX).
+MAX_SENDERS = 1024
 #: Where the flooded frames go: a MAC no VM has, so each one is flooded to B.
 NOBODY = bytes.fromhex("02000000fe01")
 V97, V98 = str(VnetId.parse("97")), str(VnetId.parse("98"))
@@ -161,3 +166,37 @@ def test_a_hundred_thousand_made_up_macs(lab, make_hosts):
     rss = result["rss_kib_before"], result["rss_kib_after"]
     if rss[0][0] is not None:
         assert all(after - before < 16 * 1024 for before, after in zip(*rss)), rss
+
+
+def test_a_member_making_up_senders_is_held_to_the_bound(lab, make_hosts, tmp_path):
+    """A key holder (x) seals frames under made-up sender addresses: each new sender
+    costs host h an entry and a challenge until its secure vnet has MAX_SENDERS of
+    them; every later one is refused (`replay`), counted exactly, and the VMs already
+    talking through h keep talking.  Only a key holder can do this (an outsider's
+    packets fail the tag before any entry is made): the bound is against a member."""
+    sw = lab.switch("sw")
+    h, b = make_hosts(2, switch=sw)
+    x = lab.host("x", sw, "10.0.0.66/24")
+    key = secure([h, b], tmp_path, "conf")
+    a = lab.vm("a", h.host, "vnet97", "10.97.0.1/24")
+    vb = lab.vm("b", b.host, "vnet97", "10.97.0.2/24")
+    lab.wait_ping(a, vb.ip, timeout=60)  # b's session confirmed: h holds one entry
+    # The challenges go to the made-up senders through x, which drops them.
+    lab.run(h.host, ["ip", "route", "add", "10.200.0.0/16", "via", x.ip], check=True)
+    count = MAX_SENDERS + 256
+    frame = bytes.fromhex("ffffffffffff02000000000188b5") + bytes(46)
+    msgs = [sealed(key, seal.CONF, seal.TYPE_FRAME, frame, f"10.200.{i // 250}.{i % 250 + 1}", 1)
+            for i in range(count)]
+    assert len({seal.HEADER.unpack_from(m)[5] for m in msgs}) == count  # senders all differ
+    before = h.counters()
+    chunk = 256  # fewer than a socket buffer holds: none is lost before the datapath
+    for start in range(0, count, chunk):
+        send_datagrams(lab, x, h.ip, msgs[start:start + chunk], sport=1798)
+        h.wait_counters(before, {"udp-received": min(start + chunk, count)}, timeout=120)
+    after = h.counters()
+    d = {k: after.get(k, 0) - before.get(k, 0) for k in ("challenges-sent", "drop:unconfirmed", "drop:replay")}
+    print(f"made-up senders at {h.datapath}: {count} sent, {d}")
+    room = MAX_SENDERS - 1
+    assert d == {"challenges-sent": room, "drop:unconfirmed": room, "drop:replay": count - room}, d
+    r = lab.ping(a, vb.ip, count=3)
+    assert r.received == 3, r.output

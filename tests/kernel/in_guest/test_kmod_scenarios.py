@@ -23,6 +23,7 @@ from netns.test_original_hosts import (  # noqa: F401  (collected here, with the
 from netns.test_ports import test_host_sends_nothing_into_a_port  # noqa: F401  (collected here)
 from netns.test_table_exhaustion import (  # noqa: F401  (collected here, with the module)
     test_a_hundred_thousand_made_up_macs,
+    test_a_member_making_up_senders_is_held_to_the_bound,
     test_a_vm_making_up_macs_fills_only_its_vnets_share,
 )
 from netns.test_vnetd_net import (  # noqa: F401  (collected here, with the module)
