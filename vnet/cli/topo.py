@@ -1,0 +1,145 @@
+"""`vn topo`: build this host's part of a lab described in one file (doc/topology.md)."""
+from __future__ import annotations
+
+import json
+import shlex
+import sys
+
+import click
+
+from vnet.cli import listing
+from vnet.control.controller import Controller
+from vnet.errors import VnetError
+from vnet.topo import apply as topo_apply
+from vnet.topo import graph as topo_graph
+from vnet.topo import hypervisor, load, show
+from vnet.topo.model import Topology
+
+hosts_option = click.option("--hosts", "hosts_file", metavar="MAPFILE",
+                            help="With a containerlab file: the YAML that says which host runs "
+                                 "each node, and the hosts' addresses (doc/topology.md).")
+host_option = click.option("--host", "host", metavar="NAME",
+                           help="This host's name in the file [default: the host whose underlay "
+                                "address this host has].")
+
+
+json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON (doc/topology.md gives its shape).")
+
+
+def _controller(ctx: click.Context) -> Controller:
+    """The host `vn`'s options select (vnet.cli.vn keeps one per command line; this
+    module must not import it, since vn imports this one)."""
+    obj = ctx.find_root().obj
+    if "controller" not in obj:
+        obj["controller"] = Controller(obj["state_dir"], obj["socket"], choice=obj["datapath"])
+    return obj["controller"]
+
+
+def _load(path: str, hosts_file: str | None) -> Topology:
+    return load.load(path, hosts_file)
+
+
+def _say(line: str) -> None:
+    click.echo(line)
+
+
+@click.group()
+def topo() -> None:
+    """Build this host's part of a lab described in one topology file."""
+
+
+@topo.command("apply")
+@host_option
+@hosts_option
+@click.argument("file")
+@click.pass_context
+def apply_(ctx: click.Context, host: str | None, hosts_file: str | None, file: str) -> None:
+    """Make this host's part of the topology in FILE: a vnet per link or LAN with an end
+    here, veths into namespace nodes, ports, socket endpoints.  Again: changes only
+    what changed, and removes what the file no longer has."""
+    t = _load(file, hosts_file)
+    ctrl = _controller(ctx)
+    me = topo_apply.local_host(t, host)
+    rec = topo_apply.apply(ctrl, t, me, _say)
+    click.echo(f"topology {t.name}: host {me} runs {len(rec.vnets)} vnet(s), {len(rec.veths)} veth(s)")
+
+
+@topo.command()
+@hosts_option
+@click.argument("file")
+@click.pass_context
+def destroy(ctx: click.Context, hosts_file: str | None, file: str) -> None:
+    """Remove what the topology in FILE made on this host (vnets, veths, its record)."""
+    t = _load(file, hosts_file)
+    if not topo_apply.destroy(_controller(ctx), t.name, _say):
+        click.echo(f"topology {t.name} made nothing on this host")
+
+
+@topo.command("show")
+@host_option
+@hosts_option
+@json_option
+@click.argument("file")
+@click.pass_context
+def show_(ctx: click.Context, host: str | None, hosts_file: str | None, as_json: bool, file: str) -> None:
+    """Show every link and LAN of FILE: its vnet, its ends, their hosts and states (up,
+    waiting for its interface, unreachable peer host)."""
+    t = _load(file, hosts_file)
+    try:
+        me: str | None = topo_apply.local_host(t, host)
+    except VnetError:
+        if host is not None:
+            raise
+        me = None
+    ports: list = []
+    endpoints: list = []
+    varp: list = []
+    if me is not None:
+        try:
+            dp = _controller(ctx).datapath
+            ports = listing.ports(dp.ports())
+            endpoints = listing.endpoints(dp.endpoints())
+            varp = listing.varp_table(dp.varp())["entries"]
+        except VnetError as e:
+            click.echo(f"vn: the datapath does not answer ({e}): local ends shown as not applied", err=True)
+    view = show.status(t, me, ports, endpoints, varp)
+    if as_json:
+        click.echo(json.dumps({"name": t.name, "host": me, "segments": view}, indent=2))
+    else:
+        for line in show.brief(view):
+            click.echo(line)
+
+
+@topo.command()
+@hosts_option
+@click.option("--format", "fmt", type=click.Choice(topo_graph.FORMATS), default="dot", show_default=True,
+              help="dot text, or an image drawn by Graphviz's dot.")
+@click.option("-o", "--output", metavar="OUT", help="Write to OUT [default: stdout].")
+@click.argument("file")
+def graph(hosts_file: str | None, fmt: str, output: str | None, file: str) -> None:
+    """Draw the topology in FILE: Graphviz dot text, or SVG/PNG with Graphviz installed."""
+    text = topo_graph.dot(_load(file, hosts_file))
+    data = text.encode() if fmt == "dot" else topo_graph.render(text, fmt)
+    if output:
+        with open(output, "wb") as f:
+            f.write(data)
+    else:
+        sys.stdout.buffer.write(data)
+        sys.stdout.flush()
+
+
+@topo.command("hypervisor")
+@hosts_option
+@click.option("--libvirt", "want", flag_value="libvirt", help="Print libvirt <interface> XML.")
+@click.option("--qemu", "want", flag_value="qemu", help="Print QEMU -netdev/-device arguments.")
+@click.argument("file")
+@click.argument("node")
+def hypervisor_(hosts_file: str | None, want: str | None, file: str, node: str) -> None:
+    """Print what libvirt domain or QEMU VM NODE needs for its NICs to join its links:
+    <interface> XML (libvirt nodes) or -netdev/-device arguments (qemu nodes)."""
+    t = _load(file, hosts_file)
+    kind = want or (t.nodes[node].kind if node in t.nodes else "qemu")
+    if kind == "libvirt":
+        click.echo(hypervisor.libvirt_xml(t, node), nl=False)
+    else:
+        click.echo(" ".join(shlex.quote(a) for a in hypervisor.qemu_args(t, node)))
