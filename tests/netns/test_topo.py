@@ -1,0 +1,227 @@
+"""Topologies (doc/topology.md): a leaf-spine lab over three hosts from one file.
+
+Two spines and four leaves, eight links, nodes as namespaces spread over three
+simulated hosts running vnetd; `vn topo apply` on each host builds its part.  BIRD in
+every node forms OSPF adjacencies on every link (all Full) and every leaf reaches
+every other leaf's loopback.  Then: a second apply recreates nothing (interface
+indexes unchanged), a node restarted by its "runtime" rejoins its links by itself, a
+link taken out of the file goes away alone, and destroy leaves nothing on any host.
+The seconds from the first apply to all adjacencies Full are printed."""
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from conftest import needs_root
+
+from lab.lab import Lab
+from lab.netns import rtnl
+from lab.vnethost import VnetHost
+
+pytestmark = [needs_root, pytest.mark.root,
+              pytest.mark.skipif(shutil.which("bird") is None, reason="needs BIRD (Debian bird2)")]
+
+#: How long a test may wait for what must happen: generous, CI machines are slow.
+DEADLINE = 120.0
+SPINES = ("spine1", "spine2")
+LEAVES = ("leaf1", "leaf2", "leaf3", "leaf4")
+#: Where each node runs: links within one host and across hosts both occur.
+PLACE = {"spine1": "h1", "spine2": "h2", "leaf1": "h3", "leaf2": "h3", "leaf3": "h1", "leaf4": "h2"}
+
+
+def links(drop: tuple[str, str] | None = None) -> list[tuple[int, str, str, str, str]]:
+    """(k, spine, spine's interface, leaf, leaf's interface) of each link: spine i's
+    eth{j} to leaf j's eth{i}; k numbers the link's /30."""
+    out = []
+    for i, s in enumerate(SPINES, 1):
+        for j, leaf in enumerate(LEAVES, 1):
+            if (s, leaf) != drop:
+                out.append((4 * (i - 1) + j, s, f"eth{j}", leaf, f"eth{i}"))
+    return out
+
+
+def loopback(node: str) -> str:
+    return f"10.255.{0 if node.startswith('spine') else 1}.{node[-1]}"
+
+
+def topology(lab: Lab, hosts: list[VnetHost], drop: tuple[str, str] | None = None) -> str:
+    """The lab's file; node namespaces are the lab's (prefixed) names."""
+    lines = ["name: leafspine", "hosts:"]
+    lines += [f"  h{n}: {{address: {h.ip}}}" for n, h in enumerate(hosts, 1)]
+    lines.append("nodes:")
+    lines += [f"  {node}: {{host: {host}, kind: namespace, netns: {lab.prefix}-{node}}}"
+              for node, host in PLACE.items()]
+    lines.append("links:")
+    lines += [f"  - endpoints: [{s}:{si}, {leaf}:{li}]" for _, s, si, leaf, li in links(drop)]
+    return "\n".join(lines) + "\n"
+
+
+BIRD_CONF = """router id {rid};
+protocol device {{ scan time 2; }}
+protocol kernel {{ ipv4 {{ import none; export where source = RTS_OSPF; }}; merge paths yes; }}
+protocol ospf v2 {{
+  ecmp yes;
+  ipv4 {{ import all; export none; }};
+  area 0 {{
+    interface "eth*" {{ type ptp; hello 1; dead 4; }};
+    interface "lo" {{ stub yes; }};
+  }};
+}}
+"""
+
+
+class Node:
+    """A lab node: its namespace, its addresses, its BIRD."""
+
+    def __init__(self, lab: Lab, name: str, tmp: Path) -> None:
+        self.lab, self.name, self.tmp = lab, name, tmp
+        self.sock = tmp / f"bird-{name}.ctl"
+        self.bird: subprocess.Popen | None = None
+        lab.container(name, forwarding=True)
+
+    @property
+    def ns(self) -> str:
+        return self.lab.ns_of(self.name)
+
+    def addresses(self, wanted: dict[str, str]) -> None:
+        """Loopback and link addresses (`wanted`: interface -> CIDR)."""
+        self.lab.run(self.name, ["ip", "addr", "add", f"{loopback(self.name)}/32", "dev", "lo"], check=True)
+        for iface, cidr in wanted.items():
+            self.lab.run(self.name, ["ip", "addr", "add", cidr, "dev", iface], check=True)
+
+    def start_bird(self) -> None:
+        conf = self.tmp / f"bird-{self.name}.conf"
+        conf.write_text(BIRD_CONF.format(rid=loopback(self.name)))
+        self.bird = self.lab.popen(self.name, ["bird", "-f", "-c", str(conf), "-s", str(self.sock),
+                                               "-P", str(self.tmp / f"bird-{self.name}.pid")],
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def full(self) -> int:
+        """How many OSPF neighbors are Full."""
+        r = self.lab.run(self.name, ["birdc", "-s", str(self.sock), "show", "ospf", "neighbors"], timeout=15)
+        return sum("Full" in line for line in (r.stdout or "").splitlines())
+
+    def ifindexes(self) -> dict[str, int]:
+        with rtnl(self.ns) as ipr:
+            return {link.get_attr("IFLA_IFNAME"): link["index"] for link in ipr.get_links()}
+
+
+def link_addresses(drop: tuple[str, str] | None = None) -> dict[str, dict[str, str]]:
+    """Each node's interface -> CIDR: link k is 10.1.k.0/30, the spine .1, the leaf .2."""
+    out: dict[str, dict[str, str]] = {n: {} for n in PLACE}
+    for k, s, si, leaf, li in links(drop):
+        out[s][si] = f"10.1.{k}.1/30"
+        out[leaf][li] = f"10.1.{k}.2/30"
+    return out
+
+
+def wait(check: Callable[[], bool], what: str, timeout: float = DEADLINE) -> float:
+    """Poll `check` until true; seconds waited."""
+    start = time.monotonic()
+    while not check():
+        if time.monotonic() - start > timeout:
+            raise AssertionError(f"{what}: not within {timeout:g} s")
+        time.sleep(0.2)
+    return time.monotonic() - start
+
+
+def host_links(h: VnetHost) -> dict[str, int]:
+    with rtnl(h.host.ns) as ipr:
+        return {link.get_attr("IFLA_IFNAME"): link["index"] for link in ipr.get_links()}
+
+
+def made_here(h: VnetHost) -> set[str]:
+    """The interfaces a topology makes in a host: ports (vp...) and vnet devices (vt...)."""
+    return {n for n in host_links(h) if n.startswith(("vp", "vt"))}
+
+
+def test_leaf_spine_ospf(lab: Lab, make_hosts, tmp_path: Path) -> None:
+    hosts = make_hosts(3)
+    by_name = {f"h{n}": h for n, h in enumerate(hosts, 1)}
+    nodes = {name: Node(lab, name, tmp_path) for name in PLACE}
+    topo = tmp_path / "leafspine.yaml"
+    topo.write_text(topology(lab, hosts))
+
+    start = time.monotonic()
+    for h in hosts:  # each host finds itself by its underlay address
+        out = h.vn("topo", "apply", str(topo)).stdout
+        assert "topology leafspine: host" in out, out
+    addrs = link_addresses()
+    for name, node in nodes.items():
+        node.addresses(addrs[name])
+        node.start_bird()
+    want = {n: len(a) for n, a in addrs.items()}
+    wait(lambda: all(nodes[n].full() == want[n] for n in nodes), "every OSPF adjacency Full")
+    converged = time.monotonic() - start
+    print(f"\nleaf-spine lab (2 spines, 4 leaves, 8 links, 3 hosts): {converged:.1f} s from the first "
+          f"apply to all 16 adjacencies Full")
+    for a in LEAVES:
+        for b in LEAVES:
+            if a != b:
+                lab.wait_ping(a, loopback(b), timeout=DEADLINE)
+
+    # show: every end up, on every host, for the links it is in.
+    view = json.loads(hosts[0].vn("topo", "show", str(topo), "--json").stdout)
+    assert view["host"] == "h1" and len(view["segments"]) == 8
+    for seg in view["segments"]:
+        states = {e["host"]: e["state"] for e in seg["ends"]}
+        if "h1" in states:
+            assert set(states.values()) == {"up"}, seg
+        else:
+            assert set(states.values()) == {"-"}, seg
+
+    # A second apply recreates nothing: same interfaces, same indexes, here and in nodes.
+    before = {h.name: host_links(h) for h in hosts}
+    node_before = {n: node.ifindexes() for n, node in nodes.items()}
+    for h in hosts:
+        out = h.vn("topo", "apply", str(topo)).stdout
+        assert "created" not in out and "made veth" not in out and "deleted" not in out, out
+    assert {h.name: host_links(h) for h in hosts} == before
+    assert {n: node.ifindexes() for n, node in nodes.items()} == node_before
+
+    # A node restarted: its namespace deleted and made anew with its interfaces, as a
+    # container runtime does (the host ends named as `vn topo show` lists them).
+    ports = {e["endpoint"]: e["attachment"] for seg in view["segments"] for e in seg["ends"]}
+    leaf4 = nodes["leaf4"]
+    h2 = by_name["h2"]
+    lab.remove(lab.nodes["leaf4"])
+    gone = [ports[f"leaf4:eth{i}"] for i in (1, 2)]
+    wait(lambda: not set(gone) & set(host_links(h2)), "leaf4's veths gone with its namespace")
+    lab.container("leaf4", forwarding=True)
+    for i, port in enumerate(gone, 1):
+        subprocess.run(["ip", "-n", h2.host.ns, "link", "add", port, "type", "veth", "peer", "name",
+                        f"eth{i}", "netns", leaf4.ns], check=True)
+        subprocess.run(["ip", "-n", leaf4.ns, "link", "set", f"eth{i}", "up"], check=True)
+    leaf4.addresses(addrs["leaf4"])
+    leaf4.start_bird()
+    wait(lambda: leaf4.full() == 2 and nodes["spine1"].full() == 4 and nodes["spine2"].full() == 4,
+         "leaf4's adjacencies back after its restart")
+    lab.wait_ping("leaf4", loopback("leaf1"), timeout=DEADLINE)
+
+    # A link taken out of the file: only its vnet and its veths go.
+    dropped = next(s for s in view["segments"] if s["name"] == "spine1:eth1 -- leaf1:eth1")
+    topo.write_text(topology(lab, hosts, drop=("spine1", "leaf1")))
+    before = {h.name: host_links(h) for h in hosts}
+    for h in hosts:
+        h.vn("topo", "apply", str(topo))
+    gone_names = {dropped["vnetif"], *(e["attachment"] for e in dropped["ends"])}
+    for h in hosts:
+        now = host_links(h)
+        assert now == {k: v for k, v in before[h.name].items() if k not in gone_names}, h.name
+    ids_now = {v["id"] for h in hosts for v in h.vn_json("vnet-list")}
+    assert dropped["vnet"] not in ids_now and len(ids_now) == 7
+
+    # destroy leaves nothing: no vnets, no veths, no records.
+    for h in hosts:
+        h.vn("topo", "destroy", str(topo))
+    for h in hosts:
+        assert h.vn_json("vnet-list") == [] and h.vn_json("ports") == []
+        assert made_here(h) == set(), h.name
+        assert not (h.state_dir / "topology").exists()
+    for name, node in nodes.items():
+        assert not {n for n in node.ifindexes() if n.startswith("eth")}, name
