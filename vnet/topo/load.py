@@ -219,6 +219,12 @@ def build(doc: Any, source: str) -> Topology:
         key = f"lans.{lan_name}"
         segments.append(_segment(r, item, lans.lines[lan_name], key, nodes,
                                  lan=r.name(lan_name, lans.lines[lan_name], key)))
+    return build_topology(name, source, hosts, nodes, segments, defaults)
+
+
+def build_topology(name: str, source: str, hosts: dict[str, Host], nodes: dict[str, Node],
+                   segments: list[Segment], defaults: Defaults) -> Topology:
+    """The Topology, after the checks across entries (check)."""
     topo = Topology(name, source, hosts, nodes, tuple(segments), defaults)
     check(topo)
     return topo
@@ -340,7 +346,7 @@ def _segment(r: Reader, item: Any, line: int, key: str, nodes: dict[str, Node],
             merged = {**both.items(), **r.control(o, at).items()}
             control[ep] = Control(**merged)  # type: ignore[arg-type]
     name = lan if lan is not None else f"{eps[0]} -- {eps[1]}"
-    return Segment(name, eps, lan is not None, mtu, seg_id, control, line)
+    return Segment(name, eps, lan is not None, mtu, seg_id, control, line, key, tuple(eps_v.lines))
 
 
 def check(topo: Topology) -> None:
@@ -350,11 +356,12 @@ def check(topo: Topology) -> None:
     used: dict[Endpoint, Segment] = {}
     by_id: dict[str, Segment] = {}
     for seg in topo.segments:
-        for ep in seg.endpoints:
+        for i, ep in enumerate(seg.endpoints):
             if ep in used:
                 other = used[ep]
-                raise r.fail(seg.line, _seg_key(seg), f"interface {ep} is used twice: by {_what(other)} "
-                                                      f"(line {other.line}) and by {_what(seg)}")
+                raise r.fail(seg.lines[i] if seg.lines else seg.line, f"{_seg_key(seg)}.endpoints[{i}]",
+                             f"interface {ep} is used twice: by {_what(other)} (line {other.line}) and "
+                             f"by {_what(seg)}")
             used[ep] = seg
         vid = str(ids.segment_id(topo, seg))
         if vid in by_id:
@@ -373,7 +380,7 @@ def check(topo: Topology) -> None:
 
 
 def _seg_key(seg: Segment) -> str:
-    return f"lans.{seg.name}" if seg.lan else f"link {seg.name}"
+    return seg.key or (f"lans.{seg.name}" if seg.lan else f"link {seg.name}")
 
 
 def _what(seg: Segment) -> str:

@@ -90,6 +90,9 @@ class Segment:
     id: str | None = None
     control: dict[Endpoint, Control] = field(default_factory=dict, compare=False, hash=False)
     line: int = 0
+    #: Where the file says it (`links[2]`, `lans.mgmt`) and the line of each endpoint.
+    key: str = ""
+    lines: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
