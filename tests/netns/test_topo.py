@@ -107,7 +107,12 @@ class Node:
         return sum("Full" in line for line in (r.stdout or "").splitlines())
 
     def ifindexes(self) -> dict[str, int]:
-        with rtnl(self.ns) as ipr:
+        return self.ifindexes_of(self.lab, self.name)
+
+    @staticmethod
+    def ifindexes_of(lab: Lab, name: str) -> dict[str, int]:
+        """Interface name -> index in lab node `name`."""
+        with rtnl(lab.ns_of(name)) as ipr:
             return {link.get_attr("IFLA_IFNAME"): link["index"] for link in ipr.get_links()}
 
 
@@ -225,3 +230,56 @@ def test_leaf_spine_ospf(lab: Lab, make_hosts, tmp_path: Path) -> None:
         assert not (h.state_dir / "topology").exists()
     for name, node in nodes.items():
         assert not {n for n in node.ifindexes() if n.startswith("eth")}, name
+
+
+def test_containerlab_file_over_two_hosts(lab: Lab, make_hosts, tmp_path: Path) -> None:
+    """A containerlab file spread over two hosts by a hosts file: the vnets are the ones
+    the equivalent native file gives, and the nodes reach each other."""
+    hosts = make_hosts(2)
+    for name in ("r1", "r2"):
+        lab.container(name)
+    clab = tmp_path / "pair.clab.yml"
+    clab.write_text("name: pair\ntopology:\n  nodes:\n    r1: {kind: linux, image: alpine}\n"
+                    "    r2: {kind: linux, image: alpine}\n  links:\n"
+                    "    - endpoints: [\"r1:eth1\", \"r2:eth1\"]\n")
+    placing = tmp_path / "pair.hosts.yaml"
+    placing.write_text(f"hosts: {{h1: {hosts[0].ip}, h2: {hosts[1].ip}}}\nnodes: {{r1: h1, r2: h2}}\n"
+                       f"kind: namespace\nnetns: \"{lab.prefix}-{{node}}\"\n")
+    native = tmp_path / "pair.yaml"
+    native.write_text(f"name: pair\nhosts: {{h1: {hosts[0].ip}, h2: {hosts[1].ip}}}\nnodes:\n"
+                      f"  r1: {{host: h1, netns: {lab.prefix}-r1}}\n  r2: {{host: h2, netns: {lab.prefix}-r2}}\n"
+                      "links:\n  - endpoints: [r1:eth1, r2:eth1]\n")
+    for h in hosts:
+        h.vn("topo", "apply", str(clab), "--hosts", str(placing))
+    lab.run("r1", ["ip", "addr", "add", "10.9.0.1/24", "dev", "eth1"], check=True)
+    lab.run("r2", ["ip", "addr", "add", "10.9.0.2/24", "dev", "eth1"], check=True)
+    lab.wait_ping("r1", "10.9.0.2", timeout=DEADLINE)
+    clab_view = json.loads(hosts[0].vn("topo", "show", str(clab), "--hosts", str(placing), "--json").stdout)
+    native_view = json.loads(hosts[0].vn("topo", "show", str(native), "--json").stdout)
+    assert [s["vnet"] for s in clab_view["segments"]] == [s["vnet"] for s in native_view["segments"]]
+    assert [e["state"] for e in clab_view["segments"][0]["ends"]] == ["up", "up"]
+    # The native file names the same vnets, veths and record: applying it changes nothing.
+    before = host_links(hosts[0])
+    out = hosts[0].vn("topo", "apply", str(native)).stdout
+    assert "created" not in out and "made veth" not in out, out
+    assert host_links(hosts[0]) == before
+    for h in hosts:
+        h.vn("topo", "destroy", str(clab), "--hosts", str(placing))
+        assert h.vn_json("vnet-list") == [] and made_here(h) == set()
+
+
+def test_failed_apply_leaves_nothing(lab: Lab, make_hosts, tmp_path: Path) -> None:
+    """A step that fails (the datapath refuses a port: the host's underlay interface,
+    which has an address) undoes what the run made: no vnet, no veth, no record."""
+    (h,) = make_hosts(1)
+    lab.container("n1")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(f"name: bad\nhosts: {{h1: {h.ip}}}\nnodes:\n  n1: {{host: h1, netns: {lab.prefix}-n1}}\n"
+                   "  n2: {host: h1}\n  uplink: {host: h1, kind: interface}\n"
+                   "links:\n  - endpoints: [n1:eth1, n2:eth1]\n  - endpoints: [n1:eth2, uplink:eth0]\n")
+    r = h.vn("topo", "apply", str(bad), check=False)
+    assert r.returncode == 1 and "eth0" in r.stderr, r
+    assert "rolled back" in r.stdout, r.stdout
+    assert h.vn_json("vnet-list") == [] and made_here(h) == set()
+    assert not (h.state_dir / "topology").exists()
+    assert not [n for n in Node.ifindexes_of(lab, "n1") if n.startswith("eth")]
