@@ -54,6 +54,9 @@ const char * const vnet_drop_names[VNET_D_COUNT] = {
 	[VNET_D_TAP_WRITE_ERROR]	= "tap-write-error",
 	[VNET_D_TAP_RUNT]		= "tap-runt",
 	[VNET_D_PAUSE_FRAME]		= "pause-frame",
+	[VNET_D_LINK_SUSPENDED]		= "link-suspended",
+	[VNET_D_LINK_LOSS]		= "link-loss",
+	[VNET_D_LINK_RATE]		= "link-rate",
 };
 
 const struct nla_policy vnet_key_nl_policy[VNET_A_KEY_SECRET + 1] = {

@@ -124,6 +124,15 @@ enum vnet_drop {
 	VNET_D_TAP_RUNT,
 	/* an 802.3x pause frame from a port (a switch does not forward them) */
 	VNET_D_PAUSE_FRAME,
+	/*
+	 * vnetd only: a frame from or for a suspended port (vn port-set
+	 * --suspend)
+	 */
+	VNET_D_LINK_SUSPENDED,
+	/* vnetd only: a frame for a port dropped by its link control's loss */
+	VNET_D_LINK_LOSS,
+	/* vnetd only: a frame for a port beyond its rate limit and queue */
+	VNET_D_LINK_RATE,
 	VNET_D_COUNT,
 	VNET_D_MAX = (VNET_D_COUNT - 1)
 };

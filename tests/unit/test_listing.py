@@ -84,7 +84,9 @@ def endpoint_records() -> list:
 
 def port_records() -> list:
     return [records.port_record(V97, "veth-a", "attached", 7, 10, 20, 1000, 2000),
-            records.port_record(V97, "veth-b", "waiting", 0, 0, 0, 0, 0)]
+            records.port_record(V97, "veth-b", "waiting", 0, 0, 0, 0, 0),
+            records.port_record(V97, "veth-c", "attached", 8, 1, 2, 3, 4,
+                                [["loss", "10"], ["delay", "50"], ["rate", "10mbit"], ["suspended", "yes"]])]
 
 
 def all_views() -> dict[str, list]:
@@ -289,8 +291,15 @@ def test_brief_endpoints() -> None:
 def test_brief_ports() -> None:
     views = listing.ports(port_records())
     assert views[0] == {"vnet": str(V97), "ifname": "veth-a", "state": "attached", "ifindex": 7,
-                        "rx_packets": 10, "tx_packets": 20, "rx_bytes": 1000, "tx_bytes": 2000}
-    assert listing.brief_ports(views, False) == ["97  veth-a  attached", "97  veth-b  waiting"]
+                        "rx_packets": 10, "tx_packets": 20, "rx_bytes": 1000, "tx_bytes": 2000,
+                        "link": {"suspended": False}}
+    assert views[2]["link"] == {"loss": 10, "delay": 50, "rate": 10_000_000, "suspended": True}
+    assert listing.brief_ports(views, False) == [
+        "97  veth-a  attached", "97  veth-b  waiting",
+        "97  veth-c  attached  suspended, loss 10%, delay 50ms, rate 10mbit"]
     assert listing.brief_ports(views, True)[0].split() == [
         "97", "veth-a", "attached", "rx_packets", "10", "tx_packets", "20", "rx_bytes", "1000",
         "tx_bytes", "2000"]
+    # The counters line up below a port with link control and one without.
+    lines = listing.brief_ports(views, True)
+    assert lines[0].index("rx_packets") == lines[2].index("rx_packets")

@@ -24,6 +24,7 @@ import sxp
 from vnet.control.datapath import Record
 from vnet.errors import VnetError
 from vnet.model.config import default_mtu
+from vnet.model.linkctl import LinkControl, format_rate
 from vnet.model.vnetid import VnetId
 
 Json = dict[str, Any]
@@ -133,8 +134,15 @@ def peers(recs: list[Record]) -> list[Json]:
 
 
 def ports(recs: list[Record]) -> list[Json]:
-    """`vn ports`: each port of each vnet, its state and counters."""
-    return [_object(r, ints=("ifindex", *COUNTERS)) for r in recs]
+    """`vn ports`: each port of each vnet, its state and counters, and its link control
+    (`link`: the impairments set and `suspended`)."""
+    out = []
+    for r in recs:
+        view = _object(r, ints=("ifindex", *COUNTERS), skip=("link",))
+        options = sxp.children(r, "link")
+        view["link"] = LinkControl.from_sxp(options[0][1:] if options else []).to_json()
+        out.append(view)
+    return out
 
 
 def endpoints(recs: list[Record]) -> list[Json]:
@@ -288,9 +296,22 @@ def brief_bridges(views: list[Json], counters: bool, long: bool = False) -> list
 
 
 def brief_ports(views: list[Json], counters: bool) -> list[str]:
-    """VNET IFNAME STATE, with -s the port's counters."""
+    """VNET IFNAME STATE [LINK CONTROL], with -s the port's counters: `suspended` and the
+    impairments (`loss 10%`, `delay 50ms`, `rate 10mbit`) after the state."""
     return table([[short_id(p["vnet"]), p["ifname"], p["state"]]
+                  + _link_words(p.get("link", {}))
                   + (_counters(p, COUNTERS) if counters else []) for p in views])
+
+
+def _link_words(link: Json) -> list[str]:
+    """A port's link control as brief words, empty for none."""
+    words = ["suspended"] if link.get("suspended") else []
+    for name, unit in (("loss", "%"), ("delay", "ms"), ("jitter", "ms"), ("corrupt", "%")):
+        if link.get(name):
+            words.append(f"{name} {link[name]:g}{unit}")
+    if link.get("rate"):
+        words.append(f"rate {format_rate(link['rate'])}")
+    return [", ".join(words)]  # a cell in every row, so the counters line up
 
 
 def brief_endpoints(views: list[Json], counters: bool) -> list[str]:

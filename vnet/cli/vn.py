@@ -430,9 +430,10 @@ def vnet_list(ctx: click.Context, long_: bool, as_json: bool, ids: tuple[str, ..
 @click.argument("vnet", required=False)
 @click.pass_context
 def ports(ctx: click.Context, as_json: bool, vnet: str | None) -> None:
-    """List the ports of every vnet (or of VNET): attached, or waiting for their interface."""
+    """List the ports of every vnet (or of VNET): attached, or waiting for their interface,
+    and their link control (suspended, impairments: vn port-set)."""
     ctrl = _controller(ctx)
-    recs = _of_vnet(ctrl, ctrl.datapath.ports(), vnet)
+    recs = _of_vnet(ctrl, ctrl.ports(), vnet)
     _emit(ctx, as_json, recs, listing.ports, listing.brief_ports)
 
 
@@ -462,6 +463,32 @@ def port_add(ctx: click.Context, vnet: str, ifname: str) -> None:
 def port_del(ctx: click.Context, vnet: str, ifname: str) -> None:
     """Detach port IFNAME from VNET; the interface stays."""
     _controller(ctx).delete_port(vnet, ifname)
+
+
+@vn.command("port-set")
+@click.argument("vnet")
+@click.argument("ifname")
+@click.option("--loss", metavar="PCT", help="Drop this percentage of the frames sent out of the port (0-100).")
+@click.option("--delay", metavar="MS", help="Hold each frame sent out of the port this many milliseconds.")
+@click.option("--jitter", metavar="MS", help="Vary the delay by up to this many milliseconds either way "
+              "(uniformly; never below 0).")
+@click.option("--corrupt", metavar="PCT", help="Flip one random bit in this percentage of the frames.")
+@click.option("--rate", metavar="RATE", help="Limit the frames sent out of the port to RATE, as tc writes "
+              "it (10mbit, 512kbit, 1gbit); excess beyond a short queue is dropped.")
+@click.option("--suspend", "suspend", flag_value=True, default=None,
+              help="Suspend the port: nothing taken from it, nothing sent out of it.")
+@click.option("--resume", "suspend", flag_value=False, help="Resume a suspended port.")
+@click.option("--clear", is_flag=True, help="Remove every impairment first (not the suspension).")
+@click.pass_context
+def port_set(ctx: click.Context, vnet: str, ifname: str, loss: str | None, delay: str | None,
+             jitter: str | None, corrupt: str | None, rate: str | None, suspend: bool | None,
+             clear: bool) -> None:
+    """Change the link control of port IFNAME of VNET, live, and keep it: impairments act
+    on the frames sent out of the port (towards the node behind it); 0 or `none` removes
+    one. See doc/ports.md, "Link control"."""
+    link = _controller(ctx).set_port_link(vnet, ifname, clear=clear, suspend=suspend, loss=loss,
+                                          delay=delay, jitter=jitter, corrupt=corrupt, rate=rate)
+    click.echo(f"port {ifname}: {link}")
 
 
 @vn.command()

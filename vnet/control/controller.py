@@ -30,6 +30,7 @@ from vnet.model import keys
 from vnet.model.addr import IPV6_UNSUPPORTED, AddressError, ifname_check, parse_ipv4
 from vnet.model.config import VnetConfig
 from vnet.model.endpoint import EndpointSpec
+from vnet.model.linkctl import LinkControl, LinkError
 from vnet.model.peer import check_peer, check_peer_room
 from vnet.model.state import State, StateError, StateStore, resolve_state_dir
 from vnet.model.vnetid import VnetId
@@ -227,6 +228,55 @@ class Controller:
         _check_ifname(ifname)
         return self._change_vnet(text, lambda state, vid: state.remove_port(vid, ifname),
                                  lambda vid: self.datapath.port_del(vid, ifname), removing=True)
+
+    def set_port_link(self, text: str, ifname: str, clear: bool = False,
+                      suspend: bool | None = None, **options: str | None) -> LinkControl:
+        """Change the link control of port `ifname` of the vnet named by `text`, live, and
+        keep it (the API behind `vn port-set`; the topology tool calls it too).
+
+        `options` are loss, delay, jitter, corrupt (numbers: percent, ms) and rate (a tc
+        rate, `10mbit`), as text; None leaves one as it is, "0" or "none" removes it.
+        `clear` first removes every impairment (not the suspension); `suspend` True
+        suspends the port, False resumes it, None leaves it.  Returns the port's new
+        link control.  Bad values raise StateError naming the option, value and port,
+        and change nothing; so does a datapath that cannot apply them (a module host
+        without netem), before the state is written."""
+        _check_ifname(ifname)
+        result: list[LinkControl] = []
+
+        def change(state: State, vid: VnetId) -> VnetConfig:
+            cfg = state.vnets[vid]
+            if ifname not in cfg.ports:
+                raise StateError(f"vnet {vid} has no port {ifname} "
+                                 f"(its ports: {', '.join(cfg.ports) or 'none'})")
+            link = cfg.link(ifname)
+            try:
+                link = (link.cleared() if clear else link).changed(**options)
+            except LinkError as e:
+                raise StateError(f"port {ifname} of vnet {vid}: {e}") from None
+            if suspend is not None:
+                link = link.changed(suspended="yes" if suspend else "no")
+            result.append(link)
+            return cfg.with_link(ifname, link)
+
+        self._change_vnet(text, change, lambda vid: self.datapath.port_set(vid, ifname, result[0]))
+        return result[0]
+
+    def ports(self) -> list:
+        """The datapath's port records, each with its link control from the state where
+        the datapath does not report it (the module knows nothing of tc)."""
+        recs = self.datapath.ports()
+        if all(sxp.children(r, "link") for r in recs):
+            return recs
+        state = self.store.load()
+        out = []
+        for r in recs:
+            if not sxp.children(r, "link"):
+                cfg = state.vnets.get(VnetId.parse(sxp.child_value(r, "vnet")))
+                link = cfg.link(sxp.child_value(r, "ifname")) if cfg is not None else LinkControl()
+                r = r + [["link", *link.to_sxp()]]
+            out.append(r)
+        return out
 
     def add_endpoint(self, text: str, spec: EndpointSpec) -> VnetConfig:
         """Open a socket endpoint of a vnet: checked against every vnet's endpoints,

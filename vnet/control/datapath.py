@@ -15,6 +15,7 @@ from vnet.control.events import MacChange
 from vnet.errors import DatapathError
 from vnet.model.config import VnetConfig
 from vnet.model.endpoint import EndpointSpec
+from vnet.model.linkctl import LinkControl
 from vnet.model.vnetid import VnetId
 
 Record = list
@@ -50,6 +51,12 @@ class Datapath(ABC):
     @abstractmethod
     def port_del(self, vid: VnetId, ifname: str) -> None:
         """Detach a port; its interface, if any, stays where it is."""
+
+    def port_set(self, vid: VnetId, ifname: str, link: LinkControl) -> None:
+        """Give port `ifname` of the vnet the link control `link` (doc/ports.md, "Link
+        control"), replacing what it had, live: the port stays attached and its frames
+        in flight are not lost by the change."""
+        raise DatapathError("EOPNOTSUPP", f"the {self.kind} datapath has no link control")
 
     @abstractmethod
     def ports(self) -> list[Record]:

@@ -15,6 +15,8 @@ from vnet.errors import DatapathError, VnetError
 from vnet.model.addr import ifname_check, parse_ipv4, parse_mac
 from vnet.model.config import VnetConfig
 from vnet.model.endpoint import EndpointError, EndpointSpec
+from vnet.model.linkctl import OPTIONS as LINK_OPTIONS
+from vnet.model.linkctl import LinkControl, LinkError
 from vnet.model.vnetid import InvalidVnetId, VnetId
 from vnet.wire.formats import PORT
 
@@ -99,6 +101,19 @@ def _endpoint(cmd: list) -> EndpointSpec:
     raise DatapathError("EINVAL", f"{cmd[0]}: missing (endpoint KIND ADDR [ADDR])")
 
 
+def _port_set(dp: Datapath, cmd: list) -> list[Record]:
+    """(port.set (vnet V) (ifname X) (loss PCT) (delay MS) ... (suspended yes|no)): the
+    port's whole link control; an option left out is none."""
+    vid, ifname = _vnet_id(cmd, "vnet"), _ifname(cmd)
+    options = [c for c in cmd[1:] if isinstance(c, list) and c and c[0] in LINK_OPTIONS]
+    try:
+        link = LinkControl.from_sxp(options)
+    except LinkError as e:
+        raise DatapathError("EINVAL", f"{cmd[0]}: port {ifname}: {e}") from None
+    dp.port_set(vid, ifname, link)
+    return []
+
+
 COMMANDS: dict[str, Callable[[Datapath, list], list[Record]]] = {
     "vnet.add": _vnet_add,
     "vnet.del": lambda dp, c: dp.vnet_del(_vnet_id(c, "id")) or [],
@@ -106,6 +121,7 @@ COMMANDS: dict[str, Callable[[Datapath, list], list[Record]]] = {
     "vnet.list": lambda dp, c: dp.vnets(),
     "port.add": lambda dp, c: dp.port_add(_vnet_id(c, "vnet"), _ifname(c)) or [],
     "port.del": lambda dp, c: dp.port_del(_vnet_id(c, "vnet"), _ifname(c)) or [],
+    "port.set": _port_set,
     "port.list": lambda dp, c: dp.ports(),
     "endpoint.add": lambda dp, c: dp.endpoint_add(_vnet_id(c, "vnet"), _endpoint(c)) or [],
     "endpoint.del": lambda dp, c: dp.endpoint_del(_vnet_id(c, "vnet"), _endpoint(c)) or [],

@@ -26,6 +26,7 @@ from vnet.host.privilege import user_namespace_note
 from vnet.model.addr import format_mac
 from vnet.model.config import VnetConfig
 from vnet.model.endpoint import EndpointSpec
+from vnet.model.linkctl import LinkControl
 from vnet.model.vnetid import VnetId
 
 SOCKET_ENV = "VNET_SOCKET"
@@ -220,6 +221,10 @@ class VnetdClient(Datapath):
 
     def port_del(self, vid: VnetId, ifname: str) -> None:
         self._call(["port.del", ["vnet", str(vid)], ["ifname", ifname]])
+
+    def port_set(self, vid: VnetId, ifname: str, link: LinkControl) -> None:
+        # The options set; one left out is none, so vnetd holds exactly `link`.
+        self._call(["port.set", ["vnet", str(vid)], ["ifname", ifname], *link.to_sxp()])
 
     def ports(self) -> list[Record]:
         return self._call(["port.list"])

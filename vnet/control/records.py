@@ -7,7 +7,7 @@ not depend on the kernel's HZ.
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Optional
 
 from vnet.model.addr import format_mac
 from vnet.model.vnetid import VnetId
@@ -29,13 +29,16 @@ def group_field(group: str | None) -> dict[str, str]:
 
 
 def port_record(vnet: VnetId, ifname: str, state: str, ifindex: int, rx_packets: int,
-                tx_packets: int, rx_bytes: int, tx_bytes: int) -> Record:
+                tx_packets: int, rx_bytes: int, tx_bytes: int, link: Optional[list] = None) -> Record:
     """A port of a vnet: `state` is attached, or waiting (no interface of that name
     now; ifindex 0).  rx: frames from the port into the vnet; tx: frames the vnet sent
-    out of the port."""
+    out of the port.  `link`: the port's link control options (LinkControl.to_sxp), as
+    `(link (loss 10) ...)`, `(link)` for none; left out by a datapath that does not
+    know them (the controller fills them in from the state)."""
     return ["port", ["vnet", str(vnet)], ["ifname", ifname], ["state", state],
             ["ifindex", str(ifindex)], ["rx_packets", str(rx_packets)],
-            ["tx_packets", str(tx_packets)], ["rx_bytes", str(rx_bytes)], ["tx_bytes", str(tx_bytes)]]
+            ["tx_packets", str(tx_packets)], ["rx_bytes", str(rx_bytes)], ["tx_bytes", str(tx_bytes)]] + (
+        [["link", *link]] if link is not None else [])
 
 
 #: The counters of an endpoint (vnet/datapath/vnetd/endpoint.py) whose sum is its drops.

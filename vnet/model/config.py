@@ -1,8 +1,9 @@
 """Vnet configuration: the ``(vnet (id ..) ...)`` record and its validation.
 
 The file format is xend's (``examples/vnet9x.sxp``) plus the optional fields
-``(encapsulation udp|etherip)``, ``(mtu N)``, ``(port IFNAME)`` (repeatable: the
-interfaces attached to the vnet directly, doc/ports.md), ``(endpoint KIND ADDR...)``
+``(encapsulation udp|etherip)``, ``(mtu N)``, ``(port IFNAME [OPTION...])`` (repeatable:
+the interfaces attached to the vnet directly, each with its link control options,
+doc/ports.md), ``(endpoint KIND ADDR...)``
 (repeatable: QEMU socket NICs, doc/endpoints.md) and ``(bridge none)`` (a vnet
 with ports only) and ``(group ADDR)`` (a multicast group of the vnet's own for its
 floods and VARP messages, instead of the host's shared one: doc/config.md).  Unlike xend and the module, which
@@ -36,6 +37,7 @@ from vnet.errors import VnetError
 
 from .addr import AddressError, ifname_check, parse_ipv4
 from .endpoint import EndpointError, EndpointSpec
+from .linkctl import NO_LINK, LinkControl, LinkError
 from .vnetid import InvalidVnetId, VnetId, check_usable
 
 __all__ = [
@@ -128,6 +130,7 @@ def _validated(
     ports: object = (),
     endpoints: object = (),
     group: object = None,
+    links: object = (),
 ) -> None:
     """The one set of rules shared by every way of building a VnetConfig."""
     if not isinstance(vid, VnetId):
@@ -187,6 +190,23 @@ def _validated(
     check_endpoints(endpoints, source)
     if group is not None:
         check_vnet_group(group, source)
+    check_links(links, ports, source)  # type: ignore[arg-type]
+
+
+def check_links(links: object, ports: tuple[str, ...], source: Optional[str] = None) -> None:
+    """Link controls a vnet can hold: (port, LinkControl) pairs of its own ports, in port
+    order, each one active (a port without link control has no pair)."""
+    if not isinstance(links, tuple) or not all(
+            isinstance(p, tuple) and len(p) == 2 and isinstance(p[1], LinkControl) for p in links):
+        raise ConfigError(source, "link controls must be a tuple of (port, LinkControl) pairs")
+    names = [name for name, _ in links]
+    for name, link in links:
+        if name not in ports:
+            raise ConfigError(source, f"link control for {name!r}, which is not a port of the vnet")
+        if not link.active:
+            raise ConfigError(source, f"port {name}: an empty link control is written as none at all")
+    if names != [p for p in ports if p in names]:
+        raise ConfigError(source, "link controls must follow the order of the ports, once each")
 
 
 def check_vnet_group(group: object, source: Optional[str] = None) -> str:
@@ -270,12 +290,15 @@ class VnetConfig:
     endpoints: tuple[EndpointSpec, ...] = ()
     #: The vnet's own multicast group (dotted quad), or None: the host's shared one.
     group: Optional[str] = None
+    #: The link control of the ports that have one (doc/ports.md, "Link control"), as
+    #: (port, LinkControl) pairs in port order; `link(port)` is the way to read it.
+    links: tuple[tuple[str, LinkControl], ...] = ()
 
     def __post_init__(self) -> None:
         # Validate here too so a hand-built config cannot bypass the rules
         # that from_sxp/from_cli report with a source.
         _validated(None, self.id, self.bridge, self.vnetif, self.security, self.encapsulation,
-                   self.key_files, self.mtu, self.ports, self.endpoints, self.group)
+                   self.key_files, self.mtu, self.ports, self.endpoints, self.group, self.links)
         if self.mtu is None:
             object.__setattr__(self, "mtu", self.default_mtu)
 
@@ -336,6 +359,7 @@ class VnetConfig:
         ports: tuple[str, ...] = (),
         endpoints: tuple[EndpointSpec, ...] = (),
         group: Optional[str] = None,
+        links: tuple[tuple[str, LinkControl], ...] = (),
     ) -> VnetConfig:
         def_bridge, def_vnetif = default_names(vid)
         bridge = def_bridge if bridge is None else None if bridge == NO_BRIDGE else bridge
@@ -343,8 +367,9 @@ class VnetConfig:
         security = "none" if security is None else security
         encapsulation = "udp" if encapsulation is None else encapsulation
         _validated(source, vid, bridge, vnetif, security, encapsulation, key_files, mtu, ports, endpoints,
-                   group)
-        return cls(vid, bridge, vnetif, security, encapsulation, key_files, mtu, ports, endpoints, group)
+                   group, links)
+        return cls(vid, bridge, vnetif, security, encapsulation, key_files, mtu, ports, endpoints, group,
+                   links)
 
     @classmethod
     def from_sxp(cls, value: sxp.Value, source: str = "<string>", base: Optional[str] = None) -> VnetConfig:
@@ -355,6 +380,7 @@ class VnetConfig:
         given: dict[str, str] = {}
         key_files: tuple[str, ...] = ()
         ports: list[str] = []
+        links: list[tuple[str, LinkControl]] = []
         endpoints: list[EndpointSpec] = []
         for child in value[1:]:
             if not isinstance(child, list):
@@ -386,6 +412,15 @@ class VnetConfig:
             if name == "endpoint":  # KIND and one or two addresses
                 endpoints.append(_endpoint(args, source))
                 continue
+            if name == "port" and isinstance(args[0], str) and len(args) > 1:  # link control options
+                try:
+                    link = LinkControl.from_sxp(args[1:])
+                except LinkError as e:
+                    raise ConfigError(source, f"field 'port' {args[0]}: {e}") from None
+                if link.active:
+                    links.append((args[0], link))
+                ports.append(args[0])
+                continue
             if len(args) > 1:
                 raise ConfigError(
                     source, f"field {name!r} has {len(args)} values, expected one: {_show(child)}"
@@ -416,6 +451,7 @@ class VnetConfig:
             tuple(ports),
             tuple(endpoints),
             given.get("group"),
+            tuple(links),
         )
 
     @classmethod
@@ -439,7 +475,8 @@ class VnetConfig:
         stored form never depends on a future change of defaults; except the MTU,
         written only when it is not the default of the encapsulation and security,
         which are spelled out (so records of vnets without one stay as they were),
-        and the group, written only when the vnet has its own."""
+        and the group, written only when the vnet has its own; a port's link control
+        options follow its name (none: just the name, as before link control)."""
         return [
             "vnet",
             ["id", str(self.id)],
@@ -449,7 +486,7 @@ class VnetConfig:
             ["encapsulation", self.encapsulation],
         ] + ([["key-file", *self.key_files]] if self.key_files else []) + (
             [["mtu", str(self.mtu)]] if self.mtu != self.default_mtu else []) + [
-            ["port", p] for p in self.ports] + [e.to_sxp() for e in self.endpoints] + (
+            ["port", p, *self.link(p).to_sxp()] for p in self.ports] + [e.to_sxp() for e in self.endpoints] + (
             [["group", self.group]] if self.group is not None else [])
 
     def with_keys(self, key_files: tuple[str, ...]) -> VnetConfig:
@@ -457,8 +494,26 @@ class VnetConfig:
         return dataclasses.replace(self, key_files=key_files)
 
     def with_ports(self, ports: tuple[str, ...]) -> VnetConfig:
-        """The same vnet with other ports (`vn port-add`, `port-del`)."""
-        return dataclasses.replace(self, ports=ports)
+        """The same vnet with other ports (`vn port-add`, `port-del`); a port removed
+        takes its link control with it."""
+        return dataclasses.replace(self, ports=ports, links=tuple(l for l in self.links if l[0] in ports))
+
+    def link(self, port: str) -> LinkControl:
+        """The link control of `port` (NO_LINK if it has none)."""
+        for name, link in self.links:
+            if name == port:
+                return link
+        return NO_LINK
+
+    def with_link(self, port: str, link: LinkControl) -> VnetConfig:
+        """The same vnet with `port`'s link control replaced (`vn port-set`)."""
+        if port not in self.ports:
+            raise ConfigError(None, f"vnet {self.id} has no port {port} "
+                              f"(its ports: {', '.join(self.ports) or 'none'})")
+        mapping = dict(self.links)
+        mapping[port] = link
+        return dataclasses.replace(self, links=tuple((p, mapping[p]) for p in self.ports
+                                                     if p in mapping and mapping[p].active))
 
     def with_endpoints(self, endpoints: tuple[EndpointSpec, ...]) -> VnetConfig:
         """The same vnet with other endpoints (`vn endpoint-add`, `endpoint-del`)."""
@@ -482,7 +537,7 @@ class VnetConfig:
 def _fields(cfg: VnetConfig) -> dict[str, str]:
     fields: dict[str, str] = {}
     for child in cfg.to_sxp()[1:]:
-        text = " ".join(child[1:])
+        text = " ".join(c if isinstance(c, str) else f"({' '.join(c)})" for c in child[1:])
         if child[0] == "endpoint":
             text = f"({text})"
         fields[child[0]] = f"{fields[child[0]]} {text}" if child[0] in _REPEATABLE and child[0] in fields \

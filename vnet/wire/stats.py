@@ -63,6 +63,9 @@ DROPS: tuple[str, ...] = (
     "tap-write-error",  # vnetd only: a tap write failed
     "tap-runt",  # vnetd only: a tap gave less than a header
     "pause-frame",  # an 802.3x pause frame from a port (a switch does not forward them)
+    "link-suspended",  # vnetd only: a frame from or for a suspended port (vn port-set --suspend)
+    "link-loss",  # vnetd only: a frame for a port dropped by its link control's loss
+    "link-rate",  # vnetd only: a frame for a port beyond its rate limit and queue
 )
 
 C_FLOODS = 0
@@ -111,6 +114,9 @@ D_TAP_READ_ERROR = 29
 D_TAP_WRITE_ERROR = 30
 D_TAP_RUNT = 31
 D_PAUSE_FRAME = 32
+D_LINK_SUSPENDED = 33
+D_LINK_LOSS = 34
+D_LINK_RATE = 35
 
 
 def named(names: tuple[str, ...], counts: list[int]) -> dict[str, int]:

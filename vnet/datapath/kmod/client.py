@@ -65,12 +65,13 @@ from vnet.datapath.kmod.family import (
     vnetmsg,
 )
 from vnet.errors import DatapathError
-from vnet.host import netdev
+from vnet.host import netdev, tc
 from vnet.host.privilege import MODULE_NOT_OWNED, user_namespace_note
 from vnet.model import keys
 from vnet.model.addr import AddressError, format_mac, ifname_check, parse_ipv4
 from vnet.model.config import ENCAPSULATIONS, SECURITY_LEVELS, VnetConfig
 from vnet.model.endpoint import EndpointSpec
+from vnet.model.linkctl import LinkControl
 from vnet.model.vnetid import VnetId
 
 MODULE_NAME = "vnet"
@@ -233,8 +234,10 @@ class KmodClient(Datapath):
 
     kind = "kmod"
 
-    def __init__(self, sock: VnetSocket | None = None) -> None:
+    def __init__(self, sock: VnetSocket | None = None, tc_runner: tc.Runner = tc.run_tc) -> None:
         self.sock = sock or VnetSocket()
+        #: How tc is run for link control (a test passes a fake).
+        self.tc = tc_runner
 
     def close(self) -> None:
         self.sock.close()
@@ -359,6 +362,9 @@ class KmodClient(Datapath):
                     netdev.enslave(ipr, cfg.vnetif, bridge, mtu=mtu)
                 for ifname in ports:
                     self._port_add(ipr, cfg.id, ifname)
+                for ifname, link in cfg.links:  # tc on the interfaces there are (vnet.host.tc)
+                    if netdev.link_index(ipr, ifname) is not None:
+                        tc.apply(ifname, link, self.tc)
                 for spec in cfg.endpoints:
                     self.endpoint_add(cfg.id, spec)
             except (DatapathError, NetlinkError) as e:
@@ -382,6 +388,9 @@ class KmodClient(Datapath):
                    f"cannot set the keys of vnet {vid}", {errno.ENOENT: f"vnet {vid} does not exist"})
 
     def vnet_del(self, vid: VnetId) -> None:
+        for p in self.ports():  # vnet's tc on its ports goes with it
+            if _field(p, "vnet") == str(vid) and _field(p, "state") == "attached":
+                tc.remove(_field(p, "ifname"), self.tc)
         self._call(VNET_CMD_VNET_DEL, [["VNET_A_ID", vid.packed]], f"cannot delete vnet {vid}",
                    {errno.ENOENT: f"vnet {vid} does not exist"})
 
@@ -446,6 +455,19 @@ class KmodClient(Datapath):
         with IPRoute() as ipr:
             self._port_add(ipr, vid, ifname)
 
+    def port_set(self, vid: VnetId, ifname: str, link: LinkControl) -> None:
+        """Link control with tc on the port's interface (vnet.host.tc): the module has
+        none of its own.  A waiting port gets it when the vnet is next made (restore,
+        vn port-set); the module attaches an interface that appears by itself."""
+        if not any(_field(p, "vnet") == str(vid) and _field(p, "ifname") == ifname for p in self.ports()):
+            if not any(m.get_attr("VNET_A_ID") == vid.packed for m in self._running()):
+                raise DatapathError("ENOENT", f"vnet {vid} does not exist")
+            raise DatapathError("ENOENT", f"vnet {vid} has no port {ifname}")
+        with IPRoute() as ipr:
+            there = netdev.link_index(ipr, ifname) is not None
+        if there:
+            tc.apply(ifname, link, self.tc)
+
     def port_del(self, vid: VnetId, ifname: str) -> None:
         try:
             self._call(VNET_CMD_PORT_DEL, [["VNET_A_ID", vid.packed], ["VNET_A_IFNAME", ifname]],
@@ -457,6 +479,7 @@ class KmodClient(Datapath):
             if not any(m.get_attr("VNET_A_ID") == vid.packed for m in self._running()):
                 raise DatapathError("ENOENT", f"vnet {vid} does not exist") from None
             raise DatapathError("ENOENT", f"vnet {vid} has no port {ifname}") from None
+        tc.remove(ifname, self.tc)  # vnet's link control goes with the port
 
     def ports(self) -> list[Record]:
         found = self._call(VNET_CMD_PORT_GET, [], "cannot list the ports", dump=True)

@@ -38,6 +38,7 @@ from vnet.control.protocol import resolve_socket
 from vnet.control.restore import restore
 from vnet.datapath.vnetd.capture import open_capture
 from vnet.datapath.vnetd.endpoint import EndpointAttachment
+from vnet.datapath.vnetd.linkctl import PortLink
 from vnet.datapath.vnetd.loop import Clock, Loop, drain
 from vnet.datapath.vnetd.metrics import MetricsServer
 from vnet.datapath.vnetd.ports import LinkMonitor, Port
@@ -54,13 +55,14 @@ from vnet.host.notify import notify
 from vnet.model import keys
 from vnet.model.addr import format_mac, parse_ipv4
 from vnet.model.config import ConfigError, VnetConfig
+from vnet.model.linkctl import LinkControl
 from vnet.model.endpoint import EndpointSpec
 from vnet.model.peer import check_peer, check_peer_room
 from vnet.model.state import State, StateStore, resolve_state_dir
 from vnet.model.vnetid import VnetId
 from vnet.wire import formats as wire
 from vnet.wire import stats
-from vnet.wire.stats import D_RECV_ERROR, D_TAP_READ_ERROR
+from vnet.wire.stats import D_LINK_SUSPENDED, D_RECV_ERROR, D_TAP_READ_ERROR
 
 log = logging.getLogger("vnetd")
 
@@ -134,7 +136,13 @@ class Vnetd(Datapath):
             self._check_tap(v)
 
     def _port_readable(self, v: Vnet, p: Port, frames) -> None:
-        self.tx.from_tap(v, frames(self.clock, self.tables.drops), p)
+        link = p.link
+        if link is not None and link.suspended:  # read and dropped before switching
+            drops = self.tables.drops
+            n = sum(1 for _ in frames(self.clock, drops))
+            drops[D_LINK_SUSPENDED] += n
+        else:
+            self.tx.from_tap(v, frames(self.clock, self.tables.drops), p)
         if p.gone:  # its interface was deleted: wait for one of that name
             self._reconcile_ports()
 
@@ -225,6 +233,7 @@ class Vnetd(Datapath):
             p = Port(name, index, cap)
         except OSError as e:
             raise DatapathError.from_os_error(e, f"port {name}: cannot open a packet socket on it") from None
+        self._set_link(p, v.cfg.link(name))
         v.ports[name] = p
         v.set_attachments()
         self.loop.watch(p.fd, lambda: self._port_readable(v, p, p.frames))
@@ -237,6 +246,9 @@ class Vnetd(Datapath):
             return
         self.loop.unwatch(p.fd)
         self.loop.unwatch(p.tagged.fileno())
+        if p.link is not None:
+            p.link.close()
+            p.link = None
         p.close()
         v.ports[name] = None
         v.set_attachments()
@@ -411,15 +423,37 @@ class Vnetd(Datapath):
         v.cfg = v.cfg.with_ports(tuple(p for p in v.cfg.ports if p != ifname))
         log.info("vnet %s: port %s removed", vid, ifname)
 
+    def port_set(self, vid: VnetId, ifname: str, link: LinkControl) -> None:
+        v = self._need_vnet(vid)
+        if ifname not in v.ports:
+            raise DatapathError("ENOENT", f"vnet {vid} has no port {ifname} "
+                                f"(its ports: {', '.join(v.ports) or 'none'})")
+        v.cfg = v.cfg.with_link(ifname, link)
+        p = v.ports[ifname]
+        if p is not None:
+            self._set_link(p, link)
+        log.info("vnet %s: port %s link control %s", vid, ifname, link)
+
+    def _set_link(self, p: Port, link: LinkControl) -> None:
+        """Give an attached port its link control: a PortLink while it has one (kept
+        while frames wait in it, which then leave as scheduled), none otherwise."""
+        if p.link is not None:
+            p.link.set(link)
+            if not link.active and not p.link.busy:
+                p.link = None
+        elif link.active:
+            p.link = PortLink(p, link, self.clock, self.loop.call_at, self.tables.drops)
+
     def ports(self) -> list[Record]:
         out = []
         for v in sorted(self.tables.vnets.values(), key=lambda v: v.cfg.id):
             for name, p in v.ports.items():
+                link = v.cfg.link(name).to_sxp()
                 if p is None:
-                    out.append(records.port_record(v.cfg.id, name, "waiting", 0, 0, 0, 0, 0))
+                    out.append(records.port_record(v.cfg.id, name, "waiting", 0, 0, 0, 0, 0, link))
                 else:
                     out.append(records.port_record(v.cfg.id, name, "attached", p.ifindex, p.rx_packets,
-                                                   p.tx_packets, p.rx_bytes, p.tx_bytes))
+                                                   p.tx_packets, p.rx_bytes, p.tx_bytes, link))
         return out
 
     def vnet_keys(self, vid: VnetId, key_files: tuple[str, ...]) -> None:

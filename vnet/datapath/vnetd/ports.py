@@ -58,7 +58,7 @@ class Port(Attachment):
     `gso_cap` bytes (0: all of them, for a vnet whose encapsulation cannot carry
     super-frames); None leaves that to Transmit."""
 
-    __slots__ = ("sock", "tagged", "ifindex", "buf", "bufs", "mv", "gso_cap", "gone")
+    __slots__ = ("sock", "tagged", "ifindex", "buf", "bufs", "mv", "gso_cap", "gone", "link")
     is_port = True
 
     def __init__(self, name: str, ifindex: int, gso_cap: int | None) -> None:
@@ -83,6 +83,27 @@ class Port(Attachment):
         self.mv = memoryview(self.buf)
         self.gso_cap = gso_cap
         self.gone = False
+        #: The port's link control (linkctl.PortLink), None without one: the one test
+        #: a frame out of a port without link control pays.
+        self.link = None
+
+    def write(self, hdr: bytes, frame) -> None:
+        link = self.link
+        if link is None:
+            os.writev(self.fd, (hdr, frame))
+            self.tx_packets += 1
+            self.tx_bytes += len(frame)
+        else:
+            link.send(b"".join((hdr, frame)))
+
+    def write_raw(self, raw) -> None:
+        link = self.link
+        if link is None:
+            os.write(self.fd, raw)
+            self.tx_packets += 1
+            self.tx_bytes += len(raw) - VNET_HDR_LEN
+        else:
+            link.send(raw)
 
     def _read(self) -> bytes:
         try:
