@@ -3,9 +3,11 @@
 Two spines and four leaves, eight links, nodes as namespaces spread over three
 simulated hosts running vnetd; `vn topo apply` on each host builds its part.  BIRD in
 every node forms OSPF adjacencies on every link (all Full) and every leaf reaches
-every other leaf's loopback.  Then: a second apply recreates nothing (interface
-indexes unchanged), a node restarted by its "runtime" rejoins its links by itself, a
-link taken out of the file goes away alone, and destroy leaves nothing on any host.
+every other leaf's loopback.  Then: the file's link control is on the right port, a
+second apply recreates nothing (interface indexes unchanged), a link suspended live
+carries nothing and comes back when resumed, a node restarted by its "runtime"
+rejoins its links by itself, a link taken out of the file goes away alone, and
+destroy leaves nothing on any host.
 The seconds from the first apply to all adjacencies Full are printed."""
 from __future__ import annotations
 
@@ -58,6 +60,9 @@ def topology(lab: Lab, hosts: list[VnetHost], drop: tuple[str, str] | None = Non
               for node, host in PLACE.items()]
     lines.append("links:")
     lines += [f"  - endpoints: [{s}:{si}, {leaf}:{li}]" for _, s, si, leaf, li in links(drop)]
+    # Link control from the file: the frames towards leaf3 on its link to spine1 wait 1 ms.
+    at = lines.index("  - endpoints: [spine1:eth3, leaf3:eth1]")
+    lines.insert(at + 1, '    towards: {"leaf3:eth1": {delay: 1}}')
     return "\n".join(lines) + "\n"
 
 
@@ -180,6 +185,13 @@ def test_leaf_spine_ospf(lab: Lab, make_hosts, tmp_path: Path) -> None:
         else:
             assert set(states.values()) == {"-"}, seg
 
+    # The file's link control is on the port of the end it goes towards, and only there.
+    leaf3_port = next(e["attachment"] for seg in view["segments"] for e in seg["ends"]
+                      if e["endpoint"] == "leaf3:eth1")
+    controls = {p["ifname"]: p["link"] for p in hosts[0].vn_json("ports")}
+    assert controls[leaf3_port] == {"delay": 1.0, "suspended": False}
+    assert all(c == {"suspended": False} for port, c in controls.items() if port != leaf3_port)
+
     # A second apply recreates nothing: same interfaces, same indexes, here and in nodes.
     before = {h.name: host_links(h) for h in hosts}
     node_before = {n: node.ifindexes() for n, node in nodes.items()}
@@ -188,6 +200,17 @@ def test_leaf_spine_ospf(lab: Lab, make_hosts, tmp_path: Path) -> None:
         assert "created" not in out and "made veth" not in out and "deleted" not in out, out
     assert {h.name: host_links(h) for h in hosts} == before
     assert {n: node.ifindexes() for n, node in nodes.items()} == node_before
+
+    # Suspend and resume a link live, from one of its hosts: spine2:eth1 -- leaf1:eth2
+    # (link 5: h2 to h3).  Suspending one end stops the link both ways.
+    out = by_name["h2"].vn("topo", "link", "set", str(topo), "spine2:eth1", "--suspend").stdout
+    assert "spine2:eth1 (port " in out and "suspended" in out and "leaf1:eth2: on host h3" in out, out
+    wait(lambda: lab.ping("leaf1", "10.1.5.1", count=1, timeout=1).received == 0, "the suspended link quiet")
+    assert lab.ping("leaf1", "10.1.5.1", count=5, interval=0.2, timeout=3).received == 0
+    wait(lambda: nodes["spine2"].full() == 3, "spine2's adjacency to leaf1 down")
+    by_name["h2"].vn("topo", "link", "set", str(topo), "spine2:eth1", "--resume")
+    lab.wait_ping("leaf1", "10.1.5.1", timeout=DEADLINE)
+    wait(lambda: nodes["spine2"].full() == 4, "spine2's adjacency to leaf1 back")
 
     # A node restarted: its namespace deleted and made anew with its interfaces, as a
     # container runtime does (the host ends named as `vn topo show` lists them).

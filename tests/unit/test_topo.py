@@ -182,3 +182,30 @@ def test_hypervisor_snippets_use_the_endpoints_ports(tmp_path: Path) -> None:
     assert "<source address='127.0.0.1' port='20000'>" in xml and "port='20003'" in xml
     with pytest.raises(Exception, match="only libvirt and qemu"):
         hypervisor.qemu_args(t, "a")
+
+
+def test_link_control_goes_to_the_port_of_the_end_it_goes_towards(tmp_path: Path) -> None:
+    t = load.load(write(tmp_path, GOOD))
+    seg = t.segments[0]
+    vid = str(ids.segment_id(t, seg))
+    a_port = ids.port_name("demo", Endpoint("a", "eth1"))
+    b_port = ids.port_name("demo", Endpoint("b", "eth1"))
+    assert str(apply.part(t, "h1").vnets[vid][1].link(a_port)) == "loss 1"
+    assert str(apply.part(t, "h2").vnets[vid][1].link(b_port)) == "loss 1, delay 5"
+    e = error(tmp_path, GOOD.replace("    loss: 1", "    rate: fast"))
+    assert (e.line, e.key) == (12, "links[0].rate") and "not a rate" in e.problem
+    e = error(tmp_path, GOOD.replace("    loss: 1", "    delay: 100000"))
+    assert e.key == "links[0]" and "delay" in e.problem and "out of range" in e.problem
+    e = error(tmp_path, GOOD.replace("    loss: 1", "    suspended: maybe"))
+    assert e.key == "links[0].suspended"
+
+
+def test_link_set_finds_links_by_an_end_or_a_lan_name(tmp_path: Path) -> None:
+    from vnet.topo import linkset
+    t = load.load(write(tmp_path, GOOD))
+    assert linkset.find_segment(t, "b:eth1") is t.segments[0]
+    assert linkset.find_segment(t, "mgmt") is t.segments[3]
+    with pytest.raises(Exception, match="no link or LAN has the end a:eth9"):
+        linkset.find_segment(t, "a:eth9")
+    with pytest.raises(Exception, match="no LAN 'wan'"):
+        linkset.find_segment(t, "wan")

@@ -143,3 +143,42 @@ def hypervisor_(hosts_file: str | None, want: str | None, file: str, node: str) 
         click.echo(hypervisor.libvirt_xml(t, node), nl=False)
     else:
         click.echo(" ".join(shlex.quote(a) for a in hypervisor.qemu_args(t, node)))
+
+
+@topo.group()
+def link() -> None:
+    """Change a link of the running lab (link control: doc/ports.md)."""
+
+
+@link.command("set")
+@host_option
+@hosts_option
+@click.option("--towards", "towards", metavar="NODE:IF",
+              help="Only the direction towards this end [default: every direction].")
+@click.option("--loss", metavar="PCT", help="Drop this percentage of the frames (0-100).")
+@click.option("--delay", metavar="MS", help="Hold each frame this many milliseconds.")
+@click.option("--jitter", metavar="MS", help="Vary the delay by up to this many milliseconds either way.")
+@click.option("--corrupt", metavar="PCT", help="Flip one random bit in this percentage of the frames.")
+@click.option("--rate", metavar="RATE", help="Limit the rate, as tc writes it (10mbit, 512kbit, 1gbit).")
+@click.option("--suspend", "suspend", flag_value=True, default=None,
+              help="Suspend the link: it carries nothing, either way.")
+@click.option("--resume", "suspend", flag_value=False, help="Resume a suspended link.")
+@click.option("--clear", is_flag=True, help="Remove every impairment first (not the suspension).")
+@click.argument("file")
+@click.argument("which", metavar="LINK")
+@click.pass_context
+def link_set(ctx: click.Context, host: str | None, hosts_file: str | None, towards: str | None,
+             loss: str | None, delay: str | None, jitter: str | None, corrupt: str | None,
+             rate: str | None, suspend: bool | None, clear: bool, file: str, which: str) -> None:
+    """Change the link control of LINK (one of its ends, NODE:IF, or a LAN's name) live,
+    on this host's ends: impairments act on the frames sent towards an end, so each
+    direction is set on the host of the end it goes to; suspending one end stops the
+    link both ways.  Applying the file again sets the file's values back."""
+    from vnet.topo import linkset
+
+    t = _load(file, hosts_file)
+    me = topo_apply.local_host(t, host)
+    done = linkset.set_link(_controller(ctx), t, me, which, towards, clear=clear, suspend=suspend,
+                            loss=loss, delay=delay, jitter=jitter, corrupt=corrupt, rate=rate)
+    for line in done:
+        click.echo(line)

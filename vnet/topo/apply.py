@@ -15,6 +15,7 @@ from vnet.control.controller import Controller
 from vnet.control.datapath import DatapathError
 from vnet.host import netdev
 from vnet.model.config import VnetConfig
+from vnet.model.linkctl import NO_LINK, LinkControl
 from vnet.model.state import StateError
 
 from . import ids, netns, record
@@ -80,11 +81,18 @@ def segment_config(topo: Topology, seg: Segment, host: str) -> VnetConfig:
     ports = tuple(p for p in (port_of(topo, ep) for ep in ends) if p is not None)
     endpoints = tuple(str(ids.endpoint_spec(topo, ep)) for ep in ends
                       if topo.nodes[ep.node].kind in SOCKET_KINDS)
-    return VnetConfig.from_cli(vid, bridge="none", vnetif=ids.vnetif_name(vid), security=d.security,
-                               encapsulation=d.encapsulation,
-                               key_files=(d.key_file,) if d.key_file else (),
-                               source=f"{topo.source}: {seg.name}", mtu=seg.mtu or d.mtu, ports=ports,
-                               endpoints=endpoints)
+    cfg = VnetConfig.from_cli(vid, bridge="none", vnetif=ids.vnetif_name(vid), security=d.security,
+                              encapsulation=d.encapsulation,
+                              key_files=(d.key_file,) if d.key_file else (),
+                              source=f"{topo.source}: {seg.name}", mtu=seg.mtu or d.mtu, ports=ports,
+                              endpoints=endpoints)
+    # Link control of the frames towards an end is its port's (doc/ports.md).
+    for ep in ends:
+        port = port_of(topo, ep)
+        control = seg.control.get(ep)
+        if port is not None and control is not None and control.items():
+            cfg = cfg.with_link(port, control.to_link())
+    return cfg
 
 
 def part(topo: Topology, host: str) -> Part:
@@ -186,7 +194,13 @@ def _apply_vnet(ctrl: Controller, seg: Segment, cfg: VnetConfig, held: VnetConfi
                 ctrl.delete_endpoint(str(cfg.id), e)
                 undo.add(f"endpoint {e} removal", lambda e=e: ctrl.add_endpoint(str(cfg.id), e))
                 say(f"{seg.name}: removed endpoint {e}")
-        ctrl.create_vnet(held, exist_ok=True)  # makes sure it runs
+        for p in cfg.ports:
+            old_link = held.link(p) if p in held.ports else NO_LINK
+            if cfg.link(p) != old_link:
+                set_link(ctrl, str(cfg.id), p, cfg.link(p))
+                undo.add(f"link control of port {p}", lambda p=p, o=old_link: set_link(ctrl, str(cfg.id), p, o))
+                say(f"{seg.name}: port {p}: link control {cfg.link(p)}")
+        ctrl.create_vnet(ctrl.find_vnet(str(cfg.id)), exist_ok=True)  # makes sure it runs
         return
     if held is not None:  # another MTU, encapsulation...: made anew
         ctrl.delete_vnet(str(cfg.id), force=True)
@@ -197,6 +211,12 @@ def _apply_vnet(ctrl: Controller, seg: Segment, cfg: VnetConfig, held: VnetConfi
     if held is None:
         undo.add(f"vnet {cfg.id}", lambda: ctrl.delete_vnet(str(cfg.id), force=True))
         say(f"{seg.name}: created vnet {cfg.id}")
+
+
+def set_link(ctrl: Controller, vid: str, port: str, link: LinkControl) -> LinkControl:
+    """Give `port` exactly the link control `link`, live (Controller.set_port_link)."""
+    options = {name: value for name, value in link.to_sxp() if name != "suspended"}
+    return ctrl.set_port_link(vid, port, clear=True, suspend=link.suspended, **options)
 
 
 def _delete_vnet(ctrl: Controller, vid: str, say: Say) -> None:

@@ -180,7 +180,12 @@ class Reader:
                 raise self.fail(line, at, f"expected yes or no, got {v!r}")
             else:
                 got[k] = v
-        return Control(**got)
+        control = Control(**got)
+        try:
+            control.to_link()  # the datapath's own rules (vnet.model.linkctl)
+        except ValueError as e:
+            raise self.fail(m.line, key, str(e)) from None
+        return control
 
 
 def _kind(value: Any) -> str:

@@ -68,6 +68,13 @@ class Control:
     rate: str | None = None
     suspended: bool = False
 
+    def to_link(self):  # -> vnet.model.linkctl.LinkControl
+        """The port's LinkControl (doc/ports.md); LinkError names a bad value."""
+        from vnet.model.linkctl import NO_LINK
+        words = {k: (f"{v:g}" if isinstance(v, float) else str(v)) for k, v in self.items().items()
+                 if k != "suspended"}
+        return NO_LINK.changed(**words, suspended="yes" if self.suspended else "no")
+
     def items(self) -> dict[str, object]:
         """The options that are set, by name."""
         out: dict[str, object] = {k: getattr(self, k) for k in CONTROL_KEYS[:-1]
