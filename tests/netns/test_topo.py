@@ -51,7 +51,7 @@ def loopback(node: str) -> str:
     return f"10.255.{0 if node.startswith('spine') else 1}.{node[-1]}"
 
 
-def topology(lab: Lab, hosts: list[VnetHost], drop: tuple[str, str] | None = None) -> str:
+def topology(lab: Lab, hosts: list[VnetHost], drop: tuple[str, str] | None = None, delay: int = 1) -> str:
     """The lab's file; node namespaces are the lab's (prefixed) names."""
     lines = ["name: leafspine", "hosts:"]
     lines += [f"  h{n}: {{address: {h.ip}}}" for n, h in enumerate(hosts, 1)]
@@ -62,7 +62,7 @@ def topology(lab: Lab, hosts: list[VnetHost], drop: tuple[str, str] | None = Non
     lines += [f"  - endpoints: [{s}:{si}, {leaf}:{li}]" for _, s, si, leaf, li in links(drop)]
     # Link control from the file: the frames towards leaf3 on its link to spine1 wait 1 ms.
     at = lines.index("  - endpoints: [spine1:eth3, leaf3:eth1]")
-    lines.insert(at + 1, '    towards: {"leaf3:eth1": {delay: 1}}')
+    lines.insert(at + 1, f'    towards: {{"leaf3:eth1": {{delay: {delay}}}}}')
     return "\n".join(lines) + "\n"
 
 
@@ -231,9 +231,10 @@ def test_leaf_spine_ospf(lab: Lab, make_hosts, tmp_path: Path) -> None:
          "leaf4's adjacencies back after its restart")
     lab.wait_ping("leaf4", loopback("leaf1"), timeout=DEADLINE)
 
-    # A link taken out of the file: only its vnet and its veths go.
+    # A link taken out of the file, another's delay changed: only the first's vnet and
+    # veths go, the second's port gets its new delay, live (nothing else is made anew).
     dropped = next(s for s in view["segments"] if s["name"] == "spine1:eth1 -- leaf1:eth1")
-    topo.write_text(topology(lab, hosts, drop=("spine1", "leaf1")))
+    topo.write_text(topology(lab, hosts, drop=("spine1", "leaf1"), delay=2))
     before = {h.name: host_links(h) for h in hosts}
     for h in hosts:
         h.vn("topo", "apply", str(topo))
@@ -241,6 +242,8 @@ def test_leaf_spine_ospf(lab: Lab, make_hosts, tmp_path: Path) -> None:
     for h in hosts:
         now = host_links(h)
         assert now == {k: v for k, v in before[h.name].items() if k not in gone_names}, h.name
+    assert {p["ifname"]: p["link"] for p in hosts[0].vn_json("ports")}[leaf3_port] == {"delay": 2.0,
+                                                                                     "suspended": False}
     ids_now = {v["id"] for h in hosts for v in h.vn_json("vnet-list")}
     assert dropped["vnet"] not in ids_now and len(ids_now) == 7
 
@@ -306,3 +309,41 @@ def test_failed_apply_leaves_nothing(lab: Lab, make_hosts, tmp_path: Path) -> No
     assert h.vn_json("vnet-list") == [] and made_here(h) == set()
     assert not (h.state_dir / "topology").exists()
     assert not [n for n in Node.ifindexes_of(lab, "n1") if n.startswith("eth")]
+
+
+def test_qemu_node_joins_by_the_hypervisor_helpers_nic(lab: Lab, make_hosts, tmp_path: Path) -> None:
+    """A QEMU node's NIC is a socket endpoint: the VM started with the arguments
+    `vn topo hypervisor` prints (played by lab/qemu_socket_peer.py, QEMU's framing)
+    reaches a namespace node on the other host."""
+    from netns.test_qemu_endpoints import start_peer
+
+    hosts = make_hosts(2)
+    lab.container("r1")
+    vm = lab.vm("vm1", hosts[1].host, "none", "10.9.1.2/24", plugged=False)
+    lab.run(hosts[1].host, ["ip", "link", "set", "vvm1", "up"], check=True)
+    topo = tmp_path / "vm.yaml"
+    topo.write_text(f"name: vmlab\nhosts: {{h1: {hosts[0].ip}, h2: {hosts[1].ip}}}\nnodes:\n"
+                    f"  r1: {{host: h1, netns: {lab.prefix}-r1}}\n"
+                    "  vm1: {host: h2, kind: qemu, base-port: 41000}\n"
+                    "links:\n  - endpoints: [r1:eth1, vm1:eth0]\n")
+    for h in hosts:
+        h.vn("topo", "apply", str(topo))
+    args = hosts[1].vn("topo", "hypervisor", str(topo), "vm1").stdout.split()
+    netdev = dict(kv.split("=", 1) for kv in args[1].split(",")[1:])
+    assert args[0] == "-netdev" and args[1].startswith("dgram,id=eth0,")
+    peer = start_peer(lab, ["--dgram", f"{netdev['local.host']}:{netdev['local.port']}",
+                            f"{netdev['remote.host']}:{netdev['remote.port']}"],
+                      hosts[1].host.ns, "vvm1", host=hosts[1].host)
+    try:
+        lab.run("r1", ["ip", "addr", "add", "10.9.1.1/24", "dev", "eth1"], check=True)
+        lab.wait_ping("r1", vm.ip, timeout=DEADLINE)
+        view = json.loads(hosts[1].vn("topo", "show", str(topo), "--json").stdout)
+        ends = {e["endpoint"]: e for e in view["segments"][0]["ends"]}
+        assert ends["vm1:eth0"]["attachment"] == "udp 127.0.0.1:41000 127.0.0.1:41001"
+        assert ends["vm1:eth0"]["state"] == "up" and ends["r1:eth1"]["state"] == "up"
+    finally:
+        peer.kill()
+        peer.wait()
+    for h in hosts:
+        h.vn("topo", "destroy", str(topo))
+        assert h.vn_json("vnet-list") == [] and h.vn_json("endpoints") == []

@@ -23,7 +23,8 @@ def status(topo: Topology, host: str | None, ports: list[Json], endpoints: list[
     host (None: not one of the topology's), the listings are this host's `--json` ones
     (empty when its datapath does not run)."""
     port_state = {(p["vnet"], p["ifname"]): p["state"] for p in ports}
-    ep_state = {(e["vnet"], f'{e["kind"]} {e["local"]} {e["remote"]}'.strip()): e["state"] for e in endpoints}
+    ep_state = {(e["vnet"], " ".join(w for w in (e["kind"], e.get("local"), e.get("remote")) if w)): e["state"]
+                for e in endpoints}
     heard = {(e["vnet"], e["addr"]) for e in varp}
     out = []
     for seg in topo.segments:
