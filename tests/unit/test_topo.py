@@ -156,6 +156,7 @@ def test_containerlab_errors(tmp_path: Path) -> None:
 
 
 def test_examples_match_the_schema() -> None:
+    Draft202012Validator.check_schema(SCHEMA)
     v = Draft202012Validator(SCHEMA, format_checker=FormatChecker())
     for name in ("leafspine.yaml", "two-hosts.yaml"):
         doc = yaml.safe_load((EXAMPLES / name).read_text())
