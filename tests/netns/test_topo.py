@@ -176,6 +176,12 @@ def test_leaf_spine_ospf(lab: Lab, make_hosts, tmp_path: Path) -> None:
             if a != b:
                 lab.wait_ping(a, loopback(b), timeout=DEADLINE)
 
+    # graph: what `vn topo graph` prints is dot that Graphviz draws.
+    if shutil.which("dot"):
+        dot = hosts[0].vn("topo", "graph", str(topo)).stdout
+        drawn = subprocess.run(["dot", "-Tsvg"], input=dot, capture_output=True, text=True, timeout=60)
+        assert drawn.returncode == 0 and "<svg" in drawn.stdout, drawn.stderr
+
     # show: every end up, on every host, for the links it is in.
     view = json.loads(hosts[0].vn("topo", "show", str(topo), "--json").stdout)
     assert view["host"] == "h1" and len(view["segments"]) == 8

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 import shlex
-import sys
 
 import click
 
@@ -119,13 +118,17 @@ def show_(ctx: click.Context, host: str | None, hosts_file: str | None, as_json:
 def graph(hosts_file: str | None, fmt: str, output: str | None, file: str) -> None:
     """Draw the topology in FILE: Graphviz dot text, or SVG/PNG with Graphviz installed."""
     text = topo_graph.dot(_load(file, hosts_file))
+    if fmt == "dot" and not output:
+        click.echo(text, nl=False)
+        return
     data = text.encode() if fmt == "dot" else topo_graph.render(text, fmt)
     if output:
         with open(output, "wb") as f:
             f.write(data)
     else:
-        sys.stdout.buffer.write(data)
-        sys.stdout.flush()
+        out = click.get_binary_stream("stdout")
+        out.write(data)
+        out.flush()
 
 
 @topo.command("hypervisor")

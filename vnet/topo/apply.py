@@ -160,6 +160,11 @@ def apply(ctrl: Controller, topo: Topology, host: str, say: Say) -> record.Recor
     except BaseException:
         undo.run()
         raise
+    # Recorded before the removals: if one fails, the next apply or destroy still knows
+    # everything this lab has made here.
+    record.write(ctrl.state_dir, record.Record(topo.name, host, topo.source,
+                                               sorted(set(want.vnets) | set(old.vnets)),
+                                               sorted(set(want.veths) | set(old.veths))))
     for vid in sorted(set(old.vnets) - set(want.vnets)):
         _delete_vnet(ctrl, vid, say)
     for port in sorted(set(old.veths) - set(want.veths)):
