@@ -251,7 +251,10 @@ class Links(Datapath):
     def ports(self) -> list:
         return [["port", ["vnet", str(V97)], ["ifname", "r1"], ["state", "waiting"]]]
 
-    vnet_add = vnet_del = vnet_keys = vnets = port_add = port_del = vif_add = vif_del = vifs = \
+    def vnets(self) -> list:
+        return [["vnet", ["id", str(V97)]]]
+
+    vnet_add = vnet_del = vnet_keys = port_add = port_del = vif_add = vif_del = vifs = \
         peer_add = peer_del = endpoint_add = endpoint_del = endpoints = \
         peers = varp_flush = varp = set_mcaddr = stats = lambda self, *a: None  # type: ignore[assignment]
 
@@ -386,3 +389,16 @@ def test_kmod_client_port_set_goes_to_tc_on_the_interface() -> None:
     fake.netem = True
     client.port_set(V97, "lo", LinkControl(delay=5))
     assert fake.qdiscs[0]["kind"] == "netem"
+
+
+def test_creating_again_with_exist_ok_ignores_link_control_unless_given(tmp_path) -> None:
+    """Link control is changed live, as keys are rotated: a script that says the vnet and
+    its ports should exist does not fail because a port was impaired since."""
+    ctrl = Controller(str(tmp_path), datapath=Links())
+    ctrl.create_vnet(VnetConfig.from_cli("97", ports=("r1",)))
+    ctrl.set_port_link("97", "r1", loss="10")
+    held = ctrl.create_vnet(VnetConfig.from_cli("97", ports=("r1",)), exist_ok=True)
+    assert held.link("r1") == LinkControl(loss=10)
+    other = VnetConfig.from_sxp(sxp.parse("(vnet (id 97) (port r1 (loss 20)))")[0])
+    with pytest.raises(StateError, match=r"port r1 \(loss 10\) \(not r1 \(loss 20\)\)"):
+        ctrl.create_vnet(other, exist_ok=True)

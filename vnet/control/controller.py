@@ -122,7 +122,7 @@ class Controller:
             held = state.vnets.get(cfg.id)
             if exist_ok and held is not None:
                 differ = held.differences(cfg, keys=keys_given, ports=bool(cfg.ports),
-                                          endpoints=bool(cfg.endpoints))
+                                          endpoints=bool(cfg.endpoints), links=bool(cfg.links))
                 if differ:
                     raise StateError(f"vnet {cfg.id} exists with another config: {', '.join(differ)}; "
                                      f"delete it first to create it anew")

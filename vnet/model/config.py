@@ -520,11 +520,14 @@ class VnetConfig:
         return dataclasses.replace(self, endpoints=endpoints)
 
     def differences(self, other: VnetConfig, keys: bool = True, ports: bool = True,
-                    endpoints: bool = True) -> list[str]:
+                    endpoints: bool = True, links: bool = True) -> list[str]:
         """How `other` differs from this config, field by field as `FIELD MINE (not
         THEIRS)`; key files only if `keys` (a rotation changes them, the vnet stays),
         ports only if `ports` (`vn port-add` changes them), endpoints only if
-        `endpoints` (`vn endpoint-add` does)."""
+        `endpoints` (`vn endpoint-add` does), the ports' link control only if `links`
+        (`vn port-set` changes it live)."""
+        if not links:
+            self, other = dataclasses.replace(self, links=()), dataclasses.replace(other, links=())
         mine, theirs = _fields(self), _fields(other)
         if "mtu" in mine or "mtu" in theirs:  # one was given: compare what they are
             mine["mtu"], theirs["mtu"] = str(self.mtu), str(other.mtu)
