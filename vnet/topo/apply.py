@@ -50,6 +50,7 @@ class Veth:
     node: str
     iface: str
     mtu: int
+    vnet: str = ""
 
 
 @dataclass
@@ -104,7 +105,7 @@ def part(topo: Topology, host: str) -> Part:
         for ep in topo.local_ends(seg, host):
             if topo.nodes[ep.node].kind in NETNS_KINDS:
                 port = ids.port_name(topo.name, ep)
-                out.veths[port] = Veth(port, ep.node, ep.iface, cfg.mtu)
+                out.veths[port] = Veth(port, ep.node, ep.iface, cfg.mtu, str(cfg.id))
     return out
 
 
@@ -147,6 +148,14 @@ def apply(ctrl: Controller, topo: Topology, host: str, say: Say) -> record.Recor
         for v in want.veths.values():
             node = topo.nodes[v.node]
             if netns.exists(v.port):
+                held_cfg = held_by_text.get(v.vnet)
+                target = netns.netns_target(node)
+                if held_cfg is not None and held_cfg.mtu != v.mtu and target is not None:
+                    # The vnet gives its port the new MTU; the node's end needs it too.
+                    netns.set_mtu(node, v.iface, target, v.mtu)
+                    undo.add(f"MTU of {v.node}:{v.iface}",
+                             lambda n=node, v=v, t=target, m=held_cfg.mtu: netns.set_mtu(n, v.iface, t, m))
+                    say(f"{v.node}:{v.iface}: MTU {v.mtu}")
                 continue
             target = netns.netns_target(node)
             if target is None:

@@ -50,21 +50,29 @@ def exists(port: str) -> bool:
         return netdev.link_index(ipr, port) is not None
 
 
+def _in_node(node: Node, target: str, *args: str) -> None:
+    """`ip ARGS` in the node's namespace (a name: `ip -n`; a pid: nsenter)."""
+    argv = (["nsenter", "-t", target, "-n", "ip", *args] if target.isdigit()
+            else ["ip", "-n", target, *args])
+    r = subprocess.run(argv, capture_output=True, text=True, timeout=30)
+    if r.returncode != 0:
+        raise NodeError(f"node {node.name}: ip {' '.join(args)}: {r.stderr.strip() or r.returncode}")
+
+
 def create(port: str, node: Node, iface: str, target: str, mtu: int) -> None:
     """A veth pair: `port` here, `iface` in the node's namespace (up, with `mtu`)."""
     _ip("link", "add", port, "mtu", str(mtu), "type", "veth", "peer", "name", iface,
         "mtu", str(mtu), "netns", target)
     try:
-        if target.isdigit():
-            r = subprocess.run(["nsenter", "-t", target, "-n", "ip", "link", "set", iface, "up"],
-                               capture_output=True, text=True, timeout=30)
-            if r.returncode != 0:
-                raise NodeError(f"node {node.name}: cannot set {iface} up: {r.stderr.strip()}")
-        else:
-            _ip("-n", target, "link", "set", iface, "up")
+        _in_node(node, target, "link", "set", iface, "up")
     except BaseException:
         delete(port)
         raise
+
+
+def set_mtu(node: Node, iface: str, target: str, mtu: int) -> None:
+    """The MTU of the node's end of a veth (its vnet's MTU changed)."""
+    _in_node(node, target, "link", "set", iface, "mtu", str(mtu))
 
 
 def delete(port: str) -> bool:
