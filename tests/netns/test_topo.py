@@ -354,3 +354,34 @@ def test_qemu_node_joins_by_the_hypervisor_helpers_nic(lab: Lab, make_hosts, tmp
     for h in hosts:
         h.vn("topo", "destroy", str(topo))
         assert h.vn_json("vnet-list") == [] and h.vn_json("endpoints") == []
+
+
+def test_mtu_change_remakes_the_vnet_and_keeps_the_veths(lab: Lab, make_hosts, tmp_path: Path) -> None:
+    """A link's MTU changed in the file: apply makes its vnet anew with the MTU, keeps
+    the veths (same indexes) and gives the node's end the MTU too; jumbo frames cross."""
+    hosts = make_hosts(2)
+    for name in ("r1", "r2"):
+        lab.container(name)
+    topo = tmp_path / "pair.yaml"
+    text = (f"name: mtu\nhosts: {{h1: {hosts[0].ip}, h2: {hosts[1].ip}}}\nnodes:\n"
+            f"  r1: {{host: h1, netns: {lab.prefix}-r1}}\n  r2: {{host: h2, netns: {lab.prefix}-r2}}\n"
+            "links:\n  - endpoints: [r1:eth1, r2:eth1]\n")
+    topo.write_text(text)
+    for h in hosts:
+        h.vn("topo", "apply", str(topo))
+    lab.run("r1", ["ip", "addr", "add", "10.9.2.1/24", "dev", "eth1"], check=True)
+    lab.run("r2", ["ip", "addr", "add", "10.9.2.2/24", "dev", "eth1"], check=True)
+    lab.wait_ping("r1", "10.9.2.2", timeout=DEADLINE)
+    before = {n: Node.ifindexes_of(lab, n)["eth1"] for n in ("r1", "r2")}
+    topo.write_text(text + "    mtu: 9000\n")
+    for h in hosts:
+        out = h.vn("topo", "apply", str(topo)).stdout
+        assert "made anew" in out and "MTU 9000" in out, out
+    assert {n: Node.ifindexes_of(lab, n)["eth1"] for n in ("r1", "r2")} == before
+    for n in ("r1", "r2"):
+        with rtnl(lab.ns_of(n)) as ipr:
+            assert ipr.link("get", ifname="eth1")[0].get_attr("IFLA_MTU") == 9000, n
+    wait(lambda: lab.run("r1", ["ping", "-n", "-c", "1", "-W", "1", "-M", "do", "-s", "8972",
+                                "10.9.2.2"]).returncode == 0, "a 9000-byte ping across")
+    for h in hosts:
+        h.vn("topo", "destroy", str(topo))
