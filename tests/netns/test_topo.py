@@ -321,7 +321,8 @@ def test_failed_apply_leaves_nothing(lab: Lab, make_hosts, tmp_path: Path) -> No
 def test_qemu_node_joins_by_the_hypervisor_helpers_nic(lab: Lab, make_hosts, tmp_path: Path) -> None:
     """A QEMU node's NIC is a socket endpoint: the VM started with the arguments
     `vn topo hypervisor` prints (played by lab/qemu_socket_peer.py, QEMU's framing)
-    reaches a namespace node on the other host."""
+    reaches a namespace node on the other host; `vn topo show` says both ends are up,
+    and the other host's end unreachable once that host is gone."""
     from netns.test_qemu_endpoints import start_peer
 
     hosts = make_hosts(2)
@@ -348,6 +349,13 @@ def test_qemu_node_joins_by_the_hypervisor_helpers_nic(lab: Lab, make_hosts, tmp
         ends = {e["endpoint"]: e for e in view["segments"][0]["ends"]}
         assert ends["vm1:eth0"]["attachment"] == "udp 127.0.0.1:41000 127.0.0.1:41001"
         assert ends["vm1:eth0"]["state"] == "up" and ends["r1:eth1"]["state"] == "up"
+        # h1 gone (its vnetd killed), what h2 learned from it forgotten: unreachable.
+        hosts[0].kill()
+        hosts[1].vn("varp-flush")
+        view = json.loads(hosts[1].vn("topo", "show", str(topo), "--json").stdout)
+        ends = {e["endpoint"]: e for e in view["segments"][0]["ends"]}
+        assert ends["r1:eth1"]["state"] == "unreachable" and ends["vm1:eth0"]["state"] == "up"
+        hosts[0].start()
     finally:
         peer.kill()
         peer.wait()
