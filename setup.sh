@@ -25,9 +25,12 @@ cd "$(dirname "$0")"
 # lldpd is the real LLDP speaker at the far end of a vnet port in the lab-link tests.
 # libpcap0.8 compiles `vn capture`'s filters (doc/capture.md); tshark (with mergecap and
 # capinfos) reads its files in the tests.
+# bird2 is the routing daemon (OSPF) in every node of the leaf-spine lab that
+# tests/netns/test_topo.py builds with `vn topo apply`; graphviz's dot draws `vn topo
+# graph --format svg|png` and checks that its dot text parses.
 APT_PACKAGES=(iputils-ping iperf3 iproute2
               qemu-system-x86 linux-headers-amd64 make busybox-static cpio kmod man-db
-              systemd systemd-container dkms dwarves lldpd libpcap0.8 tshark)
+              systemd systemd-container dkms dwarves lldpd libpcap0.8 tshark bird2 graphviz)
 # The debug kernel (lab/debug_kernel.py: Debian's 6.1 source with KASAN, lockdep,
 # kmemleak...) is built from source, only on request: a compiler and kbuild's tools.
 [ "${1:-}" = debug-kernel ] && APT_PACKAGES+=(gcc flex bison bc libelf-dev libssl-dev xz-utils)

@@ -246,6 +246,17 @@ class Lab:
         self.nodes[name] = r
         return r
 
+    def container(self, name: str, forwarding: bool = False) -> Host:
+        """A bare namespace with only ``lo`` up: a container whose interfaces someone
+        else makes (`vn topo apply` puts veths into it).  ``forwarding`` turns on IPv4
+        forwarding (a router).  ``remove`` deletes it and ``container`` makes it anew."""
+        ns = self._new_ns(name)
+        if forwarding:
+            self.sysctl(ns, {"net.ipv4.ip_forward": "1"})
+        node = Host(name=name, ns=ns, ip="", address="")
+        self.nodes[name] = node
+        return node
+
     def vm(self, name: str, host: Host, bridge: str, address: str, mac: str | None = None,
            timeout: float = 10.0, port: str | None = None, plugged: bool = True) -> VM:
         """A guest namespace plugged into ``bridge`` inside ``host``, through a port

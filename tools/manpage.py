@@ -258,13 +258,22 @@ def _synopsis(prog: str, cmd: click.Command, ctx: click.Context) -> str:
 def _commands(cmd: click.Group, ctx: click.Context) -> str:
     helps = ", ".join(f"\\fB{escape(name)}\\fR" for name in ctx.help_option_names)
     out = [".SH COMMANDS", ".PP", f"Each command also takes {helps}, which prints its help."]
+    out.extend(_command_sections(cmd, ctx, ""))
+    return "\n".join(out)
+
+
+def _command_sections(cmd: click.Group, ctx: click.Context, prefix: str) -> Iterator[str]:
+    """A subsection per command; a command that is a group (`vn topo`) is followed by
+    one per command of its own (`topo apply`, ...)."""
     for name in cmd.list_commands(ctx):
         sub = cmd.commands[name]
-        out.append(f".SS {escape(name)}")
-        out.append(f".PP\n\\fB{escape(ctx.info_name or '')} {escape(name)}\\fR {_usage(_usage_pieces(sub))}")
-        out.append(_help_paragraphs(sub))
-        out.extend(_options(sub, click.Context(sub, info_name=name, parent=ctx), with_help=False))
-    return "\n".join(out)
+        sub_ctx = click.Context(sub, info_name=name, parent=ctx)
+        yield f".SS {escape(prefix + name)}"
+        yield f".PP\n\\fB{escape(ctx.find_root().info_name or '')} {escape(prefix + name)}\\fR {_usage(_usage_pieces(sub))}"
+        yield _help_paragraphs(sub)
+        yield from _options(sub, sub_ctx, with_help=False)
+        if isinstance(sub, click.Group):
+            yield from _command_sections(sub, sub_ctx, f"{prefix}{name} ")
 
 
 def render(page: Page) -> str:

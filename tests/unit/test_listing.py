@@ -113,7 +113,8 @@ def all_views() -> dict[str, list]:
 # ---- the schemas ---------------------------------------------------------------------
 
 def test_every_listing_has_a_valid_schema() -> None:
-    files = {p.stem for p in SCHEMAS.glob("*.json")}
+    # NAME.schema.json describes a file users write (topology.schema.json), not a listing.
+    files = {p.stem for p in SCHEMAS.glob("*.json") if not p.name.endswith(".schema.json")}
     assert files == {*LISTINGS, *STREAMS, "common"}
     for name in files:
         schema = json.loads((SCHEMAS / f"{name}.json").read_text())

@@ -698,6 +698,12 @@ def monitor(ctx: click.Context, as_json: bool) -> None:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
+# `vn topo`: imported last, as it uses the helpers above.
+from vnet.cli.topo import topo  # noqa: E402
+
+vn.add_command(topo)
+
+
 def main() -> None:
     vn(prog_name="vn")
 
