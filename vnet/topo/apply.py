@@ -184,30 +184,30 @@ def apply(ctrl: Controller, topo: Topology, host: str, say: Say) -> record.Recor
     return rec
 
 
+def _sync(seg: Segment, kind: str, want, have, add, delete, undo: Undo, say: Say) -> None:
+    """Add what `want` has and `have` lacks, delete what only `have` has, each step
+    undoable."""
+    for x in want:
+        if x not in have:
+            add(x)
+            undo.add(f"{kind} {x}", lambda x=x: delete(x))
+            say(f"{seg.name}: added {kind} {x}")
+    for x in have:
+        if x not in want:
+            delete(x)
+            undo.add(f"{kind} {x} removal", lambda x=x: add(x))
+            say(f"{seg.name}: removed {kind} {x}")
+
+
 def _apply_vnet(ctrl: Controller, seg: Segment, cfg: VnetConfig, held: VnetConfig | None,
                 undo: Undo, say: Say) -> None:
     """Create the segment's vnet, or bring a held one to `cfg` by the smallest change."""
     if held is not None and not held.differences(cfg, ports=False, endpoints=False, keys=bool(cfg.key_files)):
-        for p in cfg.ports:
-            if p not in held.ports:
-                ctrl.add_port(str(cfg.id), p)
-                undo.add(f"port {p}", lambda p=p: ctrl.delete_port(str(cfg.id), p))
-                say(f"{seg.name}: added port {p}")
-        for p in held.ports:
-            if p not in cfg.ports:
-                ctrl.delete_port(str(cfg.id), p)
-                undo.add(f"port {p} removal", lambda p=p: ctrl.add_port(str(cfg.id), p))
-                say(f"{seg.name}: removed port {p}")
-        for e in cfg.endpoints:
-            if e not in held.endpoints:
-                ctrl.add_endpoint(str(cfg.id), e)
-                undo.add(f"endpoint {e}", lambda e=e: ctrl.delete_endpoint(str(cfg.id), e))
-                say(f"{seg.name}: added endpoint {e}")
-        for e in held.endpoints:
-            if e not in cfg.endpoints:
-                ctrl.delete_endpoint(str(cfg.id), e)
-                undo.add(f"endpoint {e} removal", lambda e=e: ctrl.add_endpoint(str(cfg.id), e))
-                say(f"{seg.name}: removed endpoint {e}")
+        vid = str(cfg.id)
+        _sync(seg, "port", cfg.ports, held.ports, lambda p: ctrl.add_port(vid, p),
+              lambda p: ctrl.delete_port(vid, p), undo, say)
+        _sync(seg, "endpoint", cfg.endpoints, held.endpoints, lambda e: ctrl.add_endpoint(vid, e),
+              lambda e: ctrl.delete_endpoint(vid, e), undo, say)
         for p in cfg.ports:
             old_link = held.link(p) if p in held.ports else NO_LINK
             if cfg.link(p) != old_link:
