@@ -17,6 +17,7 @@ from conftest import needs_root
 from lab.capture import Capture, ipv4_payloads
 from lab.lab import parse_ping
 from lab.traffic import send_datagrams, send_udp, transfer
+from lab.vnethost import run_in_namespace
 from vnet.model import keys
 from vnet.model.vnetid import VnetId
 from vnet.wire import formats as wire
@@ -54,53 +55,49 @@ def sealed(key: keys.Key, level: int, msg_type: int, body: bytes, sender: str, s
     return b"".join(parts)
 
 
-#: Run in a key holder's namespace: make `host` confirm our session (doc/security.md,
-#: "Sessions").  A sealed frame in the session draws a challenge to our port 1798,
-#: which is answered in the same session; prints the next free counter.
-CONFIRM = r"""
-import socket, sys
-from vnet.wire import seal
-host, secret, key_id, level, vid, me, session, counter = sys.argv[1:9]
-secret, vid, session = bytes.fromhex(secret), bytes.fromhex(vid), bytes.fromhex(session)
-key_id, level, counter = int(key_id), int(level), int(counter)
-cipher = seal.aead(secret, session)
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-s.bind((me, 1798))
-s.settimeout(1)
-frame = bytes.fromhex("ffffffffffffaa00000000e188b5") + bytes(50)
-for attempt in range(30):  # a lost challenge is sent again after a second
-    counter += 1
-    msg = b"".join(seal.seal(cipher, level, seal.TYPE_FRAME, vid, key_id, socket.inet_aton(me), session,
-                             counter, frame))
-    s.sendto(msg, (host, 1798))
-    try:
-        got, src = s.recvfrom(2048)
-    except socket.timeout:
-        continue
-    h = seal.HEADER.unpack_from(got)
-    if src[0] != host or h[1] != seal.TYPE_CHALLENGE:
-        continue
-    value = seal.unseal(seal.aead(secret, h[6]), level, memoryview(got))
-    counter += 1
-    s.sendto(b"".join(seal.seal(cipher, level, seal.TYPE_ANSWER, vid, key_id, socket.inet_aton(me), session,
-                                counter, bytes(value))), (host, 1798))
-    print(counter + 1)
-    sys.exit(0)
-sys.exit("no challenge came from " + host)
-"""
+def _confirm(host: str, secret: bytes, key_id: int, level: int, vid: bytes, me: str, session: bytes,
+             counter: int) -> int:
+    """In a key holder's namespace: make `host` confirm our session (doc/security.md,
+    "Sessions").  A sealed frame in the session draws a challenge to our port 1798,
+    which is answered in the same session; prints the next free counter."""
+    cipher = seal.aead(secret, session)
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind((me, 1798))
+    s.settimeout(1)
+    frame = bytes.fromhex("ffffffffffffaa00000000e188b5") + bytes(50)
+    for _ in range(30):  # a lost challenge is sent again after a second
+        counter += 1
+        s.sendto(b"".join(seal.seal(cipher, level, seal.TYPE_FRAME, vid, key_id, socket.inet_aton(me), session,
+                                    counter, frame)), (host, 1798))
+        try:
+            got, src = s.recvfrom(2048)
+        except socket.timeout:
+            continue
+        h = seal.HEADER.unpack_from(got)
+        if src[0] != host or h[1] != seal.TYPE_CHALLENGE:
+            continue
+        value = seal.unseal(seal.aead(secret, h[6]), level, memoryview(got))
+        counter += 1
+        s.sendto(b"".join(seal.seal(cipher, level, seal.TYPE_ANSWER, vid, key_id, socket.inet_aton(me), session,
+                                    counter, bytes(value))), (host, 1798))
+        print(counter + 1)
+        return 0
+    print("no challenge came from " + host, file=sys.stderr)
+    return 1
 
 
 def confirm_session(lab, node, host, key: keys.Key, level: int, me: str, vid: VnetId = VnetId.parse("97"),
                     session: bytes = TEST_SESSION, counter: int = 0) -> int:
     """From `node` (which has address `me`, port 1798 free), have `host` confirm
     `session` as me's; returns the next counter to seal with.  A test that sends as a
-    key holder does this first, as a real host would: host drops anything before."""
+    key holder does this first, as a real host would: host drops anything before.  A
+    fork of this process does it (no interpreter to start: seconds in the test guest)."""
     before = host.counters()
-    r = lab.run(node, [sys.executable, "-c", CONFIRM, host.ip, key.secret.hex(), str(key.id), str(level),
-                       vid.packed.hex(), me, session.hex(), str(counter)])
-    assert r.returncode == 0, r.stderr
+    code, out, err = run_in_namespace(lab.ns_of(node), _confirm, host.ip, key.secret, key.id, level,
+                                      vid.packed, me, session, counter, timeout=60)
+    assert code == 0, err
     host.wait_counters(before, {"sessions-confirmed": 1})
-    return int(r.stdout)
+    return int(out)
 
 
 def drops(host) -> dict[str, int]:
