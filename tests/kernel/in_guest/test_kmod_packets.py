@@ -7,6 +7,7 @@ software on the way to the VM; and the edge cases of tests/netns/test_packet_lim
 A kernel WARNING or BUG here fails the run: test_guest.py reads the guest's log."""
 from __future__ import annotations
 
+import ctypes
 import random
 import socket
 import struct
@@ -16,6 +17,8 @@ import threading
 import time
 
 import pytest
+from pyroute2 import IPRoute
+from pyroute2.ethtool import Ethtool
 from conftest import EXAMPLES
 from netns.test_packet_limits import (  # noqa: F401  (collected here, with the module)
     full_size_vlan_frames_cross_hosts,
@@ -25,6 +28,7 @@ from netns.test_packet_limits import (  # noqa: F401  (collected here, with the 
 from lab.capture import Capture
 from lab.traffic import send_datagrams
 from lab.procs import script_argv
+from lab.vnethost import run_in_namespace
 from vnet.model.vnetid import VnetId
 from vnet.wire import formats as wire
 
@@ -162,38 +166,37 @@ for h in sys.argv[2:]:
     s.sendto(bytes.fromhex(h), (sys.argv[1], 0))
 """
 
-#: An XDP program that passes every packet: `mov r0, XDP_PASS; exit`.  On a veth
-#: it makes the device copy each received packet into a page of its own, so the
-#: skb heads are page fragments, as most NIC drivers build them.
-XDP_PASS = r"""
-import ctypes, struct, sys
-from pyroute2 import IPRoute
-libc = ctypes.CDLL(None, use_errno=True)
-insns = ctypes.create_string_buffer(bytes.fromhex("b700000002000000" "9500000000000000"))
-lic = ctypes.create_string_buffer(b"GPL")
-attr = ctypes.create_string_buffer(struct.pack("=IIQQ", 6, 2, ctypes.addressof(insns),
-                                               ctypes.addressof(lic)).ljust(128, b"\0"))
-fd = libc.syscall(321, 5, attr, 128)  # bpf(BPF_PROG_LOAD), BPF_PROG_TYPE_XDP
-if fd < 0:
-    sys.exit(f"BPF_PROG_LOAD: errno {ctypes.get_errno()}")
-with IPRoute() as ipr:
-    ipr.link("set", index=ipr.link_lookup(ifname=sys.argv[1])[0],
-             xdp={"attrs": [("IFLA_XDP_FD", fd), ("IFLA_XDP_FLAGS", 4)]})  # XDP_FLAGS_DRV_MODE
-"""
+def xdp_pass(ifname: str) -> int:
+    """Attach an XDP program that passes every packet (`mov r0, XDP_PASS; exit`) to
+    `ifname`.  On a veth it makes the device copy each received packet into a page of
+    its own, so the skb heads are page fragments, as most NIC drivers build them."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    insns = ctypes.create_string_buffer(bytes.fromhex("b700000002000000" "9500000000000000"))
+    lic = ctypes.create_string_buffer(b"GPL")
+    attr = ctypes.create_string_buffer(struct.pack("=IIQQ", 6, 2, ctypes.addressof(insns),
+                                                   ctypes.addressof(lic)).ljust(128, b"\0"))
+    fd = libc.syscall(321, 5, attr, 128)  # bpf(BPF_PROG_LOAD), BPF_PROG_TYPE_XDP
+    if fd < 0:
+        print(f"BPF_PROG_LOAD: errno {ctypes.get_errno()}", file=sys.stderr)
+        return 1
+    with IPRoute() as ipr:
+        ipr.link("set", index=ipr.link_lookup(ifname=ifname)[0],
+                 xdp={"attrs": [("IFLA_XDP_FD", fd), ("IFLA_XDP_FLAGS", 4)]})  # XDP_FLAGS_DRV_MODE
+    return 0
 
-#: Turns off what would let the VM's port take a GSO frame with a frag_list whole.
-NO_FRAGLIST = r"""
-import sys
-from pyroute2.ethtool import Ethtool
-e = Ethtool()
-f = e.get_features(sys.argv[1])
-for name in ("tx-scatter-gather-fraglist", "tx-tcp-segmentation", "tx-tcp6-segmentation"):
-    f.features[name].enable = False
-e.set_features(sys.argv[1], f)
-left = [n for n in ("tx-scatter-gather-fraglist", "tx-tcp-segmentation")
-        if e.get_features(sys.argv[1]).features[n].enable]
-sys.exit(f"still on: {left}" if left else 0)
-"""
+
+def no_fraglist(ifname: str) -> int:
+    """Turn off what would let the VM's port take a GSO frame with a frag_list whole."""
+    e = Ethtool()
+    f = e.get_features(ifname)
+    for name in ("tx-scatter-gather-fraglist", "tx-tcp-segmentation", "tx-tcp6-segmentation"):
+        f.features[name].enable = False
+    e.set_features(ifname, f)
+    left = [n for n in ("tx-scatter-gather-fraglist", "tx-tcp-segmentation")
+            if e.get_features(ifname).features[n].enable]
+    if left:
+        print(f"still on: {left}", file=sys.stderr)
+    return 1 if left else 0
 
 
 def fragments(datagram: bytes, src: str, dst: str, ident: int, cuts: list[int]) -> list[bytes]:
@@ -238,10 +241,10 @@ def test_super_frame_from_uneven_fragments_segmented_on_the_way(lab, make_hosts)
     the fix that could reach the BUG_ON in skb_segment (frag_list heads that are page
     fragments, longer than the segment size).  No BUG, and the data arrives."""
     host, sender, vm = module_host_with_vm(lab, make_hosts)
-    r = lab.run(host.host, [sys.executable, "-c", NO_FRAGLIST, vm.port])
-    assert r.returncode == 0, r.stderr
-    r = lab.run(host.host, [sys.executable, "-c", XDP_PASS, "eth0"])
-    assert r.returncode == 0, r.stderr
+    # Forks of this process, not new Pythons (seconds each in the guest).
+    for func, ifname in ((no_fraglist, vm.port), (xdp_pass, "eth0")):
+        code, _, err = run_in_namespace(lab.ns_of(host.host), func, ifname)
+        assert code == 0, err
     lab.wait_ping(sender, host.ip, timeout=20)  # ARP done: the fragments go out at once
     rnd = random.Random(13)
     prefix = wire.vudp_prefix(VnetId.parse("97").packed)
