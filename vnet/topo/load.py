@@ -9,15 +9,16 @@ import ipaddress
 import os
 import re
 from pathlib import Path
-from typing import Any
-
-import yaml
+from typing import TYPE_CHECKING, Any
 
 from vnet.errors import VnetError
 from vnet.model.addr import ifname_check
 from vnet.model.config import check_mtu
 
 from . import ids
+if TYPE_CHECKING:
+    import yaml
+
 from .model import (CONTROL_KEYS, NETNS_KINDS, NODE_KINDS, SOCKET_KINDS, Control, Defaults, Endpoint,
                     Host, Node, Segment, Topology)
 
@@ -49,6 +50,8 @@ class MList(list):
 
 
 def _marked(loader: yaml.SafeLoader, node: yaml.Node) -> Any:
+    import yaml
+
     if isinstance(node, yaml.MappingNode):
         out = MDict()
         out.line, out.lines = node.start_mark.line + 1, {}
@@ -69,7 +72,11 @@ def _marked(loader: yaml.SafeLoader, node: yaml.Node) -> Any:
 
 
 def parse_yaml(text: str, source: str) -> Any:
-    """The document in `text` with line marks; a syntax error names file and line."""
+    """The document in `text` with line marks; a syntax error names file and line.
+    PyYAML is imported here, not with the module: only `vn topo` needs it, and every
+    other command (and vnetd) starts without it."""
+    import yaml
+
     loader = yaml.SafeLoader(text)
     try:
         node = loader.get_single_node()
