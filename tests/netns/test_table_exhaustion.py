@@ -31,7 +31,7 @@ from netns.test_security import secure, sealed
 from lab.ping import parse_ping, ping_argv
 from lab.traffic import FrameStream, random_macs, send_datagrams
 from lab.vnethost import VnetHost
-from vnet.datapath.vnetd.tables import MAX_VNET_MACS
+from vnet.datapath.vnetd.tables import ENTRY_TTL, MAX_VNET_MACS
 from vnet.model.vnetid import VnetId
 from vnet.wire import seal
 
@@ -110,6 +110,14 @@ def exhaust(lab, make_hosts, count: int, expiry_free: bool) -> dict:
             p.send_signal(signal.SIGINT)
     during = [parse_ping(p.communicate(timeout=30)[0]) for p in pings]
     vifs_a, varp_b = macs_of(a, "vifs"), macs_of(b, "varp")
+    # Exact only if no entry can have expired before the tables were read: a slow
+    # machine (the debug kernel under emulation) may take longer than an entry lives,
+    # and then the tables are checked against the bound alone, as in the long run.
+    read_s = time.monotonic() - started
+    if expiry_free and read_s >= ENTRY_TTL:
+        print(f"table exhaustion: the flood and the reads took {read_s:.0f} s, longer than an entry's "
+              f"{ENTRY_TTL:.0f} s: checked against the bound only")
+        expiry_free = False
     after_a, after_b = a.counters(), b.counters()
     rss_after = [rss_kib(a), rss_kib(b)]
 
@@ -137,8 +145,8 @@ def exhaust(lab, make_hosts, count: int, expiry_free: bool) -> dict:
         learned_a, learned_b = set(flood) & vifs_a[V97], set(flood) & varp_b[V97]
         assert announced == len(learned_a), (announced, len(learned_a))
         assert full_b == (count - len(learned_b)) + len(learned_a - learned_b), (full_b, count, len(learned_b))
-    else:
-        assert full_b > 0, full_b  # how many depends on when entries expired: reported
+    elif count > 2 * MAX_VNET_MACS:  # the long run: how many depends on when entries expired
+        assert full_b > 0, full_b
     # The other vnet kept its entries, and both pairs still talk.
     assert pairs[1][0].mac in {m.hex(":") for m in varp_b[V98]}
     for x, y in pairs:
