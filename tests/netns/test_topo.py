@@ -19,7 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import needs_root
+from conftest import ROOT, needs_root
 
 from lab.lab import Lab
 from lab.netns import rtnl
@@ -263,6 +263,44 @@ def test_leaf_spine_ospf(lab: Lab, make_hosts, tmp_path: Path) -> None:
         assert not (h.state_dir / "topology").exists()
     for name, node in nodes.items():
         assert not {n for n in node.ifindexes() if n.startswith("eth")}, name
+
+
+def test_leaf_spine_ospf_from_the_containerlab_example(lab: Lab, make_hosts, tmp_path: Path) -> None:
+    """The same lab from the shipped containerlab file (doc/examples/topology/
+    leafspine.clab.yml), its nodes placed as leafspine.hosts.yaml places them: the vnets
+    are the native file's, every adjacency comes up Full, every leaf reaches every other
+    leaf's loopback, and destroy leaves nothing."""
+    hosts = make_hosts(3)
+    nodes = {name: Node(lab, name, tmp_path) for name in PLACE}
+    clab = ROOT / "doc" / "examples" / "topology" / "leafspine.clab.yml"
+    placing = tmp_path / "leafspine.hosts.yaml"  # the example's, with the lab's namespaces
+    placing.write_text("hosts: {" + ", ".join(f"h{n}: {h.ip}" for n, h in enumerate(hosts, 1)) + "}\n"
+                       "nodes: {" + ", ".join(f"{n}: {h}" for n, h in PLACE.items()) + "}\n"
+                       f"kind: namespace\nnetns: \"{lab.prefix}-{{node}}\"\n")
+    native = tmp_path / "leafspine.yaml"
+    native.write_text(topology(lab, hosts))
+    start = time.monotonic()
+    for h in hosts:
+        h.vn("topo", "apply", str(clab), "--hosts", str(placing))
+    addrs = link_addresses()
+    for name, node in nodes.items():
+        node.addresses(addrs[name])
+        node.start_bird()
+    want = {n: len(a) for n, a in addrs.items()}
+    wait(lambda: all(nodes[n].full() == want[n] for n in nodes), "every OSPF adjacency Full")
+    print(f"\nleaf-spine lab from the containerlab file: {time.monotonic() - start:.1f} s from the first "
+          "apply to all 16 adjacencies Full")
+    for a in LEAVES:
+        for b in LEAVES:
+            if a != b:
+                lab.wait_ping(a, loopback(b), timeout=DEADLINE)
+    clab_view = json.loads(hosts[0].vn("topo", "show", str(clab), "--hosts", str(placing), "--json").stdout)
+    native_view = json.loads(hosts[0].vn("topo", "show", str(native), "--json").stdout)
+    assert sorted(s["vnet"] for s in clab_view["segments"]) == sorted(s["vnet"] for s in native_view["segments"])
+    for h in hosts:
+        h.vn("topo", "destroy", str(clab), "--hosts", str(placing))
+    for h in hosts:
+        assert h.vn_json("vnet-list") == [] and made_here(h) == set(), h.name
 
 
 def test_containerlab_file_over_two_hosts(lab: Lab, make_hosts, tmp_path: Path) -> None:
