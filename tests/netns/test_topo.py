@@ -150,6 +150,25 @@ def made_here(h: VnetHost) -> set[str]:
     return {n for n in host_links(h) if n.startswith(("vp", "vt"))}
 
 
+def ospf_up(nodes: dict[str, Node]) -> dict[str, dict[str, str]]:
+    """Address every node, start its BIRD and wait for every adjacency to be Full;
+    returns the addresses."""
+    addrs = link_addresses()
+    for name, node in nodes.items():
+        node.addresses(addrs[name])
+        node.start_bird()
+    want = {n: len(a) for n, a in addrs.items()}
+    wait(lambda: all(nodes[n].full() == want[n] for n in nodes), "every OSPF adjacency Full")
+    return addrs
+
+
+def leaves_reach_each_other(lab: Lab) -> None:
+    for a in LEAVES:
+        for b in LEAVES:
+            if a != b:
+                lab.wait_ping(a, loopback(b), timeout=DEADLINE)
+
+
 def test_leaf_spine_ospf(lab: Lab, make_hosts, tmp_path: Path) -> None:
     hosts = make_hosts(3)
     by_name = {f"h{n}": h for n, h in enumerate(hosts, 1)}
@@ -162,19 +181,11 @@ def test_leaf_spine_ospf(lab: Lab, make_hosts, tmp_path: Path) -> None:
         out = h.vn("topo", "apply", str(topo)).stdout
         assert "topology leafspine: host" in out, out
     applied = time.monotonic() - start
-    addrs = link_addresses()
-    for name, node in nodes.items():
-        node.addresses(addrs[name])
-        node.start_bird()
-    want = {n: len(a) for n, a in addrs.items()}
-    wait(lambda: all(nodes[n].full() == want[n] for n in nodes), "every OSPF adjacency Full")
+    addrs = ospf_up(nodes)
     converged = time.monotonic() - start
     print(f"\nleaf-spine lab (2 spines, 4 leaves, 8 links, 3 hosts): {converged:.1f} s from the first "
           f"apply to all 16 adjacencies Full ({applied:.1f} s of it in the three applies)")
-    for a in LEAVES:
-        for b in LEAVES:
-            if a != b:
-                lab.wait_ping(a, loopback(b), timeout=DEADLINE)
+    leaves_reach_each_other(lab)
 
     # graph: what `vn topo graph` prints is dot that Graphviz draws.
     if shutil.which("dot"):
@@ -282,18 +293,10 @@ def test_leaf_spine_ospf_from_the_containerlab_example(lab: Lab, make_hosts, tmp
     start = time.monotonic()
     for h in hosts:
         h.vn("topo", "apply", str(clab), "--hosts", str(placing))
-    addrs = link_addresses()
-    for name, node in nodes.items():
-        node.addresses(addrs[name])
-        node.start_bird()
-    want = {n: len(a) for n, a in addrs.items()}
-    wait(lambda: all(nodes[n].full() == want[n] for n in nodes), "every OSPF adjacency Full")
+    ospf_up(nodes)
     print(f"\nleaf-spine lab from the containerlab file: {time.monotonic() - start:.1f} s from the first "
           "apply to all 16 adjacencies Full")
-    for a in LEAVES:
-        for b in LEAVES:
-            if a != b:
-                lab.wait_ping(a, loopback(b), timeout=DEADLINE)
+    leaves_reach_each_other(lab)
     clab_view = json.loads(hosts[0].vn("topo", "show", str(clab), "--hosts", str(placing), "--json").stdout)
     native_view = json.loads(hosts[0].vn("topo", "show", str(native), "--json").stdout)
     assert sorted(s["vnet"] for s in clab_view["segments"]) == sorted(s["vnet"] for s in native_view["segments"])
