@@ -28,7 +28,9 @@ cd "$(dirname "$0")"
 # bird2 is the routing daemon (OSPF) in every node of the leaf-spine lab that
 # tests/netns/test_topo.py builds with `vn topo apply`; graphviz's dot draws `vn topo
 # graph --format svg|png` and checks that its dot text parses.
-APT_PACKAGES=(iputils-ping iperf3 iproute2
+# clang and libbpf-dev compile vnetd's fast path (bpf/, doc/fastpath.md) to the BPF
+# object vnetd loads with libbpf1 at run time; make runs bpf/Makefile.
+APT_PACKAGES=(iputils-ping iperf3 iproute2 clang libbpf-dev libbpf1
               qemu-system-x86 linux-headers-amd64 make busybox-static cpio kmod man-db
               systemd systemd-container dkms dwarves lldpd libpcap0.8 tshark bird2 graphviz)
 # The debug kernel (lab/debug_kernel.py: Debian's 6.1 source with KASAN, lockdep,
@@ -64,6 +66,9 @@ if ! "$PYTHON" -m pip --version >/dev/null 2>&1 || ! "$PYTHON" -c "$externally_m
     PYTHON=.venv/bin/python
 fi
 
+# The fast path's BPF object, into the package (vnet/datapath/fastpath/), before pip
+# installs it: vnetd without it runs without a fast path and says so.
+make -s -C bpf
 "$PYTHON" -m pip install -q --disable-pip-version-check -e ".[test]" 2>&1 | grep -vi "running pip as the 'root' user" || true
 "$PYTHON" -c "import vnet, sxp, pyroute2, construct, click, cryptography" || { echo "setup.sh: install failed" >&2; exit 1; }
 

@@ -38,6 +38,8 @@ FORMATS = ("sxp", "brief")
 
 #: The packet and byte counters of a vnet and of a network device, in record order.
 COUNTERS = ("rx_packets", "tx_packets", "rx_bytes", "tx_bytes")
+#: What vnetd's fast path carried of them (doc/fastpath.md); only vnetd has them.
+FAST_COUNTERS = ("fast_rx_packets", "fast_tx_packets", "fast_rx_bytes", "fast_tx_bytes")
 LINK_COUNTERS = (*COUNTERS, "rx_dropped", "tx_dropped")
 #: Fields of a VARP entry that only keep the original's layout (always 1, reachable,
 #: -, 0); JSON, which the original did not have, leaves them out.
@@ -81,7 +83,7 @@ def _name(field: str) -> str:
 
 def vnet(rec: Record) -> Json:
     """A running vnet; `keys` is empty for a vnet with (security none)."""
-    return _object(rec, ints=("header", "keys", *COUNTERS), lists=("keys",))
+    return _object(rec, ints=("header", "keys", *COUNTERS, *FAST_COUNTERS), lists=("keys",))
 
 
 def device(rec: Record) -> Json:

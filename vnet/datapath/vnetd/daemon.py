@@ -36,6 +36,7 @@ from vnet.control.datapath import Datapath, Record
 from vnet.control.events import LOCAL, MacChange
 from vnet.control.protocol import resolve_socket
 from vnet.control.restore import restore
+from vnet.datapath.fastpath import fastpath
 from vnet.datapath.vnetd.capture import open_capture
 from vnet.datapath.vnetd.endpoint import EndpointAttachment
 from vnet.datapath.vnetd.linkctl import PortLink
@@ -44,13 +45,13 @@ from vnet.datapath.vnetd.metrics import MetricsServer
 from vnet.datapath.vnetd.ports import LinkMonitor, Port
 from vnet.datapath.vnetd.receive import Receive
 from vnet.datapath.vnetd.server import ControlServer, Stream
-from vnet.datapath.vnetd.tables import Peer, Tables
+from vnet.datapath.vnetd.tables import SWEEP_INTERVAL, Peer, Tables
 from vnet.datapath.vnetd.transmit import Transmit
 from vnet.datapath.vnetd.underlay import Sockets, Underlay
 from vnet.datapath.vnetd.vnets import Vnet
 from vnet.errors import DatapathError, VnetError
 from vnet.host import netdev, privilege
-from vnet.host.netdev import pick_address
+from vnet.host.netdev import SUPER_FRAME_MAX, pick_address
 from vnet.host.notify import notify
 from vnet.model import keys
 from vnet.model.addr import format_mac, parse_ipv4
@@ -65,6 +66,9 @@ from vnet.wire import stats
 from vnet.wire.stats import D_LINK_SUSPENDED, D_RECV_ERROR, D_TAP_READ_ERROR
 
 log = logging.getLogger("vnetd")
+#: Set, it makes the fast path's probe fail with its value as the reason: how the
+#: tests see vnetd fall back (doc/fastpath.md).
+FAST_REFUSED_ENV = "VNET_FASTPATH_REFUSE"
 
 
 class Vnetd(Datapath):
@@ -73,7 +77,8 @@ class Vnetd(Datapath):
     kind = "vnetd"
 
     def __init__(self, address: str, mcaddr: str = wire.DEFAULT_GROUP, port: int = wire.PORT,
-                 ttl: int = wire.DEFAULT_TTL, offload: bool = True) -> None:
+                 ttl: int = wire.DEFAULT_TTL, offload: bool = True, fast: bool = True,
+                 fast_refused: str | None = None) -> None:
         self.ipr = IPRoute()
         self.offload = offload
         self.here = Underlay.find(self.ipr, address, mcaddr, port, ttl)
@@ -98,6 +103,108 @@ class Vnetd(Datapath):
         self.loop.watch(self.links.fileno(), self._links_changed)
         #: The last reason each waiting port could not be attached, to log it once.
         self.port_trouble: dict[str, str] = {}
+        self.fast: fastpath.FastPath | None = None
+        #: Why there is no fast path ("" while there is one).
+        self.fast_off = self._start_fast(fast, fast_refused)
+
+    def _start_fast(self, wanted: bool, refused: str | None) -> str:
+        """Load and attach the fast path (doc/fastpath.md), or say in one line why not;
+        vnetd then carries every frame itself, as without one.  `refused` makes the
+        probe fail with that reason (the tests' way to see the fallback)."""
+        if not wanted:
+            return "turned off (--no-fastpath)"
+        if not self.offload:
+            return "needs offload (--no-offload given)"
+        try:
+            if refused:
+                raise OSError(0, refused)
+            if not self.here.ifindex:
+                raise OSError(0, f"no underlay device has {self.here.address}")
+            fp = fastpath.FastPath(self.here.address_b, self.here.ifindex, self.here.device, self.here.port,
+                                   wire.DEFAULT_TTL, SUPER_FRAME_MAX, links=self._links)
+        except OSError as e:
+            reason = fastpath.probe_error(e)
+            log.warning("fast path off, every frame through vnetd: %s", reason)
+            return reason
+        self.fast = fp
+        self.tables.varp.mirror = fastpath.RemoteMirror(fp, self.tables.supers.addrs)
+        self.tables.vifs.mirror = fastpath.LocalMirror(fp)
+        self.tables.supers.changed = fp.super_changed
+        log.warning("fast path on: underlay %s, partial checksums completed by %s", self.here.device,
+                    fastpath.CSUM_MODES[fp.csum])
+        return ""
+
+    def _links(self) -> dict[str, tuple[int, str | None, int | None, int | None]]:
+        """Every link here: (index, rtnetlink kind, lower index, master index)."""
+        out = {}
+        for msg in self.ipr.get_links():
+            info = msg.get_attr("IFLA_LINKINFO")
+            kind = info.get_attr("IFLA_INFO_KIND") if info is not None else None
+            lower = None if msg.get_attr("IFLA_LINK_NETNSID") is not None else msg.get_attr("IFLA_LINK")
+            out[msg.get_attr("IFLA_IFNAME")] = (msg["index"], kind, lower, msg.get_attr("IFLA_MASTER"))
+        return out
+
+    def _fast_sync(self, v: Vnet) -> None:
+        """Serve v through the fast path exactly while it can be: a plain UDP vnet whose
+        one attachment is its tap (ports and endpoints are switched by vnetd)."""
+        fp = self.fast
+        if fp is None:
+            return
+        want = v.udp and not v.level and not v.switching and self.tables.vnets.get(v.vid) is v
+        if not want:
+            fp.unserve(v.vid)
+            return
+        if v.vid in fp.served:
+            return
+        index = netdev.link_index(self.ipr, v.cfg.vnetif)
+        try:
+            if index is None or not fp.serve(v.vid, index):
+                return
+        except OSError as e:
+            log.warning("vnet %s: slow path only: %s", v.cfg.id, e)
+            return
+        supers = self.tables.supers.addrs
+        for (vid, mac), e in list(self.tables.varp.entries.items()):
+            if vid == v.vid:
+                fp.remote_set(vid, mac, e.addr, e.addr in supers)
+        for vid, mac in list(self.tables.vifs.entries):
+            if vid == v.vid:
+                fp.local_set(vid, mac)
+
+    def _fast_path(self, v: Vnet) -> tuple[str, dict]:
+        """A vnet record's `path` and, on the fast path, its counters there."""
+        fp = self.fast
+        if fp is None:
+            return "slow", {"path_reason": f"fast path off: {self.fast_off}"}
+        fields = {}
+        if v.vid not in fp.served:
+            fields["path_reason"] = ("secure vnet" if v.level else "raw EtherIP" if not v.udp
+                                     else "switched by vnetd (ports or endpoints)" if v.switching
+                                     else "no fast path slot")
+        tx, txb, rx, rxb = fp.counters(v.vid)
+        fields.update(fast_rx_packets=rx, fast_tx_packets=tx, fast_rx_bytes=rxb, fast_tx_bytes=txb)
+        return ("fast" if v.vid in fp.served else "slow"), fields
+
+    def _fast_refresh(self, now: float) -> None:
+        """Before a sweep: entries whose frames all took the fast path were used there;
+        the times the programs wrote keep them from expiring."""
+        fp = self.fast
+        if fp is None:
+            return
+        fp.write_config(now)
+        varp, vifs = self.tables.varp.entries, self.tables.vifs.entries
+        for key in list(fp.remotes):
+            e = varp.get(key)
+            if e is not None and now - e.updated > SWEEP_INTERVAL:
+                t = fp.last_used(key[0], key[1], remote=True)
+                if t is not None and t > e.updated:
+                    e.updated = t
+        for key in list(fp.locals):
+            seen = vifs.get(key)
+            if seen is not None and now - seen > SWEEP_INTERVAL:
+                t = fp.last_used(key[0], key[1], remote=False)
+                if t is not None and t > seen:
+                    vifs[key] = t
 
     def restore(self, state: State, where: Path) -> None:
         """Bring back the persisted vnets and peers; one bad entry does not stop the rest
@@ -188,8 +295,11 @@ class Vnetd(Datapath):
     def _links_changed(self) -> None:
         self.links.drain()
         self._reconcile_ports()
+        if self.fast is not None:
+            self.fast.recheck_underlay(time.monotonic())
 
     def _sweep(self, now: float) -> None:
+        self._fast_refresh(now)
         self.tables.sweep(now)
         vifs = self.tables.vifs.entries
         for v in self.tables.vnets.values():  # local MACs expire with their vif entry
@@ -236,6 +346,7 @@ class Vnetd(Datapath):
         self._set_link(p, v.cfg.link(name))
         v.ports[name] = p
         v.set_attachments()
+        self._fast_sync(v)
         self.loop.watch(p.fd, lambda: self._port_readable(v, p, p.frames))
         self.loop.watch(p.tagged.fileno(), lambda: self._port_readable(v, p, p.tagged_frames))
 
@@ -252,6 +363,7 @@ class Vnetd(Datapath):
         p.close()
         v.ports[name] = None
         v.set_attachments()
+        self._fast_sync(v)
 
     def _check_names(self, vid: VnetId, name: str, kind: str) -> None:
         """Refuse `name` as a `kind` if a vnet here uses it as a device, bridge or port."""
@@ -301,12 +413,14 @@ class Vnetd(Datapath):
         att.open(self.loop, receive)
         v.endpoints[spec] = att
         v.set_attachments()
+        self._fast_sync(v)
 
     def _close_endpoint(self, v: Vnet, spec: EndpointSpec) -> None:
         att = v.endpoints.pop(spec, None)
         if att is not None:
             att.close()
             v.set_attachments()
+            self._fast_sync(v)
 
     def endpoint_add(self, vid: VnetId, spec: EndpointSpec) -> None:
         v = self._need_vnet(vid)
@@ -402,6 +516,7 @@ class Vnetd(Datapath):
             raise
         self.tables.vnets[v.vid] = v
         self.loop.watch(fd, lambda: self._tap_readable(v))
+        self._fast_sync(v)
         log.info("vnet %s up: %s on bridge %s (%s, security %s, mtu %d, ports %s, endpoints %s)", cfg.id,
                  cfg.vnetif, cfg.bridge or "none", cfg.encapsulation, cfg.security, cfg.mtu,
                  " ".join(cfg.ports) or "none", ", ".join(map(str, cfg.endpoints)) or "none")
@@ -477,6 +592,8 @@ class Vnetd(Datapath):
         log.info("vnet %s removed", vid)
 
     def _close_vnet(self, v: Vnet) -> None:
+        if self.fast is not None:
+            self.fast.forget(v.vid)
         for name in list(v.ports):
             self._detach(v, name)
         for spec in list(v.endpoints):
@@ -491,10 +608,15 @@ class Vnetd(Datapath):
         for v in sorted(self.tables.vnets.values(), key=lambda v: v.cfg.id):
             c = v.cfg
             extra = {"keys": [v.send_id] + [k for k in v.secrets if k != v.send_id]} if v.level else {}
+            path, fast = self._fast_path(v)
+            # The totals count both paths; fast_* what the fast path carried of them.
             out.append(records.vnet_record(
                 c.id, c.vnetif, c.security, c.header, bridge=c.bridge or "none",
-                encapsulation=c.encapsulation, rx_packets=v.rx_packets, tx_packets=v.tx_packets,
-                rx_bytes=v.rx_bytes, tx_bytes=v.tx_bytes, **extra, **group_field(c.group)))
+                encapsulation=c.encapsulation, rx_packets=v.rx_packets + fast.get("fast_rx_packets", 0),
+                tx_packets=v.tx_packets + fast.get("fast_tx_packets", 0),
+                rx_bytes=v.rx_bytes + fast.get("fast_rx_bytes", 0),
+                tx_bytes=v.tx_bytes + fast.get("fast_tx_bytes", 0), **extra, **group_field(c.group),
+                path=path, **fast))
         return out
 
     def _need_vnet(self, vid: VnetId) -> Vnet:
@@ -604,6 +726,9 @@ class Vnetd(Datapath):
                 else:
                     log.info("leaving bridge %s: still has ports %s", v.cfg.bridge, ", ".join(ports))
         self.tables.vnets.clear()
+        if self.fast is not None:
+            self.fast.close()
+            self.fast = None
         self.server.close()
         self.metrics.close()
         self.links.close()
@@ -627,12 +752,16 @@ class Vnetd(Datapath):
               help="Move TCP super-frames (longer than 1514 bytes) in one datagram to the vnet "
                    "hosts known to take them (learned on the wire; others get ordinary frames); "
                    "off: send and ask for ordinary frames only.")
+@click.option("--fastpath/--no-fastpath", "fast", default=True, show_default=True,
+              help="Carry the unicast frames of plain UDP vnets between known MACs in the kernel, "
+                   "with tc/eBPF programs (doc/fastpath.md); where the kernel refuses them, vnetd "
+                   "says so once and carries every frame itself.")
 @click.option("--metrics", "metrics_addr", metavar="ADDR:PORT",
               help="Serve the counters and table sizes to Prometheus at http://ADDR:PORT/metrics "
                    "(doc/metrics.md) [default: not served].")
 @click.option("-V", "--verbose", is_flag=True, help="Log control operations.")
 @click.version_option(__version__, "-v", "--version", prog_name="vnetd")
-def cli(state_dir, socket_opt, address, interface, mcaddr, ttl, no_restore, offload, metrics_addr,
+def cli(state_dir, socket_opt, address, interface, mcaddr, ttl, no_restore, offload, fast, metrics_addr,
         verbose) -> None:
     """The user-space vnet datapath: tap devices, EtherIP-in-UDP on port 1798, VARP, peers."""
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
@@ -649,7 +778,8 @@ def cli(state_dir, socket_opt, address, interface, mcaddr, ttl, no_restore, offl
             mcaddr = state.settings.get("mcaddr")
         with IPRoute() as ipr:
             address = parse_ipv4(address) if address else pick_address(ipr, interface)
-        daemon = Vnetd(address, mcaddr or wire.DEFAULT_GROUP, ttl=ttl, offload=offload)
+        daemon = Vnetd(address, mcaddr or wire.DEFAULT_GROUP, ttl=ttl, offload=offload, fast=fast,
+                       fast_refused=os.environ.get(FAST_REFUSED_ENV) or None)
     except VnetError as e:
         raise click.ClickException(str(e))
     signal.signal(signal.SIGTERM, daemon.stop)

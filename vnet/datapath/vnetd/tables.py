@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from vnet.control.events import LOCAL
 from vnet.errors import DatapathError
@@ -42,6 +42,15 @@ VIFS_FULL = (f"the vif table is full: at most {MAX_VNET_MACS} MACs a vnet, "
 MacNotify = Callable[[bytes, bytes, "str | None", "str | None"], None]
 
 
+class MacMirror(Protocol):
+    """Who keeps a copy of a table (vnetd's fast path, vnet.datapath.fastpath): told
+    of every entry added, moved or removed, never of a refresh."""
+
+    def set(self, vnet: bytes, mac: bytes, addr: str | None) -> None: ...
+
+    def delete(self, vnet: bytes, mac: bytes) -> None: ...
+
+
 class VarpEntry:
     """Care-of address of a remote MAC; `addr` is the dotted IPv4 of the host that has it."""
 
@@ -67,6 +76,7 @@ class MacTable:
         #: The vnets among them whose entries do not count in `plain` (secure ones).
         self.secure: set[bytes] = set()
         self.plain = 0
+        self.mirror: MacMirror | None = None
 
     def room(self, vnet: bytes, plain: bool = True) -> bool:
         """Whether a new entry of `vnet` may be added."""
@@ -93,6 +103,8 @@ class MacTable:
         for k in keys:
             del self.entries[k]
             self._removed(k[0])
+            if self.mirror is not None:
+                self.mirror.delete(*k)
 
 
 class VarpCache(MacTable):
@@ -117,6 +129,8 @@ class VarpCache(MacTable):
                     return False
                 self._added(vnet, plain)
             self.entries[key] = VarpEntry(addr, now)
+            if self.mirror is not None:
+                self.mirror.set(vnet, mac, addr)
             if self.notify is not None:
                 self.notify(vnet, mac, entry.addr if entry is not None else prev, addr)
         else:
@@ -133,12 +147,17 @@ class VarpCache(MacTable):
         if entry is None:
             return None
         self._removed(vnet)
+        if self.mirror is not None:
+            self.mirror.delete(vnet, mac)
         return entry.addr
 
     def flush(self, vnet: bytes | None = None) -> int:
         """Drop every entry (or every entry of one vnet); returns how many went."""
         if vnet is None:
             n = len(self.entries)
+            if self.mirror is not None:
+                for k in self.entries:
+                    self.mirror.delete(*k)
             self.entries.clear()
             self.per_vnet.clear()
             self.secure.clear()
@@ -153,6 +172,8 @@ class VarpCache(MacTable):
         for k in doomed:
             entry = self.entries.pop(k)
             self._removed(k[0])
+            if self.mirror is not None:
+                self.mirror.delete(*k)
             if self.notify is not None:
                 self.notify(k[0], k[1], entry.addr, None)
         return len(doomed)
@@ -179,6 +200,8 @@ class VifTable(MacTable):
             return False
         self._added(vnet, plain)
         self.entries[(vnet, mac)] = now
+        if self.mirror is not None:
+            self.mirror.set(vnet, mac, None)
         return True
 
     def touch(self, vnet: bytes, mac: bytes, now: float, plain: bool = True) -> bool:
@@ -196,6 +219,8 @@ class VifTable(MacTable):
         if self.entries.pop((vnet, mac), None) is None:
             return False
         self._removed(vnet)
+        if self.mirror is not None:
+            self.mirror.delete(vnet, mac)
         return True
 
     def has(self, vnet: bytes, mac: bytes) -> bool:
@@ -210,6 +235,8 @@ class VifTable(MacTable):
         for k in doomed:
             del self.entries[k]
             self._removed(k[0])
+            if self.mirror is not None:
+                self.mirror.delete(*k)
             if self.notify is not None:
                 self.notify(k[0], k[1], LOCAL, None)
         return len(doomed)
@@ -286,13 +313,20 @@ class SuperHosts:
 
     def __init__(self) -> None:
         self.addrs: set[str] = set()
+        #: Told (address, takes them) when a host is added or removed (the fast path).
+        self.changed: Callable[[str, bool], None] | None = None
 
     def add(self, addr: str) -> None:
-        if len(self.addrs) < self.MAX:
+        if addr not in self.addrs and len(self.addrs) < self.MAX:
             self.addrs.add(addr)
+            if self.changed is not None:
+                self.changed(addr, True)
 
     def discard(self, addr: str) -> None:
-        self.addrs.discard(addr)
+        if addr in self.addrs:
+            self.addrs.discard(addr)
+            if self.changed is not None:
+                self.changed(addr, False)
 
 
 class Tables:
