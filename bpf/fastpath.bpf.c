@@ -10,7 +10,8 @@
  * of our vnets, from the host its source MAC is known at, is unwrapped and handed
  * to the vnet's tap as if vnetd had written it.
  *
- * Everything else is left alone (TC_ACT_OK), so it reaches vnetd as before:
+ * Everything else is left alone (TC_ACT_UNSPEC: on to the device's next tc
+ * filter, if any, then on its way as without us), so it reaches vnetd as before:
  * floods, unknown MACs, VARP, VFWD, sealed and raw EtherIP packets, fragments,
  * frames too long for the underlay.  vnetd owns the maps (fastpath.h) and keeps
  * them equal to its own tables; the programs only read them, refresh the times
@@ -295,42 +296,42 @@ int vnet_encap(struct __sk_buff *skb)
 
 	cfg = bpf_map_lookup_elem(&fp_config, &zero);
 	if (!cfg || !cfg->addr)
-		return TC_ACT_OK;
+		return TC_ACT_UNSPEC;
 	tap = bpf_map_lookup_elem(&fp_taps, &ifindex);
 	if (!tap || skb->vlan_present)	/* an offloaded 802.1Q tag: vnetd's */
-		return TC_ACT_OK;
+		return TC_ACT_UNSPEC;
 	if (bpf_skb_load_bytes(skb, 0, &h.inner, sizeof(h.inner)))
-		return TC_ACT_OK;
+		return TC_ACT_UNSPEC;
 	if ((h.inner.h_dest[0] | h.inner.h_source[0]) & 1)	/* a flood */
-		return TC_ACT_OK;
+		return TC_ACT_UNSPEC;
 	__builtin_memcpy(key.vid, tap->vid, VNET_ID_LEN);
 	__builtin_memcpy(key.mac, h.inner.h_source, ETH_ALEN);
 	loc = bpf_map_lookup_elem(&fp_local, &key);
 	if (!loc)		/* new here: vnetd learns and announces it */
-		return TC_ACT_OK;
+		return TC_ACT_UNSPEC;
 	__builtin_memcpy(key.mac, h.inner.h_dest, ETH_ALEN);
 	rem = bpf_map_lookup_elem(&fp_remote, &key);
 	if (!rem)		/* unknown: vnetd floods it */
-		return TC_ACT_OK;
+		return TC_ACT_UNSPEC;
 	proto = h.inner.h_proto;
 	if (proto != bpf_htons(ETH_P_IP) && proto != bpf_htons(ETH_P_IPV6))
-		return TC_ACT_OK;	/* no room is made for others */
+		return TC_ACT_UNSPEC;	/* no room is made for others */
 	if (gso) {
 		/* Whole only to a host known to take super-frames, and only as long
 		 * as one datagram carries.
 		 */
 		if (!(rem->flags & FP_REMOTE_SUPER) || len > cfg->super_max)
-			return TC_ACT_OK;
+			return TC_ACT_UNSPEC;
 	} else {
 		/* Room is made only up to the tap's MTU (as bpf_skb_adjust_room
 		 * checks): a longer frame goes to vnetd, untouched.
 		 */
 		if (bpf_check_mtu(skb, 0, &mtu, OUTER_LEN + ETH_HLEN, 0))
-			return TC_ACT_OK;
+			return TC_ACT_UNSPEC;
 		if (cfg->csum != FP_CSUM_LEAVE) {
 			partial = partial_csum(skb, proto, &csum);
 			if (partial < 0 || (partial > 0 && cfg->csum == FP_CSUM_SLOW))
-				return TC_ACT_OK;
+				return TC_ACT_UNSPEC;
 		}
 	}
 
@@ -339,10 +340,10 @@ int vnet_encap(struct __sk_buff *skb)
 	 * are checked, and its gso_size made room for below.
 	 */
 	if (len + OUTER_LEN > 0xffff)
-		return TC_ACT_OK;
+		return TC_ACT_UNSPEC;
 	mtu = 0;
 	if (bpf_check_mtu(skb, cfg->ifindex, &mtu, OUTER_LEN + ETH_HLEN, 0))
-		return TC_ACT_OK;
+		return TC_ACT_UNSPEC;
 
 	/* The neighbour code fills in the MACs (bpf_redirect_neigh). */
 	__builtin_memset(&h.eth, 0, 2 * ETH_ALEN);
@@ -383,7 +384,7 @@ int vnet_encap(struct __sk_buff *skb)
 				BPF_F_ADJ_ROOM_ENCAP_L3_IPV4 | BPF_F_ADJ_ROOM_ENCAP_L4_UDP |
 				BPF_F_ADJ_ROOM_ENCAP_L2_ETH |
 				BPF_F_ADJ_ROOM_ENCAP_L2(ETH_HLEN)))
-		return TC_ACT_OK;
+		return TC_ACT_UNSPEC;
 	if (bpf_skb_store_bytes(skb, 0, &h, sizeof(h), 0))
 		return TC_ACT_SHOT;
 	/* Only now, on its way out for sure: vnetd completes a frame it gets. */
@@ -418,26 +419,26 @@ int vnet_decap(struct __sk_buff *skb)
 	cfg = bpf_map_lookup_elem(&fp_config, &zero);
 	if (!cfg || !cfg->addr || skb->ifindex != cfg->ifindex ||
 	    bpf_ktime_get_ns() > cfg->alive_until)
-		return TC_ACT_OK;
+		return TC_ACT_UNSPEC;
 	if (len < sizeof(h) || bpf_skb_load_bytes(skb, 0, &h, sizeof(h)))
-		return TC_ACT_OK;
+		return TC_ACT_UNSPEC;
 	if (h.eth.h_proto != bpf_htons(ETH_P_IP) || h.ip.version != 4 || h.ip.ihl != 5 ||
 	    h.ip.protocol != IPPROTO_UDP || h.ip.daddr != cfg->addr ||
 	    h.ip.frag_off & bpf_htons(0x3fff) || h.udp.dest != cfg->port)
-		return TC_ACT_OK;
+		return TC_ACT_UNSPEC;
 	/* Whole (no trailer), from another host, a VUDP frame of EtherIP version 4. */
 	if (bpf_ntohs(h.ip.tot_len) != len - ETH_HLEN || h.ip.saddr == cfg->addr ||
 	    no_host(h.ip.saddr) || h.ip.saddr == 0xffffffff)
-		return TC_ACT_OK;
+		return TC_ACT_UNSPEC;
 	if (h.msg[0] || h.msg[1] != 2 || h.msg[2] || h.msg[3])
-		return TC_ACT_OK;
+		return TC_ACT_UNSPEC;
 	if (!(h.etherip[1] >> 4 == 4 || (h.etherip[0] >> 4 == 4 && !h.etherip[1])))
-		return TC_ACT_OK;
+		return TC_ACT_UNSPEC;
 	if ((h.inner.h_dest[0] | h.inner.h_source[0]) & 1)
-		return TC_ACT_OK;
+		return TC_ACT_UNSPEC;
 	vn = bpf_map_lookup_elem(&fp_vnets, h.vid);
 	if (!vn)
-		return TC_ACT_OK;
+		return TC_ACT_UNSPEC;
 	/* Only from the host vnetd has learned the source at: a MAC new or moved is
 	 * learned by vnetd, which then puts it here.
 	 */
@@ -445,7 +446,7 @@ int vnet_decap(struct __sk_buff *skb)
 	__builtin_memcpy(key.mac, h.inner.h_source, ETH_ALEN);
 	rem = bpf_map_lookup_elem(&fp_remote, &key);
 	if (!rem || rem->addr != h.ip.saddr)
-		return TC_ACT_OK;
+		return TC_ACT_UNSPEC;
 	if (skb->gso_size) {
 		/* A GSO packet keeps its tunnel marking after this (kernels before
 		 * BPF_F_ADJ_ROOM_DECAP_L4_UDP): only to a MAC on this host, never
@@ -453,10 +454,10 @@ int vnet_decap(struct __sk_buff *skb)
 		 */
 		__builtin_memcpy(key.mac, h.inner.h_dest, ETH_ALEN);
 		if (!bpf_map_lookup_elem(&fp_local, &key))
-			return TC_ACT_OK;
+			return TC_ACT_UNSPEC;
 	}
 	if (bpf_skb_adjust_room(skb, -(__s32)(OUTER_LEN + ETH_HLEN), BPF_ADJ_ROOM_MAC, 0))
-		return TC_ACT_OK;
+		return TC_ACT_UNSPEC;
 	if (bpf_skb_store_bytes(skb, 0, &h.inner, sizeof(h.inner), 0))
 		return TC_ACT_SHOT;
 	refresh(&rem->seen);

@@ -183,6 +183,25 @@ def test_counter_names_are_data() -> None:
     assert varp["port"] == 1798 and varp["entry_ttl"] == 60
 
 
+def test_fast_path_fields_of_a_vnetd_vnet_are_integers_and_valid() -> None:
+    """vnetd's fast path adds which path a vnet takes and the packets it carried."""
+    fast = records.vnet_record(V97, "vnif97", "none", 64, bridge="vnet97", encapsulation="udp",
+                               rx_packets=19, tx_packets=18, rx_bytes=1666, tx_bytes=1556, path="fast",
+                               fast_rx_packets=17, fast_tx_packets=16, fast_rx_bytes=1470, fast_tx_bytes=1372)
+    slow = records.vnet_record(V96, "vnif96", "conf", 100, bridge="vnet96", encapsulation="udp",
+                               rx_packets=3, tx_packets=4, rx_bytes=300, tx_bytes=4000, keys=[2], path="slow",
+                               path_reason="secure vnet", fast_rx_packets=0, fast_tx_packets=0,
+                               fast_rx_bytes=0, fast_tx_bytes=0)
+    view = listing.vnets([slow, fast])
+    check("vnets", view)
+    assert view[1]["path"] == "fast" and view[1]["fast_tx_packets"] == 16
+    assert view[0]["path_reason"] == "secure vnet"
+    lines = listing.brief_vnets(view, True)
+    assert lines[1].endswith("tx_bytes 1556  fast  fast_rx 17  fast_tx 16"), lines
+    assert lines[0].endswith("slow  fast_rx  0  fast_tx  0"), lines
+    assert "fast" not in listing.brief_vnets(view, False)[1]
+
+
 # ---- brief lines ---------------------------------------------------------------------
 
 def test_brief_vnets_one_aligned_line_each_with_short_ids() -> None:

@@ -104,6 +104,12 @@ def capture(ctrl: Controller, req: Request, say) -> Result:
         command += [["endpoint", *words] for words in endpoints]
         return EndpointFeed.from_vnetd(resolve_socket(ctrl.socket_path, ctrl.state_dir), command)
 
+    if dp.kind != "kmod" and any(p.name == "tunnel" for p in points):
+        # vnetd's fast path sends frames out before the tap's packet taps see them:
+        # this stream keeps the vnet on the slow path until the capture ends.
+        command = ["capture", ["vnet", str(cfg.id)], ["filter", req.expression, program.packed().hex()],
+                   ["snaplen", str(req.snaplen)], ["tunnel"]]
+        EndpointFeed.from_vnetd(resolve_socket(ctrl.socket_path, ctrl.state_dir), command)
     output = Output(req.write)
     session = Session(output, comment, interfaces, program, req.snaplen, feed, opener)
     if opener is not None:

@@ -40,6 +40,8 @@ FORMATS = ("sxp", "brief")
 COUNTERS = ("rx_packets", "tx_packets", "rx_bytes", "tx_bytes")
 #: What vnetd's fast path carried of them (doc/fastpath.md); only vnetd has them.
 FAST_COUNTERS = ("fast_rx_packets", "fast_tx_packets", "fast_rx_bytes", "fast_tx_bytes")
+#: Which path a vnet takes in vnetd, and those counters: JSON always, SXP with -l.
+PATH_FIELDS = ("path", "path_reason", *FAST_COUNTERS)
 LINK_COUNTERS = (*COUNTERS, "rx_dropped", "tx_dropped")
 #: Fields of a VARP entry that only keep the original's layout (always 1, reachable,
 #: -, 0); JSON, which the original did not have, leaves them out.
@@ -240,7 +242,8 @@ def _counters(view: Json, names: Iterable[str]) -> list[Cell]:
 
 def brief_vnets(views: list[Json], counters: bool) -> list[str]:
     """ID VNETIF BRIDGE ENCAPSULATION SECURITY [keys K,K] [group ADDR]; with -l the device's state,
-    MTU and the bridge's other ports last; with -s the counters; with -a each vnet's
+    MTU and the bridge's other ports last; with -s the counters (on vnetd with a fast path,
+    then the path and the fast path's packets); with -a each vnet's
     vifs and VARP entries indented under it."""
     rows: list[list[Cell]] = []
     subs: list[list[list[Cell]]] = []
@@ -253,6 +256,8 @@ def brief_vnets(views: list[Json], counters: bool) -> list[str]:
             row += [dev["state"], ("mtu", dev["mtu"])] if dev else ["-", ""]
         if counters:
             row += _counters(v, COUNTERS)
+            if "fast_rx_packets" in v:  # vnetd's fast path: its part of the packets
+                row += [v["path"], ("fast_rx", v["fast_rx_packets"]), ("fast_tx", v["fast_tx_packets"])]
         if dev and dev["interfaces"]:
             row.append("ports " + ",".join(dev["interfaces"]))
         rows.append(row)

@@ -277,6 +277,8 @@ def vnets(ctx: click.Context, all_: bool, long_: bool, as_json: bool, ids: tuple
         _emit_view(ctx, fmt, view, listing.brief_vnets)
         return
     for r in recs:
+        if not long_:  # the original's record; the fast path's fields come with -l
+            r = [x for x in r if not (isinstance(x, list) and x and x[0] in listing.PATH_FIELDS)]
         _emit_sxp([r], width=50)
         dev = devices.get(str(sxp.child_value(r, "id")))
         if dev is not None:

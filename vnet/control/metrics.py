@@ -30,6 +30,10 @@ _TRAFFIC = (("rx_packets", "frames received from the network for the vnet and de
             ("rx_bytes", "bytes of the frames counted in rx_packets"),
             ("tx_bytes", "bytes of the frames counted in tx_packets"))
 
+#: What vnetd's fast path carried of them (doc/fastpath.md): vnetd with a fast path only.
+_FAST_TRAFFIC = tuple((f"fast_{field}", f"the part of {field} that vnetd's fast path carried")
+                      for field, _ in _TRAFFIC)
+
 Sample = tuple[dict[str, str], int]
 
 
@@ -112,6 +116,9 @@ def render(dp: Datapath) -> str:
     for field, help_ in _TRAFFIC:
         page.family(f"{PREFIX}{field}_total", "counter", f"per vnet: {help_}",
                     [({"vnet": i}, int(v.get(field, 0))) for i, v in zip(ids, vnets)])
+    for field, help_ in _FAST_TRAFFIC:
+        page.family(f"{PREFIX}{field}_total", "counter", f"per vnet: {help_}",
+                    [({"vnet": i}, int(v[field])) for i, v in zip(ids, vnets) if field in v])
 
     vifs = _heads(dp.vifs(), "vif")
     varp = _heads(dp.varp(), "ventry")

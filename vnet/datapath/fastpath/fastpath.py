@@ -137,7 +137,10 @@ class FastPath:
         self.device = device
         self.links = links
         self.ifindex = ifindex
-        self.obj = BpfObject(str(path or object_path()))
+        path = path or object_path()
+        if not path.exists():
+            raise OSError(errno.ENOENT, f"{path} was not built (make -C bpf, as setup.sh does)")
+        self.obj = BpfObject(str(path))
         try:
             self.config = self.obj.map("fp_config")
             self.taps = self.obj.map("fp_taps")

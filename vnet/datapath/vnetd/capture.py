@@ -6,9 +6,11 @@ their frames itself, only while a capture is open: it taps the endpoint's attach
 it lies (vnet.capture.bpf.Matcher, libpcap's pcap_offline_filter) and copies only the
 frames that match into the stream.  With no capture open the endpoints run as before.
 
-The command: (capture (vnet ID) (filter EXPRESSION HEX) (snaplen N) (endpoint SPEC)...)
-with HEX the packed BPF program and each SPEC an endpoint as `vn endpoints` writes
-it; each message is MESSAGE (below) followed by the frame, `point` the index of its
+The command: (capture (vnet ID) (filter EXPRESSION HEX) (snaplen N) (endpoint SPEC)...
+[(tunnel)]) with HEX the packed BPF program and each SPEC an endpoint as `vn endpoints`
+writes it.  `(tunnel)` says the capture reads the vnet's tap (the `tunnel` point): the
+fast path sends its frames out before the tap's packet taps see them, so the vnet
+takes the slow path while such a capture is open (doc/fastpath.md); each message is MESSAGE (below) followed by the frame, `point` the index of its
 endpoint in the command and `dropped` the messages this stream has dropped so far
 for a slow reader.  The first message is empty: the capture is set up.
 """
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import struct
 import time
+from collections.abc import Callable
 
 import sxp
 from vnet.capture.bpf import Matcher, Program
@@ -30,8 +33,10 @@ from vnet.model.vnetid import VnetId
 MESSAGE = struct.Struct("!QHBI")
 
 
-def open_capture(tables: Tables, loop, command: sxp.Value, stream: Stream) -> None:
-    """Tap the endpoints `command` names for `stream`, or raise DatapathError."""
+def open_capture(tables: Tables, loop, hold: Callable[[bytes], Callable[[], None]], command: sxp.Value,
+                 stream: Stream) -> None:
+    """Tap the endpoints `command` names for `stream`, or raise DatapathError; with
+    `(tunnel)`, keep the vnet off the fast path (`hold` returns what releases it)."""
     try:
         vid, program, snaplen, specs = _parse(command)
         matcher = Matcher(program)
@@ -57,6 +62,8 @@ def open_capture(tables: Tables, loop, command: sxp.Value, stream: Stream) -> No
             att.remove_tap(tap)
 
     stream.on_close.append(closed)
+    if sxp.children(command, "tunnel"):
+        stream.on_close.append(hold(vid.packed))
     # After the opening reply (sent when this returns): the capture is set up.
     loop.call_at(time.monotonic(), lambda: stream.send(b""))
 

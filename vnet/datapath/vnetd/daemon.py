@@ -23,6 +23,7 @@ import signal
 import socket
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import click
@@ -92,7 +93,7 @@ class Vnetd(Datapath):
         self.server = ControlServer(self.loop, self)
         self.metrics = MetricsServer(self.loop, lambda: metrics.render(self))
         self.server.streams["monitor"] = self._monitor
-        self.server.streams["capture"] = functools.partial(open_capture, self.tables, self.loop)
+        self.server.streams["capture"] = functools.partial(open_capture, self.tables, self.loop, self._hold_fast)
         # One receive buffer for every socket: a packet is handled before the next read.
         self.buf = bytearray(65536)
         self.mv = memoryview(self.buf)
@@ -104,6 +105,9 @@ class Vnetd(Datapath):
         #: The last reason each waiting port could not be attached, to log it once.
         self.port_trouble: dict[str, str] = {}
         self.fast: fastpath.FastPath | None = None
+        #: Captures of a vnet's tunnel point open now, by vnet id: it takes the slow
+        #: path meanwhile, so that they see every frame (doc/fastpath.md).
+        self.fast_holds: dict[bytes, int] = {}
         #: Why there is no fast path ("" while there is one).
         self.fast_off = self._start_fast(fast, fast_refused)
 
@@ -150,7 +154,8 @@ class Vnetd(Datapath):
         fp = self.fast
         if fp is None:
             return
-        want = v.udp and not v.level and not v.switching and self.tables.vnets.get(v.vid) is v
+        want = (v.udp and not v.level and not v.switching and not self.fast_holds.get(v.vid)
+                and self.tables.vnets.get(v.vid) is v)
         if not want:
             fp.unserve(v.vid)
             return
@@ -171,6 +176,22 @@ class Vnetd(Datapath):
             if vid == v.vid:
                 fp.local_set(vid, mac)
 
+    def _hold_fast(self, vid: bytes) -> Callable[[], None]:
+        """Keep a vnet on the slow path until what this returns is called."""
+        self.fast_holds[vid] = self.fast_holds.get(vid, 0) + 1
+        v = self.tables.vnets.get(vid)
+        if v is not None:
+            self._fast_sync(v)
+
+        def release() -> None:
+            n = self.fast_holds.pop(vid, 1) - 1
+            if n:
+                self.fast_holds[vid] = n
+            v = self.tables.vnets.get(vid)
+            if v is not None:
+                self._fast_sync(v)
+        return release
+
     def _fast_path(self, v: Vnet) -> tuple[str, dict]:
         """A vnet record's `path` and, on the fast path, its counters there."""
         fp = self.fast
@@ -180,6 +201,7 @@ class Vnetd(Datapath):
         if v.vid not in fp.served:
             fields["path_reason"] = ("secure vnet" if v.level else "raw EtherIP" if not v.udp
                                      else "switched by vnetd (ports or endpoints)" if v.switching
+                                     else "a capture of its tunnel point is open" if self.fast_holds.get(v.vid)
                                      else "no fast path slot")
         tx, txb, rx, rxb = fp.counters(v.vid)
         fields.update(fast_rx_packets=rx, fast_tx_packets=tx, fast_rx_bytes=rxb, fast_tx_bytes=txb)
