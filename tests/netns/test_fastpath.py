@@ -282,6 +282,45 @@ def test_malformed_packets_are_left_to_vnetd(pair: Pair) -> None:
 
 # ---- mixed hosts -------------------------------------------------------------------
 
+#: TCP over IPv6, as lab.traffic.transfer over IPv4: the sink (argv[1] its address)
+#: says "ready", then the byte count and SHA-256 of what arrived.
+SINK6 = r"""
+import hashlib, socket, sys
+s = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind((sys.argv[1], 5006))
+s.listen(1)
+print("ready", flush=True)
+c, _ = s.accept()
+h, n = hashlib.sha256(), 0
+while True:
+    b = c.recv(1 << 16)
+    if not b:
+        break
+    h.update(b); n += len(b)
+print(n, h.hexdigest(), flush=True)
+"""
+SOURCE6 = r"""
+import hashlib, random, socket, sys
+data = random.Random(6).randbytes(int(sys.argv[2]))
+s = socket.create_connection((sys.argv[1], 5006))
+s.sendall(data); s.close()
+print(len(data), hashlib.sha256(data).hexdigest())
+"""
+
+
+def transfer6(lab: Lab, src: VM, dst: VM, dst_addr: str, amount: int) -> None:
+    """`amount` bytes of TCP over IPv6 from `src` to `dst_addr` on `dst`, checked as
+    lab.traffic.transfer checks IPv4: what arrived is what was sent."""
+    sink = lab.popen(dst, script_argv(SINK6, dst_addr), stdout=subprocess.PIPE, text=True)
+    assert sink.stdout.readline().strip() == "ready"
+    sent = lab.run(src, script_argv(SOURCE6, dst_addr, str(amount)), timeout=60)
+    assert sent.returncode == 0, sent.stderr
+    got = sink.stdout.readline().strip()
+    sink.wait(10)
+    assert got == sent.stdout.strip(), f"tcp6: sent {sent.stdout.strip()} received {got}"
+
+
 
 def vudp_packets(frames: list[bytes], src: str, dst: str, inner_type: int) -> list[tuple[bytes, bytes]]:
     """(IPv4 header, UDP datagram) of the packets from `src` to `dst` carrying an
@@ -308,9 +347,10 @@ def check_vudp(ip: bytes, udp: bytes, who: str) -> bytes:
     assert flags & 0x4000 == 0, f"{who}: DF set: {ip.hex()}"
     assert flags & 0x3FFF == 0, f"{who}: a fragment: {ip.hex()}"
     assert ip[8] == 64, f"{who}: TTL {ip[8]}"
-    sport, dport, length = struct.unpack("!HHH", udp[:6])
+    sport, dport, length, check = struct.unpack("!HHHH", udp[:8])
     assert (sport, dport) == (wire.PORT, wire.PORT), f"{who}: ports {sport} -> {dport}"
     assert length == len(udp), f"{who}: UDP length {length} of {len(udp)} bytes"
+    assert check == 0, f"{who}: UDP checksum {check:#x} (doc/wire-format.md: 0)"
     payload = udp[8:]
     assert payload[:6] == bytes.fromhex("000200000040"), f"{who}: {payload[:22].hex()}"
     assert payload[6:22] == VID97.packed, f"{who}: {payload[:22].hex()}"
@@ -358,6 +398,14 @@ def test_mixed_hosts_interoperate(lab, make_hosts) -> None:
     transfer(lab, a, b, "tcp", MB10)
     transfer(lab, b, a, "tcp", MB10)
     g1 = grown(before[0], record(h1))
+    assert g1["fast_tx_bytes"] >= MB10 and g1["fast_rx_packets"] > 0, g1
+    # The same over IPv6, whose checksums cover another pseudo-header.
+    for vm, addr in ((a, "fd97::1/64"), (b, "fd97::2/64")):
+        lab.run(vm, ["ip", "-6", "addr", "add", addr, "dev", "eth0", "nodad"], check=True)
+    before = record(h1)
+    transfer6(lab, a, b, "fd97::2", MB10)
+    transfer6(lab, b, a, "fd97::1", MB10)
+    g1 = grown(before, record(h1))
     assert g1["fast_tx_bytes"] >= MB10 and g1["fast_rx_packets"] > 0, g1
     assert record(h2)["path"] == "slow"
 
