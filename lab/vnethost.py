@@ -20,12 +20,13 @@ import subprocess
 import sys
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
 import click
 
+import vnet
 from lab.lab import Host, Lab
 from lab.netns import enter_ns, ns_exists
 from lab.procs import in_this_interpreter, run_as_main
@@ -167,27 +168,48 @@ class VnetHost:
     def name(self) -> str:
         return self.host.name
 
-    def start(self, *extra: str, timeout: float = 60.0) -> None:
+    def start(self, *extra: str, timeout: float = 60.0, env: dict[str, str] | None = None,
+              wrapper: Sequence[str] = ()) -> None:
         """Start the datapath: vnetd (waiting until it answers a request), or the
-        module's underlay address and the persisted state of this host."""
+        module's underlay address and the persisted state of this host.
+
+        `env` adds to vnetd's environment (VNET_FASTPATH_REFUSE, ...).  `wrapper` runs
+        vnetd as a new program under that command (`setpriv` taking capabilities
+        away, ...) instead of as a fork of this process: what a wrapper changes must
+        be in place before vnetd's first line runs, and some of it (a bounding set)
+        only takes effect at an exec."""
         self.state_dir.mkdir(parents=True, exist_ok=True)
         if self.datapath == "kmod":
-            if extra:
-                raise ValueError(f"vnetd options {extra} do not apply to the kernel module")
+            if extra or env or wrapper:
+                raise ValueError(f"vnetd options {extra}, environment and wrapper do not apply "
+                                 "to the kernel module")
             code, _, err = run_in_namespace(self.host.ns, _kmod_start, self.ip, str(self.state_dir),
                                             timeout=timeout)
             if code != 0:
                 raise RuntimeError(f"setting up the vnet module on {self.name} failed: {err}")
             return
         args = ["--state-dir", str(self.state_dir), "-a", self.ip, "-V", *extra]
+        argv = [sys.executable, "-m", "vnet.datapath.vnetd", *args]
         with open(self.log, "a") as log:
-            # Forked from this process rather than started as `python -m` (see
-            # in_this_interpreter): the same daemon and command line, without an
-            # interpreter start, which costs over 10 s in the emulated guest.
-            self.proc = self.lab.popen(
-                self.host, [sys.executable, "-m", "vnet.datapath.vnetd", *args], stdout=log,
-                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                preexec_fn=in_this_interpreter(vnetd_cli.main, args, "vnetd"))
+            if wrapper:
+                # This tree's vnet, whatever is installed: the one the test imported.
+                tree = str(Path(vnet.__file__).resolve().parent.parent)
+                path = os.pathsep.join(x for x in (tree, os.environ.get("PYTHONPATH")) if x)
+                self.proc = self.lab.popen(
+                    self.host, [*wrapper, *argv], stdout=log, stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL, env={**os.environ, **(env or {}), "PYTHONPATH": path})
+            else:
+                # Forked from this process rather than started as `python -m` (see
+                # in_this_interpreter): the same daemon and command line, without an
+                # interpreter start, which costs over 10 s in the emulated guest.
+                run = in_this_interpreter(vnetd_cli.main, args, "vnetd")
+
+                def preexec() -> NoReturn:
+                    os.environ.update(env or {})
+                    run()
+
+                self.proc = self.lab.popen(self.host, argv, stdout=log, stderr=subprocess.STDOUT,
+                                           stdin=subprocess.DEVNULL, preexec_fn=preexec)
         sock = self.state_dir / "vnetd.sock"
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
