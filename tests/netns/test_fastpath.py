@@ -5,9 +5,7 @@ same with the fast path on or off: which frames took it (the per-vnet `fast_*`
 counters of `vn vnets --json`), that its packets are the bytes vnetd sends, that it
 interoperates with a vnetd without it, that vnetd falls back and says so, that its
 maps follow a moved VM, and that its tc filters are neither left twice nor left
-behind, nor take anyone else's away, nor keep the filters after them from running
-(that one fails: test_filter_behind_ours_still_runs is marked xfail, a bug in
-bpf/fastpath.bpf.c).
+behind, nor take anyone else's away, nor keep the filters after them from running.
 
 Needs root; every lab is torn down even when a test fails.  The scenarios the issue
 lists that need nothing specific to the fast path (peers across a router, looping
@@ -578,9 +576,6 @@ def drop_icmp_object(tmp_path: Path) -> Path:
     return obj
 
 
-@pytest.mark.xfail(strict=True, reason="product bug: vnet_decap returns TC_ACT_OK for every packet it "
-                   "does not take, which ends tc's classification, so filters after ours on the "
-                   "underlay's ingress never run (TC_ACT_UNSPEC would hand them on)")
 def test_filter_behind_ours_still_runs(lab, make_hosts, tmp_path) -> None:
     """A filter on the underlay's ingress at a priority after ours (2000 > 1798)
     still sees the packets the fast path does not take: here it drops ICMP to the
