@@ -594,3 +594,35 @@ def test_filter_behind_ours_still_runs(lab, make_hosts, tmp_path) -> None:
     h1.kill(signal.SIGTERM)
     assert "drop_icmp" in filters(lab, h1, "eth0", "ingress")
     assert lab.ping(h2.host, h1.ip, count=2, timeout=3).received == 0
+
+
+def test_a_capture_of_the_tunnel_point_sees_every_frame(lab, make_hosts, tmp_path) -> None:
+    """The fast path sends a frame before the tap's packet taps see it: while `vn
+    capture` reads the tunnel point the vnet takes the slow path (and says why), so
+    the capture holds the pings both ways; once it ends the vnet is fast again."""
+    from test_capture import Running, tshark
+
+    h1, h2 = make_hosts(2)
+    for h in (h1, h2):
+        h.vn("vnet-create", str(EXAMPLES / "vnet97.sxp"))
+    a = lab.vm("a", h1.host, "vnet97", "10.97.0.1/24")
+    b = lab.vm("b", h2.host, "vnet97", "10.97.0.2/24")
+    lab.wait_ping(a, b.ip, timeout=30)
+    assert record(h1)["path"] == "fast"
+    pings = 5
+    out = tmp_path / "tunnel.pcapng"
+    cap = Running(lab, h1, "-w", str(out), "-c", str(2 * pings), "-i", "tunnel", "97", "icmp")
+    held = record(h1)
+    assert held["path"] == "slow" and held["path_reason"] == "a capture of its tunnel point is open", held
+    r = lab.ping(a, b.ip, count=pings, interval=0.05)
+    assert r.received == pings, r.output
+    assert f"{2 * pings} packets written" in cap.wait()
+    seen = sorted((icmp, direction) for icmp, direction in tshark(out, "icmp.type", "frame.p2p_dir"))
+    assert seen == [("0", "1")] * pings + [("8", "0")] * pings, seen  # requests out, replies in
+    deadline = time.monotonic() + 30
+    while record(h1)["path"] != "fast":
+        assert time.monotonic() < deadline, record(h1)
+        time.sleep(0.1)
+    before = record(h1)["fast_tx_packets"]
+    assert lab.ping(a, b.ip, count=3, interval=0.05).received == 3
+    assert record(h1)["fast_tx_packets"] >= before + 3
