@@ -94,7 +94,7 @@ struct vudp_hdr {
 	__u8 etherip[2];	/* 00 40 */
 	__u8 vid[VNET_ID_LEN];
 	struct ethhdr inner;
-} __attribute__((packed));
+} __packed;
 
 static __always_inline __u16 csum_fold(__u32 sum)
 {
@@ -126,6 +126,17 @@ static __always_inline void count(__u32 slot, bool rx, __u32 len)
 	}
 }
 
+/* Add `n` bytes at `off` (n a constant once inlined) to the sum `s`. */
+static __always_inline int sum_piece(struct __sk_buff *skb, __u32 off, __u8 *buf, __u32 n,
+				     __s64 *s, __u32 *done)
+{
+	if (bpf_skb_load_bytes(skb, off, buf, n))
+		return -1;
+	*s = bpf_csum_diff(NULL, 0, (__be32 *)buf, n, (__u32)*s);
+	*done += n;
+	return 0;
+}
+
 /*
  * The ones' complement sum of `len` bytes at `off` (len <= CSUM_MAX), as
  * bpf_csum_diff leaves it, added to `sum`; negative on a failed load.
@@ -146,18 +157,14 @@ static __always_inline __s64 sum_bytes(struct __sk_buff *skb, __u32 off, __u32 l
 		done += CSUM_CHUNK;
 	}
 	/* The tail, in pieces of 32, 16, 8 and 4 bytes, then 1-3 bytes zero-padded. */
-#define TAIL(n)								\
-	if (len - done >= (n)) {					\
-		if (bpf_skb_load_bytes(skb, off + done, buf, (n)))	\
-			return -1;					\
-		s = bpf_csum_diff(NULL, 0, (__be32 *)buf, (n), (__u32)s); \
-		done += (n);						\
-	}
-	TAIL(32)
-	TAIL(16)
-	TAIL(8)
-	TAIL(4)
-#undef TAIL
+	if (len - done >= 32 && sum_piece(skb, off + done, buf, 32, &s, &done))
+		return -1;
+	if (len - done >= 16 && sum_piece(skb, off + done, buf, 16, &s, &done))
+		return -1;
+	if (len - done >= 8 && sum_piece(skb, off + done, buf, 8, &s, &done))
+		return -1;
+	if (len - done >= 4 && sum_piece(skb, off + done, buf, 4, &s, &done))
+		return -1;
 	if (len - done) {
 		__u32 rest = len - done;
 
