@@ -52,10 +52,11 @@ on every underlay veth (each host's eth0 and its switch port), as a NIC without 
 tunnel offload has them.  A TCP super-frame from a VM, encapsulated, is then cut
 into underlay-sized packets in software on the sender (skb_gso_segment at eth0)
 instead of crossing the veth whole, so the receiver's stack sees one 1500-byte
-packet at a time.  VXLAN's receiver may merge them again (the kernel has UDP tunnel
-GRO for a VXLAN port, when the receiving device runs GRO); UDP 1798 has no such GRO
-handler, so every vnet packet goes through the receiver's stack and the decapsulating
-tc program on its own, and the VM's TCP receives ~1400-byte segments.  This is what a
+packet at a time.  VXLAN's receiver merges them again after decapsulation (the vxlan
+device runs its inner frames through GRO; on a NIC running GRO the kernel's UDP tunnel
+GRO for the VXLAN port merges them even before); UDP 1798 has no such GRO handler and
+the fast path redirects each decapsulated packet into the tap on its own, so the
+bridge, the VM's veth and its TCP handle every ~1400-byte segment.  This is what a
 host with a real NIC should expect: NICs that segment UDP tunnels (tx-udp_tnl-*) are
 common, but they cannot merge port 1798 on receive, so the receiving side's per-packet
 cost, not the sender's, bounds a fast-path stream; with a NIC that does neither, the
@@ -154,7 +155,7 @@ SMALL_PAYLOAD = 18
 PING_COUNT = 50
 PING_INTERVAL = 0.02
 TARGET_VNETD_VS_VXLAN = 0.10
-#: vnetd-fast/vxlan and vnetd-fast-notnl/vxlan-notnl, TCP throughput and 64-byte frames/s
+#: The fast path against VXLAN (FAST_TARGETS), TCP throughput and 64-byte frames/s
 #: (issue 18).
 TARGET_FAST_VS_VXLAN = 0.80
 #: The pairs held to that target: each fast scenario against VXLAN on the same underlay.
