@@ -63,10 +63,16 @@ class GuestRun:
     failed: list[str] = field(default_factory=list)  # "file::test (kind): message"
     durations: list[tuple[float, str]] = field(default_factory=list)  # slowest first
     junit_missing: list[int] = field(default_factory=list)  # guests that sent no junit.xml
+    #: What guest tests recorded for the log (record_testsuite_property), e.g. which
+    #: kernel the fast path was probed on: (name, value), listed in the summary.
+    notes: list[tuple[str, str]] = field(default_factory=list)
 
 
 def _read_junit(path: Path, run: GuestRun) -> None:
     root = ET.parse(path).getroot()
+    for suite in root.iter("testsuite"):
+        for prop in suite.findall("properties/property"):
+            run.notes.append((prop.get("name", ""), prop.get("value", "")))
     for case in root.iter("testcase"):
         name = f"{case.get('classname', '')}::{case.get('name', '')}"
         run.durations.append((float(case.get("time") or 0), name))
@@ -190,6 +196,8 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
     terminalreporter.write_line(f"{len(bg.run.durations)} guest tests; the slowest:")
     for seconds, name in bg.run.durations[:SLOWEST]:
         terminalreporter.write_line(f"  {seconds:6.1f} s  {name}")
+    for name, value in bg.run.notes:
+        terminalreporter.write_line(f"{name}: {value}")
 
 
 @pytest.fixture(scope="module")

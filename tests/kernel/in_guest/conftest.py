@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import socket
 from pathlib import Path
 
 import pytest
@@ -85,3 +86,22 @@ def module_loaded():
     if not kmod.module_loaded():
         loader.insmod(VNET_KO)
     yield
+
+
+@pytest.fixture(scope="session", autouse=True)
+def timestamps_on():
+    """Receive timestamps switched on for the whole session, before any traffic.
+
+    Why: the first socket asking for them (every `ping` does) flips the kernel's
+    netstamp static key, which rewrites the code of netif_receive_skb_list_internal()
+    with text_poke's int3 dance while packets may be passing through it.  Once, in a
+    fast-path run, both CPUs of the guest stayed in soft lockup for good at
+    netif_receive_skb_list_internal+0x59 after asm_exc_int3, although memory held the
+    patched jmp there again: QEMU 7.2's TCG looks to have kept running its stale
+    translation of the int3, and the kprobe handler, finding no int3 in memory, backs
+    the CPU up onto it each time.  One socket holding the key on from the start means
+    the code is patched once, before any packet flows, and not again."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_TIMESTAMP, 1)
+    yield
+    sock.close()
