@@ -330,10 +330,11 @@ int vnet_encap(struct __sk_buff *skb)
 		if (!(rem->flags & FP_REMOTE_SUPER) || len > cfg->super_max)
 			return TC_ACT_UNSPEC;
 	} else {
-		/* Room is made only up to the tap's MTU (as bpf_skb_adjust_room
-		 * checks): a longer frame goes to vnetd, untouched.
+		/* IPv6 gets room from bpf_skb_adjust_room, which makes it only up
+		 * to the tap's MTU: a longer frame goes to vnetd, untouched.
 		 */
-		if (bpf_check_mtu(skb, 0, &mtu, OUTER_LEN + ETH_HLEN, 0))
+		if (proto != bpf_htons(ETH_P_IP) &&
+		    bpf_check_mtu(skb, 0, &mtu, OUTER_LEN + ETH_HLEN, 0))
 			return TC_ACT_UNSPEC;
 		if (cfg->csum != FP_CSUM_LEAVE) {
 			partial = partial_csum(skb, proto, &csum);
@@ -380,20 +381,31 @@ int vnet_encap(struct __sk_buff *skb)
 	h.etherip[1] = 0x40;
 	__builtin_memcpy(h.vid, tap->vid, VNET_ID_LEN);
 
-	/* Room after the frame's own Ethernet header, which becomes the outer one
-	 * (the inner one is written again after the VUDP header).  The kernel marks
-	 * the packet UDP-tunnelled, so a GSO packet is segmented right: each
-	 * segment with all 64 header bytes, gso_size made smaller by as much.  A
-	 * frame that is no GSO packet gets room only up to the tap's MTU: a longer
-	 * one (or one that is not IP, which has no room made for it) goes to vnetd.
-	 */
-	if (bpf_skb_adjust_room(skb, OUTER_LEN + ETH_HLEN, BPF_ADJ_ROOM_MAC,
-				BPF_F_ADJ_ROOM_ENCAP_L3_IPV4 | BPF_F_ADJ_ROOM_ENCAP_L4_UDP |
-				BPF_F_ADJ_ROOM_ENCAP_L2_ETH |
-				BPF_F_ADJ_ROOM_ENCAP_L2(ETH_HLEN)))
-		return TC_ACT_UNSPEC;
-	if (bpf_skb_store_bytes(skb, 0, &h, sizeof(h), 0))
-		return TC_ACT_SHOT;
+	if (!gso && proto == bpf_htons(ETH_P_IP)) {
+		/* Room in front of a frame that is no GSO packet, whatever the
+		 * tap's MTU (only the underlay's counts, checked above): its
+		 * protocol stays IPv4, which bpf_redirect_neigh routes by.
+		 */
+		if (bpf_skb_change_head(skb, OUTER_LEN + ETH_HLEN, 0))
+			return TC_ACT_UNSPEC;
+		if (bpf_skb_store_bytes(skb, 0, &h, sizeof(h) - ETH_HLEN, 0))
+			return TC_ACT_SHOT;
+	} else {
+		/* Room after the frame's own Ethernet header, which becomes the
+		 * outer one (the inner one is written again after the VUDP
+		 * header).  The kernel marks the packet UDP-tunnelled, so a GSO
+		 * packet is segmented right: each segment with all 64 header
+		 * bytes, gso_size made smaller by as much.
+		 */
+		if (bpf_skb_adjust_room(skb, OUTER_LEN + ETH_HLEN, BPF_ADJ_ROOM_MAC,
+					BPF_F_ADJ_ROOM_ENCAP_L3_IPV4 |
+					BPF_F_ADJ_ROOM_ENCAP_L4_UDP |
+					BPF_F_ADJ_ROOM_ENCAP_L2_ETH |
+					BPF_F_ADJ_ROOM_ENCAP_L2(ETH_HLEN)))
+			return TC_ACT_UNSPEC;
+		if (bpf_skb_store_bytes(skb, 0, &h, sizeof(h), 0))
+			return TC_ACT_SHOT;
+	}
 	/* Only now, on its way out for sure: vnetd completes a frame it gets. */
 	if (partial > 0 && complete_csum(skb, &csum, OUTER_LEN + ETH_HLEN))
 		return TC_ACT_SHOT;

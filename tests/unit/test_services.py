@@ -102,11 +102,13 @@ def test_unit_sandboxes() -> None:
     """Each unit's capabilities are the ones its comments justify; only network-vnet may
     load the module."""
     vnetd, net = unit("vnetd.service")["Service"], unit("network-vnet.service")["Service"]
-    assert vnetd["CapabilityBoundingSet"].split() == ["CAP_NET_ADMIN", "CAP_NET_RAW"]
-    assert net["CapabilityBoundingSet"].split() == ["CAP_NET_ADMIN", "CAP_NET_RAW", "CAP_SYS_MODULE"]
+    # CAP_BPF and CAP_PERFMON (and bpf(2)) for vnetd's fast path (doc/fastpath.md).
+    assert vnetd["CapabilityBoundingSet"].split() == ["CAP_NET_ADMIN", "CAP_NET_RAW", "CAP_BPF", "CAP_PERFMON"]
+    assert net["CapabilityBoundingSet"].split() == ["CAP_NET_ADMIN", "CAP_NET_RAW", "CAP_BPF", "CAP_PERFMON",
+                                                    "CAP_SYS_MODULE"]
     assert vnetd["ProtectKernelModules"] == "yes" and "ProtectKernelModules" not in net
-    assert vnetd["SystemCallFilter"].splitlines() == ["@system-service", "~@privileged @resources"]
-    assert net["SystemCallFilter"] == "@system-service @module"
+    assert vnetd["SystemCallFilter"].splitlines() == ["@system-service", "~@privileged @resources", "bpf"]
+    assert net["SystemCallFilter"] == "@system-service @module bpf"
     for service in (vnetd, net):
         assert (service["DevicePolicy"], service["DeviceAllow"]) == ("closed", "/dev/net/tun rw")
         assert service["ReadWritePaths"] == "-/proc/sys/net/ipv6/conf /proc/sys/net/ipv4/conf"

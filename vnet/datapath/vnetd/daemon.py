@@ -108,6 +108,8 @@ class Vnetd(Datapath):
         #: Captures of a vnet's tunnel point open now, by vnet id: it takes the slow
         #: path meanwhile, so that they see every frame (doc/fastpath.md).
         self.fast_holds: dict[bytes, int] = {}
+        #: Vnets whose MTU leaves no room on the underlay, said once each.
+        self.fast_mtu_said: set[bytes] = set()
         #: Why there is no fast path ("" while there is one).
         self.fast_off = self._start_fast(fast, fast_refused)
 
@@ -168,6 +170,7 @@ class Vnetd(Datapath):
         except OSError as e:
             log.warning("vnet %s: slow path only: %s", v.cfg.id, e)
             return
+        self._check_fast_mtu(v)
         supers = self.tables.supers.addrs
         for (vid, mac), e in list(self.tables.varp.entries.items()):
             if vid == v.vid:
@@ -175,6 +178,20 @@ class Vnetd(Datapath):
         for vid, mac in list(self.tables.vifs.entries):
             if vid == v.vid:
                 fp.local_set(vid, mac)
+
+    def _check_fast_mtu(self, v: Vnet) -> None:
+        """Say once per vnet when its full-size frames cannot take the fast path: they go
+        through vnetd as IP fragments and, in a TCP stream, arrive out of order with
+        the fast path's packets (doc/fastpath.md, "MTU")."""
+        links = self.ipr.link("get", index=self.here.ifindex)
+        underlay = links[0].get_attr("IFLA_MTU") if links else None
+        room = underlay - v.cfg.header if underlay else None
+        if room is None or v.mtu <= room or v.vid in self.fast_mtu_said:
+            return
+        self.fast_mtu_said.add(v.vid)
+        log.warning("vnet %s: IP packets over %d bytes take vnetd and IP fragments (underlay %s MTU %d); "
+                    "an underlay MTU of %d, or --mtu %d, keeps every frame on the fast path",
+                    v.cfg.id.short or v.cfg.id, room, self.here.device, underlay, v.mtu + v.cfg.header, room)
 
     def _hold_fast(self, vid: bytes) -> Callable[[], None]:
         """Keep a vnet on the slow path until what this returns is called."""
