@@ -14,6 +14,8 @@ from vnet.datapath.kmod import loader
 
 os.environ["VNET_TEST_DATAPATH"] = "kmod"
 VNET_KO = Path(os.environ.get("VNET_KO") or loader.default_module_path())
+#: asm-generic/socket.h (x86-64); Python's socket module does not name it.
+SO_TIMESTAMP = 29
 
 
 def _shard() -> tuple[int, int] | None:
@@ -102,6 +104,6 @@ def timestamps_on():
     the CPU up onto it each time.  One socket holding the key on from the start means
     the code is patched once, before any packet flows, and not again."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_TIMESTAMP, 1)
+    sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMP, 1)
     yield
     sock.close()
