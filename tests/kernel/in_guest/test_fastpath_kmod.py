@@ -79,10 +79,10 @@ def test_fastpath_host_with_module_host(lab, make_hosts, record_testsuite_proper
 
     # Sending to the module: GSO packets take the fast path (the module's announces
     # say it takes super-frames), and so do single IP frames that fit after
-    # encapsulation.  Single full-size segments do not (bpf_skb_adjust_room grows a
-    # packet that is no GSO packet only up to the tap's MTU): vnetd sends them, as IP
-    # fragments.  How many of those TCP sends depends on timing (up to 30 % of the
-    # bytes under emulation, none on the host), so only a majority is asked for.
+    # encapsulation.  Single full-size segments do not fit this 1500-byte underlay
+    # (doc/fastpath.md, "MTU"): vnetd sends them, as IP fragments.  How many of those
+    # TCP sends depends on timing (up to a third of the bytes under emulation, none
+    # on the host), so only a majority is asked for.
     # Floods and non-IP frames (ARP probes) are vnetd's too, by design.
     frames, nbytes, fframes, fbytes = _delta(start, mid, "tx")
     assert fbytes > nbytes / 2, shares[0]
