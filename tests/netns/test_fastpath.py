@@ -632,7 +632,8 @@ def test_room_for_full_size_frames_keeps_them_fast(lab, tmp_path) -> None:
     """The two remedies doc/fastpath.md gives for full-size frames that are no GSO
     packets: an underlay 64 bytes larger than the vnet (1564 for 1500), or a vnet 64
     bytes smaller than the underlay (--mtu 1436).  Either way a whole frame goes fast,
-    and 10 MB of TCP between the VMs goes (almost) all through the fast path."""
+    and 10 MB of TCP between the VMs goes (almost) all through the fast path: before,
+    such frames went through vnetd as IP fragments whatever the MTUs."""
     sw = lab.switch("sw")
     for mtu, vnet_mtu, subnet in ((1564, 1500, "10.0.0"), (1500, 1436, "10.0.1")):
         hosts = []
@@ -656,4 +657,5 @@ def test_room_for_full_size_frames_keeps_them_fast(lab, tmp_path) -> None:
         before = [record(h, str(mtu)) for h in hosts]
         transfer(lab, a, b, "tcp", 10 * 1024 * 1024)
         g = grown(before[0], record(hosts[0], str(mtu)))
-        assert g["fast_tx_packets"] >= 0.99 * g["tx_packets"], (mtu, g)
+        # Bytes: the few frames of ARP and neighbour discovery are vnetd's by design.
+        assert g["fast_tx_bytes"] >= 0.99 * g["tx_bytes"], (mtu, g)
