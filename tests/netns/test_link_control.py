@@ -150,7 +150,11 @@ def test_corruption(lab, make_hosts):
     h2 = hosts[1]
     h2.vn("port-set", "97", r1.port, "--corrupt", "100")
     src = bytes.fromhex(r0.mac.replace(":", ""))
-    frames = [b"\xff" * 6 + src + b"\x88\xb5" + f"corrupt-{i:03d}".encode() + bytes(100) for i in range(30)]
+    # The index three times: any two frames differ in at least 3 bits, so one flipped
+    # bit never turns a frame into another of ours ("corrupt-001" and "corrupt-000"
+    # are one bit apart, which once passed for a frame arriving unaltered).
+    frames = [b"\xff" * 6 + src + b"\x88\xb5" + f"corrupt-{i:03d}-{i:03d}-{i:03d}".encode() + bytes(100)
+              for i in range(30)]
 
     def flipped(seen: list[bytes]) -> list[bytes]:
         """The frames seen that are one of ours with exactly one bit flipped."""
