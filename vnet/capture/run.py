@@ -95,21 +95,22 @@ def capture(ctrl: Controller, req: Request, say) -> Result:
 
     endpoints = [p.endpoint for p in points if p.endpoint]
 
+    def vnetd_stream(*items: list) -> EndpointFeed:
+        """vnetd's capture stream of this vnet (vnet/datapath/vnetd/capture.py)."""
+        command = ["capture", ["vnet", str(cfg.id)], ["filter", req.expression, program.packed().hex()],
+                   ["snaplen", str(req.snaplen)], *items]
+        return EndpointFeed.from_vnetd(resolve_socket(ctrl.socket_path, ctrl.state_dir), command)
+
     def feed() -> EndpointFeed:
         if dp.kind == "kmod":
             return EndpointFeed(module_messages(dp, cfg.id.packed, endpoints, program, req.snaplen),
                                 "the vnet module")
-        command = ["capture", ["vnet", str(cfg.id)], ["filter", req.expression, program.packed().hex()],
-                   ["snaplen", str(req.snaplen)]]
-        command += [["endpoint", *words] for words in endpoints]
-        return EndpointFeed.from_vnetd(resolve_socket(ctrl.socket_path, ctrl.state_dir), command)
+        return vnetd_stream(*(["endpoint", *words] for words in endpoints))
 
     if dp.kind != "kmod" and any(p.name == "tunnel" for p in points):
         # vnetd's fast path sends frames out before the tap's packet taps see them:
         # this stream keeps the vnet on the slow path until the capture ends.
-        command = ["capture", ["vnet", str(cfg.id)], ["filter", req.expression, program.packed().hex()],
-                   ["snaplen", str(req.snaplen)], ["tunnel"]]
-        EndpointFeed.from_vnetd(resolve_socket(ctrl.socket_path, ctrl.state_dir), command)
+        vnetd_stream(["tunnel"])
     output = Output(req.write)
     session = Session(output, comment, interfaces, program, req.snaplen, feed, opener)
     if opener is not None:

@@ -89,10 +89,29 @@ def link_index(ipr: IPRoute, name: str) -> int | None:
     return found[0] if found else None
 
 
-def link_kind(ipr: IPRoute, index: int) -> str | None:
-    link = ipr.get_links(index)[0]
+def _kind(link) -> str | None:
+    """A link message's rtnetlink kind ("veth", "bridge", ...), None for a NIC."""
     info = link.get_attr("IFLA_LINKINFO")
     return info.get_attr("IFLA_INFO_KIND") if info is not None else None
+
+
+def link_kind(ipr: IPRoute, index: int) -> str | None:
+    return _kind(ipr.get_links(index)[0])
+
+
+#: Every link of a namespace by name: (index, kind, lower index, master index).
+LinkStack = dict[str, tuple[int, "str | None", "int | None", "int | None"]]
+
+
+def link_stack(ipr: IPRoute) -> LinkStack:
+    """Every link of this namespace by name, with what says which devices its packets
+    leave by: its rtnetlink kind, its lower device (IFLA_LINK of a VLAN or macvlan;
+    None if none, or in another namespace) and its master (a bridge, a bond)."""
+    out: LinkStack = {}
+    for link in ipr.get_links():
+        lower = None if link.get_attr("IFLA_LINK_NETNSID") is not None else link.get_attr("IFLA_LINK")
+        out[link.get_attr("IFLA_IFNAME")] = (link["index"], _kind(link), lower, link.get_attr("IFLA_MASTER"))
+    return out
 
 
 def ensure_bridge(ipr: IPRoute, name: str) -> bool:
@@ -212,8 +231,7 @@ def bridges(ipr: IPRoute) -> dict[str, list[str]]:
     names = {link["index"]: link.get_attr("IFLA_IFNAME") for link in links}
     out: dict[str, list[str]] = {}
     for link in links:
-        info = link.get_attr("IFLA_LINKINFO")
-        if info is not None and info.get_attr("IFLA_INFO_KIND") == "bridge":
+        if _kind(link) == "bridge":
             out[link.get_attr("IFLA_IFNAME")] = []
     for link in links:
         master = link.get_attr("IFLA_MASTER")

@@ -27,6 +27,7 @@ from pyroute2 import IPRoute
 
 from vnet.datapath.fastpath import libbpf
 from vnet.datapath.fastpath.libbpf import BPF_TC_EGRESS, BPF_TC_INGRESS, BpfObject
+from vnet.host.netdev import LinkStack
 
 log = logging.getLogger("vnetd")
 
@@ -60,17 +61,15 @@ def object_path() -> Path:
     return Path(str(resources.files("vnet.datapath.fastpath").joinpath(OBJECT)))
 
 
-#: The links of vnetd's namespace by name: (index, kind, lower index, master index),
-#: with kind the rtnetlink kind ("veth", "bridge", ...; None for a NIC), lower the
-#: IFLA_LINK of a VLAN or macvlan (None if none, or in another namespace).
-Links = Callable[[], "dict[str, tuple[int, str | None, int | None, int | None]]"]
+#: What reads the links of vnetd's namespace (vnet.host.netdev.link_stack).
+Links = Callable[[], LinkStack]
 
 #: Kinds whose packets go out of their lower device (IFLA_LINK), or their ports.
 STACKED = ("vlan", "macvlan", "ipvlan", "macsec")
 MASTERS = ("bridge", "bond", "team")
 
 
-def csum_mode(device: str, links: dict[str, tuple[int, str | None, int | None, int | None]]) -> int:
+def csum_mode(device: str, links: LinkStack) -> int:
     """Who completes a partial inner checksum after the fast path sent the packet
     out of `device`.  A NIC (or the kernel's software fallback in front of one)
     completes it; a veth hands the packet to another stack as it is, so the fast

@@ -9,7 +9,6 @@ into OSError here so callers handle one kind of failure.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import errno
 import os
 
@@ -56,7 +55,6 @@ def library() -> ctypes.CDLL:
                 ("bpf_object__find_map_by_name", vp, [vp, cp]),
                 ("bpf_program__fd", ci, [vp]),
                 ("bpf_map__fd", ci, [vp]),
-                ("bpf_map__key_size", ctypes.c_uint32, [vp]),
                 ("bpf_map__value_size", ctypes.c_uint32, [vp]),
                 ("bpf_map_update_elem", ci, [ci, vp, vp, ctypes.c_uint64]),
                 ("bpf_map_lookup_elem", ci, [ci, vp, vp]),
@@ -82,9 +80,8 @@ def _check(rc: int, what: str) -> int:
 class Map:
     """One of the object's maps, by its fd: fixed-size keys and values as bytes."""
 
-    def __init__(self, fd: int, key_size: int, value_size: int, per_cpu: bool = False) -> None:
+    def __init__(self, fd: int, value_size: int, per_cpu: bool = False) -> None:
         self.fd = fd
-        self.key_size = key_size
         # A per-CPU map's value is one slot per possible CPU, each rounded up to 8.
         self.cpus = library().libbpf_num_possible_cpus() if per_cpu else 1
         self.slot = (value_size + 7) & ~7 if per_cpu else value_size
@@ -144,8 +141,7 @@ class BpfObject:
         m = lib.bpf_object__find_map_by_name(self.obj, name.encode())
         if not m:
             raise OSError(errno.ENOENT, f"no map {name} in the object")
-        return Map(_check(lib.bpf_map__fd(m), f"map {name}"), lib.bpf_map__key_size(m),
-                   lib.bpf_map__value_size(m), per_cpu)
+        return Map(_check(lib.bpf_map__fd(m), f"map {name}"), lib.bpf_map__value_size(m), per_cpu)
 
     def close(self) -> None:
         """Close the object: programs and maps go once no tc filter holds them."""

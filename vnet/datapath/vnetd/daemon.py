@@ -127,7 +127,8 @@ class Vnetd(Datapath):
             if not self.here.ifindex:
                 raise OSError(0, f"no underlay device has {self.here.address}")
             fp = fastpath.FastPath(self.here.address_b, self.here.ifindex, self.here.device, self.here.port,
-                                   wire.DEFAULT_TTL, SUPER_FRAME_MAX, links=self._links)
+                                   wire.DEFAULT_TTL, SUPER_FRAME_MAX,
+                                   links=functools.partial(netdev.link_stack, self.ipr))
         except OSError as e:
             reason = fastpath.probe_error(e)
             log.warning("fast path off, every frame through vnetd: %s", reason)
@@ -139,16 +140,6 @@ class Vnetd(Datapath):
         log.warning("fast path on: underlay %s, partial checksums completed by %s", self.here.device,
                     fastpath.CSUM_MODES[fp.csum])
         return ""
-
-    def _links(self) -> dict[str, tuple[int, str | None, int | None, int | None]]:
-        """Every link here: (index, rtnetlink kind, lower index, master index)."""
-        out = {}
-        for msg in self.ipr.get_links():
-            info = msg.get_attr("IFLA_LINKINFO")
-            kind = info.get_attr("IFLA_INFO_KIND") if info is not None else None
-            lower = None if msg.get_attr("IFLA_LINK_NETNSID") is not None else msg.get_attr("IFLA_LINK")
-            out[msg.get_attr("IFLA_IFNAME")] = (msg["index"], kind, lower, msg.get_attr("IFLA_MASTER"))
-        return out
 
     def _fast_sync(self, v: Vnet) -> None:
         """Serve v through the fast path exactly while it can be: a plain UDP vnet whose
@@ -171,13 +162,20 @@ class Vnetd(Datapath):
             log.warning("vnet %s: slow path only: %s", v.cfg.id, e)
             return
         self._check_fast_mtu(v)
-        supers = self.tables.supers.addrs
-        for (vid, mac), e in list(self.tables.varp.entries.items()):
+        # What the tables hold of v already, told to their mirrors as a change would be.
+        varp, vifs = self.tables.varp, self.tables.vifs
+        for (vid, mac), e in list(varp.entries.items()):
             if vid == v.vid:
-                fp.remote_set(vid, mac, e.addr, e.addr in supers)
-        for vid, mac in list(self.tables.vifs.entries):
+                varp.mirror.set(vid, mac, e.addr)
+        for vid, mac in list(vifs.entries):
             if vid == v.vid:
-                fp.local_set(vid, mac)
+                vifs.mirror.set(vid, mac, None)
+
+    def _set_attachments(self, v: Vnet) -> None:
+        """After a port or endpoint came or went: v's attachments, and its path (the
+        fast path serves a vnet whose one attachment is its tap)."""
+        v.set_attachments()
+        self._fast_sync(v)
 
     def _check_fast_mtu(self, v: Vnet) -> None:
         """Say once per vnet when its full-size frames cannot take the fast path: they go
@@ -384,8 +382,7 @@ class Vnetd(Datapath):
             raise DatapathError.from_os_error(e, f"port {name}: cannot open a packet socket on it") from None
         self._set_link(p, v.cfg.link(name))
         v.ports[name] = p
-        v.set_attachments()
-        self._fast_sync(v)
+        self._set_attachments(v)
         self.loop.watch(p.fd, lambda: self._port_readable(v, p, p.frames))
         self.loop.watch(p.tagged.fileno(), lambda: self._port_readable(v, p, p.tagged_frames))
 
@@ -401,8 +398,7 @@ class Vnetd(Datapath):
             p.link = None
         p.close()
         v.ports[name] = None
-        v.set_attachments()
-        self._fast_sync(v)
+        self._set_attachments(v)
 
     def _check_names(self, vid: VnetId, name: str, kind: str) -> None:
         """Refuse `name` as a `kind` if a vnet here uses it as a device, bridge or port."""
@@ -451,15 +447,13 @@ class Vnetd(Datapath):
 
         att.open(self.loop, receive)
         v.endpoints[spec] = att
-        v.set_attachments()
-        self._fast_sync(v)
+        self._set_attachments(v)
 
     def _close_endpoint(self, v: Vnet, spec: EndpointSpec) -> None:
         att = v.endpoints.pop(spec, None)
         if att is not None:
             att.close()
-            v.set_attachments()
-            self._fast_sync(v)
+            self._set_attachments(v)
 
     def endpoint_add(self, vid: VnetId, spec: EndpointSpec) -> None:
         v = self._need_vnet(vid)
