@@ -77,15 +77,21 @@ def test_lldpd_on_two_hosts_sees_its_neighbour_through_ports(lab, make_hosts, ll
     seen: dict[str, list[str]] = {}
     while time.monotonic() < deadline:
         for vm in vms:
-            # lldpd may not have its socket yet; ask again until the deadline.
+            # lldpd starts paused and runs lldpcli to resume itself, but does not look
+            # at how that ended: under load it can stay paused, neither sending nor
+            # receiving (a guest run saw that).  Resuming again is harmless.  lldpd
+            # may not have its socket yet either; ask again until the deadline.
+            resumed = lab.run(vm, ["lldpcli", "-u", socks[vm.name], "resume"])
             got = lab.run(vm, ["lldpcli", "-u", socks[vm.name], "update"])
-            if got.returncode == 0:
+            if resumed.returncode == 0 and got.returncode == 0:
                 seen[vm.name] = lldp_neighbors(lab, vm, socks[vm.name])
         if "vnet-test-b" in seen.get("a", []) and "vnet-test-a" in seen.get("b", []):
             break
         time.sleep(0.5)
-    assert seen.get("a") == ["vnet-test-b"], seen
-    assert seen.get("b") == ["vnet-test-a"], seen
+    stats = {vm.name: lab.run(vm, ["lldpcli", "-u", socks[vm.name], "show", "statistics"]).stdout
+             for vm in vms}
+    assert seen.get("a") == ["vnet-test-b"], (seen, stats)
+    assert seen.get("b") == ["vnet-test-a"], (seen, stats)
 
 
 def switch_vm(lab: Lab, name: str, host, address: str) -> VM:
