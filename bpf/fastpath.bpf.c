@@ -37,6 +37,8 @@
 /* Outer IPv4 + UDP + VUDP header (4) + EtherIP header (2) + vnet id (16). */
 #define VUDP_LEN	(4 + 2 + VNET_ID_LEN)
 #define OUTER_LEN	(sizeof(struct iphdr) + sizeof(struct udphdr) + VUDP_LEN)
+/* What bpf_skb_change_proto takes out of a frame made IPv4 from IPv6. */
+#define IP6_SHRINK	(sizeof(struct ipv6hdr) - sizeof(struct iphdr))
 /* Refresh an entry's time at most this often (ns): one write a second, not one a frame. */
 #define REFRESH_NS	1000000000ULL
 /* The longest L4 part whose checksum is completed here (a 9000-byte MTU). */
@@ -293,6 +295,7 @@ int vnet_encap(struct __sk_buff *skb)
 	struct fp_remote *rem;
 	struct fp_local *loc;
 	struct fp_tap *tap;
+	struct ipv6hdr ip6;
 	struct vudp_hdr h;
 	struct iphdr ip;
 	__u32 zero = 0, ifindex = skb->ifindex, len = skb->len, mtu = 0;
@@ -330,11 +333,8 @@ int vnet_encap(struct __sk_buff *skb)
 		if (!(rem->flags & FP_REMOTE_SUPER) || len > cfg->super_max)
 			return TC_ACT_UNSPEC;
 	} else {
-		/* IPv6 gets room from bpf_skb_adjust_room, which makes it only up
-		 * to the tap's MTU: a longer frame goes to vnetd, untouched.
-		 */
-		if (proto != bpf_htons(ETH_P_IP) &&
-		    bpf_check_mtu(skb, 0, &mtu, OUTER_LEN + ETH_HLEN, 0))
+		if (proto == bpf_htons(ETH_P_IPV6) &&
+		    bpf_skb_load_bytes(skb, ETH_HLEN, &ip6, sizeof(ip6)))
 			return TC_ACT_UNSPEC;
 		if (cfg->csum != FP_CSUM_LEAVE) {
 			partial = partial_csum(skb, proto, &csum);
@@ -389,6 +389,20 @@ int vnet_encap(struct __sk_buff *skb)
 		if (bpf_skb_change_head(skb, OUTER_LEN + ETH_HLEN, 0))
 			return TC_ACT_UNSPEC;
 		if (bpf_skb_store_bytes(skb, 0, &h, sizeof(h) - ETH_HLEN, 0))
+			return TC_ACT_SHOT;
+	} else if (!gso) {
+		/* An IPv6 frame that is no GSO packet: bpf_skb_adjust_room would
+		 * make room only up to the tap's MTU, so the protocol is made IPv4
+		 * (which takes 20 bytes out of the frame's first 54) and room made
+		 * in front as for IPv4; the first 118 bytes are then written whole:
+		 * our header, the frame's Ethernet header, its IPv6 header.  Past
+		 * bpf_skb_change_proto the frame is changed: it cannot go to vnetd.
+		 */
+		if (bpf_skb_change_proto(skb, bpf_htons(ETH_P_IP), 0))
+			return TC_ACT_UNSPEC;
+		if (bpf_skb_change_head(skb, OUTER_LEN + ETH_HLEN + IP6_SHRINK, 0) ||
+		    bpf_skb_store_bytes(skb, 0, &h, sizeof(h), 0) ||
+		    bpf_skb_store_bytes(skb, sizeof(h), &ip6, sizeof(ip6), 0))
 			return TC_ACT_SHOT;
 	} else {
 		/* Room after the frame's own Ethernet header, which becomes the
@@ -448,6 +462,12 @@ int vnet_decap(struct __sk_buff *skb)
 	/* Whole (no trailer), from another host, a VUDP frame of EtherIP version 4. */
 	if (bpf_ntohs(h.ip.tot_len) != len - ETH_HLEN || h.ip.saddr == cfg->addr ||
 	    no_host(h.ip.saddr) || h.ip.saddr == 0xffffffff)
+		return TC_ACT_UNSPEC;
+	/* Every vnet host sends UDP checksum 0.  A packet that carries one goes
+	 * to vnetd, whose socket has the kernel verify it: taken here it would
+	 * not be.
+	 */
+	if (h.udp.check)
 		return TC_ACT_UNSPEC;
 	if (h.msg[0] || h.msg[1] != 2 || h.msg[2] || h.msg[3])
 		return TC_ACT_UNSPEC;

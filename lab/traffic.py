@@ -75,8 +75,9 @@ else:
 DATAGRAMS = r"""
 import socket, sys
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.setsockopt(socket.SOL_SOCKET, 11, int(sys.argv[4]))  # SO_NO_CHECK
 s.bind(("0.0.0.0", int(sys.argv[2])))
-for h in sys.argv[4:]:
+for h in sys.argv[5:]:
     s.sendto(bytes.fromhex(h), (sys.argv[1], int(sys.argv[3])))
 """
 
@@ -122,10 +123,11 @@ def transfer(lab: Lab, src: NodeRef, dst, kind: str, amount: int) -> None:
 
 
 def send_datagrams(lab: Lab, node: NodeRef, dst: str, payloads: list[bytes], sport: int = 40000,
-                   port: int = 1798) -> None:
+                   port: int = 1798, checksum: bool = False) -> None:
     """Send each payload as one UDP datagram from `node` (source port `sport`) to
-    `dst`:`port`, byte for byte: crafted vnet messages, replays, garbage."""
-    r = lab.run(node, script_argv(DATAGRAMS, dst, str(sport), str(port))
+    `dst`:`port`, byte for byte: crafted vnet messages, replays, garbage.  The UDP
+    checksum is 0, as every vnet host sends it, unless `checksum`."""
+    r = lab.run(node, script_argv(DATAGRAMS, dst, str(sport), str(port), str(int(not checksum)))
                 + [p.hex() for p in payloads])
     assert r.returncode == 0, r.stderr
 
