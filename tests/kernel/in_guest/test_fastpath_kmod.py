@@ -3,7 +3,8 @@
 Why in the guest: it is the one place where both can run at once (the host kernel
 cannot load the module), and the one place the fast path meets a distribution
 kernel (6.1) rather than the host's: its verifier, and its helpers
-bpf_redirect_neigh, bpf_check_mtu and bpf_skb_adjust_room with the tunnel flags.
+bpf_redirect_neigh, bpf_check_mtu, bpf_skb_adjust_room with the tunnel flags and
+bpf_skb_change_proto.
 So the test also records the probe: the kernel release and whether the fast path
 came up, printed and kept as a junit property that the host's summary lists
 (tests/kernel/conftest.py).  A fast path that cannot start here is a failure
@@ -17,6 +18,7 @@ import re
 
 from conftest import EXAMPLES
 
+from lab.ping import parse_ping, ping_argv
 from lab.traffic import transfer
 
 #: Bytes of each TCP transfer (issue 18 asks for 10 MB both ways).
@@ -94,3 +96,16 @@ def test_fastpath_host_with_module_host(lab, make_hosts, record_testsuite_proper
     assert fbytes > nbytes / 4, shares[1]
     assert mod.varp_table()[b.mac] == daemon.ip
     assert daemon.varp_table()[a.mac] == mod.ip
+
+    # IPv6 frames that are no GSO packet leave through bpf_skb_change_proto and
+    # bpf_skb_change_head (doc/fastpath.md, "Kernel"): 1000-byte pings on 6.1.
+    for vm, addr in ((a, "fd97::1/64"), (b, "fd97::2/64")):
+        lab.run(vm, ["ip", "-6", "addr", "add", addr, "dev", "eth0", "nodad"], check=True)
+    lab.wait_ping(b, "fd97::1", timeout=30)
+    start = _vnet97(daemon)
+    argv = ping_argv("fd97::1", 3, 0.2, 10)
+    argv[-1:-1] = ["-s", "1000"]
+    r = parse_ping(lab.run(b, argv, timeout=15).stdout, 3)
+    assert r.received == 3 and r.duplicates == 0, r.output
+    frames, nbytes, fframes, fbytes = _delta(start, _vnet97(daemon), "tx")
+    assert fframes >= 3, (frames, fframes)
