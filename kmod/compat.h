@@ -108,4 +108,19 @@ struct chacha_state {
 	chacha20_crypt((state)->x, dst, src, bytes)
 #endif
 
+/* 6.13 set up an hrtimer and its function in one call, hrtimer_setup(). */
+#if LINUX_VERSION_CODE < KERNEL_VERSION(6, 13, 0)
+#include <linux/hrtimer.h>
+
+static inline void vnet_hrtimer_setup(struct hrtimer *timer,
+				      enum hrtimer_restart (*fn)(struct hrtimer *),
+				      clockid_t clock, enum hrtimer_mode mode)
+{
+	hrtimer_init(timer, clock, mode);
+	timer->function = fn;
+}
+
+#define hrtimer_setup vnet_hrtimer_setup
+#endif
+
 #endif /* _VNET_COMPAT_H */

@@ -289,6 +289,86 @@ int vnet_nl_port_del_doit(struct sk_buff *skb, struct genl_info *info)
 	return vnet_nl_port(info, false);
 }
 
+/* A u32 link control attribute, 0 if absent. */
+static u32 vnet_linkctl_attr(struct genl_info *info, int type)
+{
+	return info->attrs[type] ? nla_get_u32(info->attrs[type]) : 0;
+}
+
+/* Says which link control value of PORT_SET is out of range, if one is. */
+static int vnet_linkctl_check(struct genl_info *info,
+			      const struct vnet_linkctl_conf *conf)
+{
+	struct nlattr **attrs = info->attrs;
+
+	if (conf->loss_ppm > VNET_LINK_PPM_MAX) {
+		NL_SET_ERR_MSG_ATTR(info->extack, attrs[VNET_A_LINK_LOSS],
+				    "loss is out of range: 0 to 1000000 millionths");
+		return -EINVAL;
+	}
+	if (conf->corrupt_ppm > VNET_LINK_PPM_MAX) {
+		NL_SET_ERR_MSG_ATTR(info->extack, attrs[VNET_A_LINK_CORRUPT],
+				    "corrupt is out of range: 0 to 1000000 millionths");
+		return -EINVAL;
+	}
+	if (conf->delay_us > VNET_LINK_DELAY_MAX) {
+		NL_SET_ERR_MSG_ATTR(info->extack, attrs[VNET_A_LINK_DELAY],
+				    "delay is out of range: 0 to 60000000 us");
+		return -EINVAL;
+	}
+	if (conf->jitter_us > VNET_LINK_DELAY_MAX) {
+		NL_SET_ERR_MSG_ATTR(info->extack, attrs[VNET_A_LINK_JITTER],
+				    "jitter is out of range: 0 to 60000000 us");
+		return -EINVAL;
+	}
+	if (conf->rate && (conf->rate < VNET_LINK_RATE_MIN ||
+			   conf->rate > VNET_LINK_RATE_MAX)) {
+		NL_SET_ERR_MSG_ATTR(info->extack, attrs[VNET_A_LINK_RATE],
+				    "rate is out of range: 8000 to 100000000000 bit/s");
+		return -EINVAL;
+	}
+	return 0;
+}
+
+int vnet_nl_port_set_doit(struct sk_buff *skb, struct genl_info *info)
+{
+	struct vnet_net *vn = vnet_info_net(info);
+	struct nlattr **attrs = info->attrs;
+	struct vnet_linkctl_conf conf = {};
+	struct vnet_port *port;
+	struct vnet_dev *vd;
+	int err = 0;
+
+	if (!vnet_need(info, VNET_A_ID, "missing vnet id") ||
+	    !vnet_need(info, VNET_A_IFNAME, "missing interface name"))
+		return -EINVAL;
+	conf.loss_ppm = vnet_linkctl_attr(info, VNET_A_LINK_LOSS);
+	conf.corrupt_ppm = vnet_linkctl_attr(info, VNET_A_LINK_CORRUPT);
+	conf.delay_us = vnet_linkctl_attr(info, VNET_A_LINK_DELAY);
+	conf.jitter_us = vnet_linkctl_attr(info, VNET_A_LINK_JITTER);
+	if (attrs[VNET_A_LINK_RATE])
+		conf.rate = nla_get_u64(attrs[VNET_A_LINK_RATE]);
+	conf.suspended = attrs[VNET_A_LINK_SUSPENDED] &&
+			 nla_get_u8(attrs[VNET_A_LINK_SUSPENDED]);
+	err = vnet_linkctl_check(info, &conf);
+	if (err)
+		return err;
+	rtnl_lock();
+	vd = vnet_find(vn, nla_data(attrs[VNET_A_ID]));
+	port = vd ? vnet_port_find(vd, nla_data(attrs[VNET_A_IFNAME])) : NULL;
+	if (!vd) {
+		NL_SET_ERR_MSG(info->extack, "vnet does not exist");
+		err = -ENOENT;
+	} else if (!port) {
+		NL_SET_ERR_MSG(info->extack, "no such port on this vnet");
+		err = -ENOENT;
+	} else {
+		vnet_linkctl_set(port, &conf);
+	}
+	rtnl_unlock();
+	return err;
+}
+
 /* An endpoint as ENDPOINT_ADD and ENDPOINT_DEL name it, checked. */
 static int vnet_nl_endpoint_spec(struct genl_info *info,
 				 struct vnet_endpoint_spec *spec)
@@ -766,10 +846,12 @@ static int vnet_fill_port(struct sk_buff *skb, struct netlink_callback *cb,
 	struct net_device *dev = rcu_dereference(port->dev);
 	void *hdr = vnet_dump_put(skb, cb, VNET_CMD_PORT_GET);
 	struct rtnl_link_stats64 st;
+	struct vnet_linkctl_conf link;
 
 	if (!hdr)
 		return -EMSGSIZE;
 	vnet_port_stats(port, &st);
+	vnet_linkctl_get(port, &link);
 	if (nla_put(skb, VNET_A_ID, VNET_ID_LEN, vd->id) ||
 	    nla_put_string(skb, VNET_A_IFNAME, port->name) ||
 	    nla_put_u8(skb, VNET_A_PORT_STATE, dev ? VNET_PORT_STATE_ATTACHED :
@@ -778,7 +860,19 @@ static int vnet_fill_port(struct sk_buff *skb, struct netlink_callback *cb,
 	    nla_put_u64_64bit(skb, VNET_A_RX_PACKETS, st.rx_packets, VNET_A_PAD) ||
 	    nla_put_u64_64bit(skb, VNET_A_TX_PACKETS, st.tx_packets, VNET_A_PAD) ||
 	    nla_put_u64_64bit(skb, VNET_A_RX_BYTES, st.rx_bytes, VNET_A_PAD) ||
-	    nla_put_u64_64bit(skb, VNET_A_TX_BYTES, st.tx_bytes, VNET_A_PAD)) {
+	    nla_put_u64_64bit(skb, VNET_A_TX_BYTES, st.tx_bytes, VNET_A_PAD) ||
+	    (link.suspended &&
+	     nla_put_u8(skb, VNET_A_LINK_SUSPENDED, 1)) ||
+	    (link.loss_ppm &&
+	     nla_put_u32(skb, VNET_A_LINK_LOSS, link.loss_ppm)) ||
+	    (link.corrupt_ppm &&
+	     nla_put_u32(skb, VNET_A_LINK_CORRUPT, link.corrupt_ppm)) ||
+	    (link.delay_us &&
+	     nla_put_u32(skb, VNET_A_LINK_DELAY, link.delay_us)) ||
+	    (link.jitter_us &&
+	     nla_put_u32(skb, VNET_A_LINK_JITTER, link.jitter_us)) ||
+	    (link.rate &&
+	     nla_put_u64_64bit(skb, VNET_A_LINK_RATE, link.rate, VNET_A_PAD))) {
 		genlmsg_cancel(skb, hdr);
 		return -EMSGSIZE;
 	}

@@ -83,9 +83,15 @@ const struct nla_policy vnet_nl_policy[VNET_A_MAX + 1] = {
 	[VNET_A_REMOTE_ADDR]	= { .type = NLA_BE32 },
 	[VNET_A_REMOTE_PORT]	= NLA_POLICY_MIN(NLA_U16, 1),
 	[VNET_A_GROUP]		= { .type = NLA_BE32 },
+	[VNET_A_LINK_SUSPENDED]	= NLA_POLICY_MAX(NLA_U8, 1),
+	[VNET_A_LINK_LOSS]	= { .type = NLA_U32 },
+	[VNET_A_LINK_CORRUPT]	= { .type = NLA_U32 },
+	[VNET_A_LINK_DELAY]	= { .type = NLA_U32 },
+	[VNET_A_LINK_JITTER]	= { .type = NLA_U32 },
+	[VNET_A_LINK_RATE]	= { .type = NLA_U64 },
 };
 
-const struct genl_small_ops vnet_nl_ops[20] = {
+const struct genl_small_ops vnet_nl_ops[21] = {
 	{
 		.cmd	= VNET_CMD_VNET_ADD,
 		.doit	= vnet_nl_vnet_add_doit,
@@ -165,6 +171,10 @@ const struct genl_small_ops vnet_nl_ops[20] = {
 	}, {
 		.cmd	= VNET_CMD_ENDPOINT_GET,
 		.dumpit	= vnet_nl_endpoint_get_dumpit,
+		.flags	= GENL_UNS_ADMIN_PERM,
+	}, {
+		.cmd	= VNET_CMD_PORT_SET,
+		.doit	= vnet_nl_port_set_doit,
 		.flags	= GENL_UNS_ADMIN_PERM,
 	},
 };

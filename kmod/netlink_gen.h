@@ -118,20 +118,25 @@ enum vnet_drop {
 	VNET_D_RECV_ERROR,
 	/* vnetd only: a tap read failed */
 	VNET_D_TAP_READ_ERROR,
-	/* vnetd only: a tap write failed */
+	/*
+	 * a write to a port failed (vnetd: its tap), or a frame waiting in a
+	 * port's link control queue was lost because the port or its interface
+	 * went away
+	 */
 	VNET_D_TAP_WRITE_ERROR,
 	/* vnetd only: a tap gave less than a header */
 	VNET_D_TAP_RUNT,
 	/* an 802.3x pause frame from a port (a switch does not forward them) */
 	VNET_D_PAUSE_FRAME,
-	/*
-	 * vnetd only: a frame from or for a suspended port (vn port-set
-	 * --suspend)
-	 */
+	/* a frame from or for a suspended port (vn port-set --suspend) */
 	VNET_D_LINK_SUSPENDED,
-	/* vnetd only: a frame for a port dropped by its link control's loss */
+	/* a frame for a port dropped by its link control's loss */
 	VNET_D_LINK_LOSS,
-	/* vnetd only: a frame for a port beyond its rate limit and queue */
+	/*
+	 * a frame for a port beyond its rate limit (it would wait more than 100
+	 * ms behind the frames before it) or, on the module, beyond the 1000
+	 * frames a port's link control queue holds
+	 */
 	VNET_D_LINK_RATE,
 	VNET_D_COUNT,
 	VNET_D_MAX = (VNET_D_COUNT - 1)
@@ -144,7 +149,7 @@ extern const struct nla_policy vnet_key_nl_policy[VNET_A_KEY_SECRET + 1];
 extern const struct nla_policy vnet_keys_nl_policy[VNET_A_KEY + 1];
 extern const struct nla_policy vnet_nl_policy[VNET_A_MAX + 1];
 
-extern const struct genl_small_ops vnet_nl_ops[20];
+extern const struct genl_small_ops vnet_nl_ops[21];
 
 enum vnet_nlgrps {
 	VNET_NLGRP_MONITOR,
@@ -173,5 +178,6 @@ int vnet_nl_port_get_dumpit(struct sk_buff *skb, struct netlink_callback *cb);
 int vnet_nl_endpoint_add_doit(struct sk_buff *skb, struct genl_info *info);
 int vnet_nl_endpoint_del_doit(struct sk_buff *skb, struct genl_info *info);
 int vnet_nl_endpoint_get_dumpit(struct sk_buff *skb, struct netlink_callback *cb);
+int vnet_nl_port_set_doit(struct sk_buff *skb, struct genl_info *info);
 
 #endif /* _VNET_NETLINK_GEN_H */

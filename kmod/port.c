@@ -72,10 +72,11 @@ void vnet_port_stats(const struct vnet_port *port,
 
 /*
  * Sends a frame (skb->data at its Ethernet header) out of @port's interface
- * @dev.  Consumes @skb.  Called under RCU with BHs off.
+ * @dev now, past its link control.  Consumes @skb.  Called under RCU with
+ * BHs off.
  */
-static void vnet_port_xmit(struct vnet_port *port, struct net_device *dev,
-			   struct sk_buff *skb)
+void vnet_port_send(struct vnet_port *port, struct net_device *dev,
+		    struct sk_buff *skb)
 {
 	__be16 proto = ((const struct ethhdr *)skb->data)->h_proto;
 	unsigned int len = skb->len;
@@ -93,6 +94,19 @@ static void vnet_port_xmit(struct vnet_port *port, struct net_device *dev,
 	ret = dev_queue_xmit(skb);
 	if (!net_xmit_eval(ret))
 		vnet_port_count(port, false, len);
+}
+
+/*
+ * Sends a frame out of @port's interface @dev, through its link control if
+ * it has one.  Consumes @skb.  Called under RCU with BHs off.
+ */
+static void vnet_port_xmit(struct vnet_port *port, struct net_device *dev,
+			   struct sk_buff *skb)
+{
+	if (unlikely(READ_ONCE(port->link_on)))
+		vnet_linkctl_xmit(port, dev, skb);
+	else
+		vnet_port_send(port, dev, skb);
 }
 
 /* The attached port of @vd numbered @id, and its interface.  Under RCU. */
@@ -250,6 +264,13 @@ static rx_handler_result_t vnet_port_rx(struct sk_buff **pskb)
 
 	if (unlikely(skb->pkt_type == PACKET_LOOPBACK))
 		return RX_HANDLER_PASS;
+	/* Suspended (linkctl.c): nothing from the port enters the vnet. */
+	if (unlikely(READ_ONCE(port->link_on)) &&
+	    READ_ONCE(port->link.suspended)) {
+		vnet_drop(vd->vn, VNET_D_LINK_SUSPENDED);
+		kfree_skb(skb);
+		return RX_HANDLER_CONSUMED;
+	}
 	skb = skb_share_check(skb, GFP_ATOMIC);
 	if (unlikely(!skb)) {
 		vnet_drop(vd->vn, VNET_D_NO_MEMORY);
@@ -391,6 +412,8 @@ static void vnet_port_detach(struct vnet_port *port)
 	RCU_INIT_POINTER(port->dev, NULL);
 	/* Waits for the readers of both pointers. */
 	netdev_rx_handler_unregister(dev);
+	/* No frame comes for it now: those waiting to leave are lost. */
+	vnet_linkctl_flush(port);
 	dev->flags &= ~IFF_SLAVE;
 	dev_set_promiscuity(dev, -1);
 	dev_put(dev);
@@ -407,6 +430,8 @@ static void vnet_port_free_rcu(struct rcu_head *head)
 static void vnet_port_remove(struct vnet_port *port)
 {
 	vnet_port_detach(port);
+	/* Its timer stopped before it is freed (a waiting port's too). */
+	vnet_linkctl_flush(port);
 	list_del_rcu(&port->list);
 	port->vd->nports--;
 	call_rcu(&port->rcu, vnet_port_free_rcu);
@@ -459,6 +484,7 @@ int vnet_port_add(struct vnet_dev *vd, const char *name,
 	}
 	port->vd = vd;
 	port->id = vd->last_port + 1;
+	vnet_linkctl_init(port);
 	strscpy(port->name, name, sizeof(port->name));
 	dev = __dev_get_by_name(vd->vn->net, name);
 	if (dev) {
@@ -475,19 +501,27 @@ int vnet_port_add(struct vnet_dev *vd, const char *name,
 	return 0;
 }
 
-/* Caller holds RTNL.  Returns 0, or -ENOENT when @vd has no such port. */
-int vnet_port_del(struct vnet_dev *vd, const char *name)
+/* The port of @vd named @name, or NULL.  Caller holds RTNL. */
+struct vnet_port *vnet_port_find(struct vnet_dev *vd, const char *name)
 {
 	struct vnet_port *port;
 
 	ASSERT_RTNL();
-	list_for_each_entry(port, &vd->ports, list) {
-		if (!strcmp(port->name, name)) {
-			vnet_port_remove(port);
-			return 0;
-		}
-	}
-	return -ENOENT;
+	list_for_each_entry(port, &vd->ports, list)
+		if (!strcmp(port->name, name))
+			return port;
+	return NULL;
+}
+
+/* Caller holds RTNL.  Returns 0, or -ENOENT when @vd has no such port. */
+int vnet_port_del(struct vnet_dev *vd, const char *name)
+{
+	struct vnet_port *port = vnet_port_find(vd, name);
+
+	if (!port)
+		return -ENOENT;
+	vnet_port_remove(port);
+	return 0;
 }
 
 /* Removes every port of @vd (being deleted).  Caller holds RTNL. */

@@ -7,6 +7,7 @@
 #define _VNET_H
 
 #include <linux/etherdevice.h>
+#include <linux/hrtimer.h>
 #include <linux/ip.h>
 #include <linux/mutex.h>
 #include <linux/netdevice.h>
@@ -308,6 +309,41 @@ struct vnet_net {
 #define VNET_ATT_VNIF		0
 #define VNET_ATT_NETWORK	U32_MAX
 
+/* Link control limits (PORT_SET): millionths, microseconds, bits/s. */
+#define VNET_LINK_PPM_MAX	1000000U
+#define VNET_LINK_DELAY_MAX	60000000U
+#define VNET_LINK_RATE_MIN	8000ULL
+#define VNET_LINK_RATE_MAX	100000000000ULL
+/* The frames a port's link control queue holds (netem's default limit). */
+#define VNET_LINK_QUEUE_MAX	1000
+
+/* A port's link control as PORT_SET gives it and PORT_GET reports it. */
+struct vnet_linkctl_conf {
+	u64 rate;			/* bits/s, 0: no limit */
+	u32 loss_ppm;
+	u32 corrupt_ppm;
+	u32 delay_us;
+	u32 jitter_us;
+	bool suspended;
+};
+
+/* The link control of a port (linkctl.c). */
+struct vnet_linkctl {
+	spinlock_t lock;		/* everything below */
+	struct vnet_linkctl_conf conf;
+	bool suspended;			/* also read locklessly on receive */
+	bool active;			/* any setting */
+	u64 loss;			/* probabilities out of 2^32 */
+	u64 corrupt;
+	u64 delay;			/* ns */
+	u64 jitter;
+	u64 rate;			/* bits/s */
+	u64 free_at;			/* when the rate lets the next frame go */
+	u64 last_due;			/* when the last frame queued leaves */
+	struct sk_buff_head queue;	/* frames waiting, in order to leave */
+	struct hrtimer timer;		/* armed for the head of queue */
+};
+
 /*
  * An interface of the namespace that is a port of a vnet (port.c): bound by
  * name, attached by its receive handler while an interface of that name exists.
@@ -320,6 +356,12 @@ struct vnet_port {
 	struct pcpu_sw_netstats __percpu *stats;
 	u32 id;				/* its attachment, never VNET_ATT_VNIF */
 	char name[IFNAMSIZ];
+	/*
+	 * Link control is on, or its last frames still queued: the one test
+	 * the paths pay without it.  READ_ONCE; written under link.lock.
+	 */
+	bool link_on;
+	struct vnet_linkctl link;
 };
 
 /* An endpoint's counters, vnetd's (Endpoint.COUNTERS), in its order. */
@@ -551,8 +593,19 @@ void vnet_local_flood(struct vnet_dev *vd, struct sk_buff *skb, u32 from,
 void vnet_local_rcv(struct vnet_dev *vd, struct sk_buff *skb);
 void vnet_port_stats(const struct vnet_port *port,
 		     struct rtnl_link_stats64 *st);
+void vnet_port_send(struct vnet_port *port, struct net_device *dev,
+		    struct sk_buff *skb);
+struct vnet_port *vnet_port_find(struct vnet_dev *vd, const char *name);
 int vnet_port_init(void);
 void vnet_port_exit(void);
+
+/* linkctl.c */
+void vnet_linkctl_init(struct vnet_port *port);
+void vnet_linkctl_xmit(struct vnet_port *port, struct net_device *dev,
+		       struct sk_buff *skb);
+void vnet_linkctl_flush(struct vnet_port *port);
+void vnet_linkctl_set(struct vnet_port *port, const struct vnet_linkctl_conf *conf);
+void vnet_linkctl_get(struct vnet_port *port, struct vnet_linkctl_conf *conf);
 
 /* endpoint.c */
 struct vnet_endpoint_spec {

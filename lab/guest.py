@@ -113,9 +113,7 @@ BOOT_MODULES: tuple[str, ...] = (
     "bridge", "veth", "vxlan", "tun", "udp_tunnel", "ip6_udp_tunnel",
 )
 #: Loaded too when the kernel has them; their absence is not an error.
-OPTIONAL_MODULES: tuple[str, ...] = ("sch_ingress", "cls_bpf", "sch_htb", "cls_u32",
-                                     # link control on ports (vnet.host.tc)
-                                     "sch_netem", "cls_matchall", "act_gact")
+OPTIONAL_MODULES: tuple[str, ...] = ("sch_ingress", "cls_bpf", "sch_htb", "cls_u32")
 
 #: Host environment variables handed to the guest command (plus every VNET_*).
 PASSTHROUGH_ENV: tuple[str, ...] = (

@@ -40,7 +40,9 @@
  * VNET_CMD_PORT_ADD        ID, IFNAME
  * VNET_CMD_PORT_DEL        ID, IFNAME
  * VNET_CMD_PORT_GET        dump; each reply: ID, IFNAME, PORT_STATE, IFINDEX,
- *                          RX_PACKETS, TX_PACKETS, RX_BYTES, TX_BYTES
+ *                          RX_PACKETS, TX_PACKETS, RX_BYTES, TX_BYTES,
+ *                          LINK_SUSPENDED, LINK_LOSS, LINK_CORRUPT,
+ *                          LINK_DELAY, LINK_JITTER, LINK_RATE
  * VNET_CMD_ENDPOINT_ADD    ID, ENDPOINT_KIND, ADDR, PORT, REMOTE_ADDR,
  *                          REMOTE_PORT
  * VNET_CMD_ENDPOINT_DEL    ID, ENDPOINT_KIND, ADDR, PORT, REMOTE_ADDR,
@@ -52,6 +54,8 @@
  * VNET_CMD_ENDPOINT_FRAME  event on group "capture": ID, ENDPOINT_KIND, ADDR,
  *                          PORT, REMOTE_ADDR, REMOTE_PORT, CAPTURE_DIRECTION,
  *                          TIME_NS, FRAME
+ * VNET_CMD_PORT_SET        ID, IFNAME, LINK_SUSPENDED, LINK_LOSS,
+ *                          LINK_CORRUPT, LINK_DELAY, LINK_JITTER, LINK_RATE
  */
 #ifndef _UAPI_VNET_GENL_H
 #define _UAPI_VNET_GENL_H
@@ -211,6 +215,7 @@ enum vnet_cmd {
 	VNET_CMD_ENDPOINT_GET,
 	VNET_CMD_MAC_EVENT,
 	VNET_CMD_ENDPOINT_FRAME,
+	VNET_CMD_PORT_SET,
 	__VNET_CMD_MAX
 };
 
@@ -320,6 +325,37 @@ enum vnet_attr {
 	 * or absent: the namespace's shared group (MCADDR)
 	 */
 	VNET_A_GROUP,
+	/*
+	 * u8, 1 if the port is suspended (no frame in or out), 0 or absent if
+	 * not
+	 */
+	VNET_A_LINK_SUSPENDED,
+	/*
+	 * u32, link control: frames sent out of the port dropped, in millionths
+	 * (1000000 is all of them), 0 or absent for none
+	 */
+	VNET_A_LINK_LOSS,
+	/*
+	 * u32, link control: frames sent out of the port with one random bit
+	 * flipped, in millionths, 0 or absent for none
+	 */
+	VNET_A_LINK_CORRUPT,
+	/*
+	 * u32, link control: microseconds each frame sent out of the port
+	 * waits, up to 60000000 (a minute)
+	 */
+	VNET_A_LINK_DELAY,
+	/*
+	 * u32, link control: microseconds, up to 60000000; each frame waits a
+	 * time drawn uniformly from [delay - jitter, delay + jitter], at least
+	 * 0
+	 */
+	VNET_A_LINK_JITTER,
+	/*
+	 * u64, link control: bits per second the port sends at most, 8000 to
+	 * 100000000000, 0 or absent for no limit
+	 */
+	VNET_A_LINK_RATE,
 	__VNET_A_MAX
 };
 

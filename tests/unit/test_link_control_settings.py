@@ -1,9 +1,8 @@
 """Link control of ports (doc/ports.md, "Link control"): the settings and their checks,
 vnetd's PortLink with a clock and timers of the test's own (no time passes), the
-command language, the controller, and the module host's tc with a fake tc."""
+command language, the controller, and the module client's PORT_SET."""
 from __future__ import annotations
 
-import json
 import os
 import random
 
@@ -13,12 +12,12 @@ import sxp
 from vnet.control.controller import Controller
 from vnet.control.datapath import Datapath
 from vnet.control.language import evaluate
+from vnet.datapath.kmod import client as kmod_client
 from vnet.datapath.kmod.client import KmodClient
 from vnet.datapath.vnetd import linkctl as vlink
 from vnet.datapath.vnetd.loop import Clock
 from vnet.datapath.vnetd.offload import VNET_HDR_LEN, ZERO_HDR
 from vnet.errors import DatapathError
-from vnet.host import tc
 from vnet.model.config import ConfigError, VnetConfig
 from vnet.model.linkctl import LinkControl, LinkError, format_rate, parse_rate
 from vnet.model.state import StateError
@@ -290,105 +289,83 @@ def test_controller_changes_live_and_keeps_it(tmp_path) -> None:
     assert sxp.children(rec, "link") == [["link", ["suspended", "yes"]]]
 
 
-# ---- module hosts: tc ---------------------------------------------------------------
+# ---- module hosts: the module's PORT_SET ---------------------------------------------
 
-class FakeTc:
-    """tc with qdiscs and filters of its own; netem, matchall missing as told."""
+def test_kmod_link_attributes_carry_every_setting_both_ways() -> None:
+    """PORT_SET sends the whole link control (millionths, microseconds, bit/s) and a
+    PORT_GET message with those attributes reads back as the same LinkControl."""
+    link = LinkControl(loss=12.5, delay=50, jitter=0.5, corrupt=0.1, rate=10_000_000, suspended=True)
+    attrs = dict(kmod_client.link_attrs(link))
+    assert attrs == {"VNET_A_LINK_SUSPENDED": 1, "VNET_A_LINK_LOSS": 125_000, "VNET_A_LINK_CORRUPT": 1000,
+                     "VNET_A_LINK_DELAY": 50_000, "VNET_A_LINK_JITTER": 500, "VNET_A_LINK_RATE": 10_000_000}
 
-    def __init__(self, netem: bool = True, matchall: bool = True, root: dict | None = None) -> None:
-        self.netem, self.matchall = netem, matchall
-        self.qdiscs: list[dict] = [root] if root else []
-        self.filters: dict[str, list[dict]] = {"ingress": [], "egress": []}
-        self.changes: list[str] = []
+    class Msg:
+        def get_attr(self, name: str) -> object:
+            return {k: v for k, v in attrs.items() if v}.get(name)
 
-    def __call__(self, argv: list[str]) -> tuple[int, str, str]:
-        if argv[0] == "-j":
-            if argv[1] == "qdisc":
-                return 0, json.dumps(self.qdiscs), ""
-            return 0, json.dumps(self.filters[argv[5]]), ""
-        self.changes.append(" ".join(argv))
-        op, what = argv[1], argv[0]
-        if what == "qdisc" and argv[-1] == "clsact":
-            if op == "add":
-                self.qdiscs.append({"kind": "clsact", "handle": "ffff:", "parent": "ffff:fff1"})
-            else:
-                self.qdiscs = [q for q in self.qdiscs if q["kind"] != "clsact"]
-        elif what == "qdisc" and op == "replace":
-            if not self.netem:
-                return 2, "", "Error: Specified qdisc kind is unknown.\n"
-            self.qdiscs = [q for q in self.qdiscs if not q.get("root")]
-            self.qdiscs.insert(0, {"kind": "netem", "handle": "1798:", "root": True})
-        elif what == "qdisc" and op == "del":
-            self.qdiscs = [q for q in self.qdiscs if not q.get("root")]
-        elif what == "filter" and op == "add":
-            if not self.matchall:
-                return 2, "", "Error: TC classifier not found.\nWe have an error talking to the kernel\n"
-            self.filters[argv[4]].append({"pref": int(argv[6]), "kind": "matchall"})
-        elif what == "filter" and op == "del":
-            self.filters[argv[4]] = [f for f in self.filters[argv[4]] if str(f["pref"]) != argv[6]]
-        return 0, "", ""
+    assert kmod_client.link_of(Msg()) == link
+    assert dict(kmod_client.link_attrs(LinkControl())) == dict.fromkeys(attrs, 0)
+    attrs = {}
+    assert kmod_client.link_of(Msg()) == LinkControl()
 
 
-def test_tc_netem_and_suspension_and_exactly_their_removal() -> None:
-    fake = FakeTc(root={"kind": "noqueue", "handle": "0:", "root": True})
-    tc.apply("p1", LinkControl(loss=10, delay=50, jitter=5, rate=10_000_000, suspended=True), fake)
-    assert fake.changes[0] == ("qdisc replace dev p1 root handle 1798: netem delay 50ms 5ms loss 10% "
-                               "rate 10000000bit")
-    assert fake.changes[1:] == ["qdisc add dev p1 clsact",
-                                "filter add dev p1 ingress pref 1798 matchall action drop",
-                                "filter add dev p1 egress pref 1798 matchall action drop"]
-    fake.filters["ingress"].append({"pref": 49152, "kind": "u32"})  # someone else's filter
-    fake.changes.clear()
-    tc.apply("p1", LinkControl(), fake)
-    assert fake.changes == ["qdisc del dev p1 root handle 1798:", "filter del dev p1 ingress pref 1798",
-                            "filter del dev p1 egress pref 1798"]  # their clsact and filter stay
-    assert fake.filters["ingress"] == [{"pref": 49152, "kind": "u32"}]
-
-
-def test_tc_refuses_a_root_qdisc_vnet_did_not_make() -> None:
-    fake = FakeTc(root={"kind": "tbf", "handle": "5:", "root": True})
-    with pytest.raises(DatapathError, match=r"port p1: its root qdisc tbf 5: was not made by vnet; "
-                       r"remove it \(tc qdisc del dev p1 root\)"):
-        tc.apply("p1", LinkControl(delay=5), fake)
-    assert fake.changes == []
-    tc.apply("p1", LinkControl(suspended=True), fake)  # suspension does not need the root
-    assert fake.qdiscs[0]["kind"] == "tbf"
-
-
-def test_a_module_host_without_netem_or_matchall_says_what_is_missing_and_changes_nothing() -> None:
-    fake = FakeTc(netem=False, matchall=False)
-    with pytest.raises(DatapathError, match=r"port p1: link control on the kernel module datapath needs the "
-                       r"netem qdisc \(kernel module sch_netem\), which this kernel lacks") as e:
-        tc.apply("p1", LinkControl(loss=1), fake)
-    assert e.value.code == "EOPNOTSUPP"
-    with pytest.raises(DatapathError, match=r"needs the matchall classifier \(kernel module cls_matchall\)"):
-        tc.apply("p1", LinkControl(suspended=True), fake)
-    assert fake.qdiscs == [] and fake.filters == {"ingress": [], "egress": []}  # the clsact taken back
-
-
-def test_kmod_client_port_set_goes_to_tc_on_the_interface() -> None:
-    """The module's side: port_set runs tc on an existing port's interface (`lo` here,
-    with a fake tc), refuses a port the module does not have."""
-    fake = FakeTc(netem=False)
+def test_kmod_client_port_set_asks_the_module_and_names_what_is_missing() -> None:
+    """port_set is one PORT_SET (waiting ports too: no interface needed); the module's
+    one ENOENT is told apart as "vnet X does not exist" or "vnet X has no port Y"."""
+    sent: list = []
+    tc_calls: list = []
 
     class Client(KmodClient):
         def __init__(self) -> None:
-            self.tc = fake
+            self.tc = lambda argv: (tc_calls.append(argv), (1, ""))[1]  # no such device
 
-        def ports(self) -> list:
-            return [["port", ["vnet", str(V97)], ["ifname", "lo"], ["state", "attached"]]]
-
-        def _running(self) -> list:
+        def _call(self, cmd, attrs, what, known=None, dump=False):
+            sent.append((cmd, attrs))
+            if dict(attrs)["VNET_A_IFNAME"] != "r1":
+                raise DatapathError("ENOENT", f"{what}: no such port on this vnet")
             return []
 
+        def _running(self) -> list:
+            class M:
+                def get_attr(self, name: str) -> bytes:
+                    return V97.packed
+            return [M()]
+
     client = Client()
-    with pytest.raises(DatapathError, match="needs the netem qdisc"):
-        client.port_set(V97, "lo", LinkControl(delay=5))
-    with pytest.raises(DatapathError, match="vnet .* does not exist"):
+    client.port_set(V97, "r1", LinkControl(delay=5, suspended=True))
+    cmd, attrs = sent[0]
+    assert cmd == kmod_client.VNET_CMD_PORT_SET
+    assert dict(attrs)["VNET_A_LINK_DELAY"] == 5000 and dict(attrs)["VNET_A_LINK_SUSPENDED"] == 1
+    assert tc_calls == [["qdisc", "show", "dev", "r1"]]
+    with pytest.raises(DatapathError, match=f"^vnet {V97} has no port r9$"):
         client.port_set(V97, "r9", LinkControl(delay=5))
-    fake.netem = True
-    client.port_set(V97, "lo", LinkControl(delay=5))
-    assert fake.qdiscs[0]["kind"] == "netem"
+    with pytest.raises(DatapathError, match="does not exist"):
+        client.port_set(VnetId.parse("98"), "r9", LinkControl(delay=5))
+
+
+def test_old_tc_from_before_the_upgrade_is_taken_off_and_only_it() -> None:
+    """An interface still carrying the netem 1798: and drop filters of preference 1798
+    that `vn` gave it before the module did link control loses exactly those."""
+    calls: list[str] = []
+    outputs = {
+        "qdisc show dev p1": "qdisc netem 1798: root refcnt 2 limit 1000 delay 50ms\n"
+                             "qdisc clsact ffff: parent ffff:fff1\n",
+        "filter show dev p1 ingress": "filter protocol all pref 1798 matchall chain 0 \n"
+                                      "filter protocol all pref 49152 u32 chain 0 \n",
+        "filter show dev p1 egress": "filter protocol all pref 49152 u32 chain 0 \n",
+    }
+
+    def run(argv: list[str]) -> tuple[int, str]:
+        calls.append(" ".join(argv))
+        return 0, outputs.get(" ".join(argv), "")
+
+    kmod_client.drop_old_tc("p1", run)
+    assert [c for c in calls if " del " in f" {c} "] == ["qdisc del dev p1 root handle 1798:",
+                                                         "filter del dev p1 ingress pref 1798"]
+    calls.clear()
+    outputs["qdisc show dev p1"] = "qdisc noqueue 0: root refcnt 2\n"
+    kmod_client.drop_old_tc("p1", run)
+    assert calls == ["qdisc show dev p1"]  # nothing of ours: one look, no change
 
 
 def test_creating_again_with_exist_ok_ignores_link_control_unless_given(tmp_path) -> None:

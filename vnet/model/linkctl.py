@@ -7,7 +7,7 @@ stops the port both ways.  The config writes it inside the port's field,
 every option optional; `vn port-set` changes it live (Controller.set_port_link).
 
 This module only holds and checks the settings; vnetd applies them in its own
-datapath (vnet.datapath.vnetd.linkctl), a module host with tc (vnet.host.tc).
+datapath (vnet.datapath.vnetd.linkctl), the kernel module in its own (kmod/linkctl.c).
 """
 from __future__ import annotations
 

@@ -60,12 +60,12 @@ DROPS: tuple[str, ...] = (
     "table-full",  # a MAC not learned: its vnet's share of the VARP cache or vif table is full
     "recv-error",  # vnetd only: a socket read failed
     "tap-read-error",  # vnetd only: a tap read failed
-    "tap-write-error",  # vnetd only: a tap write failed
+    "tap-write-error",  # a write to a port failed (vnetd: its tap), or a frame waiting in a port's link control queue was lost because the port or its interface went away
     "tap-runt",  # vnetd only: a tap gave less than a header
     "pause-frame",  # an 802.3x pause frame from a port (a switch does not forward them)
-    "link-suspended",  # vnetd only: a frame from or for a suspended port (vn port-set --suspend)
-    "link-loss",  # vnetd only: a frame for a port dropped by its link control's loss
-    "link-rate",  # vnetd only: a frame for a port beyond its rate limit and queue
+    "link-suspended",  # a frame from or for a suspended port (vn port-set --suspend)
+    "link-loss",  # a frame for a port dropped by its link control's loss
+    "link-rate",  # a frame for a port beyond its rate limit (it would wait more than 100 ms behind the frames before it) or, on the module, beyond the 1000 frames a port's link control queue holds
 )
 
 C_FLOODS = 0

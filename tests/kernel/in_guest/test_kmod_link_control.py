@@ -1,34 +1,40 @@
-"""Link control on a module host (doc/ports.md, "Link control"): `vn port-set` gives the
-port's interface tc's netem and a clsact drop (vnet.host.tc), the module's datapath
-itself is unchanged.  One short test (CI minutes): suspend and resume, delay, loss,
-and removal leaving the interface's tc as it was.  The vnetd side, with the longer
-measurements, is tests/netns/test_link_control.py."""
+"""Link control on a module host (doc/ports.md, "Link control"): the module does it
+itself (kmod/linkctl.c), held in the port, so an interface made again keeps it.  Short
+tests (CI minutes): suspend and resume, the interface deleted and made again while
+suspended, delay, loss, clear; and frames queued by a delay when the vnet is deleted
+and the module unloaded.  The vnetd side, with the longer measurements, is
+tests/netns/test_link_control.py."""
 from __future__ import annotations
 
-import json
 import statistics
 
+from kernel.in_guest.test_kmod_ports import VNET_KO, ok
 from netns.test_link_control import link, pings, wait_port
+from vnet.datapath.kmod import client as kmod
+from vnet.datapath.kmod import loader
 
 
-def tc_state(lab, vh, ifname: str) -> tuple[list[str], list[int]]:
-    """The kinds of the interface's qdiscs and the preferences of its ingress filters."""
-    qdiscs = json.loads(lab.run(vh.host, ["tc", "-j", "qdisc", "show", "dev", ifname], check=True).stdout or "[]")
-    filters = json.loads(lab.run(vh.host, ["tc", "-j", "filter", "show", "dev", ifname, "ingress"],
-                                 check=True).stdout or "[]")
-    return sorted(q["kind"] for q in qdiscs), sorted({f["pref"] for f in filters})
-
-
-def test_suspend_delay_loss_with_tc(lab, make_hosts):
+def test_link_control_in_the_module_survives_the_interface(lab, make_hosts):
     hosts, (r0, r1) = link(lab, make_hosts)
     h2 = hosts[1]
-    untouched = tc_state(lab, h2, r1.port)
-    # Suspended: nothing either way; the port stays attached.
+    # Suspended: nothing either way, counted by the module; the port stays attached.
+    before = h2.counters()
     h2.vn("port-set", "97", r1.port, "--suspend")
-    kinds, prefs = tc_state(lab, h2, r1.port)
-    assert "clsact" in kinds and 1798 in prefs
     result, _ = pings(lab, r0, r1.ip, 3, 0.1, wait=1)
     assert result.transmitted == 3 and result.received == 0
+    h2.wait_counters(before, {"drop:link-suspended": 3})
+    # r1's interface deleted and made again (a container restarted): the module
+    # attaches it by itself, still suspended, with no command.
+    first = wait_port(h2, r1.port, lambda p: True)
+    lab.remove(r1)
+    wait_port(h2, r1.port, lambda p: p["state"] == "waiting")
+    r1 = lab.vm("r1", h2.host, "", f"{r1.ip}/24", mac=r1.mac, plugged=False, port=r1.port)
+    view = wait_port(h2, r1.port, lambda p: p["state"] == "attached")
+    assert view["ifindex"] != first["ifindex"] and view["link"] == {"suspended": True}
+    before = h2.counters()
+    result, _ = pings(lab, r0, r1.ip, 3, 0.1, wait=1)
+    assert result.received == 0
+    h2.wait_counters(before, {"drop:link-suspended": 3})
     h2.vn("port-set", "97", r1.port, "--resume")
     lab.wait_ping(r0, r1.ip, timeout=60)
     # 50 ms of delay towards r1: the emulated guest's round trips vary, so a wider band.
@@ -44,7 +50,31 @@ def test_suspend_delay_loss_with_tc(lab, make_hosts):
     print(f"40 pings through 50 % loss: {result.loss:.1f} % lost")
     assert 20.0 <= result.loss <= 80.0
     assert wait_port(h2, r1.port, lambda p: True)["link"] == {"loss": 50, "suspended": False}
-    # Cleared: the interface's tc is as it was before.
+    # Cleared: no link control left in the module.
     h2.vn("port-set", "97", r1.port, "--clear")
-    assert tc_state(lab, h2, r1.port) == untouched
+    assert wait_port(h2, r1.port, lambda p: True)["link"] == {"suspended": False}
     lab.wait_ping(r0, r1.ip, timeout=60)
+
+
+def test_frames_queued_when_the_vnet_goes_or_the_module_unloads(lab, make_hosts):
+    """A 30 s delay on both ports holds each side's pings in the other's queue: deleting
+    the vnet counts them as tap-write-error, and unloading the module with frames still
+    queued is clean (the guest run fails on a kernel WARNING or leak)."""
+    hosts, (r0, r1) = link(lab, make_hosts)
+    for h, vm in zip(hosts, (r0, r1)):
+        h.vn("port-set", "97", vm.port, "--delay", "30000")
+    lab.run(r0, ["ping", "-n", "-q", "-c", "5", "-i", "0.02", "-W", "1", r1.ip])
+    lab.run(r1, ["ping", "-n", "-q", "-c", "5", "-i", "0.02", "-W", "1", r0.ip])
+    h1, h2 = hosts
+    before = h2.counters()
+    h2.vn("vnet-del", "97")
+    after = h2.counters()
+    assert after.get("drop:tap-write-error", 0) - before.get("drop:tap-write-error", 0) >= 1, after
+    loader.rmmod()  # h1's port still holds r1's pings
+    try:
+        assert not kmod.module_loaded()
+    finally:
+        loader.insmod(VNET_KO)
+    for h in hosts:
+        ok(h, "set_address", h.ip)
+        assert ok(h, "ports") == []

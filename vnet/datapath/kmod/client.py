@@ -18,6 +18,7 @@ from __future__ import annotations
 import errno
 import os
 import socket
+import subprocess
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping
 
@@ -44,6 +45,7 @@ from vnet.datapath.kmod.family import (
     VNET_CMD_PORT_ADD,
     VNET_CMD_PORT_DEL,
     VNET_CMD_PORT_GET,
+    VNET_CMD_PORT_SET,
     VNET_CMD_SET,
     VNET_CMD_VARP_FLUSH,
     VNET_CMD_VARP_GET,
@@ -65,7 +67,7 @@ from vnet.datapath.kmod.family import (
     vnetmsg,
 )
 from vnet.errors import DatapathError
-from vnet.host import netdev, tc
+from vnet.host import netdev
 from vnet.host.privilege import MODULE_NOT_OWNED, user_namespace_note
 from vnet.model import keys
 from vnet.model.addr import AddressError, format_mac, ifname_check, parse_ipv4
@@ -102,6 +104,60 @@ def keys_attr(held: list[keys.Key]) -> list:
     return ["VNET_A_KEYS", {"attrs": [["VNET_A_KEY", {"attrs": [["VNET_A_KEY_ID", k.id],
                                                                 ["VNET_A_KEY_SECRET", k.secret]]}]
                                       for k in held]}]
+
+
+def link_attrs(link: LinkControl) -> list:
+    """PORT_SET's LINK_* attributes for `link`, whole (one left out is none): loss and
+    corrupt in millionths, delay and jitter in microseconds, the rate in bit/s."""
+    return [["VNET_A_LINK_SUSPENDED", int(link.suspended)],
+            ["VNET_A_LINK_LOSS", round(link.loss * 10_000)],
+            ["VNET_A_LINK_CORRUPT", round(link.corrupt * 10_000)],
+            ["VNET_A_LINK_DELAY", round(link.delay * 1000)],
+            ["VNET_A_LINK_JITTER", round(link.jitter * 1000)],
+            ["VNET_A_LINK_RATE", link.rate or 0]]
+
+
+def link_of(m: vnetmsg) -> LinkControl:
+    """The link control a PORT_GET message reports (its LINK_* attributes, those set)."""
+    return LinkControl(loss=(m.get_attr("VNET_A_LINK_LOSS") or 0) / 10_000,
+                       corrupt=(m.get_attr("VNET_A_LINK_CORRUPT") or 0) / 10_000,
+                       delay=(m.get_attr("VNET_A_LINK_DELAY") or 0) / 1000,
+                       jitter=(m.get_attr("VNET_A_LINK_JITTER") or 0) / 1000,
+                       rate=m.get_attr("VNET_A_LINK_RATE") or None,
+                       suspended=bool(m.get_attr("VNET_A_LINK_SUSPENDED")))
+
+
+def run_tc(argv: list[str]) -> tuple[int, str]:
+    """tc, for real: (returncode, stdout); 127 if tc cannot be run."""
+    try:
+        done = subprocess.run(["tc", *argv], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return 127, ""
+    return done.returncode, done.stdout
+
+
+#: The handle of the netem root qdisc and the preference of the drop filters that `vn`
+#: gave a port's interface before the module did link control itself.
+OLD_TC_HANDLE, OLD_TC_PREF = "1798:", "1798"
+
+
+def drop_old_tc(ifname: str, run: Callable[[list[str]], tuple[int, str]] = run_tc) -> None:
+    """Best effort, once per port-set: take off a port's interface the tc that `vn`
+    gave it before the module did link control itself (a netem root qdisc of handle
+    1798:, clsact drop filters of preference 1798), left there by an upgrade without a
+    reboot.  Kept, they would impair the port twice, or keep a resumed port
+    suspended.  A clsact qdisc stays (it may hold others' filters); so does anything
+    of other handles or preferences, and any failure (no tc, no interface)."""
+    code, out = run(["qdisc", "show", "dev", ifname])
+    if code != 0:
+        return
+    if f"netem {OLD_TC_HANDLE} root" in out:
+        run(["qdisc", "del", "dev", ifname, "root", "handle", OLD_TC_HANDLE])
+    if "qdisc clsact" in out:
+        for where in ("ingress", "egress"):
+            code, found = run(["filter", "show", "dev", ifname, where])
+            if code == 0 and f"pref {OLD_TC_PREF} " in found:
+                run(["filter", "del", "dev", ifname, where, "pref", OLD_TC_PREF])
 
 
 def stat_values(nest: nla | None) -> dict[str, int]:
@@ -234,9 +290,11 @@ class KmodClient(Datapath):
 
     kind = "kmod"
 
-    def __init__(self, sock: VnetSocket | None = None, tc_runner: tc.Runner = tc.run_tc) -> None:
+    def __init__(self, sock: VnetSocket | None = None,
+                 tc_runner: Callable[[list[str]], tuple[int, str]] = run_tc) -> None:
         self.sock = sock or VnetSocket()
-        #: How tc is run for link control (a test passes a fake).
+        #: How tc is run to take off what `vn` gave ports before the module did link
+        #: control itself (drop_old_tc; a test passes a fake).
         self.tc = tc_runner
 
     def close(self) -> None:
@@ -362,9 +420,8 @@ class KmodClient(Datapath):
                     netdev.enslave(ipr, cfg.vnetif, bridge, mtu=mtu)
                 for ifname in ports:
                     self._port_add(ipr, cfg.id, ifname)
-                for ifname, link in cfg.links:  # tc on the interfaces there are (vnet.host.tc)
-                    if netdev.link_index(ipr, ifname) is not None:
-                        tc.apply(ifname, link, self.tc)
+                for ifname, link in cfg.links:  # the module keeps it, attached or waiting
+                    self._port_link(cfg.id, ifname, link)
                 for spec in cfg.endpoints:
                     self.endpoint_add(cfg.id, spec)
             except (DatapathError, NetlinkError) as e:
@@ -388,9 +445,6 @@ class KmodClient(Datapath):
                    f"cannot set the keys of vnet {vid}", {errno.ENOENT: f"vnet {vid} does not exist"})
 
     def vnet_del(self, vid: VnetId) -> None:
-        for p in self.ports():  # vnet's tc on its ports goes with it
-            if _field(p, "vnet") == str(vid) and _field(p, "state") == "attached":
-                tc.remove(_field(p, "ifname"), self.tc)
         self._call(VNET_CMD_VNET_DEL, [["VNET_A_ID", vid.packed]], f"cannot delete vnet {vid}",
                    {errno.ENOENT: f"vnet {vid} does not exist"})
 
@@ -455,18 +509,25 @@ class KmodClient(Datapath):
         with IPRoute() as ipr:
             self._port_add(ipr, vid, ifname)
 
-    def port_set(self, vid: VnetId, ifname: str, link: LinkControl) -> None:
-        """Link control with tc on the port's interface (vnet.host.tc): the module has
-        none of its own.  A waiting port gets it when the vnet is next made (restore,
-        vn port-set); the module attaches an interface that appears by itself."""
-        if not any(_field(p, "vnet") == str(vid) and _field(p, "ifname") == ifname for p in self.ports()):
+    def _port_link(self, vid: VnetId, ifname: str, link: LinkControl) -> None:
+        """PORT_SET: the module holds the port's link control itself (kmod/linkctl.c),
+        for an interface made again too; ENOENT told apart as port_del does."""
+        drop_old_tc(ifname, self.tc)
+        try:
+            self._call(VNET_CMD_PORT_SET, [["VNET_A_ID", vid.packed], ["VNET_A_IFNAME", ifname],
+                                           *link_attrs(link)],
+                       f"cannot set the link control of port {ifname} of vnet {vid}")
+        except DatapathError as e:
+            if e.code != "ENOENT":
+                raise
             if not any(m.get_attr("VNET_A_ID") == vid.packed for m in self._running()):
-                raise DatapathError("ENOENT", f"vnet {vid} does not exist")
-            raise DatapathError("ENOENT", f"vnet {vid} has no port {ifname}")
-        with IPRoute() as ipr:
-            there = netdev.link_index(ipr, ifname) is not None
-        if there:
-            tc.apply(ifname, link, self.tc)
+                raise DatapathError("ENOENT", f"vnet {vid} does not exist") from None
+            raise DatapathError("ENOENT", f"vnet {vid} has no port {ifname}") from None
+
+    def port_set(self, vid: VnetId, ifname: str, link: LinkControl) -> None:
+        """The port's link control, in the module: it holds while the port exists,
+        waiting or attached, so an interface made again has it with no command."""
+        self._port_link(vid, ifname, link)
 
     def port_del(self, vid: VnetId, ifname: str) -> None:
         try:
@@ -479,7 +540,6 @@ class KmodClient(Datapath):
             if not any(m.get_attr("VNET_A_ID") == vid.packed for m in self._running()):
                 raise DatapathError("ENOENT", f"vnet {vid} does not exist") from None
             raise DatapathError("ENOENT", f"vnet {vid} has no port {ifname}") from None
-        tc.remove(ifname, self.tc)  # vnet's link control goes with the port
 
     def ports(self) -> list[Record]:
         found = self._call(VNET_CMD_PORT_GET, [], "cannot list the ports", dump=True)
@@ -489,7 +549,7 @@ class KmodClient(Datapath):
                                     _name(PORT_STATES, m.get_attr("VNET_A_PORT_STATE")),
                                     m.get_attr("VNET_A_IFINDEX"), m.get_attr("VNET_A_RX_PACKETS"),
                                     m.get_attr("VNET_A_TX_PACKETS"), m.get_attr("VNET_A_RX_BYTES"),
-                                    m.get_attr("VNET_A_TX_BYTES"))
+                                    m.get_attr("VNET_A_TX_BYTES"), link_of(m).to_sxp())
                 for m in found]
 
     # ---- vifs -------------------------------------------------------------------------

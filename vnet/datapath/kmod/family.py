@@ -107,6 +107,7 @@ VNET_CMD_ENDPOINT_DEL = 19
 VNET_CMD_ENDPOINT_GET = 20
 VNET_CMD_MAC_EVENT = 21
 VNET_CMD_ENDPOINT_FRAME = 22
+VNET_CMD_PORT_SET = 23
 
 # multicast groups, by name
 VNET_MCGRP_MONITOR = "monitor"
@@ -168,6 +169,12 @@ class vnetmsg(genlmsg):
         ("VNET_A_FRAME", "cdata"),  # binary, an Ethernet frame, whole
         ("VNET_A_TIME_NS", "uint64"),  # u64, when the frame was seen, in nanoseconds since the epoch (CLOCK_REALTIME)
         ("VNET_A_GROUP", "ip4addr"),  # be32, a vnet's own multicast group for its floods and VARP messages, or absent: the namespace's shared group (MCADDR)
+        ("VNET_A_LINK_SUSPENDED", "uint8"),  # u8, 1 if the port is suspended (no frame in or out), 0 or absent if not
+        ("VNET_A_LINK_LOSS", "uint32"),  # u32, link control: frames sent out of the port dropped, in millionths (1000000 is all of them), 0 or absent for none
+        ("VNET_A_LINK_CORRUPT", "uint32"),  # u32, link control: frames sent out of the port with one random bit flipped, in millionths, 0 or absent for none
+        ("VNET_A_LINK_DELAY", "uint32"),  # u32, link control: microseconds each frame sent out of the port waits, up to 60000000 (a minute)
+        ("VNET_A_LINK_JITTER", "uint32"),  # u32, link control: microseconds, up to 60000000; each frame waits a time drawn uniformly from [delay - jitter, delay + jitter], at least 0
+        ("VNET_A_LINK_RATE", "uint64"),  # u64, link control: bits per second the port sends at most, 8000 to 100000000000, 0 or absent for no limit
     )
 
     class stats(nla):
