@@ -146,6 +146,13 @@ void vnet_linkctl_xmit(struct vnet_port *port, struct net_device *dev,
 	due = max(due, link->last_due);	/* keep the order */
 	link->last_due = due;
 	vnet_linkctl_cb(skb)->due = due;
+	/*
+	 * While it waits, nothing of another device's: no route (which would
+	 * hold the underlay device), and the port's interface as its device
+	 * (detaching it drops the queue first).
+	 */
+	skb_dst_drop(skb);
+	skb->dev = dev;
 	__skb_queue_tail(&link->queue, skb);
 	if (first)
 		hrtimer_start(&link->timer, ns_to_ktime(due),

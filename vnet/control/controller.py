@@ -240,7 +240,7 @@ class Controller:
         suspends the port, False resumes it, None leaves it.  Returns the port's new
         link control.  Bad values raise StateError naming the option, value and port,
         and change nothing; so does a datapath that cannot apply them (a module host
-        without netem), before the state is written."""
+        without a port of that name), before the state is written."""
         _check_ifname(ifname)
         result: list[LinkControl] = []
 
@@ -264,7 +264,7 @@ class Controller:
 
     def ports(self) -> list:
         """The datapath's port records, each with its link control from the state where
-        the datapath does not report it (the module knows nothing of tc)."""
+        the datapath does not report it (one that does not know it)."""
         recs = self.datapath.ports()
         if all(sxp.children(r, "link") for r in recs):
             return recs
