@@ -70,9 +70,14 @@ def refused(host, method: str, *args) -> DatapathError:
     return result
 
 
-def ports(host) -> dict[str, dict[str, str]]:
-    """{ifname: {field: value}} of `host`'s port records."""
-    return {dict(r[1:])["ifname"]: dict(r[1:]) for r in ok(host, "ports")}
+def ports(host) -> dict[str, dict]:
+    """{ifname: {field: value}} of `host`'s port records; `link` is the list of the
+    port's link control options (empty for none)."""
+    out = {}
+    for r in ok(host, "ports"):
+        fields = {f[0]: (f[1] if len(f) == 2 and f[0] != "link" else f[1:]) for f in r[1:]}
+        out[fields["ifname"]] = fields
+    return out
 
 
 def wait_until(what: str, cond, timeout: float = DEADLINE):
