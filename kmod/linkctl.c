@@ -35,6 +35,8 @@
 
 /* The longest a frame waits behind others for the rate (tbf's latency). */
 #define VNET_LINK_QUEUE_TIME	(100 * NSEC_PER_MSEC)
+/* Times one run of the timer takes the frames due off the queue. */
+#define VNET_LINK_ROUNDS	4
 
 struct vnet_linkctl_cb {
 	u64 due;			/* ktime_get_ns() when it may leave */
@@ -137,7 +139,11 @@ void vnet_linkctl_xmit(struct vnet_port *port, struct net_device *dev,
 		if (wait > 0)
 			due += wait;
 	}
-	first = skb_queue_empty(&link->queue);
+	/*
+	 * Sent now only if nothing is before it: neither queued, nor taken
+	 * off the queue by the timer and still on its way out.
+	 */
+	first = skb_queue_empty(&link->queue) && !link->sending;
 	if (due <= now && first) {
 		spin_unlock(&link->lock);
 		vnet_port_send(port, dev, skb);
@@ -165,7 +171,11 @@ drop:
 	kfree_skb(skb);
 }
 
-/* The timer: sends the frames whose time has come, then waits for the next. */
+/*
+ * The timer: sends the frames whose time has come, then waits for the next.
+ * While it sends them (unlocked), link->sending makes a new frame queue behind
+ * them; it looks again until nothing is due, so such a frame is not left.
+ */
 static enum hrtimer_restart vnet_linkctl_timer(struct hrtimer *timer)
 {
 	struct vnet_linkctl *link = container_of(timer, struct vnet_linkctl, timer);
@@ -174,35 +184,49 @@ static enum hrtimer_restart vnet_linkctl_timer(struct hrtimer *timer)
 	struct sk_buff_head due;
 	struct net_device *dev;
 	struct sk_buff *skb;
+	unsigned int rounds;
 	u64 now;
 
 	__skb_queue_head_init(&due);
-	now = ktime_get_ns();
-	spin_lock(&link->lock);
-	while ((skb = skb_peek(&link->queue)) && vnet_linkctl_cb(skb)->due <= now) {
-		__skb_unlink(skb, &link->queue);
-		__skb_queue_tail(&due, skb);
+	for (rounds = 0;; rounds++) {
+		now = ktime_get_ns();
+		spin_lock(&link->lock);
+		while (rounds < VNET_LINK_ROUNDS &&
+		       (skb = skb_peek(&link->queue)) &&
+		       vnet_linkctl_cb(skb)->due <= now) {
+			__skb_unlink(skb, &link->queue);
+			__skb_queue_tail(&due, skb);
+		}
+		skb = skb_peek(&link->queue);
+		link->sending = !skb_queue_empty(&due);
+		if (!link->sending)
+			break;
+		spin_unlock(&link->lock);
+
+		rcu_read_lock();
+		dev = rcu_dereference(port->dev);
+		while ((skb = __skb_dequeue(&due))) {
+			if (likely(dev)) {
+				vnet_port_send(port, dev, skb);
+			} else {
+				vnet_drop(port->vd->vn, VNET_D_TAP_WRITE_ERROR);
+				kfree_skb(skb);
+			}
+		}
+		rcu_read_unlock();
 	}
 	if (skb) {
-		hrtimer_set_expires(timer, ns_to_ktime(vnet_linkctl_cb(skb)->due));
+		/* Not before now: frames still due after the last round wait
+		 * for the next run of the timers, other work goes first.
+		 */
+		hrtimer_set_expires(timer,
+				    ns_to_ktime(max(vnet_linkctl_cb(skb)->due, now)));
 		ret = HRTIMER_RESTART;
 	} else if (!link->active) {
 		/* Removed, its last frames gone: the plain path again. */
 		WRITE_ONCE(port->link_on, false);
 	}
 	spin_unlock(&link->lock);
-
-	rcu_read_lock();
-	dev = rcu_dereference(port->dev);
-	while ((skb = __skb_dequeue(&due))) {
-		if (likely(dev)) {
-			vnet_port_send(port, dev, skb);
-		} else {
-			vnet_drop(port->vd->vn, VNET_D_TAP_WRITE_ERROR);
-			kfree_skb(skb);
-		}
-	}
-	rcu_read_unlock();
 	return ret;
 }
 

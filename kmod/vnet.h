@@ -340,6 +340,7 @@ struct vnet_linkctl {
 	u64 rate;			/* bits/s */
 	u64 free_at;			/* when the rate lets the next frame go */
 	u64 last_due;			/* when the last frame queued leaves */
+	bool sending;			/* the timer sends frames it took off */
 	struct sk_buff_head queue;	/* frames waiting, in order to leave */
 	struct hrtimer timer;		/* armed for the head of queue */
 };
