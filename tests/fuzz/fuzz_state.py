@@ -6,7 +6,6 @@ and must load again to the same state.
 """
 from __future__ import annotations
 
-import os
 
 from tests.fuzz.harness import instrumented, run, scratch_dir
 
