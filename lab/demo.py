@@ -84,6 +84,10 @@ def cli(examples: str) -> None:
 
             say("what host1 knows")
             shell(hosts[0], "vnets", "-a")
+            say("host1's vnets in brief, with counters: 'fast' when the kernel carried unicast "
+                "frames through vnetd's tc/eBPF fast path, 'slow' when every frame went through "
+                "vnetd (doc/fastpath.md)")
+            shell(hosts[0], "-br", "-s", "vnets")
             say("host1's VARP table (where remote MACs live)")
             shell(hosts[0], "varp")
             say("removing everything")
