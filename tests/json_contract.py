@@ -16,6 +16,8 @@ SCHEMAS = Path(__file__).resolve().parent.parent / "doc" / "schema"
 LISTINGS = ("vnets", "vnet-list", "vifs", "varp", "peers", "bridges", "stats", "keys", "ports", "endpoints")
 #: What streams print, one object per line, each with a schema of its own too.
 STREAMS = ("monitor",)
+#: What other commands print with --json: `vn topo show`.
+OUTPUTS = ("topo-show",)
 
 
 @cache
@@ -35,6 +37,6 @@ def check(listing: str, value: Any) -> Any:
     """`value` if it matches the listing's schema; else an AssertionError naming every
     mismatch and where it is."""
     errors = sorted(validator(listing).iter_errors(value), key=lambda e: list(e.absolute_path))
-    assert not errors, f"vn {listing} --json does not match doc/schema/{listing}.json:\n" + "\n".join(
+    assert not errors, f"vn {listing.replace('-', ' ')} --json does not match doc/schema/{listing}.json:\n" + "\n".join(
         f"  at {'/'.join(map(str, e.absolute_path)) or '(top)'}: {e.message}" for e in errors)
     return value

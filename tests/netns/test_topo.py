@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 from conftest import ROOT, needs_root
+from json_contract import check
 
 from lab.lab import Lab
 from lab.netns import rtnl
@@ -194,7 +195,7 @@ def test_leaf_spine_ospf(lab: Lab, make_hosts, tmp_path: Path) -> None:
         assert drawn.returncode == 0 and "<svg" in drawn.stdout, drawn.stderr
 
     # show: every end up, on every host, for the links it is in.
-    view = json.loads(hosts[0].vn("topo", "show", str(topo), "--json").stdout)
+    view = check("topo-show", json.loads(hosts[0].vn("topo", "show", str(topo), "--json").stdout))
     assert view["host"] == "h1" and len(view["segments"]) == 8
     for seg in view["segments"]:
         states = {e["host"]: e["state"] for e in seg["ends"]}
@@ -297,8 +298,9 @@ def test_leaf_spine_ospf_from_the_containerlab_example(lab: Lab, make_hosts, tmp
     print(f"\nleaf-spine lab from the containerlab file: {time.monotonic() - start:.1f} s from the first "
           "apply to all 16 adjacencies Full")
     leaves_reach_each_other(lab)
-    clab_view = json.loads(hosts[0].vn("topo", "show", str(clab), "--hosts", str(placing), "--json").stdout)
-    native_view = json.loads(hosts[0].vn("topo", "show", str(native), "--json").stdout)
+    clab_view = check("topo-show", json.loads(
+        hosts[0].vn("topo", "show", str(clab), "--hosts", str(placing), "--json").stdout))
+    native_view = check("topo-show", json.loads(hosts[0].vn("topo", "show", str(native), "--json").stdout))
     assert sorted(s["vnet"] for s in clab_view["segments"]) == sorted(s["vnet"] for s in native_view["segments"])
     for h in hosts:
         h.vn("topo", "destroy", str(clab), "--hosts", str(placing))
@@ -328,8 +330,9 @@ def test_containerlab_file_over_two_hosts(lab: Lab, make_hosts, tmp_path: Path) 
     lab.run("r1", ["ip", "addr", "add", "10.9.0.1/24", "dev", "eth1"], check=True)
     lab.run("r2", ["ip", "addr", "add", "10.9.0.2/24", "dev", "eth1"], check=True)
     lab.wait_ping("r1", "10.9.0.2", timeout=DEADLINE)
-    clab_view = json.loads(hosts[0].vn("topo", "show", str(clab), "--hosts", str(placing), "--json").stdout)
-    native_view = json.loads(hosts[0].vn("topo", "show", str(native), "--json").stdout)
+    clab_view = check("topo-show", json.loads(
+        hosts[0].vn("topo", "show", str(clab), "--hosts", str(placing), "--json").stdout))
+    native_view = check("topo-show", json.loads(hosts[0].vn("topo", "show", str(native), "--json").stdout))
     assert [s["vnet"] for s in clab_view["segments"]] == [s["vnet"] for s in native_view["segments"]]
     assert [e["state"] for e in clab_view["segments"][0]["ends"]] == ["up", "up"]
     # The native file names the same vnets, veths and record: applying it changes nothing.
@@ -386,14 +389,14 @@ def test_qemu_node_joins_by_the_hypervisor_helpers_nic(lab: Lab, make_hosts, tmp
     try:
         lab.run("r1", ["ip", "addr", "add", "10.9.1.1/24", "dev", "eth1"], check=True)
         lab.wait_ping("r1", vm.ip, timeout=DEADLINE)
-        view = json.loads(hosts[1].vn("topo", "show", str(topo), "--json").stdout)
+        view = check("topo-show", json.loads(hosts[1].vn("topo", "show", str(topo), "--json").stdout))
         ends = {e["endpoint"]: e for e in view["segments"][0]["ends"]}
         assert ends["vm1:eth0"]["attachment"] == "udp 127.0.0.1:41000 127.0.0.1:41001"
         assert ends["vm1:eth0"]["state"] == "up" and ends["r1:eth1"]["state"] == "up"
         # h1 gone (its vnetd killed), what h2 learned from it forgotten: unreachable.
         hosts[0].kill()
         hosts[1].vn("varp-flush")
-        view = json.loads(hosts[1].vn("topo", "show", str(topo), "--json").stdout)
+        view = check("topo-show", json.loads(hosts[1].vn("topo", "show", str(topo), "--json").stdout))
         ends = {e["endpoint"]: e for e in view["segments"][0]["ends"]}
         assert ends["r1:eth1"]["state"] == "unreachable" and ends["vm1:eth0"]["state"] == "up"
         hosts[0].start()

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from json_contract import LISTINGS, SCHEMAS, STREAMS, check, validator
+from json_contract import LISTINGS, OUTPUTS, SCHEMAS, STREAMS, check, validator
 from jsonschema import Draft202012Validator
 
 from vnet.cli import listing
@@ -115,7 +115,7 @@ def all_views() -> dict[str, list]:
 def test_every_listing_has_a_valid_schema() -> None:
     # NAME.schema.json describes a file users write (topology.schema.json), not a listing.
     files = {p.stem for p in SCHEMAS.glob("*.json") if not p.name.endswith(".schema.json")}
-    assert files == {*LISTINGS, *STREAMS, "common"}
+    assert files == {*LISTINGS, *STREAMS, *OUTPUTS, "common"}
     for name in files:
         schema = json.loads((SCHEMAS / f"{name}.json").read_text())
         Draft202012Validator.check_schema(schema)

@@ -9,10 +9,11 @@ from pathlib import Path
 
 import pytest
 import yaml
+from json_contract import check
 from jsonschema import Draft202012Validator, FormatChecker
 
 from vnet.model.vnetid import VnetId
-from vnet.topo import apply, graph, hypervisor, ids, load
+from vnet.topo import apply, graph, hypervisor, ids, load, show
 from vnet.topo.model import Endpoint
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -210,3 +211,14 @@ def test_link_set_finds_links_by_an_end_or_a_lan_name(tmp_path: Path) -> None:
         linkset.find_segment(t, "a:eth9")
     with pytest.raises(Exception, match="no LAN 'wan'"):
         linkset.find_segment(t, "wan")
+
+
+def test_show_json_matches_its_schema() -> None:
+    """`vn topo show --json` (doc/schema/topo-show.json), as a host of the file and as
+    none of its hosts, for the example with link control and a LAN."""
+    t = load.load(EXAMPLES / "leafspine.yaml")
+    host = next(iter(t.hosts))
+    for me in (host, None):
+        view = show.status(t, me, [], [], [])
+        check("topo-show", {"name": t.name, "host": me, "segments": view})
+    assert any(seg["control"] for seg in view), "the example sets no link control: the schema's part is untested"
