@@ -421,7 +421,7 @@ class KmodClient(Datapath):
                 for ifname in ports:
                     self._port_add(ipr, cfg.id, ifname)
                 for ifname, link in cfg.links:  # the module keeps it, attached or waiting
-                    self._port_link(cfg.id, ifname, link)
+                    self.port_set(cfg.id, ifname, link)
                 for spec in cfg.endpoints:
                     self.endpoint_add(cfg.id, spec)
             except (DatapathError, NetlinkError) as e:
@@ -509,14 +509,11 @@ class KmodClient(Datapath):
         with IPRoute() as ipr:
             self._port_add(ipr, vid, ifname)
 
-    def _port_link(self, vid: VnetId, ifname: str, link: LinkControl) -> None:
-        """PORT_SET: the module holds the port's link control itself (kmod/linkctl.c),
-        for an interface made again too; ENOENT told apart as port_del does."""
-        drop_old_tc(ifname, self.tc)
+    def _port_call(self, cmd: int, vid: VnetId, ifname: str, attrs: list, what: str) -> None:
+        """A command on one port; the module's one errno for two misses (no such vnet,
+        no such port) told apart."""
         try:
-            self._call(VNET_CMD_PORT_SET, [["VNET_A_ID", vid.packed], ["VNET_A_IFNAME", ifname],
-                                           *link_attrs(link)],
-                       f"cannot set the link control of port {ifname} of vnet {vid}")
+            self._call(cmd, [["VNET_A_ID", vid.packed], ["VNET_A_IFNAME", ifname], *attrs], what)
         except DatapathError as e:
             if e.code != "ENOENT":
                 raise
@@ -525,21 +522,15 @@ class KmodClient(Datapath):
             raise DatapathError("ENOENT", f"vnet {vid} has no port {ifname}") from None
 
     def port_set(self, vid: VnetId, ifname: str, link: LinkControl) -> None:
-        """The port's link control, in the module: it holds while the port exists,
-        waiting or attached, so an interface made again has it with no command."""
-        self._port_link(vid, ifname, link)
+        """PORT_SET: the module holds the port's link control itself (kmod/linkctl.c)
+        while the port exists, waiting or attached, so an interface made again has it
+        with no command."""
+        drop_old_tc(ifname, self.tc)
+        self._port_call(VNET_CMD_PORT_SET, vid, ifname, link_attrs(link),
+                        f"cannot set the link control of port {ifname} of vnet {vid}")
 
     def port_del(self, vid: VnetId, ifname: str) -> None:
-        try:
-            self._call(VNET_CMD_PORT_DEL, [["VNET_A_ID", vid.packed], ["VNET_A_IFNAME", ifname]],
-                       f"cannot remove port {ifname} of vnet {vid}")
-        except DatapathError as e:
-            if e.code != "ENOENT":
-                raise
-            # One errno for two misses: tell them apart.
-            if not any(m.get_attr("VNET_A_ID") == vid.packed for m in self._running()):
-                raise DatapathError("ENOENT", f"vnet {vid} does not exist") from None
-            raise DatapathError("ENOENT", f"vnet {vid} has no port {ifname}") from None
+        self._port_call(VNET_CMD_PORT_DEL, vid, ifname, [], f"cannot remove port {ifname} of vnet {vid}")
 
     def ports(self) -> list[Record]:
         found = self._call(VNET_CMD_PORT_GET, [], "cannot list the ports", dump=True)
