@@ -252,43 +252,6 @@ int vnet_nl_vnet_del_doit(struct sk_buff *skb, struct genl_info *info)
 	return err;
 }
 
-static int vnet_nl_port(struct genl_info *info, bool add)
-{
-	struct vnet_net *vn = vnet_info_net(info);
-	struct vnet_dev *vd;
-	const char *name;
-	int err;
-
-	if (!vnet_need(info, VNET_A_ID, "missing vnet id") ||
-	    !vnet_need(info, VNET_A_IFNAME, "missing interface name"))
-		return -EINVAL;
-	name = nla_data(info->attrs[VNET_A_IFNAME]);
-	rtnl_lock();
-	vd = vnet_find(vn, nla_data(info->attrs[VNET_A_ID]));
-	if (!vd) {
-		NL_SET_ERR_MSG(info->extack, "vnet does not exist");
-		err = -ENOENT;
-	} else if (add) {
-		err = vnet_port_add(vd, name, info->extack);
-	} else {
-		err = vnet_port_del(vd, name);
-		if (err)
-			NL_SET_ERR_MSG(info->extack, "no such port on this vnet");
-	}
-	rtnl_unlock();
-	return err;
-}
-
-int vnet_nl_port_add_doit(struct sk_buff *skb, struct genl_info *info)
-{
-	return vnet_nl_port(info, true);
-}
-
-int vnet_nl_port_del_doit(struct sk_buff *skb, struct genl_info *info)
-{
-	return vnet_nl_port(info, false);
-}
-
 /* A u32 link control attribute, 0 if absent. */
 static u32 vnet_linkctl_attr(struct genl_info *info, int type)
 {
@@ -330,43 +293,85 @@ static int vnet_linkctl_check(struct genl_info *info,
 	return 0;
 }
 
-int vnet_nl_port_set_doit(struct sk_buff *skb, struct genl_info *info)
+/* PORT_SET's settings, checked; absent attributes are 0 (none). */
+static int vnet_linkctl_conf_from(struct genl_info *info,
+				  struct vnet_linkctl_conf *conf)
+{
+	struct nlattr **attrs = info->attrs;
+
+	conf->loss_ppm = vnet_linkctl_attr(info, VNET_A_LINK_LOSS);
+	conf->corrupt_ppm = vnet_linkctl_attr(info, VNET_A_LINK_CORRUPT);
+	conf->delay_us = vnet_linkctl_attr(info, VNET_A_LINK_DELAY);
+	conf->jitter_us = vnet_linkctl_attr(info, VNET_A_LINK_JITTER);
+	if (attrs[VNET_A_LINK_RATE])
+		conf->rate = nla_get_u64(attrs[VNET_A_LINK_RATE]);
+	conf->suspended = attrs[VNET_A_LINK_SUSPENDED] &&
+			  nla_get_u8(attrs[VNET_A_LINK_SUSPENDED]);
+	return vnet_linkctl_check(info, conf);
+}
+
+enum vnet_port_op {
+	VNET_PORT_ADD,
+	VNET_PORT_DEL,
+	VNET_PORT_SET,
+};
+
+/* PORT_ADD, PORT_DEL and PORT_SET: one port of one vnet, named. */
+static int vnet_nl_port(struct genl_info *info, enum vnet_port_op op)
 {
 	struct vnet_net *vn = vnet_info_net(info);
-	struct nlattr **attrs = info->attrs;
 	struct vnet_linkctl_conf conf = {};
 	struct vnet_port *port;
 	struct vnet_dev *vd;
+	const char *name;
 	int err = 0;
 
 	if (!vnet_need(info, VNET_A_ID, "missing vnet id") ||
 	    !vnet_need(info, VNET_A_IFNAME, "missing interface name"))
 		return -EINVAL;
-	conf.loss_ppm = vnet_linkctl_attr(info, VNET_A_LINK_LOSS);
-	conf.corrupt_ppm = vnet_linkctl_attr(info, VNET_A_LINK_CORRUPT);
-	conf.delay_us = vnet_linkctl_attr(info, VNET_A_LINK_DELAY);
-	conf.jitter_us = vnet_linkctl_attr(info, VNET_A_LINK_JITTER);
-	if (attrs[VNET_A_LINK_RATE])
-		conf.rate = nla_get_u64(attrs[VNET_A_LINK_RATE]);
-	conf.suspended = attrs[VNET_A_LINK_SUSPENDED] &&
-			 nla_get_u8(attrs[VNET_A_LINK_SUSPENDED]);
-	err = vnet_linkctl_check(info, &conf);
-	if (err)
-		return err;
+	if (op == VNET_PORT_SET) {
+		err = vnet_linkctl_conf_from(info, &conf);
+		if (err)
+			return err;
+	}
+	name = nla_data(info->attrs[VNET_A_IFNAME]);
 	rtnl_lock();
-	vd = vnet_find(vn, nla_data(attrs[VNET_A_ID]));
-	port = vd ? vnet_port_find(vd, nla_data(attrs[VNET_A_IFNAME])) : NULL;
+	vd = vnet_find(vn, nla_data(info->attrs[VNET_A_ID]));
 	if (!vd) {
 		NL_SET_ERR_MSG(info->extack, "vnet does not exist");
 		err = -ENOENT;
-	} else if (!port) {
-		NL_SET_ERR_MSG(info->extack, "no such port on this vnet");
-		err = -ENOENT;
+	} else if (op == VNET_PORT_ADD) {
+		err = vnet_port_add(vd, name, info->extack);
+	} else if (op == VNET_PORT_DEL) {
+		err = vnet_port_del(vd, name);
+		if (err)
+			NL_SET_ERR_MSG(info->extack, "no such port on this vnet");
 	} else {
-		vnet_linkctl_set(port, &conf);
+		port = vnet_port_find(vd, name);
+		if (port) {
+			vnet_linkctl_set(port, &conf);
+		} else {
+			NL_SET_ERR_MSG(info->extack, "no such port on this vnet");
+			err = -ENOENT;
+		}
 	}
 	rtnl_unlock();
 	return err;
+}
+
+int vnet_nl_port_add_doit(struct sk_buff *skb, struct genl_info *info)
+{
+	return vnet_nl_port(info, VNET_PORT_ADD);
+}
+
+int vnet_nl_port_del_doit(struct sk_buff *skb, struct genl_info *info)
+{
+	return vnet_nl_port(info, VNET_PORT_DEL);
+}
+
+int vnet_nl_port_set_doit(struct sk_buff *skb, struct genl_info *info)
+{
+	return vnet_nl_port(info, VNET_PORT_SET);
 }
 
 /* An endpoint as ENDPOINT_ADD and ENDPOINT_DEL name it, checked. */
